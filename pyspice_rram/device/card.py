@@ -1,0 +1,261 @@
+"""Model card: the one parameter set shared by the Verilog-A, ngspice and NumPy forms.
+
+The card describes an interface-type Mo/TiOx cell (Choi et al. 2021). All values are SI.
+The physics is in :mod:`pyspice_rram.device.model`; this module only holds, validates and
+serialises the numbers.
+
+Equations (state :math:`x \\in [0, 1]`, cell area :math:`A` in m², voltage :math:`V` top-bottom)::
+
+    read current   I(V, x, A) = A * g(x) * V_nl * sinh(V / V_nl)
+                   g(x)       = g_min_density + (g_max_density - g_min_density) * x
+    state rate     dx/dt      = kappa * [ r_p(V) (1 - c_p x) w(1 - x)
+                                        - r_d(V) (1 - c_d (1 - x)) w(x) ]
+                   r_p(V)     = R0 * max(0, exp((V - V_p)/V_0p) - exp(-V_p/V_0p))
+                   r_d(V)     = R0 * max(0, exp((-V - V_d)/V_0d) - exp(-V_d/V_0d))
+                   c_p        = 1 - exp(-beta_p),   c_d = 1 - exp(-beta_d)
+                   w(u)       = min(1, max(0, u / eps_bound))
+
+``R0 = 1 s^-1``, so ``V_p`` is the voltage at which the potentiation rate is about 1 s^-1
+(a threshold on a log scale). For identical pulses of width ``t_w`` the state follows the
+saturating-exponential pulse response ``x(n) = (1 - exp(-beta n / N)) / (1 - exp(-beta))``
+with ``N = beta / (c r t_w)`` pulses for the full range (``N = 1/(r t_w)`` when beta = 0).
+The conductance range and the conductance step per pulse both scale with ``A`` while ``N``
+does not: this is the areal scaling that realises the hybrid synapse gain ``k``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+#: Rate prefactor of the switching kinetics, s^-1 (fixed, so that V_p is identifiable).
+RATE_REF = 1.0
+
+#: Parameters that a fit may vary, with (lower, upper) bounds and unit.
+PARAMETER_INFO: dict[str, tuple[float, float, str, str]] = {
+    "g_min_density": (1e3, 1e10, "S/m^2", "low-field conductance per area at x = 0"),
+    "g_max_density": (1e3, 1e11, "S/m^2", "low-field conductance per area at x = 1"),
+    "v_nl": (0.05, 10.0, "V", "read nonlinearity voltage of the sinh I-V"),
+    "v_p": (0.0, 5.0, "V", "potentiation voltage where the rate is ~1 s^-1"),
+    "v0_p": (0.01, 1.0, "V", "potentiation rate e-folding voltage"),
+    "beta_p": (-5.0, 10.0, "1", "potentiation pulse-response nonlinearity (0 = linear)"),
+    "v_d": (0.0, 5.0, "V", "depression voltage (magnitude) where the rate is ~1 s^-1"),
+    "v0_d": (0.01, 1.0, "V", "depression rate e-folding voltage"),
+    "beta_d": (-5.0, 10.0, "1", "depression pulse-response nonlinearity (0 = linear)"),
+    "c2c_sigma": (0.0, 3.0, "1", "cycle-to-cycle variability delta/mu of the step per pulse"),
+    "d2d_g_sigma": (0.0, 2.0, "1", "device-to-device relative spread of the conductance range"),
+    "d2d_v_sigma": (0.0, 1.0, "V", "device-to-device spread of V_p and V_d"),
+}
+
+
+def area_from_diameter(diameter_m: float) -> float:
+    """Area in m² of a circular cell of the given diameter in m: ``A = pi d^2 / 4``."""
+    return math.pi * diameter_m**2 / 4.0
+
+
+@dataclass
+class PulseScheme:
+    """An identical-pulse programming scheme (amplitudes in V, widths in s).
+
+    Parameters
+    ----------
+    v_set, t_set : potentiation pulse amplitude (V, > 0) and width (s).
+    v_reset, t_reset : depression (or strong reset) pulse amplitude (V, < 0) and width (s).
+    v_read : read voltage (V) used to turn read currents into conductances.
+    """
+
+    v_set: float = 1.8
+    t_set: float = 10e-6
+    v_reset: float = -3.0
+    t_reset: float = 10e-6
+    v_read: float = 0.2
+
+    def __post_init__(self) -> None:
+        if not (self.v_set > 0 and self.t_set > 0 and self.t_reset > 0):
+            raise ValueError(f"PulseScheme needs v_set > 0 and positive widths, got {self}")
+        if not self.v_reset < 0:
+            raise ValueError(f"PulseScheme.v_reset must be negative, got {self.v_reset}")
+
+
+@dataclass
+class ModelCard:
+    """Parameters of the Mo/TiOx interface-switching cell (SI units throughout).
+
+    Parameters
+    ----------
+    g_min_density, g_max_density : float
+        Low-field conductance per unit area (S/m²) at x = 0 and x = 1.
+    v_nl : float
+        Read nonlinearity voltage (V): ``I = A g(x) V_nl sinh(V / V_nl)``.
+    v_p, v0_p, beta_p : float
+        Potentiation kinetics: rate ~1 s^-1 at ``v_p`` (V), e-folding ``v0_p`` (V),
+        pulse-response nonlinearity ``beta_p`` (dimensionless, 0 = linear).
+    v_d, v0_d, beta_d : float
+        Depression kinetics for negative bias, ``v_d`` is a magnitude (V).
+    eps_bound : float
+        Width of the soft saturation window at the state bounds (dimensionless).
+    c2c_sigma : float
+        Cycle-to-cycle variability δ/μ: the rate of each pulse is scaled by
+        ``kappa ~ N(1, c2c_sigma)`` (clipped at 0).
+    d2d_g_sigma : float
+        Device-to-device relative (log-normal) spread of the conductance range.
+    d2d_v_sigma : float
+        Device-to-device Gaussian spread (V) of ``v_p`` and ``v_d``.
+    area_ref : float
+        Area (m²) of the reference ("big") device, used for defaults.
+    scheme : PulseScheme
+        The nominal programming scheme (potentiation pulse, strong reset, read voltage).
+    name, provenance :
+        Free text name, and provenance of a fitted card (data set hash, fit date, tool
+        version, per-parameter standard errors).
+    """
+
+    g_min_density: float = 6.366e6
+    g_max_density: float = 6.366e7
+    v_nl: float = 0.6
+    v_p: float = 0.86
+    v0_p: float = 0.12
+    beta_p: float = 0.5
+    v_d: float = 1.0
+    v0_d: float = 0.12
+    beta_d: float = 1.0
+    eps_bound: float = 1e-3
+    c2c_sigma: float = 0.34
+    d2d_g_sigma: float = 0.1
+    d2d_v_sigma: float = 0.01
+    area_ref: float = field(default_factory=lambda: area_from_diameter(1e-6))
+    scheme: PulseScheme = field(default_factory=PulseScheme)
+    name: str = "motiox-reference"
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.scheme, dict):
+            self.scheme = PulseScheme(**self.scheme)
+        self.validate()
+
+    # ------------------------------------------------------------------ checks
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first parameter that is out of its bounds."""
+        for name, (lo, hi, unit, _desc) in PARAMETER_INFO.items():
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"ModelCard.{name} must be a finite number, got {value!r}")
+            if not lo <= value <= hi:
+                raise ValueError(f"ModelCard.{name} = {value} {unit} is outside [{lo}, {hi}]")
+        if self.g_max_density <= self.g_min_density:
+            raise ValueError("ModelCard.g_max_density must exceed g_min_density")
+        if not 0 < self.eps_bound < 0.1:
+            raise ValueError("ModelCard.eps_bound must be in (0, 0.1)")
+        if not self.area_ref > 0:
+            raise ValueError("ModelCard.area_ref must be positive (m^2)")
+
+    # ------------------------------------------------------------ derived values
+    @property
+    def c_p(self) -> float:
+        """Potentiation curvature coefficient ``c_p = 1 - exp(-beta_p)``."""
+        return -math.expm1(-self.beta_p)
+
+    @property
+    def c_d(self) -> float:
+        """Depression curvature coefficient ``c_d = 1 - exp(-beta_d)``."""
+        return -math.expm1(-self.beta_d)
+
+    def g_min(self, area: float | None = None) -> float:
+        """Low-field conductance (S) at x = 0 of a cell of ``area`` m² (default ``area_ref``)."""
+        return self.g_min_density * (self.area_ref if area is None else area)
+
+    def g_max(self, area: float | None = None) -> float:
+        """Low-field conductance (S) at x = 1 of a cell of ``area`` m² (default ``area_ref``)."""
+        return self.g_max_density * (self.area_ref if area is None else area)
+
+    @property
+    def on_off(self) -> float:
+        """Low-field on/off ratio ``g_max / g_min``."""
+        return self.g_max_density / self.g_min_density
+
+    def n_states(self, v_pulse: float | None = None, t_pulse: float | None = None,
+                 polarity: str = "p") -> float:
+        """Number of identical pulses that take the state across its full range.
+
+        ``N = beta / (c r(V) t_w)`` (``1 / (r t_w)`` when beta = 0), with the card's nominal
+        potentiation pulse by default. ``polarity='d'`` uses the depression kinetics, and
+        then ``v_pulse`` must be negative.
+        """
+        from .model import rate_depression, rate_potentiation  # local: avoids a cycle
+
+        if polarity == "p":
+            v = self.scheme.v_set if v_pulse is None else v_pulse
+            t = self.scheme.t_set if t_pulse is None else t_pulse
+            r, beta, c = float(rate_potentiation(v, self)), self.beta_p, self.c_p
+        elif polarity == "d":
+            if v_pulse is None:
+                raise ValueError("n_states(polarity='d') needs v_pulse (< 0)")
+            t = self.scheme.t_reset if t_pulse is None else t_pulse
+            r, beta, c = float(rate_depression(v_pulse, self)), self.beta_d, self.c_d
+        else:
+            raise ValueError("polarity must be 'p' or 'd'")
+        if r <= 0:
+            return math.inf
+        return (1.0 / (r * t)) if abs(beta) < 1e-12 else beta / (c * r * t)
+
+    # ----------------------------------------------------------------- I/O
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (JSON-ready) of every field."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ModelCard":
+        """Build a card from :meth:`to_dict` output; unknown keys raise ``ValueError``."""
+        data = dict(data)
+        data.pop("units", None)
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown model-card keys: {sorted(unknown)}")
+        return cls(**data)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the card as JSON (with a ``units`` table for the reader)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        out = self.to_dict()
+        out["units"] = {k: v[2] for k, v in PARAMETER_INFO.items()} | {
+            "eps_bound": "1", "area_ref": "m^2", "scheme": "V, s"}
+        path.write_text(json.dumps(out, indent=2, sort_keys=False) + "\n")
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "ModelCard":
+        """Read a card written by :meth:`save`."""
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}: not a JSON model card ({exc})") from exc
+        return cls.from_dict(data)
+
+    @classmethod
+    def reference(cls) -> "ModelCard":
+        """The paper-like reference card used to generate the synthetic data set.
+
+        1 µm diameter device: G_min = 5 µS, G_max = 50 µS at low field; 50 states for the
+        nominal +1.8 V / 10 µs pulse; δ/μ = 0.34 (Choi et al. 2021, Fig. 3E).
+        """
+        return cls()
+
+    def replace(self, **changes: Any) -> "ModelCard":
+        """A copy with some fields changed (validated)."""
+        return dataclasses.replace(self, **changes)
+
+    def stamp(self, **info: Any) -> None:
+        """Add provenance entries (with the current UTC time and tool version)."""
+        from .. import __version__
+
+        self.provenance.update(info)
+        self.provenance.setdefault("created", _dt.datetime.now(_dt.timezone.utc).isoformat())
+        self.provenance.setdefault("tool", f"pyspice-rram {__version__}")
