@@ -1,0 +1,149 @@
+"""The main job: the whole chain on the embedded default data, one step after another.
+
+``pyspice-rram run -o out/`` performs
+
+1. **fit** — fit the shipped (synthetic) Mo/TiOx reference data set; write the model card,
+   the generated ``.va``/``.lib`` and the fit report (:func:`pyspice_rram.calibration.fit_dataset`);
+2. **crossbar** — build tiles of a small weight matrix with the fitted card, solve them in
+   ngspice and the MNA solver, report the VMM error against the ideal product
+   (:func:`pyspice_rram.circuit.demo`);
+3. **training** — train floating-point, single-pair and hybrid networks on scikit-learn's
+   8x8 digits (or on MNIST when ``--mnist``/``PYSPICE_RRAM_MNIST`` is given) with the fitted
+   device parameters (:func:`pyspice_rram.network.demo`);
+4. **surrogate** — train through the crossbar surrogate and check a few test images through
+   ideal VMM, surrogate and ngspice (:func:`pyspice_rram.surrogate.demo`).
+
+Each step is a plain function of the previous step's output, callable alone. A summary
+(``summary.json``) with every step's numbers, timings and output paths is written at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from .device.card import ModelCard
+
+#: The embedded default data set.
+REFERENCE_DATASET = Path(__file__).resolve().parent.parent / "calibration" / "motiox-reference"
+
+
+@dataclass
+class StepResult:
+    """Outcome of one step of the chain: its numbers, wall time (s) and files."""
+
+    name: str
+    seconds: float
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def step_fit(dataset: Path, outdir: Path, progress: bool = True) -> tuple[ModelCard, dict]:
+    """Fit ``dataset`` and return the fitted card and a summary of the fit."""
+    from .calibration import fit_dataset
+
+    result = fit_dataset(dataset, outdir, progress=progress)
+    return result.card, result.summary()
+
+
+def step_crossbar(card: ModelCard, outdir: Path, progress: bool = True) -> dict:
+    """Solve crossbar tiles of the fitted card in ngspice and MNA; return the errors."""
+    from .circuit import demo
+
+    return demo(card, outdir, progress=progress)
+
+
+def step_training(card: ModelCard, outdir: Path, mnist: str | None, progress: bool = True) -> dict:
+    """Train FP, single and hybrid networks with the fitted card's device parameters."""
+    from .network import demo
+
+    return demo(card, outdir, mnist=mnist, progress=progress)
+
+
+def step_surrogate(card: ModelCard, outdir: Path, progress: bool = True) -> dict:
+    """Train through the tile surrogate and check inference against ngspice."""
+    from .surrogate import demo
+
+    return demo(card, outdir, progress=progress)
+
+
+def run_chain(outdir: str | Path, dataset: str | Path = REFERENCE_DATASET, *,
+              mnist: str | None = None, steps: tuple[str, ...] = ("fit", "crossbar", "training",
+                                                                   "surrogate"),
+              progress: bool = True, echo: Callable[[str], None] = print) -> list[StepResult]:
+    """Run the chain ``fit -> crossbar -> training -> surrogate`` into ``outdir``."""
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    dataset = Path(dataset)
+    results: list[StepResult] = []
+
+    def timed(name: str, fn: Callable[[], Any]) -> Any:
+        echo(f"== {name} ==")
+        t0 = time.perf_counter()
+        value = fn()
+        summary = value[1] if isinstance(value, tuple) else value
+        results.append(StepResult(name, time.perf_counter() - t0, summary))
+        echo(f"   {name}: {time.perf_counter() - t0:.1f} s")
+        return value
+
+    if "fit" in steps:
+        card, _ = timed("fit", lambda: step_fit(dataset, outdir / "fit", progress))
+    else:
+        card_path = dataset / "fitted" / "card.json"
+        card = ModelCard.load(card_path) if card_path.exists() else ModelCard.reference()
+    if "crossbar" in steps:
+        timed("crossbar", lambda: step_crossbar(card, outdir / "crossbar", progress))
+    if "training" in steps:
+        timed("training", lambda: step_training(card, outdir / "training", mnist, progress))
+    if "surrogate" in steps:
+        timed("surrogate", lambda: step_surrogate(card, outdir / "surrogate", progress))
+
+    summary = {r.name: {"seconds": round(r.seconds, 2), **_jsonable(r.summary)} for r in results}
+    (outdir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    echo(f"summary written to {outdir / 'summary.json'}")
+    return results
+
+
+def _jsonable(obj: Any) -> Any:
+    """Convert NumPy scalars/arrays and paths inside ``obj`` to JSON types."""
+    import numpy as np
+
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    steps = tuple(s.strip() for s in args.steps.split(",") if s.strip())
+    unknown = set(steps) - {"fit", "crossbar", "training", "surrogate"}
+    if unknown:
+        raise ValueError(f"unknown steps {sorted(unknown)}")
+    run_chain(args.output, args.dataset, mnist=args.mnist, steps=steps,
+              progress=not args.no_progress)
+    return 0
+
+
+def register(subparsers) -> None:
+    """Add the ``run`` subcommand (the main job)."""
+    p = subparsers.add_parser("run", help="main job: fit -> crossbar -> training -> surrogate",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-o", "--output", default="out", help="output directory (default: out/)")
+    p.add_argument("--dataset", default=str(REFERENCE_DATASET),
+                   help="device data set directory (default: the shipped synthetic reference)")
+    p.add_argument("--mnist", default=None,
+                   help="MNIST directory (IDX .gz files); else $PYSPICE_RRAM_MNIST, else 8x8 digits")
+    p.add_argument("--steps", default="fit,crossbar,training,surrogate",
+                   help="comma-separated subset of fit,crossbar,training,surrogate")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_run)
