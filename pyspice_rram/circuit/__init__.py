@@ -1,0 +1,28 @@
+"""Circuit layer: crossbar tiles with IR drop, solved by ngspice and by sparse nodal analysis.
+
+* :mod:`.tile` -- :class:`Tile` (cells, wire/driver/sense resistances) and its topology;
+* :mod:`.netlist` -- the ngspice netlist of a tile (many input vectors in one DC sweep);
+* :mod:`.ngspice_run` -- ngspice through PySpice's shared library or ``ngspice -b``;
+* :mod:`.mna` -- the sparse nodal-analysis reference solver and the ideal product;
+* :mod:`.mapping` -- weight matrices onto differential / hybrid tile arrays, periphery, ADC;
+* :mod:`.parallel` -- many tiles over a process pool or a Dask cluster;
+* :mod:`.update` -- transient check of the parallel outer-product update;
+* :mod:`.store` -- HDF5 results store;
+* :mod:`.cli` -- ``pyspice-rram xbar``.
+
+Sign convention: cell terminal t is on the row line, b on the column line; a sensed output is
+the current (A) from the line into its virtual ground.
+"""
+
+from .mna import TileSystem, ideal_product, transfer_matrix
+from .mna import solve_tile as solve_tile_mna
+from .netlist import tile_netlist
+from .ngspice_run import NgspiceConvergenceError, NgspiceError, NgspiceNetlistError, NgspiceNotFound
+from .ngspice_run import solve_tile as solve_tile_ngspice
+from .tile import Tile, tia_input_resistance, topology
+
+__all__ = [
+    "Tile", "TileSystem", "ideal_product", "transfer_matrix", "solve_tile_mna",
+    "solve_tile_ngspice", "tile_netlist", "tia_input_resistance", "topology", "NgspiceError",
+    "NgspiceConvergenceError", "NgspiceNetlistError", "NgspiceNotFound",
+]

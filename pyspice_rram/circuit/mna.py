@@ -1,0 +1,303 @@
+"""Sparse nodal analysis of a crossbar tile: the reference solver for the ngspice results.
+
+The circuit is that of :mod:`pyspice_rram.circuit.tile`. With node voltages ``V`` (V) and the
+driven-line sources ``v`` (V), Kirchhoff's current law at every free node reads
+
+.. math::
+
+    F(V) = G_w V + \\mathcal{A}\\, I_{cell}(\\mathcal{A}^T V) - S v = 0,
+
+where ``G_w`` (S) stamps the wire segments and the periphery conductances
+``1 / (R_wire + R_driver)`` (driven lines) and ``1 / (R_wire + R_sense)`` (sensed lines),
+``S`` injects ``v`` through the driver conductances, ``\\mathcal{A}`` is the cell incidence
+matrix (+1 at the row node = terminal t, -1 at the column node = terminal b) and
+``I_cell(V) = A g(x) V_nl sinh(V / V_nl)`` (model cells) or ``g V`` (linear cells).
+A line whose periphery resistance is zero (ideal driver or ideal virtual ground with
+``R_wire = 0``) is one node held at its source voltage and eliminated.
+
+* **linear cells**: ``F`` is linear; the matrix is factorised once (SuperLU,
+  ``permc_spec='MMD_AT_PLUS_A'``) and every input vector is one triangular solve pair;
+* **model cells**: Newton iterations. All input vectors iterate together with the chord
+  (simplified Newton) matrix ``G_w + A diag(A g(x)) A^T`` (the low-field Jacobian, factorised
+  once); a vector whose contraction is poor (strong sinh nonlinearity) continues with full
+  Newton, ``J = G_w + A diag(dI/dV) A^T`` refactorised per iteration. Iterates are clipped to
+  the range of the sources, which bounds every node voltage of this passive, monotone network.
+  Convergence: ``max |dV| <= rtol * max(|v|) + atol``.
+
+Output: the current (A) from each sensed line into its virtual ground, ``I = V_end / R_p``
+(or, for an ideal virtual ground, the sum of the cell currents into the line).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+
+from .tile import Tile, check_direction, topology
+
+#: SuperLU column ordering (fastest on these grids, see docs/circuit.md).
+PERMC_SPEC = "MMD_AT_PLUS_A"
+
+
+class ConvergenceError(RuntimeError):
+    """Newton iterations of the nodal solver did not converge."""
+
+
+@dataclass
+class TileSystem:
+    """The assembled nodal equations of a tile for one read direction.
+
+    Build once, then call :meth:`solve` for any number of input batches; for linear cells the
+    factorisation is kept (``factor once, solve many``).
+
+    Parameters
+    ----------
+    tile : Tile
+    direction : {'forward', 'transposed'}
+    rtol, atol : float
+        Newton convergence on the node voltages: ``max |dV| <= rtol max|v| + atol`` (V).
+    max_iter : int
+        Newton iteration limit per input vector.
+    """
+
+    tile: Tile
+    direction: str = "forward"
+    rtol: float = 1e-13
+    atol: float = 1e-15
+    max_iter: int = 60
+    timings: dict[str, float] = field(default_factory=dict)
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_direction(self.direction)
+        t0 = time.perf_counter()
+        tile, L = self.tile, topology(self.tile, self.direction)
+        self._L = L
+        R, C = tile.shape
+        nn = L.n_nodes
+        n_in = len(L.drive_node)
+        # fixed nodes: driven lines with an ideal source, sensed lines with an ideal ground
+        fixed_drive = ~np.isfinite(L.drive_g)
+        fixed_sense = ~np.isfinite(L.sense_g)
+        is_fixed = np.zeros(nn, bool)
+        is_fixed[L.drive_node[fixed_drive]] = True
+        is_fixed[L.sense_node[fixed_sense]] = True
+        self._free = np.flatnonzero(~is_fixed)
+        self._fixed = np.flatnonzero(is_fixed)
+        pos = np.full(nn, -1)
+        pos[self._fixed] = np.arange(len(self._fixed))
+        # fixed values = P @ v (sensed fixed lines stay 0)
+        k_fd = np.flatnonzero(fixed_drive)
+        self._P = sp.csr_matrix((np.ones(len(k_fd)), (pos[L.drive_node[k_fd]], k_fd)),
+                                shape=(len(self._fixed), n_in))
+        # wires and periphery
+        rows, cols, vals = [], [], []
+
+        def stamp(a: np.ndarray, b: np.ndarray, g: np.ndarray | float) -> None:
+            g = np.broadcast_to(np.asarray(g, float), a.shape).ravel()
+            a, b = a.ravel(), b.ravel()
+            rows.extend([a, b, a, b])
+            cols.extend([a, b, b, a])
+            vals.extend([g, g, -g, -g])
+
+        if tile.r_wire_row > 0 and C > 1:
+            stamp(L.row_node[:, :-1], L.row_node[:, 1:], 1.0 / tile.r_wire_row)
+        if tile.r_wire_col > 0 and R > 1:
+            stamp(L.col_node[:-1, :], L.col_node[1:, :], 1.0 / tile.r_wire_col)
+        for node, g in ((L.drive_node, L.drive_g), (L.sense_node, L.sense_g)):
+            ok = np.isfinite(g)
+            rows.append(node[ok]); cols.append(node[ok]); vals.append(g[ok])
+        cat = (lambda parts: np.concatenate(parts) if parts else np.zeros(0))
+        G = sp.csr_matrix((cat(vals), (cat(rows).astype(int), cat(cols).astype(int))),
+                          shape=(nn, nn))
+        # source injection S (nn, n_in)
+        ok = np.isfinite(L.drive_g)
+        S = sp.csr_matrix((L.drive_g[ok], (L.drive_node[ok], np.flatnonzero(ok))),
+                          shape=(nn, n_in))
+        # cell incidence (nn, R*C): +1 on the row (t) node, -1 on the column (b) node
+        nc = R * C
+        self._inc = sp.csr_matrix(
+            (np.r_[np.ones(nc), -np.ones(nc)],
+             (np.r_[L.row_node.ravel(), L.col_node.ravel()], np.r_[np.arange(nc), np.arange(nc)])),
+            shape=(nn, nc))
+        U, F = self._free, self._fixed
+        self._G_uu = G[U][:, U].tocsc()
+        self._G_uf = G[U][:, F].tocsr()
+        self._S_u = S[U].tocsr()
+        self._inc_u = self._inc[U].tocsr()
+        # output maps: I_out = O_node @ V_full + O_cell @ I_cell
+        n_out = len(L.sense_node)
+        ok = np.isfinite(L.sense_g)
+        self._O_node = sp.csr_matrix((L.sense_g[ok], (np.flatnonzero(ok), L.sense_node[ok])),
+                                     shape=(n_out, nn))
+        # ideal virtual ground: current into the held node from its cells = -inc[node, c] I_c
+        k_fs = np.flatnonzero(~ok)
+        inc_csr = self._inc.tocsr()
+        blocks = []
+        for k in k_fs:
+            blocks.append(-inc_csr[L.sense_node[k]])
+        if blocks:
+            Ofs = sp.vstack(blocks).tocoo()
+            self._O_cell = sp.csr_matrix((Ofs.data, (k_fs[Ofs.row], Ofs.col)), shape=(n_out, nc))
+        else:
+            self._O_cell = sp.csr_matrix((n_out, nc))
+        # linear cells (or the low-field chord matrix of model cells)
+        g0 = self.tile.low_field_conductance().ravel()
+        self._A0 = (self._G_uu + self._inc_u @ sp.diags(g0) @ self._inc_u.T).tocsc()
+        self.timings["assemble_s"] = time.perf_counter() - t0
+        self._lu0 = None
+
+    # ---------------------------------------------------------------- helpers
+    @property
+    def n_free(self) -> int:
+        """Number of unknown node voltages."""
+        return len(self._free)
+
+    def _factor0(self):
+        if self._lu0 is None and self.n_free:
+            t0 = time.perf_counter()
+            self._lu0 = spla.splu(self._A0, permc_spec=PERMC_SPEC)
+            self.timings["factor_s"] = time.perf_counter() - t0
+        return self._lu0
+
+    def _full(self, Vu: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """Full node-voltage array (nn, K) from free voltages (n_free, K) and sources (K, n_in)."""
+        V = np.empty((self._L.n_nodes, v.shape[0]))
+        V[self._free] = Vu
+        V[self._fixed] = self._P @ v.T
+        return V
+
+    def _cell_currents(self, V: np.ndarray) -> np.ndarray:
+        """Cell currents (R*C, K) for full node voltages V (nn, K)."""
+        R, C = self.tile.shape
+        vc = (self._inc.T @ V).T.reshape(-1, R, C)
+        return self.tile.cell_current(vc).reshape(-1, R * C).T
+
+    def _outputs(self, V: np.ndarray) -> np.ndarray:
+        I = self._O_node @ V
+        if self._O_cell.nnz:
+            I = I + self._O_cell @ self._cell_currents(V)
+        return np.asarray(I).T
+
+    def _rhs(self, v: np.ndarray) -> np.ndarray:
+        return self._S_u @ v.T - self._G_uf @ (self._P @ v.T)
+
+    # ---------------------------------------------------------------- solve
+    def node_voltages(self, v_in: Any) -> np.ndarray:
+        """All node voltages (V), shape ``(n_nodes, n_vectors)``, for inputs ``v_in``."""
+        v = self.tile.check_inputs(v_in, self.direction)
+        if not self.n_free:
+            return self._full(np.zeros((0, v.shape[0])), v)
+        lu = self._factor0()
+        t0 = time.perf_counter()
+        rhs = self._rhs(v)
+        Vu = lu.solve(np.asarray(rhs, dtype=float))
+        if not self.tile.is_linear:
+            Vu = self._newton(Vu, v, rhs)
+        self.timings["solve_s"] = self.timings.get("solve_s", 0.0) + time.perf_counter() - t0
+        return self._full(Vu, v)
+
+    def solve(self, v_in: Any) -> np.ndarray:
+        """Sensed currents (A), shape ``(n_vectors, n_sensed)``, for read voltages ``v_in``."""
+        return self._outputs(self.node_voltages(v_in))
+
+    def _residual(self, Vu: np.ndarray, v: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+        V = self._full(Vu, v)
+        return self._G_uu @ Vu - rhs + self._inc_u @ self._cell_currents(V)
+
+    def _newton(self, Vu: np.ndarray, v: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+        lo = np.minimum(v.min(axis=1), 0.0)[None, :]
+        hi = np.maximum(v.max(axis=1), 0.0)[None, :]
+        tol = self.rtol * np.maximum(np.abs(v).max(axis=1), 1e-300) + self.atol
+        lu = self._lu0
+        active = np.arange(v.shape[0])
+        last = np.full(v.shape[0], np.inf)
+        n_chord, full = 0, []
+        for it in range(self.max_iter):
+            if not len(active):
+                break
+            dV = lu.solve(np.asarray(self._residual(Vu[:, active], v[active], rhs[:, active])))
+            Vu[:, active] = np.clip(Vu[:, active] - dV, lo[:, active], hi[:, active])
+            n_chord += 1
+            step = np.abs(dV).max(axis=0)
+            done = step <= tol[active]
+            slow = (step > 0.5 * last[active]) & (it >= 2)
+            last[active] = step
+            full.extend(active[slow & ~done].tolist())
+            active = active[~done & ~slow]
+        full.extend(active.tolist())
+        self.stats["chord_iterations"] = n_chord
+        self.stats["full_newton_vectors"] = len(full)
+        R, C = self.tile.shape
+        for k in full:
+            vk, rk = v[k:k + 1], rhs[:, k:k + 1]
+            for it in range(self.max_iter):
+                V = self._full(Vu[:, k:k + 1], vk)
+                vc = (self._inc.T @ V).T.reshape(R, C)
+                gd = self.tile.cell_didv(vc).ravel()
+                J = (self._G_uu + self._inc_u @ sp.diags(gd) @ self._inc_u.T).tocsc()
+                res = self._residual(Vu[:, k:k + 1], vk, rk)
+                dV = spla.splu(J, permc_spec=PERMC_SPEC).solve(np.asarray(res))
+                Vu[:, k:k + 1] = np.clip(Vu[:, k:k + 1] - dV, lo[:, k:k + 1], hi[:, k:k + 1])
+                if np.abs(dV).max() <= tol[k]:
+                    break
+            else:
+                raise ConvergenceError(f"MNA Newton did not converge for input vector {k} in "
+                                       f"{self.max_iter} iterations")
+        return Vu
+
+
+def solve_tile(tile: Tile, v_in: Any, direction: str = "forward", *, rtol: float = 1e-13,
+               atol: float = 1e-15, max_iter: int = 60) -> np.ndarray:
+    """Sensed currents of a tile read with voltages ``v_in``, by sparse nodal analysis.
+
+    Parameters
+    ----------
+    tile : Tile
+        The crossbar tile (linear or model cells, wire/driver/sense resistances).
+    v_in : array_like, shape (n_vectors, rows) forward or (n_vectors, cols) transposed
+        Read voltages (V) of the driven lines, one row per input vector (1-D = one vector).
+    direction : {'forward', 'transposed'}
+        ``'forward'``: rows driven, columns sensed; ``'transposed'``: columns driven, rows
+        sensed.
+    rtol, atol, max_iter :
+        Newton settings for model cells (see :class:`TileSystem`).
+
+    Returns
+    -------
+    ndarray, shape (n_vectors, cols) forward or (n_vectors, rows) transposed
+        Current (A) from each sensed line into its virtual ground.
+    """
+    return TileSystem(tile, direction, rtol=rtol, atol=atol, max_iter=max_iter).solve(v_in)
+
+
+def ideal_product(tile: Tile, v_in: Any, direction: str = "forward") -> np.ndarray:
+    """Sensed currents (A) without wire, driver or sense resistance.
+
+    Every cell sees its full line voltage: forward ``I_j = sum_i I_cell,ij(v_i)``, transposed
+    ``I_i = -sum_j I_cell,ij(-v_j)`` (current from column to row). For linear cells this is
+    the vector-matrix product ``v @ g`` (forward) or ``v @ g.T`` (transposed).
+    """
+    check_direction(direction)
+    v = tile.check_inputs(v_in, direction)
+    if tile.is_linear:
+        return v @ tile.g if direction == "forward" else v @ tile.g.T
+    if direction == "forward":
+        return tile.cell_current(v[:, :, None]).sum(axis=1)
+    return -tile.cell_current(-v[:, None, :]).sum(axis=2)
+
+
+def transfer_matrix(tile: Tile, direction: str = "forward") -> np.ndarray:
+    """Effective conductance matrix ``T`` (S) of a linear-cell tile: ``I = v @ T``.
+
+    Obtained from unit input vectors with one factorisation; includes all IR drop.
+    """
+    if not tile.is_linear:
+        raise ValueError("transfer_matrix needs linear cells (the model-cell read is nonlinear)")
+    n = tile.n_inputs(direction)
+    return TileSystem(tile, direction).solve(np.eye(n))

@@ -1,0 +1,165 @@
+"""ngspice netlist of a crossbar tile read with many input vectors in one DC analysis.
+
+The circuit is that of :mod:`pyspice_rram.circuit.tile` (node numbering from
+:func:`pyspice_rram.circuit.tile.topology`, so the nodal solver and the netlist describe the
+same graph). Many input vectors share one analysis through an *index source*::
+
+    Vidx idx 0 0
+    Bd<k> d<k> 0 V=pwl(v(idx), 0,v_0k, 1,v_1k, ..., K-1,v_(K-1)k)
+    .dc Vidx 0 K-1 1
+
+so the DC sweep's step ``n`` applies input vector ``n`` on every driven line and ngspice
+orders the matrix once for all K vectors (measured fastest on ngspice 46 with KLU, see
+``docs/circuit.md``). Sensed currents are the branch currents of the 0 V sources ``Vs<k>``
+(positive from the line into the virtual ground).
+
+Names: row nodes ``r<i>_<j>`` (``r<i>`` when the row wire is ideal), column nodes
+``c<i>_<j>`` (``c<j>``), driver nodes ``d<k>``, sense nodes ``s<k>``; cells ``Rx<i>_<j>``
+(linear, 0 S cells are left out) or ``Xc<i>_<j> ... motiox_read area=<m²> x=<state>`` (model
+cells, library of :func:`pyspice_rram.device.ngspice.cell_library`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import numpy as np
+
+from ..device.ngspice import cell_library
+from .tile import Tile, topology
+
+#: ngspice options used for crossbar reads (tolerances tight enough for 1e-6 agreement with
+#: the nodal solver; KLU is added when the ngspice supports it).
+READ_OPTIONS = {"reltol": 1e-9, "abstol": 1e-18, "vntol": 1e-12}
+
+#: Extra options of the convergence-aid retries (gmin stepping, then source stepping).
+CONVERGENCE_AIDS: tuple[dict[str, Any], ...] = (
+    {},
+    {"itl1": 1000, "itl2": 1000, "gminsteps": 100},
+    {"itl1": 1000, "itl2": 1000, "gminsteps": 100, "srcsteps": 100, "noopiter": None},
+)
+
+
+def _f(value: float) -> str:
+    return repr(float(value))
+
+
+def sense_source_names(tile: Tile, direction: str) -> list[str]:
+    """Names of the 0 V sources whose branch currents are the sensed outputs, in order."""
+    return [f"vs{k}" for k in range(tile.n_outputs(direction))]
+
+
+def _pwl(values: np.ndarray) -> str:
+    """pwl(v(idx), ...) with one point per input vector (at least two points)."""
+    pts = [f"{n},{_f(v)}" for n, v in enumerate(values)]
+    if len(pts) == 1:
+        pts.append(f"1,{_f(values[0])}")
+    chunks = [",".join(pts[i:i + 6]) for i in range(0, len(pts), 6)]
+    return "pwl(v(idx)," + ",\n+ ".join(chunks) + ")"
+
+
+def options_line(klu: bool = True, extra: dict[str, Any] | None = None) -> str:
+    """The ``.options`` line: :data:`READ_OPTIONS`, ``klu`` and ``extra`` (None = flag)."""
+    opts: dict[str, Any] = dict(READ_OPTIONS)
+    if extra:
+        opts.update(extra)
+    words = ["klu"] if klu else []
+    for k, v in opts.items():
+        words.append(k if v is None else f"{k}={v}")
+    return ".options " + " ".join(words)
+
+
+def tile_netlist(tile: Tile, v_in: Any, direction: str = "forward", *, klu: bool = True,
+                 options: dict[str, Any] | None = None, title: str | None = None) -> str:
+    """ngspice netlist (text) of ``tile`` read with every input vector of ``v_in``.
+
+    Parameters
+    ----------
+    tile : Tile
+    v_in : array_like, shape (n_vectors, n_driven)
+        Read voltages (V); vector ``n`` is applied at sweep point ``Vidx = n``.
+    direction : {'forward', 'transposed'}
+    klu : bool
+        Add ``.options klu`` (ngspice >= 41 built with KLU).
+    options : dict, optional
+        Extra ``.options`` (e.g. convergence aids); a value of None writes a flag.
+    title : str, optional
+        First (title) line.
+
+    Returns
+    -------
+    str
+        A complete netlist ending in ``.end`` with a ``.dc Vidx 0 K-1 1`` analysis; it runs
+        as-is with ``ngspice -b``.
+    """
+    v = tile.check_inputs(v_in, direction)
+    K = v.shape[0]
+    T = topology(tile, direction)
+    R, C = tile.shape
+    wr, wc = tile.r_wire_row > 0, tile.r_wire_col > 0
+
+    def rname(i: int, j: int) -> str:
+        return f"r{i}_{j}" if wr else f"r{i}"
+
+    def cname(i: int, j: int) -> str:
+        return f"c{i}_{j}" if wc else f"c{j}"
+
+    # periphery nodes of line k in this direction
+    if direction == "forward":
+        drive_at = [rname(i, 0) for i in range(R)]
+        sense_at = [cname(R - 1, j) for j in range(C)]
+    else:
+        drive_at = [cname(R - 1, j) for j in range(C)]
+        sense_at = [rname(i, 0) for i in range(R)]
+
+    kind = "linear cells" if tile.is_linear else f"model cells, card '{tile.card.name}'"
+    out = [title or f"pyspice-rram crossbar tile {R}x{C} ({kind}), {direction} read, "
+                    f"{K} input vector(s)",
+           f"* r_wire_row={_f(tile.r_wire_row)} r_wire_col={_f(tile.r_wire_col)} "
+           f"r_driver={_f(tile.r_driver)} r_sense={_f(tile.r_sense)} (ohm)",
+           options_line(klu, options)]
+    if not tile.is_linear:
+        out.append(cell_library(tile.card).rstrip())
+    out.append("* input index source: sweep point n applies input vector n")
+    out.append("Vidx idx 0 0")
+    out.append("* drivers")
+    for k, node in enumerate(drive_at):
+        g = T.drive_g[k]
+        if np.isfinite(g):
+            out.append(f"Bd{k} d{k} 0 V={_pwl(v[:, k])}")
+            out.append(f"Rd{k} d{k} {node} {_f(1.0 / g)}")
+        else:
+            out.append(f"Bd{k} {node} 0 V={_pwl(v[:, k])}")
+    out.append("* virtual-ground sense (branch current of Vs<k> = output k)")
+    for k, node in enumerate(sense_at):
+        g = T.sense_g[k]
+        if np.isfinite(g):
+            out.append(f"Rs{k} {node} s{k} {_f(1.0 / g)}")
+            out.append(f"Vs{k} s{k} 0 0")
+        else:
+            out.append(f"Vs{k} {node} 0 0")
+    if wr and C > 1:
+        out.append("* row wire segments")
+        out += [f"Rr{i}_{j} {rname(i, j)} {rname(i, j + 1)} {_f(tile.r_wire_row)}"
+                for i in range(R) for j in range(C - 1)]
+    if wc and R > 1:
+        out.append("* column wire segments")
+        out += [f"Rc{i}_{j} {cname(i, j)} {cname(i + 1, j)} {_f(tile.r_wire_col)}"
+                for i in range(R - 1) for j in range(C)]
+    out.append("* cells (t = row, b = column)")
+    if tile.is_linear:
+        out += [f"Rx{i}_{j} {rname(i, j)} {cname(i, j)} {_f(1.0 / tile.g[i, j])}"
+                for i in range(R) for j in range(C) if tile.g[i, j] > 0]
+    else:
+        out += [f"Xc{i}_{j} {rname(i, j)} {cname(i, j)} motiox_read "
+                f"area={_f(tile.area[i, j])} x={_f(tile.x[i, j])}"
+                for i in range(R) for j in range(C)]
+    out.append(f".dc Vidx 0 {K - 1} 1")
+    out.append(".end")
+    return "\n".join(out) + "\n"
+
+
+def netlist_sha256(netlist: str) -> str:
+    """SHA-256 hex digest of a netlist's text (stored with every result)."""
+    return hashlib.sha256(netlist.encode("utf-8")).hexdigest()

@@ -1,0 +1,76 @@
+"""ngspice (shared library and ``ngspice -b``) against the nodal solver."""
+
+import numpy as np
+import pytest
+
+from pyspice_rram.circuit import mna
+from pyspice_rram.circuit.ngspice_run import (NgspiceConvergenceError, NgspiceNetlistError,
+                                              read_raw, run_batch, solve_tile)
+from pyspice_rram.circuit.tile import Tile
+
+# 24 random tiles: (rows, cols) x {linear, model} x {forward, transposed}
+SIZES = [(4, 4), (5, 9), (16, 12), (33, 20), (24, 48), (64, 64)]
+CASES = [(s, c, d) for s in SIZES for c in ("linear", "model") for d in ("forward", "transposed")]
+
+
+@pytest.mark.parametrize("shape, cells, direction", CASES,
+                         ids=[f"{s[0]}x{s[1]}-{c}-{d}" for s, c, d in CASES])
+def test_ngspice_matches_mna(shape, cells, direction, card):
+    seed = hash((shape, cells, direction)) % 2**32
+    rng = np.random.default_rng(seed)
+    r_row, r_col = rng.choice([0.0, 0.1, 1.0, 2.5, 5.0], 2)
+    tile = Tile.random(*shape, rng=rng, card=None if cells == "linear" else card,
+                       r_wire_row=r_row, r_wire_col=r_col, r_driver=rng.uniform(0, 20),
+                       r_sense=rng.choice([0.0, 5.0]))
+    v = rng.uniform(0.0, 0.3, (3, tile.n_inputs(direction)))
+    backend = "shared" if (sum(shape) + len(cells)) % 2 else "batch"
+    info = {}
+    got = solve_tile(tile, v, direction, backend=backend, info=info)
+    ref = mna.solve_tile(tile, v, direction)
+    assert got.shape == ref.shape == (3, tile.n_outputs(direction))
+    assert np.all(ref > 0)
+    rel = np.abs(got - ref) / np.abs(ref)
+    assert rel.max() <= 1e-6, f"max relative difference {rel.max():.3g} ({backend})"
+    assert len(info["netlist_sha256"]) == 64 and info["attempts"] == 1
+
+
+def test_both_backends_agree_with_mixed_sign_inputs(card, rng):
+    tile = Tile.random(20, 10, rng=rng, card=card, r_wire_row=2.0, r_wire_col=2.0,
+                       r_driver=5.0)
+    v = rng.uniform(-0.4, 0.4, (7, 20))
+    a = solve_tile(tile, v, backend="shared")
+    b = solve_tile(tile, v, backend="batch")
+    ref = mna.solve_tile(tile, v)
+    scale = np.abs(ref).max()
+    assert np.abs(a - ref).max() <= 1e-9 * scale
+    assert np.abs(b - ref).max() <= 1e-9 * scale
+
+
+def test_bad_netlist_raises_with_saved_netlist(tmp_path):
+    bad = "broken\nR1 a\nXq a 0 nosuchsubckt\nVidx idx 0 0\n.dc Vidx 0 0 1\n.end\n"
+    with pytest.raises(NgspiceNetlistError) as err:
+        run_batch(bad, ["i(vs0)"], 1, workdir=tmp_path, stem="bad")
+    assert err.value.netlist_path == tmp_path / "bad.cir"
+    assert err.value.netlist_path.read_text() == bad
+    assert "netlist saved at" in str(err.value)
+
+
+def test_non_convergence_raises_after_retries(tmp_path):
+    # 1 A forced into an element that saturates at 1 mA: no DC solution exists, and the
+    # pseudo-transient 'operating point' ngspice falls back to must not be accepted
+    net = ("no solution\nVidx idx 0 0\nI1 0 a 1\nB1 a b I=1e-3*tanh(v(a,b))\nVs0 b 0 0\n"
+           ".dc Vidx 0 0 1\n.end\n")
+    with pytest.raises(NgspiceConvergenceError) as err:
+        run_batch(net, ["i(vs0)"], 1, workdir=tmp_path, stem="nc")
+    assert (tmp_path / "nc.cir").exists()
+    assert err.value.log
+
+
+def test_read_raw_ascii(tmp_path):
+    p = tmp_path / "a.raw"
+    p.write_text("Title: t\nPlotname: DC\nFlags: real\nNo. Variables: 2\nNo. Points: 2\n"
+                 "Variables:\n\t0\tv(v-sweep)\tvoltage\n\t1\ti(vs0)\tcurrent\nValues:\n"
+                 " 0\t0.0\n\t1.5e-3\n 1\t1.0\n\t-2.5e-3\n")
+    names, data = read_raw(p)
+    assert names == ["v(v-sweep)", "i(vs0)"]
+    np.testing.assert_array_equal(data, [[0.0, 1.5e-3], [1.0, -2.5e-3]])
