@@ -1,0 +1,311 @@
+"""Transient check of the parallel outer-product update on a small array (ngspice, dynamic cells).
+
+Scheme (Choi et al. 2021; row pulses encode the activation ``x``, column pulses the error
+``δ``; a cell moves only where pulses overlap). Activations ``x_i`` in [0, 1] (sigmoid
+outputs) and errors ``δ_j`` in [-1, 1]; time is cut into ``n_slots`` slots per phase::
+
+    potentiation phase (slots s = 0 ... n_slots-1):
+        row i    : +V_set/2 for the whole slot when s < n_i = round(x_i n_slots)
+        column j : -V_set/2 for a fraction |δ_j| of the slot, if δ_j > 0
+    depression phase (same slots):
+        row i    : -V_dep/2 when s < n_i
+        column j : +V_dep/2 for a fraction |δ_j| of the slot, if δ_j < 0
+
+A selected cell sees the full ``V_set`` (or ``-V_dep``) for ``n_i |δ_j| T_on``, i.e. a time
+proportional to ``x_i δ_j``; a half-selected cell (only its row or only its column pulsed)
+sees at most ``V/2``, below the switching threshold. ``V_dep`` defaults to the depression
+amplitude whose rate equals the potentiation rate at ``V_set``:
+``V_dep = V_d + (V_set - V_p) V_0d / V_0p``.
+
+The array is simulated in ngspice with the dynamic ``motiox`` subcircuit (state on a
+capacitor, ``tran ... uic``) including row/column wire resistance and driver resistance; the
+same pulse sequence is also applied with the NumPy model's exact per-segment advance
+(rectangular pulses of the same equivalent widths) as a cross-check. Reported: the achieved
+low-field conductance change ``ΔG`` against the intended outer product ``η x δ`` (``η``
+fitted by least squares on the selected cells) and the disturb of half-selected cells.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..device.card import ModelCard
+from ..device.model import advance
+from ..device.ngspice import cell_library
+
+
+@dataclass
+class UpdateResult:
+    """Outcome of :func:`update_check` (conductances in S, states dimensionless)."""
+
+    x_act: np.ndarray
+    delta: np.ndarray
+    x0: np.ndarray
+    x_final: np.ndarray          # ngspice
+    x_final_numpy: np.ndarray    # NumPy model, rectangular pulses
+    dG: np.ndarray               # ngspice ΔG (S)
+    dG_numpy: np.ndarray
+    dG_target: np.ndarray        # η x δ (S)
+    eta: float                   # S per unit x δ
+    selected: np.ndarray         # bool mask
+    half_selected: np.ndarray    # bool mask
+    metrics: dict[str, float] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+    netlist: str = ""
+    wall_s: float = 0.0
+
+
+def _pwl(points: list[tuple[float, float]]) -> str:
+    pts = [(0.0, 0.0)] + points
+    out = []
+    last = -1.0
+    for t, v in pts:
+        if t <= last:
+            t = last + 1e-15
+        out.append(f"{float(t)!r} {float(v)!r}")
+        last = t
+    chunks = [" ".join(out[i:i + 6]) for i in range(0, len(out), 6)]
+    return "PWL(" + "\n+ ".join(chunks) + ")"
+
+
+def _trapezoid(t0: float, te: float, plateau: float, v: float) -> list[tuple[float, float]]:
+    return [(t0, 0.0), (t0 + te, v), (t0 + te + plateau, v), (t0 + 2 * te + plateau, 0.0)]
+
+
+def update_check(card: ModelCard, x_act: Any, delta: Any, *, n_slots: int = 10,
+                 t_on: float | None = None, t_edge: float = 10e-9,
+                 v_set: float | None = None, v_dep: float | None = None,
+                 x0: float | np.ndarray = 0.5, area: float | None = None,
+                 r_wire: float = 1.0, r_driver: float = 10.0,
+                 workdir: str | Path | None = None) -> UpdateResult:
+    """Simulate one parallel update of a ``len(x_act) x len(delta)`` array in ngspice.
+
+    Parameters
+    ----------
+    card : ModelCard
+    x_act : array_like (rows,)
+        Activations in [0, 1], encoded as the number of row pulses ``round(x n_slots)``.
+    delta : array_like (cols,)
+        Errors in [-1, 1], encoded as the column pulse width ``|δ| t_on`` and its phase.
+    n_slots : int
+        Slots per phase (resolution of ``x``).
+    t_on : float
+        Slot width (s), default the card's ``scheme.t_set``.
+    t_edge : float
+        Pulse rise/fall time (s).
+    v_set, v_dep : float
+        Full-select potentiation / depression amplitudes (V, > 0); defaults in the module
+        docstring.
+    x0 : float or array
+        Initial states.
+    area : float
+        Cell area (m²), default ``card.area_ref``.
+    r_wire, r_driver : float
+        Wire resistance per cell segment and driver output resistance (Ω).
+    """
+    xa = np.asarray(x_act, dtype=float).ravel()
+    de = np.asarray(delta, dtype=float).ravel()
+    if np.any((xa < 0) | (xa > 1)) or not np.all(np.isfinite(xa)):
+        raise ValueError("x_act must be in [0, 1]")
+    if np.any(np.abs(de) > 1) or not np.all(np.isfinite(de)):
+        raise ValueError("delta must be in [-1, 1]")
+    if n_slots < 1 or r_wire < 0 or r_driver < 0:
+        raise ValueError("n_slots >= 1 and non-negative resistances required")
+    R, C = len(xa), len(de)
+    t_on = card.scheme.t_set if t_on is None else float(t_on)
+    v_set = card.scheme.v_set if v_set is None else float(v_set)
+    if v_dep is None:
+        v_dep = card.v_d + (v_set - card.v_p) * card.v0_d / card.v0_p
+    area = card.area_ref if area is None else float(area)
+    x0 = np.broadcast_to(np.asarray(x0, dtype=float), (R, C)).copy()
+    if np.any((x0 < 0) | (x0 > 1)):
+        raise ValueError("x0 must be in [0, 1]")
+    te = float(t_edge)
+    period = t_on + 6 * te
+    n_i = np.round(xa * n_slots).astype(int)
+    # column plateau so that the equivalent rectangular width (plateau + te) is |δ| t_on
+    col_w = np.abs(de) * t_on
+    col_on = col_w > te
+
+    rows_pts: list[list[tuple[float, float]]] = [[] for _ in range(R)]
+    cols_pts: list[list[tuple[float, float]]] = [[] for _ in range(C)]
+    phases = (("p", +v_set / 2, -v_set / 2, de > 0), ("d", -v_dep / 2, +v_dep / 2, de < 0))
+    for ph, (name, v_row, v_col, col_sel) in enumerate(phases):
+        for s in range(n_slots):
+            t0 = (ph * n_slots + s) * period
+            for i in range(R):
+                if s < n_i[i]:
+                    rows_pts[i] += _trapezoid(t0, te, t_on + 2 * te, v_row)
+            for j in range(C):
+                if col_sel[j] and col_on[j]:
+                    cols_pts[j] += _trapezoid(t0 + 2 * te, te, col_w[j] - te, v_col)
+    t_stop = 2 * n_slots * period + period
+
+    # ---------------------------------------------------------------- netlist
+    def rn(i: int, j: int) -> str:
+        return f"r{i}_{j}" if r_wire > 0 else f"r{i}"
+
+    def cn(i: int, j: int) -> str:
+        return f"c{i}_{j}" if r_wire > 0 else f"c{j}"
+
+    lines = [f"pyspice-rram parallel update check {R}x{C}, card '{card.name}'",
+             ".options klu reltol=1e-6 abstol=1e-15 vntol=1e-9",
+             cell_library(card).rstrip()]
+    for i in range(R):
+        r = r_driver + r_wire
+        node = f"dr{i}" if r > 0 else rn(i, 0)
+        lines.append(f"Vr{i} {node} 0 {_pwl(rows_pts[i])}")
+        if r > 0:
+            lines.append(f"Rdr{i} dr{i} {rn(i, 0)} {r!r}")
+    for j in range(C):
+        r = r_driver + r_wire
+        node = f"dc{j}" if r > 0 else cn(R - 1, j)
+        lines.append(f"Vc{j} {node} 0 {_pwl(cols_pts[j])}")
+        if r > 0:
+            lines.append(f"Rdc{j} dc{j} {cn(R - 1, j)} {r!r}")
+    if r_wire > 0:
+        lines += [f"Rr{i}_{j} {rn(i, j)} {rn(i, j + 1)} {r_wire!r}"
+                  for i in range(R) for j in range(C - 1)]
+        lines += [f"Rc{i}_{j} {cn(i, j)} {cn(i + 1, j)} {r_wire!r}"
+                  for i in range(R - 1) for j in range(C)]
+    lines += [f"Xc{i}_{j} {rn(i, j)} {cn(i, j)} motiox area={area!r} x0={float(x0[i, j])!r}"
+              for i in range(R) for j in range(C)]
+    states = [f"v(xc{i}_{j}.x)" for i in range(R) for j in range(C)]
+    lines += [".save " + " ".join(states[k:k + 16]) for k in range(0, len(states), 16)]
+    lines += [f".tran {t_on / 50!r} {t_stop!r} 0 {t_on / 20!r} uic", ".end"]
+    netlist = "\n".join(lines) + "\n"
+    t0 = time.perf_counter()
+    data, _ = _run_tran(netlist, states, workdir)
+    wall = time.perf_counter() - t0
+    x_final = np.clip(data[-1].reshape(R, C), 0.0, 1.0)
+
+    # ---------------------------------------------------------------- NumPy reference
+    x_np = x0.copy()
+    T_row = t_on + 3 * te                       # equivalent width of a row pulse
+    for ph, (name, v_row, v_col, col_sel) in enumerate(phases):
+        col_t = np.where(col_sel & col_on, col_w, 0.0)[None, :]
+        for s in range(n_slots):
+            row_act = (s < n_i)[:, None]
+            vr = np.where(row_act, v_row, 0.0)
+            vc = np.where(col_t > 0, v_col, 0.0)
+            # overlap (both pulses), then the rest of the row pulse, or a lone column pulse
+            x_np = advance(x_np, vr - vc, np.broadcast_to(col_t, (R, C)), card)
+            x_np = advance(x_np, np.broadcast_to(vr, (R, C)),
+                           np.where(row_act, T_row - col_t, 0.0), card)
+            x_np = advance(x_np, np.broadcast_to(-vc, (R, C)),
+                           np.where(row_act, 0.0, col_t), card)
+
+    # ---------------------------------------------------------------- metrics
+    dgd = card.g_max_density - card.g_min_density
+    dG = area * dgd * (x_final - x0)
+    dG_np = area * dgd * (x_np - x0)
+    xq = n_i / n_slots
+    dq = np.where(col_on, de, 0.0)
+    outer = np.outer(xq, dq)
+    row_act, col_act = (n_i > 0)[:, None], col_on[None, :]
+    selected = row_act & col_act
+    half = row_act ^ col_act
+    m = selected
+    eta = float((dG[m] * outer[m]).sum() / max((outer[m] ** 2).sum(), 1e-300))
+    target = eta * outer
+    scale = float(np.abs(target).max()) or 1.0
+    metrics = {
+        "eta_S": eta,
+        "rms_error_rel": float(np.sqrt(np.mean((dG[m] - target[m]) ** 2)) / scale),
+        "max_error_rel": float(np.abs(dG[m] - target[m]).max() / scale) if m.any() else 0.0,
+        "corr": float(np.corrcoef(dG[m], outer[m])[0, 1]) if m.sum() > 2 else float("nan"),
+        "half_selected_max_rel": float(np.abs(dG[half]).max() / scale) if half.any() else 0.0,
+        "unselected_max_rel": float(np.abs(dG[~(selected | half)]).max() / scale)
+        if (~(selected | half)).any() else 0.0,
+        "ngspice_vs_numpy_rel": float(np.abs(dG - dG_np).max() / scale),
+        "sign_agreement": float(np.mean(np.sign(dG[m]) == np.sign(outer[m]))) if m.any() else 1.0,
+    }
+    settings = dict(n_slots=n_slots, t_on=t_on, t_edge=te, v_set=v_set, v_dep=v_dep, area=area,
+                    r_wire=r_wire, r_driver=r_driver, t_stop=t_stop)
+    return UpdateResult(xa, de, x0, x_final, x_np, dG, dG_np, target, eta, selected, half,
+                        metrics, settings, netlist, wall)
+
+
+def _run_tran(netlist: str, states: list[str], workdir) -> tuple[np.ndarray, str]:
+    """Run a transient netlist with ``ngspice -b`` and return the saved state vectors."""
+    import subprocess
+    import tempfile
+
+    from .ngspice_run import (NgspiceConvergenceError, NgspiceError, _keep_netlist,
+                              ngspice_info, read_raw)
+
+    exe = ngspice_info()["executable"]
+    with tempfile.TemporaryDirectory(prefix="pyspice_rram_update_") as tmp:
+        tmp = Path(tmp)
+        head, _, _ = netlist.rpartition(".end")
+        text = head + ".control\nset filetype=binary\nrun\nwrite " + str(tmp / "out.raw") + \
+            " " + " ".join(states) + "\nquit\n.endc\n.end\n"
+        (tmp / "update.cir").write_text(text)
+        proc = subprocess.run([exe, "-b", str(tmp / "update.cir")], capture_output=True,
+                              text=True, cwd=tmp)
+        log = proc.stdout + proc.stderr
+        if not (tmp / "out.raw").exists():
+            cls = NgspiceConvergenceError if "timestep too small" in log.lower() else NgspiceError
+            raise cls("ngspice transient of the update check failed",
+                      _keep_netlist(netlist, workdir, "update"), log)
+        names, data = read_raw(tmp / "out.raw")
+    lower = [n.lower() for n in names]
+    cols = [lower.index(s.lower()) for s in states]
+    if workdir:
+        Path(workdir).mkdir(parents=True, exist_ok=True)
+        (Path(workdir) / "update.cir").write_text(netlist)
+    return data[:, cols], log
+
+
+def default_pattern(rows: int = 8, cols: int = 8, seed: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """An activation / error pattern with idle rows and columns (to expose half-selects)."""
+    rng = np.random.default_rng(seed)
+    x = np.round(rng.uniform(0.1, 1.0, rows), 1)
+    d = np.round(rng.uniform(-1.0, 1.0, cols), 2)
+    x[[1, rows - 2]] = 0.0
+    d[[2, cols - 1]] = 0.0
+    return x, d
+
+
+def plot_update(result: UpdateResult, path: str | Path) -> Path:
+    """Figure: intended ΔG, achieved ΔG (ngspice), their difference, and scatter."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(1, 4, figsize=(15, 3.6))
+    vmax = float(np.abs(result.dG_target).max()) * 1e6 or 1.0
+    for a, data, title in ((ax[0], result.dG_target, "intended η x δᵀ"),
+                           (ax[1], result.dG, "achieved ΔG (ngspice)"),
+                           (ax[2], result.dG - result.dG_target, "achieved − intended")):
+        im = a.imshow(data * 1e6, cmap="RdBu_r", vmin=-vmax, vmax=vmax)
+        a.set_title(title)
+        a.set_xlabel("column j (δ)")
+        a.set_ylabel("row i (x)")
+        fig.colorbar(im, ax=a, label="ΔG (µS)")
+    s, h = result.selected, result.half_selected
+    ax[3].plot(result.dG_target[s] * 1e6, result.dG[s] * 1e6, "o", label="selected")
+    ax[3].plot(result.dG_target[h] * 1e6, result.dG[h] * 1e6, "x", label="half-selected")
+    ax[3].plot(result.dG_target[s] * 1e6, result.dG_numpy[s] * 1e6, ".", ms=3,
+               label="NumPy model")
+    lim = [-vmax, vmax]
+    ax[3].plot(lim, lim, "k:", lw=0.8)
+    ax[3].set_xlabel("intended ΔG (µS)")
+    ax[3].set_ylabel("achieved ΔG (µS)")
+    ax[3].legend(fontsize=8)
+    m = result.metrics
+    fig.suptitle(f"parallel update {result.dG.shape[0]}x{result.dG.shape[1]}: rms error "
+                 f"{m['rms_error_rel']:.3f}, half-selected max {m['half_selected_max_rel']:.2e}"
+                 f" (of max |ΔG|)", fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
