@@ -300,13 +300,13 @@ def pulse_train_pwl(v_pulse, t_flat, t_edge: float, t_gap: float) -> tuple[np.nd
 def ngspice_pulse_train(card: ModelCard, v_pulse, t_flat, *, t_edge: float = 5e-9,
                         t_gap: float = 2e-6, area: float | None = None, x0: float = 0.0,
                         max_step: float | None = None, reltol: float = 1e-6,
-                        osdi: str | Path | None = None, timeout: float = 120.0
-                        ) -> TransientTrain:
+                        osdi: str | Path | None = None, uic: bool = True,
+                        timeout: float = 120.0) -> TransientTrain:
     """Transient of the dynamic cell under a trapezoidal pulse train in ngspice.
 
     By default the cell is the behavioural subcircuit ``motiox`` of
     :func:`pyspice_rram.device.ngspice.cell_library` (run with ``uic``, state capacitor
-    ``IC = x0``). With ``osdi`` (a compiled ``motiox.va``, see
+    ``IC = x0``, unless ``uic=False``). With ``osdi`` (a compiled ``motiox.va``, see
     :func:`pyspice_rram.device.veriloga.compile_osdi`) the Verilog-A module itself is
     simulated (ngspice's OSDI loader; the transient starts from its operating point, where
     the module holds ``x = x0``).
@@ -331,6 +331,10 @@ def ngspice_pulse_train(card: ModelCard, v_pulse, t_flat, *, t_edge: float = 5e-
         about the local error per step in x).
     osdi : path, optional
         OSDI object of the Verilog-A module to simulate instead of the subcircuit.
+    uic : bool
+        Start the subcircuit's transient with ``uic`` (else from its operating point, where
+        the subcircuit holds ``x = x0`` too). The OSDI run always starts from the operating
+        point.
     """
     times, values, starts = pulse_train_pwl(v_pulse, t_flat, t_edge, t_gap)
     t_flat = np.atleast_1d(np.asarray(t_flat, float))
@@ -341,13 +345,13 @@ def ngspice_pulse_train(card: ModelCard, v_pulse, t_flat, *, t_edge: float = 5e-
     lines = ["* pyspice-rram: pulse train on motiox", f"Vp in 0 PWL({pwl})"]
     if osdi is None:
         lines += [cell_library(card), f"Xcell in 0 motiox area={_f(area)} x0={_f(x0)}"]
-        uic, node, offset = " uic", "v(xcell.x)", 0.0
+        uic_kw, node, offset = (" uic" if uic else ""), "v(xcell.x)", 0.0
     else:
         lines += [".model motiox_va motiox", f"Ncell in 0 motiox_va area={_f(area)} x0={_f(x0)}",
                   ".control", f"pre_osdi {Path(osdi).resolve()}", ".endc"]
-        uic, node, offset = "", "v(ncell#x)", x0
+        uic_kw, node, offset = "", "v(ncell#x)", x0
     lines += [f".options klu reltol={_f(reltol)} abstol=1e-15 vntol=1e-9 chgtol=1e-16",
-              f".tran {_f(max_step)} {_f(times[-1])} 0 {_f(max_step)}{uic}",
+              f".tran {_f(max_step)} {_f(times[-1])} 0 {_f(max_step)}{uic_kw}",
               ".end", ""]
     plot = run_ngspice("\n".join(lines), timeout=timeout)[-1]
     time, v, x = plot["time"], plot["v(in)"], plot[node] + offset

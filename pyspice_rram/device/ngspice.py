@@ -13,7 +13,9 @@ Subcircuits in the generated library (``.lib``/``.include`` file):
     The cell with its state as the voltage of node ``x`` and ``V(r) = dx/dt``: lets a DC
     analysis probe the rate at a forced state.
 ``motiox t b area=<m^2> x0=<state> kappa=1``
-    The dynamic cell: state on a 1 F capacitor integrating ``dx/dt``; use ``tran ... uic``.
+    The dynamic cell: state on a 1 F capacitor integrating ``dx/dt`` for t > 0; at t = 0
+    (operating point, ``.op``, ``.dc``) the state is held at ``x0``, so ``tran`` works with
+    or without ``uic``.
     ``kappa`` scales the switching rate (cycle-to-cycle noise hook: alter it between pulses).
 """
 
@@ -80,7 +82,9 @@ def cell_library(card: ModelCard, *, area: float | None = None) -> str:
         f".subckt motiox t b area={a} x0=0 kappa=1",
         "Xcore t b x r motiox_core area={area} kappa={kappa}",
         "Cstate x 0 1 IC={x0}",
-        "Gstate 0 x r 0 1",
+        # t > 0: C dx/dt = V(r). At t = 0 (operating point, .op/.dc) hold x = x0, so the
+        # cell also works without uic (a bare current source left node x singular).
+        "Bstate 0 x I=time > 0 ? V(r) : ({x0} - V(x))",
         ".ends motiox",
         "",
     ])

@@ -125,6 +125,29 @@ def test_transient_matches_numpy_of_the_same_trapezoids(train):
     assert np.abs(np.diff(tr.x)[gaps[1:] & gaps[:-1]]).max() < 1e-15
 
 
+def test_dynamic_cell_starts_from_x0_with_or_without_uic():
+    s = CARD.scheme
+    v, t = np.full(5, s.v_set), np.full(5, s.t_set)
+    with_uic = crosscheck.ngspice_pulse_train(CARD, v, t, t_edge=1e-9, x0=0.4, uic=True)
+    from_op = crosscheck.ngspice_pulse_train(CARD, v, t, t_edge=1e-9, x0=0.4, uic=False)
+    assert from_op.x[0] == pytest.approx(0.4, abs=1e-12)
+    np.testing.assert_allclose(from_op.x_after, with_uic.x_after, atol=1e-9)
+    exact = simulate_pulse_train(CARD, v, crosscheck.equivalent_width(CARD, s.v_set, s.t_set, 1e-9),
+                                 x0=0.4, c2c=False).x[0]
+    np.testing.assert_allclose(from_op.x_after, exact, atol=5e-6)
+
+
+def test_operating_point_of_the_dynamic_cell_holds_its_state():
+    """A DC operating point under bias reads the programmed state (it does not run the
+    state to a bound): I = I_read(V, x0)."""
+    net = "\n".join(["* op of motiox", cell_library(CARD), "V1 a 0 1.5",
+                     f"X1 a 0 motiox area={AREAS[3]!r} x0=0.35", ".op", ".end", ""])
+    plot = crosscheck.run_ngspice(net)[-1]
+    assert plot["v(x1.x)"][0] == pytest.approx(0.35, abs=1e-12)
+    assert -plot["i(v1)"][0] == pytest.approx(float(cell_current(1.5, 0.35, AREAS[3], CARD)),
+                                              rel=1e-9)
+
+
 def test_library_text_is_valid_for_ngspice(tmp_path):
     """The .lib text loads as an include file and the read cell gives I(V) at its state."""
     lib = tmp_path / "motiox.lib"
