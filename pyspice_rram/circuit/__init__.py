@@ -24,5 +24,12 @@ from .tile import Tile, tia_input_resistance, topology
 __all__ = [
     "Tile", "TileSystem", "ideal_product", "transfer_matrix", "solve_tile_mna",
     "solve_tile_ngspice", "tile_netlist", "tia_input_resistance", "topology", "NgspiceError",
-    "NgspiceConvergenceError", "NgspiceNetlistError", "NgspiceNotFound",
+    "NgspiceConvergenceError", "NgspiceNetlistError", "NgspiceNotFound", "demo",
 ]
+
+
+def demo(card, outdir, progress=True, **kwargs):
+    """The circuit step of the main job (see :func:`pyspice_rram.circuit.demo.demo`)."""
+    from .demo import demo as _demo
+
+    return _demo(card, outdir, progress=progress, **kwargs)
