@@ -17,11 +17,13 @@ A cell at state ``x`` has low-field conductance ``G(x) = A (g_min + (g_max - g_m
 tiles of ``tile_size`` (32...256 typical; edge tiles are smaller). Inputs are read voltages
 ``v = a V_read`` (amplitude encoding, :func:`encode_inputs`).
 
-Periphery: the sensed current of every tile column (or row, transposed) is digitised by an
-optional ``adc_bits`` mid-tread ADC of full scale ``adc_range`` (default: the largest current
-the tile can deliver), then partial sums are added digitally with the sign of their array:
+Periphery: at each tile position the sensed currents of the arrays (G+, G-, and g+, g- for
+hybrid synapses) are added with their signs in the analog domain (differential current),
+digitised by an optional ``adc_bits`` mid-tread ADC of full scale ``adc_range`` (default: the
+largest differential current of a big pair there), and the tile positions' partial sums are
+added digitally:
 
-.. math::  I_j = \\sum_{arrays} s_a \\sum_{tiles} Q(I_{tile, j}).
+.. math::  I_j = \\sum_{tile\\ positions} Q\\Big(\\sum_{arrays} s_a I_{a, tile, j}\\Big).
 
 The ideal (target) output is ``I = (v @ W) g_unit`` with ``g_unit = (G(1) - G(0)) / w_max``
 (chord conductance at ``V_read`` for model cells); :meth:`MappedLayer.to_weight_units`
@@ -37,7 +39,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..device.card import ModelCard
-from ..device.model import cell_current, read_conductance
+from ..device.model import read_conductance
 from .parallel import solve_tiles
 from .tile import Tile, check_direction
 
@@ -187,26 +189,32 @@ class MappedLayer:
                 for s in self.tiles]
 
     def full_scale(self, slot: TileSlot, direction: str) -> float:
-        """ADC full scale (A) of a tile: ``adc_range`` or the tile's largest output current
-        (every driven cell at x = 1 and |v| = V_read)."""
+        """ADC full scale (A) at a tile position: ``adc_range`` or the largest differential
+        current of a big pair there, ``n_driven (I(1) - I(0))`` at ``V_read``."""
         if self.adc_range is not None:
             return float(self.adc_range)
         t = slot.tile
         n = t.n_inputs(direction)
-        if t.is_linear:
-            return float(n * t.g.max() * self.v_read)
-        return float(n * cell_current(self.v_read, 1.0, np.max(t.area), t.card))
+        return float(n * self.g_unit() * self.w_max * self.v_read)
 
     def combine(self, partials: Sequence[np.ndarray], direction: str = "forward") -> np.ndarray:
-        """Periphery: ADC on each tile's outputs, then signed digital sum over tiles/arrays."""
+        """Periphery: the arrays' outputs at one tile position are added with their signs in
+        the analog domain (differential current), digitised by the optional ADC, and the
+        tile positions' partial sums are added digitally."""
         signs = {a.name: a.sign for a in self.arrays}
         n_vec = partials[0].shape[0]
         out = np.zeros((n_vec, self.n_out if direction == "forward" else self.n_in))
+        analog: dict[tuple, list] = {}
         for slot, p in zip(self.tiles, partials):
+            key = (slot.rows.start, slot.rows.stop, slot.cols.start, slot.cols.stop)
+            if key not in analog:
+                analog[key] = [slot, np.zeros_like(p)]
+            analog[key][1] = analog[key][1] + signs[slot.array] * p
+        for slot, p in analog.values():
             if self.adc_bits is not None:
                 p = adc_quantise(p, self.adc_bits, self.full_scale(slot, direction))
             target = slot.cols if direction == "forward" else slot.rows
-            out[:, target] += signs[slot.array] * p
+            out[:, target] += p
         return out
 
     def read(self, v_in: Any, direction: str = "forward", *, solver: str = "ngspice",
@@ -279,7 +287,8 @@ def map_layer(weights: Any, *, card: ModelCard | None = None,
         raise ValueError(f"tile_size must be >= 1, got {tile_size}")
     if tr > W.shape[0] or tc > W.shape[1]:
         raise ValueError(f"tile {tr}x{tc} is larger than the {W.shape[0]}x{W.shape[1]} weight "
-                         "matrix; choose a tile_size no larger than the matrix")
+                         "matrix; choose a tile_size no larger than the matrix, e.g. "
+                         f"tile_size=({min(tr, W.shape[0])}, {min(tc, W.shape[1])})")
     if n_states is not None and (int(n_states) != n_states or n_states < 2):
         raise ValueError(f"n_states must be an integer >= 2, got {n_states}")
     if card is None:
