@@ -148,6 +148,16 @@ def test_operating_point_of_the_dynamic_cell_holds_its_state():
                                               rel=1e-9)
 
 
+def test_shipped_library_is_generated_from_the_reference_card():
+    from pathlib import Path
+
+    shipped = Path(__file__).resolve().parents[2] / "netlists" / "ngspice" / "motiox.lib"
+    strip = lambda text: [ln for ln in text.splitlines() if not ln.startswith("*")]  # noqa: E731
+    assert strip(shipped.read_text()) == strip(cell_library(ModelCard.reference())), (
+        "regenerate with pyspice_rram.device.ngspice.write_cell_library(ModelCard.reference(),"
+        " 'netlists/ngspice/motiox.lib')")
+
+
 def test_library_text_is_valid_for_ngspice(tmp_path):
     """The .lib text loads as an include file and the read cell gives I(V) at its state."""
     lib = tmp_path / "motiox.lib"
