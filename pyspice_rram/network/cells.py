@@ -1,0 +1,437 @@
+"""Synapse unit cells: how a weight is held by devices and how an update becomes pulses.
+
+A layer of ``n_in`` inputs (plus a bias row driven at 1) and ``n_out`` outputs is one
+crossbar of synapses ``W[j, i]``. Each cell class below documents its parameters and builds
+the arrays of a :class:`LayerState`; the per-pulse physics and the outer-product update run
+in the numba kernels of :mod:`.kernels` (shared with the training loop).
+
+Device model (:class:`DeviceSpec`), per device of a pair, in units of the nominal
+conductance range ``ΔG = G_max - G_min``::
+
+    G = G0 + s * GR,   s in [0, 1] the state,
+    G0 = G_min/ΔG * (1 + d2d z0),  GR = max(0.05, 1 + d2d z1),  z ~ N(0, 1) per device
+    s(n) = (1 - exp(-beta n / N)) / (1 - exp(-beta))   (n pulses from G_min, N states)
+
+with a Gaussian δ/μ (``c2c``) on the change of every pulse, saturation at ``s = 0, 1``.
+``G_min/ΔG = 1 / (g_ratio - 1)`` with ``g_ratio = G_max / G_min``: the device-to-device
+offset of a pair, ``G0+ - G0-``, shrinks as the on/off ratio grows (seed 001, Fig. 6C).
+
+Weight of a synapse built from ``A`` arrays of pairs with gains ``gain[a]`` (weight per
+nominal range, ``w_max`` for a big pair, ``w_max / k`` for a small pair)::
+
+    W = sum_a gain[a] * (G+_a - G-_a)
+
+An update ``ΔW = -η x_j δ_i`` is applied to ONE array (the "target array"): as ``n`` pulses
+of ``step = gain[a] / N_a`` (deterministic rounding, stochastic rounding or stochastic pulse
+coincidence, see :func:`.kernels.update_layer`); ``n > 0`` potentiates ``G+``, ``n < 0``
+potentiates ``G-`` (unidirectional devices, the paper's "linear potentiation with a strong
+reset"); when a device saturates, the pair is refreshed: both devices are reset to ``G_min``
+and the difference is re-programmed into one device. Bidirectional devices instead depress
+the partner device when the target device is saturated.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, ClassVar
+
+import numpy as np
+
+from . import kernels as K
+
+ROUNDING = {"deterministic": K.ROUND_DET, "stochastic": K.ROUND_STOCH,
+            "coincidence": K.ROUND_COINC}
+
+
+@dataclass
+class DeviceSpec:
+    """Behavioural parameters of one RRAM device as seen by the network.
+
+    Parameters
+    ----------
+    n_states : float
+        Number of identical pulses ``N`` that take the device from G_min to G_max (the
+        number of conductance states; 50 for the paper's Mo/TiOx cell).
+    beta_p, beta_d : float
+        Pulse-response nonlinearity of potentiation / depression (0 = linear),
+        ``s(n) = (1 - exp(-beta n/N)) / (1 - exp(-beta))``.
+    c2c : float
+        Cycle-to-cycle variability δ/μ: Gaussian relative spread of the conductance change of
+        every pulse (0.34 measured in seed 001).
+    d2d : float
+        Device-to-device spread: relative Gaussian spread of each device's G_min (the paper's
+        δ/G_min) and of its conductance range.
+    g_ratio : float
+        On/off ratio G_max / G_min (sets the pair offset caused by ``d2d``).
+    unidirectional : bool
+        Only potentiation pulses are used (depression by occasional reset of the pair).
+    refresh : bool
+        Reset and re-program a pair when one of its devices saturates (unidirectional only).
+    """
+
+    n_states: float = 50.0
+    beta_p: float = 0.0
+    beta_d: float = 0.0
+    c2c: float = 0.0
+    d2d: float = 0.0
+    g_ratio: float = 10.0
+    unidirectional: bool = True
+    refresh: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.n_states >= 1:
+            raise ValueError("DeviceSpec.n_states must be >= 1")
+        if self.c2c < 0 or self.d2d < 0:
+            raise ValueError("DeviceSpec.c2c and d2d must be >= 0")
+        if not self.g_ratio > 1:
+            raise ValueError("DeviceSpec.g_ratio must be > 1")
+
+    @classmethod
+    def from_card(cls, card: Any, **overrides: Any) -> "DeviceSpec":
+        """Device parameters from a :class:`pyspice_rram.device.card.ModelCard`.
+
+        Reads ``n_states()`` (nominal potentiation pulse), ``beta_p``, ``beta_d``,
+        ``c2c_sigma``, ``d2d_g_sigma`` and ``g_max()/g_min()``; keyword ``overrides`` win.
+        """
+        vals = dict(n_states=float(card.n_states()), beta_p=float(card.beta_p),
+                    beta_d=float(card.beta_d), c2c=float(card.c2c_sigma),
+                    d2d=float(card.d2d_g_sigma),
+                    g_ratio=float(card.g_max()) / float(card.g_min()))
+        if not math.isfinite(vals["n_states"]):
+            raise ValueError("model card gives an infinite number of states at its pulse")
+        vals["n_states"] = max(1.0, round(vals["n_states"]))
+        vals.update(overrides)
+        return cls(**vals)
+
+    def replace(self, **changes: Any) -> "DeviceSpec":
+        d = asdict(self)
+        d.update(changes)
+        return DeviceSpec(**d)
+
+
+# --------------------------------------------------------------------------- layer state
+@dataclass
+class LayerState:
+    """Arrays of one layer (see :mod:`.kernels` for the layout); ``in`` includes the bias."""
+
+    Wa: np.ndarray
+    Wr: np.ndarray
+    S: np.ndarray
+    G0: np.ndarray
+    GR: np.ndarray
+    gain: np.ndarray
+    ip: np.ndarray
+    fp: np.ndarray
+    stats: np.ndarray
+
+    NAMES: ClassVar[tuple[str, ...]] = ("Wa", "Wr", "S", "G0", "GR", "gain", "ip", "fp", "stats")
+
+    def as_tuple(self) -> tuple:
+        return tuple(getattr(self, n) for n in self.NAMES)
+
+    def copy(self) -> "LayerState":
+        return LayerState(*(a.copy() for a in self.as_tuple()))
+
+    @property
+    def n_arrays(self) -> int:
+        return int(self.ip[K.IP_NARR])
+
+    def recompute(self) -> None:
+        """Recompute ``Wa``/``Wr`` from the device states (after external edits)."""
+        if self.ip[K.IP_KIND] == K.KIND_FP:
+            self.Wr[...] = self.Wa
+            return
+        g = (self.G0 + self.S * self.GR).astype(np.float64)
+        w = np.einsum("a,aji->ji", self.gain, g[:, 0] - g[:, 1]).astype(np.float32)
+        self.Wa[...] = w
+        if self.ip[K.IP_SIGN]:
+            rs = self.fp[0, K.FP_READ_SCALE]
+            self.Wr[...] = np.where(w >= 0, rs, -rs).astype(np.float32)
+        else:
+            self.Wr[...] = w
+
+    def array_weights(self) -> np.ndarray:
+        """Weight contribution of each array, shape (A, in, out)."""
+        if self.ip[K.IP_KIND] == K.KIND_FP:
+            return self.Wa[None].copy()
+        g = self.G0 + self.S * self.GR
+        return (self.gain[:, None, None] * (g[:, 0] - g[:, 1])).astype(np.float32)
+
+    def update(self, x: np.ndarray, delta: np.ndarray, lr: float,
+               rng_state: np.ndarray) -> None:
+        """One outer-product update ``ΔW = -lr x δ^T`` (x without bias; bias input = 1)."""
+        x = np.asarray(x, dtype=np.float32)
+        nz = np.flatnonzero(x)
+        idx = np.append(nz, self.Wa.shape[0] - 1).astype(np.int64)
+        vals = np.append(x[nz], np.float32(1.0)).astype(np.float32)
+        n_out = self.Wa.shape[1]
+        n_ev = self.Wa.shape[0] * n_out
+        K.update_layer(*self.as_tuple(), idx, vals, len(idx),
+                       np.asarray(delta, dtype=np.float32), float(lr), rng_state,
+                       np.empty(n_out, np.int64), np.empty(n_out, np.uint64),
+                       np.empty(n_ev, np.int32), np.empty(n_ev, np.int32),
+                       np.empty(n_ev, np.int32))
+
+
+def _ip(kind: int, n_arrays: int = 1, select: int = 0, rounding: int = 0, bl: int = 10,
+        uni: bool = True, refresh: bool = True, sign: bool = False, maxp: int = 1000):
+    ip = np.zeros(K.N_IP, dtype=np.int64)
+    ip[K.IP_KIND] = kind
+    ip[K.IP_NARR] = n_arrays
+    ip[K.IP_SELECT] = select
+    ip[K.IP_ROUND] = rounding
+    ip[K.IP_BL] = bl
+    ip[K.IP_UNI] = int(uni)
+    ip[K.IP_REFRESH] = int(refresh)
+    ip[K.IP_SIGN] = int(sign)
+    ip[K.IP_MAXP] = maxp
+    return ip
+
+
+def _program(target: np.ndarray, n_states: float, beta: float) -> np.ndarray:
+    """Device state after the whole number of pulses from G_min closest to ``target``."""
+    target = np.clip(target, 0.0, 1.0)
+    if abs(beta) < 1e-9:
+        n = np.rint(target * n_states)
+        return (n / n_states).astype(np.float32)
+    c = 1.0 - math.exp(-beta)
+    n = np.rint(-n_states / beta * np.log(np.maximum(1.0 - target * c, 1e-12)))
+    return ((1.0 - np.exp(-beta * n / n_states)) / c).astype(np.float32)
+
+
+# --------------------------------------------------------------------------- cells
+@dataclass
+class FloatingPointCell:
+    """Software synapse: a float32 weight updated by ``ΔW = -η x δ`` exactly.
+
+    ``w_max`` of the layer is ignored (no clipping).
+    """
+
+    kind: ClassVar[str] = "fp"
+
+    def build_layer(self, W0: np.ndarray, w_max: float, rng: np.random.Generator) -> LayerState:
+        n_in, n_out = W0.shape
+        W = W0.astype(np.float32)
+        z4 = np.zeros((1, 2, 1, 1), np.float32)
+        return LayerState(W.copy(), W.copy(), z4, z4.copy(), z4.copy(), np.ones(1),
+                          _ip(K.KIND_FP), np.zeros((1, K.N_FP)), np.zeros((1, 3), np.int64))
+
+    def array_names(self) -> list[str]:
+        return ["W"]
+
+
+@dataclass
+class PairCell:
+    """Single differential pair ``W = w_max (G+ - G-)`` with ``N`` states per device.
+
+    Parameters
+    ----------
+    device : DeviceSpec
+        Device of both members of the pair.
+    rounding : str
+        ``"deterministic"`` (round ΔW/step to the nearest whole pulse count),
+        ``"stochastic"`` (unbiased stochastic rounding) or ``"coincidence"`` (parallel
+        stochastic pulse trains of length ``bl`` on rows and columns, pulses = overlaps).
+    bl : int
+        Pulse-train length for ``"coincidence"`` (<= 64).
+    init : str
+        Initial conductances: ``"low"`` both devices at G_min and the initial weight
+        programmed into one device; ``"mid"`` both devices at mid-range, the weight split
+        symmetrically around it.
+    max_pulses : int
+        Cap on pulses of one update event.
+    """
+
+    device: DeviceSpec = field(default_factory=DeviceSpec)
+    rounding: str = "deterministic"
+    bl: int = 10
+    init: str = "low"
+    max_pulses: int = 1000
+
+    kind: ClassVar[str] = "single"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.device, dict):
+            self.device = DeviceSpec(**self.device)
+        if self.rounding not in ROUNDING:
+            raise ValueError(f"rounding must be one of {sorted(ROUNDING)}")
+        if not 1 <= self.bl <= 64:
+            raise ValueError("bl must be in 1..64")
+        if self.init not in ("low", "mid"):
+            raise ValueError("init must be 'low' or 'mid'")
+
+    # the arrays of the cell: (gain relative to w_max, DeviceSpec) per array
+    def arrays(self) -> list[tuple[float, DeviceSpec]]:
+        return [(1.0, self.device)]
+
+    def array_names(self) -> list[str]:
+        return ["G"]
+
+    def _select(self) -> int:
+        return 0
+
+    def _sign_read(self) -> bool:
+        return False
+
+    def build_layer(self, W0: np.ndarray, w_max: float, rng: np.random.Generator,
+                    read_scale: float = 1.0) -> LayerState:
+        """Arrays of a layer whose initial weight ``W0`` (in, out) is programmed in pulses.
+
+        ``W0`` is divided over the arrays in proportion to their gains' share of the range
+        (all of it in array 0 for single/hybrid cells, equally for multi-device cells).
+        """
+        arrays = self.arrays()
+        n_arr = len(arrays)
+        n_in, n_out = W0.shape
+        shape = (n_arr, 2, n_in, n_out)
+        S = np.zeros(shape, np.float32)
+        G0 = np.empty(shape, np.float32)
+        GR = np.empty(shape, np.float32)
+        gain = np.array([w_max * g for g, _ in arrays], dtype=np.float64)
+        fp = np.zeros((n_arr, K.N_FP))
+        share = self._init_share(n_arr)
+        for a, (_, dev) in enumerate(arrays):
+            gmin = 1.0 / (dev.g_ratio - 1.0)
+            if dev.d2d > 0:
+                G0[a] = np.maximum(0.0, gmin * (1.0 + dev.d2d * rng.standard_normal((2, n_in, n_out))))
+                GR[a] = np.maximum(0.05, 1.0 + dev.d2d * rng.standard_normal((2, n_in, n_out)))
+            else:
+                G0[a] = gmin
+                GR[a] = 1.0
+            fp[a, K.FP_NSTATES] = dev.n_states
+            fp[a, K.FP_BETA_P] = dev.beta_p
+            fp[a, K.FP_BETA_D] = dev.beta_d
+            fp[a, K.FP_C2C] = dev.c2c
+            target = W0 * share[a] / gain[a]       # desired G+ - G- in nominal ranges
+            if self.init == "low":
+                S[a, 0] = _program(np.maximum(target, 0) / GR[a, 0], dev.n_states, dev.beta_p)
+                S[a, 1] = _program(np.maximum(-target, 0) / GR[a, 1], dev.n_states, dev.beta_p)
+            else:
+                S[a, 0] = _program(0.5 + 0.5 * target / GR[a, 0], dev.n_states, dev.beta_p)
+                S[a, 1] = _program(0.5 - 0.5 * target / GR[a, 1], dev.n_states, dev.beta_p)
+        fp[0, K.FP_READ_SCALE] = read_scale
+        dev0 = arrays[0][1]
+        ip = _ip(K.KIND_PAIR, n_arr, self._select(), ROUNDING[self.rounding], self.bl,
+                 dev0.unidirectional, dev0.refresh, self._sign_read(), self.max_pulses)
+        st = LayerState(np.zeros((n_in, n_out), np.float32), np.zeros((n_in, n_out), np.float32),
+                        S, G0, GR, gain, ip, fp, np.zeros((n_arr, 3), np.int64))
+        st.recompute()
+        return st
+
+    def _init_share(self, n_arr: int) -> list[float]:
+        return [1.0] + [0.0] * (n_arr - 1)
+
+
+@dataclass
+class HybridCell(PairCell):
+    """Hybrid synapse of seed 001: ``W = w_max [(G+ - G-) + (g+ - g-) / k]``.
+
+    Two arrays of pairs: the big pair (array 0) and the small pair (array 1), whose devices
+    are ``k`` times smaller in area, so conductance range and step are ``k`` times smaller
+    with the same number of states (or ``small_states`` if given). Training starts in the
+    dynamic-tuning phase (updates go to the big array only); after the first epoch whose
+    training accuracy gains less than ``switch_threshold`` (absolute fraction, 0.005 =
+    0.5 %) over the previous epoch, the update target switches to the small array for the
+    rest of training (fine-tuning phase). Reads always use both arrays.
+
+    Parameters
+    ----------
+    k : float
+        Gain ratio G/g (area ratio of big to small device).
+    small_states : float or None
+        Number of states of the small devices (default: ``device.n_states``).
+    switch_threshold : float
+        Epoch-to-epoch training-accuracy gain below which the phase switches.
+    """
+
+    k: float = 10.0
+    small_states: float | None = None
+    switch_threshold: float = 0.005
+
+    kind: ClassVar[str] = "hybrid"
+
+    def arrays(self) -> list[tuple[float, DeviceSpec]]:
+        small = self.device if self.small_states is None else \
+            self.device.replace(n_states=float(self.small_states))
+        return [(1.0, self.device), (1.0 / self.k, small)]
+
+    def array_names(self) -> list[str]:
+        return ["G", "g"]
+
+    def next_phase(self, phase: int, train_acc: list[float]) -> int:
+        """Phase (0 dynamic / 1 fine tuning) after an epoch, from the accuracy history.
+
+        ``train_acc`` holds the training accuracy before training (index 0) and after each
+        epoch so far; switching happens once, when ``acc[-1] - acc[-2] < switch_threshold``.
+        """
+        if phase == 0 and len(train_acc) >= 2 and \
+                train_acc[-1] - train_acc[-2] < self.switch_threshold:
+            return 1
+        return phase
+
+
+@dataclass
+class MultiDeviceCell(PairCell):
+    """Multi-device synapse with counter-based arbitration (seed 002, Boybat et al. 2018).
+
+    ``n_devices`` pairs per synapse, ``W = (w_max / n_devices) sum_n (G+_n - G-_n)``; the
+    total range stays ``±w_max`` and the weight resolution is ``n_devices`` times finer. A
+    global counter, incremented after every training sample, selects the one device index
+    ``n = counter mod n_devices`` that receives the update of that sample in every synapse
+    of the layer (no per-synapse carry logic). Works down to binary devices
+    (``n_states = 1``), best with stochastic rounding or pulse coincidence.
+    """
+
+    n_devices: int = 4
+
+    kind: ClassVar[str] = "multi"
+
+    def arrays(self) -> list[tuple[float, DeviceSpec]]:
+        return [(1.0 / self.n_devices, self.device)] * self.n_devices
+
+    def array_names(self) -> list[str]:
+        return [f"G{n}" for n in range(self.n_devices)]
+
+    def _select(self) -> int:
+        return 1
+
+    def _init_share(self, n_arr: int) -> list[float]:
+        return [1.0 / n_arr] * n_arr
+
+
+@dataclass
+class BinaryPairCell(PairCell):
+    """2T2R binary synapse (seed 003, Zhou et al. 2018): sign(W) read, analog update.
+
+    The pair holds an analog weight ``Wa = w_max (G+ - G-)`` updated by pulses like
+    :class:`PairCell`; the forward and transposed reads see only its sign,
+    ``Wr = read_scale * sign(Wa)`` (the two transistors select G+ or G- by comparison).
+    When a device saturates the pair is refreshed (reset both, re-program the difference).
+    ``read_scale`` per layer defaults to ``1 / sqrt(fan_in)`` (set by the network).
+    """
+
+    kind: ClassVar[str] = "2t2r"
+
+    def _sign_read(self) -> bool:
+        return True
+
+
+CELLS = {"fp": FloatingPointCell, "single": PairCell, "hybrid": HybridCell,
+         "multi": MultiDeviceCell, "2t2r": BinaryPairCell}
+
+
+def make_cell(kind: str, device: DeviceSpec | dict | None = None, **params: Any):
+    """Build a cell by name (``fp``, ``single``, ``hybrid``, ``multi``, ``2t2r``)."""
+    if kind not in CELLS:
+        raise ValueError(f"unknown cell {kind!r}; choose from {sorted(CELLS)}")
+    cls = CELLS[kind]
+    if cls is FloatingPointCell:
+        return cls()
+    if isinstance(device, dict):
+        device = DeviceSpec(**device)
+    allowed = {f.name for f in fields(cls)}
+    bad = set(params) - allowed
+    if bad:
+        raise ValueError(f"unknown parameters for cell {kind!r}: {sorted(bad)}")
+    return cls(device=device or DeviceSpec(), **params)

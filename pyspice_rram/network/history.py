@@ -1,0 +1,129 @@
+"""HDF5 run store: per-epoch history, tracked synapse weights and a resumable checkpoint.
+
+Layout of a run file (written atomically: a temporary file replaced at the end of every
+epoch, so a killed run leaves the last complete epoch)::
+
+    /                      attrs: config (JSON), dataset, format, completed_epochs, phase
+    /epochs/train_acc      (E+1,) fraction correct on the full training set (index 0 = before
+    /epochs/test_acc       (E+1,)  training), test set; MSE = mean over samples and outputs of
+    /epochs/train_mse      (E+1,)  (o - t)^2
+    /epochs/test_mse       (E+1,)
+    /epochs/online_acc     (E+1,) accuracy of the predictions made while training
+    /epochs/phase          (E+1,) active array (hybrid: 0 big, 1 small)
+    /epochs/updates        (E+1, L, A) synapses that received >= 1 pulse, per layer, array
+    /epochs/pulses         (E+1, L, A) pulses applied
+    /epochs/refreshes      (E+1, L, A) pair refreshes (reset + re-program)
+    /epochs/wall_s         (E+1,) seconds of training per epoch
+    /track/samples         (T,)   training samples seen at each record
+    /track/weights         (T, A, n) per-array weight of the tracked synapses (layer 2)
+    /track/index           (n, 2) (input row, output column) of the tracked synapses
+    /checkpoint/layer<l>/  arrays of each LayerState (Wa, Wr, S, G0, GR, gain, ip, fp)
+    /final/layer<l>/W      final read weights (when config.save_weights)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+FORMAT = "pyspice-rram-train-1"
+EPOCH_KEYS = ("train_acc", "test_acc", "train_mse", "test_mse", "online_acc", "phase",
+              "updates", "pulses", "refreshes", "wall_s")
+
+
+@dataclass
+class History:
+    """In-memory run history (lists per epoch, index 0 = before training)."""
+
+    config: dict
+    dataset: str = ""
+    epochs: dict = field(default_factory=lambda: {k: [] for k in EPOCH_KEYS})
+    track_samples: list = field(default_factory=list)
+    track_weights: list = field(default_factory=list)
+    track_index: np.ndarray | None = None
+
+    @property
+    def completed_epochs(self) -> int:
+        return max(0, len(self.epochs["train_acc"]) - 1)
+
+    def append(self, **values: Any) -> None:
+        for k in EPOCH_KEYS:
+            self.epochs[k].append(values[k])
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {k: np.asarray(v) for k, v in self.epochs.items()}
+
+    def summary(self) -> dict[str, float]:
+        a = self.arrays()
+        return {"final_train_acc": float(a["train_acc"][-1]),
+                "final_test_acc": float(a["test_acc"][-1]),
+                "best_test_acc": float(a["test_acc"].max()),
+                "epochs": self.completed_epochs}
+
+
+def save_run(path: str | Path, history: History, layers: list | None = None,
+             final_weights: list[np.ndarray] | None = None, phase: int = 0) -> Path:
+    """Write ``history`` (and a checkpoint of ``layers``) to ``path`` atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with h5py.File(tmp, "w") as f:
+        f.attrs["format"] = FORMAT
+        f.attrs["config"] = json.dumps(history.config)
+        f.attrs["dataset"] = history.dataset
+        f.attrs["completed_epochs"] = history.completed_epochs
+        f.attrs["phase"] = phase
+        g = f.create_group("epochs")
+        for k, v in history.arrays().items():
+            g.create_dataset(k, data=v)
+        t = f.create_group("track")
+        t.create_dataset("samples", data=np.asarray(history.track_samples, dtype=np.int64))
+        if history.track_weights:
+            t.create_dataset("weights", data=np.asarray(history.track_weights, np.float32))
+        if history.track_index is not None:
+            t.create_dataset("index", data=history.track_index)
+        if layers is not None:
+            c = f.create_group("checkpoint")
+            for li, st in enumerate(layers):
+                lg = c.create_group(f"layer{li}")
+                for name, arr in zip(st.NAMES, st.as_tuple()):
+                    lg.create_dataset(name, data=arr, compression="gzip" if arr.size > 4096
+                                      else None, compression_opts=1 if arr.size > 4096 else None)
+        if final_weights is not None:
+            fg = f.create_group("final")
+            for li, w in enumerate(final_weights):
+                fg.create_dataset(f"layer{li}/W", data=w)
+    os.replace(tmp, path)
+    return path
+
+
+def load_run(path: str | Path, with_checkpoint: bool = True):
+    """Read a run file: ``(History, [LayerState...] or None, phase)``."""
+    from .cells import LayerState
+
+    path = Path(path)
+    with h5py.File(path, "r") as f:
+        if f.attrs.get("format") != FORMAT:
+            raise ValueError(f"{path}: not a pyspice-rram training run file")
+        hist = History(json.loads(f.attrs["config"]), str(f.attrs["dataset"]))
+        for k in EPOCH_KEYS:
+            hist.epochs[k] = list(f["epochs"][k][()])
+        hist.track_samples = list(f["track/samples"][()])
+        if "track/weights" in f:
+            hist.track_weights = list(f["track/weights"][()])
+        if "track/index" in f:
+            hist.track_index = f["track/index"][()]
+        layers = None
+        if with_checkpoint and "checkpoint" in f:
+            layers = []
+            for li in range(len(f["checkpoint"])):
+                lg = f["checkpoint"][f"layer{li}"]
+                layers.append(LayerState(*(lg[n][()] for n in LayerState.NAMES)))
+        phase = int(f.attrs.get("phase", 0))
+    return hist, layers, phase

@@ -1,0 +1,403 @@
+"""Training of the 784-250-10 sigmoid MLP (batch 1, MSE) with synapse unit cells.
+
+:class:`TrainConfig` describes a run (documented dataclass, loadable from TOML/JSON);
+:func:`train` runs it, epoch by epoch, through the numba per-sample loop
+(:func:`.kernels.train_samples`) when the VMM backend is ideal, or through a Python
+per-sample loop (reads by the backend, updates by the same numba kernels) otherwise. After
+every epoch it evaluates train and test sets, applies the hybrid phase rule, and writes the
+HDF5 history + checkpoint (:mod:`.history`), so that ``resume=True`` continues a killed run
+from its last complete epoch and gives the same result as an uninterrupted run.
+
+Randomness: the initial weights and device-to-device spread come from
+``numpy.random.default_rng(seed)``; epoch ``e`` uses the sample order
+``default_rng([seed, e]).permutation`` and the in-loop generator ``seed_state(seed, e)``
+(pulse noise, stochastic rounding), so an epoch depends only on ``(seed, e)`` and the state.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from . import kernels as K
+from .backend import VMMBackend, make_backend
+from .cells import DeviceSpec, FloatingPointCell, HybridCell, LayerState, make_cell
+from .data import Dataset, load_dataset
+from .history import History, load_run, save_run
+
+
+@dataclass
+class TrainConfig:
+    """One training run.
+
+    Parameters
+    ----------
+    name : str
+        Label of the run (figures, tables).
+    dataset : str
+        ``"digits"`` (scikit-learn 8x8, embedded) or ``"mnist"`` (IDX files, see
+        :func:`.data.find_mnist`).
+    mnist_path : str or None
+        Directory of the MNIST files (else ``$PYSPICE_RRAM_MNIST`` / cache).
+    n_train, n_test : int or None
+        Use only the first examples (None: all).
+    n_hidden : int
+        Hidden neurons (250 in the paper).
+    lr : float
+        Learning rate η of ``ΔW = -η δ x^T`` (0.1 in the paper).
+    epochs : int
+        Training epochs (passes over the training set, batch size 1).
+    seed : int
+        Seed of initialisation, device spread, sample order and pulse noise.
+    cell : str
+        ``fp``, ``single``, ``hybrid``, ``multi`` or ``2t2r`` (see :mod:`.cells`).
+    cell_params : dict
+        Cell parameters (``rounding``, ``bl``, ``init``, ``k``, ``small_states``,
+        ``switch_threshold``, ``n_devices``, ``max_pulses``).
+    device : dict
+        :class:`.cells.DeviceSpec` fields (used when ``card`` is None, and as overrides
+        of the card otherwise).
+    card : str or None
+        Path of a model-card JSON of the device layer; its parameters fill the DeviceSpec.
+    w_max : list of float
+        Weight of one full nominal conductance range (G_max - G_min) of a big pair, per layer:
+        a pair spans ``[-w_max, w_max]``.
+    init_gain : float
+        Initial weights ~ U(-a, a), ``a = init_gain / sqrt(n_in)``.
+    read_scale : list of float or None
+        2T2R read weight magnitude per layer (default ``1/sqrt(n_in)``).
+    backend : str
+        VMM backend name (``ideal``; ``read-noise`` for a non-ideal example).
+    n_track : int
+        Number of hidden-output synapses whose weights are recorded (Fig. 4D-F).
+    track_points : int
+        Records of the tracked synapses per epoch.
+    save_weights : bool
+        Store the final read weights in the run file.
+    """
+
+    name: str = "run"
+    dataset: str = "digits"
+    mnist_path: str | None = None
+    n_train: int | None = None
+    n_test: int | None = None
+    n_hidden: int = 250
+    lr: float = 0.1
+    epochs: int = 10
+    seed: int = 0
+    cell: str = "fp"
+    cell_params: dict = field(default_factory=dict)
+    device: dict = field(default_factory=dict)
+    card: str | None = None
+    w_max: list = field(default_factory=lambda: [0.3, 0.3])
+    init_gain: float = 1.0
+    read_scale: list | None = None
+    backend: str = "ideal"
+    n_track: int = 3
+    track_points: int = 10
+    save_weights: bool = False
+
+    def __post_init__(self) -> None:
+        if isinstance(self.w_max, (int, float)):
+            self.w_max = [float(self.w_max)] * 2
+        self.w_max = [float(w) for w in self.w_max]
+        if len(self.w_max) != 2:
+            raise ValueError("w_max needs one value per layer (2)")
+        if self.lr <= 0 or self.epochs < 0 or self.n_hidden < 1:
+            raise ValueError("lr > 0, epochs >= 0, n_hidden >= 1 required")
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        bad = set(data) - known
+        if bad:
+            raise ValueError(f"unknown training-config keys: {sorted(bad)}")
+        return cls(**data)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "TrainConfig":
+        """Read a config from ``.toml`` or ``.json``."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"training config {path} not found")
+        if path.suffix == ".toml":
+            data = tomllib.loads(path.read_text())
+        elif path.suffix == ".json":
+            data = json.loads(path.read_text())
+        else:
+            raise ValueError(f"{path}: config must be .toml or .json")
+        return cls.from_dict(data)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def replace(self, **changes: Any) -> "TrainConfig":
+        d = self.to_dict()
+        d.update(changes)
+        return TrainConfig.from_dict(d)
+
+    def device_spec(self, card: Any = None) -> DeviceSpec:
+        """The DeviceSpec of this run: from ``card`` (object or ``self.card`` path) or direct."""
+        if card is None and self.card:
+            from ..device.card import ModelCard  # device layer, imported only when used
+
+            card = ModelCard.load(self.card)
+        if card is not None:
+            return DeviceSpec.from_card(card, **self.device)
+        return DeviceSpec(**self.device)
+
+    def build_cell(self, card: Any = None):
+        if self.cell == "fp":
+            return FloatingPointCell()
+        return make_cell(self.cell, self.device_spec(card), **self.cell_params)
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * z))
+
+
+class Network:
+    """784-250-10 (configurable) sigmoid MLP whose layers are crossbars of unit cells.
+
+    Attributes
+    ----------
+    layers : list of LayerState
+        Layer 0 (input-hidden), layer 1 (hidden-output); bias as last input row.
+    cell : the unit cell
+    backend : VMMBackend
+    phase : int
+        Active array of single-target cells (hybrid: 0 big, 1 small).
+    """
+
+    def __init__(self, config: TrainConfig, n_in: int, n_out: int, card: Any = None,
+                 backend: VMMBackend | str | None = None, layers: list | None = None):
+        self.config = config
+        self.cell = config.build_cell(card)
+        self.backend = make_backend(backend if backend is not None else config.backend)
+        sizes = [(n_in, config.n_hidden), (config.n_hidden, n_out)]
+        if layers is None:
+            rng = np.random.default_rng(config.seed)
+            layers = []
+            for li, (a, b) in enumerate(sizes):
+                bound = config.init_gain / math.sqrt(a)
+                W0 = rng.uniform(-bound, bound, size=(a + 1, b))
+                if isinstance(self.cell, FloatingPointCell):
+                    layers.append(self.cell.build_layer(W0, config.w_max[li], rng))
+                else:
+                    rs = (config.read_scale[li] if config.read_scale else 1.0 / math.sqrt(a))
+                    layers.append(self.cell.build_layer(W0, config.w_max[li], rng,
+                                                        read_scale=rs))
+        self.layers: list[LayerState] = layers
+        self.backend.bind(self)
+
+    @property
+    def phase(self) -> int:
+        return int(self.layers[0].ip[K.IP_ACTIVE])
+
+    @phase.setter
+    def phase(self, value: int) -> None:
+        for st in self.layers:
+            st.ip[K.IP_ACTIVE] = value
+
+    def forward(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Batched forward pass through the backend: ``(h, o)``."""
+        h = _sigmoid(self.backend.forward(0, self.layers[0].Wr, x))
+        o = _sigmoid(self.backend.forward(1, self.layers[1].Wr, h))
+        return h, o
+
+    def evaluate(self, data: Dataset, split: str, batch: int = 5000) -> tuple[float, float]:
+        """``(accuracy, mse)`` on a split; MSE = mean over samples and outputs of (o - t)²."""
+        y = data.y_train if split == "train" else data.y_test
+        n = len(y)
+        correct = 0
+        se = 0.0
+        n_out = self.layers[1].Wr.shape[1]
+        for s in range(0, n, batch):
+            x = data.dense(split, s, s + batch)
+            _, o = self.forward(x)
+            t = np.eye(n_out, dtype=np.float32)[y[s:s + batch]]
+            correct += int((o.argmax(1) == y[s:s + batch]).sum())
+            se += float(((o - t) ** 2).sum())
+        return correct / n, se / (n * n_out)
+
+    # ------------------------------------------------------------------ training
+    def train_samples(self, data: Dataset, order: np.ndarray, start: int, stop: int,
+                      rng_state: np.ndarray, counters: np.ndarray) -> None:
+        """Train on ``order[start:stop]`` (compiled loop for ideal reads)."""
+        indptr, indices, values = data.csr("train")
+        lr = float(self.config.lr)
+        if self.backend.ideal:
+            K.train_samples(order, start, stop, indptr, indices, values, data.y_train,
+                            self.layers[0].as_tuple(), self.layers[1].as_tuple(), lr,
+                            rng_state, counters)
+            return
+        L0, L1 = self.layers
+        n_hid = L0.Wr.shape[1]
+        n_out = L1.Wr.shape[1]
+        idx2 = np.arange(n_hid + 1, dtype=np.int64)
+        colbuf = np.empty(max(n_hid, n_out), np.int64)
+        maskbuf = np.empty(max(n_hid, n_out), np.uint64)
+        eye = np.eye(n_out, dtype=np.float32)
+        n_ev = max(L0.Wr.size, L1.Wr.size)
+        ev = [np.empty(n_ev, np.int32) for _ in range(3)]
+        for t in range(start, stop):
+            s = order[t]
+            a0, a1 = indptr[s], indptr[s + 1]
+            x = np.zeros(L0.Wr.shape[0] - 1, np.float32)
+            x[indices[a0:a1]] = values[a0:a1]
+            h, o = self.forward(x[None])
+            h, o = h[0].astype(np.float32), o[0].astype(np.float32)
+            e = o - eye[data.y_train[s]]
+            counters[0] += float(o.argmax() == data.y_train[s])
+            counters[1] += float((e * e).sum())
+            d2 = (e * o * (1 - o)).astype(np.float32)
+            d1 = (h * (1 - h) * self.backend.transpose(1, L1.Wr, d2[None])[0]).astype(np.float32)
+            hb = np.append(h, np.float32(1.0)).astype(np.float32)
+            K.update_layer(*L1.as_tuple(), idx2, hb, n_hid + 1, d2, lr, rng_state, colbuf,
+                           maskbuf, *ev)
+            idx1 = np.append(indices[a0:a1], L0.Wr.shape[0] - 1).astype(np.int64)
+            val1 = np.append(values[a0:a1], np.float32(1.0)).astype(np.float32)
+            K.update_layer(*L0.as_tuple(), idx1, val1, len(idx1), d1, lr, rng_state, colbuf,
+                           maskbuf, *ev)
+            L0.ip[K.IP_COUNTER] += 1
+            L1.ip[K.IP_COUNTER] += 1
+
+
+@dataclass
+class RunResult:
+    """What :func:`train` returns."""
+
+    config: TrainConfig
+    history: History
+    network: Network
+    path: Path | None
+
+    def summary(self) -> dict:
+        return {"name": self.config.name, "cell": self.config.cell, **self.history.summary()}
+
+
+def _track_values(net: Network, index: np.ndarray) -> np.ndarray:
+    aw = net.layers[1].array_weights()
+    return aw[:, index[:, 0], index[:, 1]]
+
+
+def train(config: TrainConfig, out: str | Path | None = None, *, data: Dataset | None = None,
+          card: Any = None, backend: VMMBackend | str | None = None, resume: bool = False,
+          progress: bool = True, callback: Callable[[int, History], None] | None = None,
+          stop_after: int | None = None) -> RunResult:
+    """Train a network as described by ``config``.
+
+    Parameters
+    ----------
+    config : TrainConfig
+    out : path or None
+        HDF5 run file, rewritten after every epoch (None: keep in memory only).
+    data : Dataset or None
+        Pre-loaded data (else loaded from ``config.dataset``).
+    card : ModelCard or None
+        Device model card (overrides ``config.card``).
+    backend : VMMBackend, name or None
+        Read model (default ``config.backend``).
+    resume : bool
+        Continue from the checkpoint in ``out`` if it exists (the stored config must match
+        apart from ``epochs``).
+    progress : bool
+        Show a tqdm progress bar over training samples.
+    callback : callable or None
+        Called as ``callback(epoch, history)`` after each epoch.
+    stop_after : int or None
+        Stop after this many epochs of this call (used to test resuming).
+    """
+    from tqdm.auto import tqdm
+
+    if data is None:
+        data = load_dataset(config.dataset, config.mnist_path)
+        if config.n_train or config.n_test:
+            data = data.subset(config.n_train, config.n_test)
+    n_in, n_out = data.n_features, data.n_classes
+    out = Path(out) if out is not None else None
+
+    net = None
+    if resume and out is not None and out.exists():
+        hist, layers, phase = load_run(out)
+        stored = dict(hist.config)
+        mine = config.to_dict()
+        for d in (stored, mine):
+            d.pop("epochs", None)
+        if stored != mine:
+            raise ValueError(f"{out}: stored config differs from this one; cannot resume")
+        if layers is not None:
+            net = Network(config, n_in, n_out, card=card, backend=backend, layers=layers)
+            net.phase = phase
+    if net is None:
+        net = Network(config, n_in, n_out, card=card, backend=backend)
+        hist = History(config.to_dict(), data.source)
+        rng = np.random.default_rng([config.seed, 10**6])
+        n_hid = config.n_hidden
+        k = min(config.n_track, (n_hid + 1) * n_out)
+        flat = rng.choice(n_hid * n_out, size=k, replace=False)
+        hist.track_index = np.stack([flat // n_out, flat % n_out], axis=1).astype(np.int64)
+        tr_acc, tr_mse = net.evaluate(data, "train")
+        te_acc, te_mse = net.evaluate(data, "test")
+        zeros = np.zeros((2, net.layers[0].n_arrays if net.layers[0].ip[0] else 1), np.int64)
+        hist.append(train_acc=tr_acc, test_acc=te_acc, train_mse=tr_mse, test_mse=te_mse,
+                    online_acc=float("nan"), phase=net.phase, updates=zeros, pulses=zeros,
+                    refreshes=zeros, wall_s=0.0)
+        hist.track_samples.append(0)
+        hist.track_weights.append(_track_values(net, hist.track_index))
+    hist.config = config.to_dict()
+
+    n_train = len(data.y_train)
+    start_epoch = hist.completed_epochs
+    n_points = max(1, config.track_points)
+    bounds = np.linspace(0, n_train, n_points + 1).astype(np.int64)
+    done_epochs = 0
+    bar = tqdm(total=(config.epochs - start_epoch) * n_train, disable=not progress,
+               unit="sample", unit_scale=True, desc=config.name, leave=False)
+    try:
+        for epoch in range(start_epoch + 1, config.epochs + 1):
+            if stop_after is not None and done_epochs >= stop_after:
+                break
+            order = np.random.default_rng([config.seed, epoch]).permutation(n_train)
+            rng_state = K.seed_state(config.seed, epoch)
+            for st in net.layers:
+                st.stats[...] = 0
+            counters = np.zeros(2)
+            t0 = time.perf_counter()
+            for c in range(n_points):
+                net.train_samples(data, order, int(bounds[c]), int(bounds[c + 1]), rng_state,
+                                  counters)
+                bar.update(int(bounds[c + 1] - bounds[c]))
+                hist.track_samples.append((epoch - 1) * n_train + int(bounds[c + 1]))
+                hist.track_weights.append(_track_values(net, hist.track_index))
+            wall = time.perf_counter() - t0
+            tr_acc, tr_mse = net.evaluate(data, "train")
+            te_acc, te_mse = net.evaluate(data, "test")
+            phase_used = net.phase
+            hist.append(train_acc=tr_acc, test_acc=te_acc, train_mse=tr_mse, test_mse=te_mse,
+                        online_acc=counters[0] / n_train, phase=phase_used,
+                        updates=np.stack([st.stats[:, K.STAT_UPDATES] for st in net.layers]),
+                        pulses=np.stack([st.stats[:, K.STAT_PULSES] for st in net.layers]),
+                        refreshes=np.stack([st.stats[:, K.STAT_REFRESH] for st in net.layers]),
+                        wall_s=wall)
+            if isinstance(net.cell, HybridCell):
+                net.phase = net.cell.next_phase(net.phase, hist.epochs["train_acc"])
+            bar.set_postfix(train=f"{tr_acc:.4f}", test=f"{te_acc:.4f}", phase=net.phase)
+            if out is not None:
+                final = [st.Wr.copy() for st in net.layers] if config.save_weights else None
+                save_run(out, hist, net.layers, final, phase=net.phase)
+            if callback is not None:
+                callback(epoch, hist)
+            done_epochs += 1
+    finally:
+        bar.close()
+    if out is not None and hist.completed_epochs == 0:
+        save_run(out, hist, net.layers, None, phase=net.phase)
+    return RunResult(config, hist, net, out)

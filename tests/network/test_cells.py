@@ -1,0 +1,221 @@
+"""Update rules of the synapse unit cells on hand-checkable cases."""
+
+import math
+
+import numpy as np
+import pytest
+
+from pyspice_rram.network import kernels as K
+from pyspice_rram.network.cells import (BinaryPairCell, DeviceSpec, HybridCell,
+                                        MultiDeviceCell, PairCell, make_cell)
+
+
+def _layer(cell, n_in=3, n_out=2, w_max=1.0, W0=None, seed=0):
+    W0 = np.zeros((n_in + 1, n_out)) if W0 is None else W0
+    return cell.build_layer(W0, w_max, np.random.default_rng(seed))
+
+
+def test_deterministic_pulse_counts():
+    # N = 10 states, w_max = 1: one pulse = 0.1 of weight
+    st = _layer(PairCell(DeviceSpec(n_states=10)))
+    x = np.array([1.0, 0.5, 0.0])
+    delta = np.array([-0.26, 0.14])
+    st.update(x, delta, 1.0, K.seed_state(0))
+    # dW = -x delta: row0 [0.26, -0.14] -> [3, -1] pulses; row1 [0.13, -0.07] -> [1, -1];
+    # row2 (x = 0) nothing; bias row (x = 1) like row0.
+    expected = np.array([[0.3, -0.1], [0.1, -0.1], [0.0, 0.0], [0.3, -0.1]], np.float32)
+    np.testing.assert_allclose(st.Wa, expected, atol=1e-6)
+    np.testing.assert_allclose(st.Wr, expected, atol=1e-6)
+    assert st.stats[0, K.STAT_UPDATES] == 6
+    assert st.stats[0, K.STAT_PULSES] == 3 + 1 + 1 + 1 + 3 + 1
+    # positive updates potentiate G+, negative ones G- (unidirectional pair)
+    assert st.S[0, 0, 0, 0] == pytest.approx(0.3) and st.S[0, 1, 0, 0] == 0.0
+    assert st.S[0, 1, 0, 1] == pytest.approx(0.1) and st.S[0, 0, 0, 1] == 0.0
+
+
+def test_below_half_pulse_no_update():
+    st = _layer(PairCell(DeviceSpec(n_states=10)))
+    st.update(np.array([1.0, 1.0, 1.0]), np.array([0.049, -0.049]), 1.0, K.seed_state(0))
+    assert st.stats[0, K.STAT_UPDATES] == 0
+    assert np.all(st.Wa == 0)
+
+
+def test_saturation_without_refresh():
+    st = _layer(PairCell(DeviceSpec(n_states=10, refresh=False)), n_in=1, n_out=1)
+    st.update(np.array([1.0]), np.array([-1.5]), 1.0, K.seed_state(0))  # 15 pulses
+    assert st.Wa[0, 0] == pytest.approx(1.0)  # clipped at G_max: W = w_max
+    st.update(np.array([1.0]), np.array([-0.3]), 1.0, K.seed_state(0))
+    assert st.Wa[0, 0] == pytest.approx(1.0)
+
+
+def test_bidirectional_depresses_partner_when_saturated():
+    st = _layer(PairCell(DeviceSpec(n_states=10, unidirectional=False)), n_in=1, n_out=1,
+                W0=np.array([[0.0], [0.0]]))
+    st.S[0, 0, 0, 0] = 1.0   # G+ saturated
+    st.S[0, 1, 0, 0] = 0.5
+    st.recompute()
+    st.update(np.array([1.0]), np.array([-0.2]), 1.0, K.seed_state(0))  # +2 pulses
+    assert st.S[0, 0, 0, 0] == 1.0
+    assert st.S[0, 1, 0, 0] == pytest.approx(0.3)
+    assert st.Wa[0, 0] == pytest.approx(0.7)
+
+
+def test_refresh_resets_and_reprograms_difference():
+    st = _layer(PairCell(DeviceSpec(n_states=10)), n_in=1, n_out=1)
+    st.S[0, 0, 0, 0] = 0.9
+    st.S[0, 1, 0, 0] = 0.3
+    st.recompute()
+    st.update(np.array([1.0]), np.array([-0.1]), 1.0, K.seed_state(0))  # +1 pulse -> G+ = 1
+    assert st.stats[0, K.STAT_REFRESH] == 0
+    assert st.Wa[0, 0] == pytest.approx(0.7)
+    # G+ saturated, one more pulse: refresh (both reset, difference 1.0 - 0.3 = 0.7 into G+)
+    # then the pulse lands: G+ = 0.8, G- = 0
+    st.update(np.array([1.0]), np.array([-0.1]), 1.0, K.seed_state(0))
+    assert st.stats[0, K.STAT_REFRESH] == 1
+    assert st.S[0, 0, 0, 0] == pytest.approx(0.8)
+    assert st.S[0, 1, 0, 0] == 0.0
+    assert st.Wa[0, 0] == pytest.approx(0.8)
+
+
+def test_nonlinear_pulse_response_matches_formula():
+    beta, N = 3.0, 20
+    rng = K.seed_state(0)
+    for m in (1, 5, 20):
+        s = K.potentiate(0.0, m, N, beta, 0.0, rng)
+        assert s == pytest.approx((1 - math.exp(-beta * m / N)) / (1 - math.exp(-beta)))
+    # m pulses at once == m single pulses
+    s = 0.0
+    for _ in range(7):
+        s = K.potentiate(s, 1, N, beta, 0.0, rng)
+    assert s == pytest.approx(K.potentiate(0.0, 7, N, beta, 0.0, rng), rel=1e-9)
+    assert K.pulses_for_state(s, N, beta) == pytest.approx(7)
+    # depression is the mirror image
+    assert K.depress(1.0, 5, N, beta, 0.0, rng) == pytest.approx(1 - K.potentiate(0.0, 5, N, beta, 0.0, rng))
+
+
+def test_cycle_to_cycle_noise_delta_over_mu():
+    rng = K.seed_state(3)
+    d = np.array([K.potentiate(0.5, 1, 100, 0.0, 0.34, rng) - 0.5 for _ in range(20000)])
+    assert d.mean() == pytest.approx(0.01, rel=0.02)
+    assert d.std() / d.mean() == pytest.approx(0.34, rel=0.05)
+    # over 4 pulses the spread grows like sqrt(4)
+    d4 = np.array([K.potentiate(0.2, 4, 100, 0.0, 0.34, rng) - 0.2 for _ in range(20000)])
+    assert d4.std() == pytest.approx(0.34 * 0.01 * 2, rel=0.05)
+
+
+def test_stochastic_rounding_is_unbiased():
+    st = _layer(PairCell(DeviceSpec(n_states=1000), rounding="stochastic"), n_in=1,
+                n_out=1, w_max=1000.0, W0=np.zeros((2, 1)))
+    rng = K.seed_state(1)
+    for _ in range(2000):   # each update is 0.3 of a pulse on both rows (x and bias)
+        st.update(np.array([1.0]), np.array([-0.3]), 1.0, rng)
+    # expected 600 pulses per synapse (+- binomial noise sqrt(2000 0.3 0.7) = 20)
+    assert st.stats[0, K.STAT_PULSES] / 2 == pytest.approx(600, abs=60)
+    assert st.S[0, 0, :, 0] * 1000 == pytest.approx(st.stats[0, K.STAT_PULSES] / 2, abs=60)
+
+
+def test_pulse_coincidence_expected_count():
+    st = _layer(PairCell(DeviceSpec(n_states=1000, refresh=False), rounding="coincidence",
+                         bl=20), n_in=1, n_out=1, W0=np.zeros((2, 1)))
+    rng = K.seed_state(2)
+    # x = 0.5, delta = -0.004, lr = 1, step 0.001 -> E[n] = 2 per update (p_x 0.5, p_d 0.2)
+    for _ in range(500):
+        st.update(np.array([0.5]), np.array([-0.004]), 1.0, rng)
+    pulses_x = st.S[0, 0, 0, 0] * 1000
+    assert pulses_x == pytest.approx(1000, rel=0.1)
+    assert st.S[0, 1, 0, 0] == 0.0
+
+
+def test_hybrid_phase_switch_and_target_array():
+    cell = HybridCell(DeviceSpec(n_states=10), k=10, switch_threshold=0.005)
+    assert cell.next_phase(0, [0.1, 0.8]) == 0
+    assert cell.next_phase(0, [0.1, 0.8, 0.85]) == 0
+    assert cell.next_phase(0, [0.1, 0.8, 0.85, 0.854]) == 1
+    assert cell.next_phase(1, [0.1, 0.8, 0.9]) == 1          # never switches back
+    st = _layer(cell, n_in=1, n_out=1)
+    st.update(np.array([1.0]), np.array([-0.1]), 1.0, K.seed_state(0))   # big: 1 pulse = 0.1
+    assert st.Wa[0, 0] == pytest.approx(0.1)
+    assert st.stats[:, K.STAT_UPDATES].tolist() == [2, 0]
+    st.ip[K.IP_ACTIVE] = 1                                          # fine-tuning phase
+    st.update(np.array([1.0]), np.array([-0.03]), 1.0, K.seed_state(0))  # small: 3 pulses of 0.01
+    assert st.Wa[0, 0] == pytest.approx(0.13)
+    assert st.S[1, 0, 0, 0] == pytest.approx(0.3)
+    assert st.stats[:, K.STAT_UPDATES].tolist() == [2, 2]
+    assert st.array_weights()[:, 0, 0] == pytest.approx([0.1, 0.03])
+
+
+def test_hybrid_small_states():
+    cell = HybridCell(DeviceSpec(n_states=10), k=10, small_states=400)
+    st = _layer(cell, n_in=1, n_out=1)
+    st.ip[K.IP_ACTIVE] = 1
+    st.update(np.array([1.0]), np.array([-0.001]), 1.0, K.seed_state(0))  # step 1/(10*400)
+    assert st.Wa[0, 0] == pytest.approx(4 * 0.1 / 400)
+
+
+def test_multi_device_counter_order():
+    cell = MultiDeviceCell(DeviceSpec(n_states=1), n_devices=3, rounding="deterministic")
+    st = _layer(cell, n_in=1, n_out=1)
+    # binary devices, w_max = 1 -> one pulse = 1/3 of the weight range
+    hits = []
+    for step in range(3):
+        before = st.S.copy()
+        st.update(np.array([0.0]), np.array([-1.0 / 3]), 1.0, K.seed_state(step))  # bias only
+        changed = np.argwhere(st.S != before)
+        hits.append(int(changed[0][0]))
+        st.ip[K.IP_COUNTER] += 1          # the global counter advances once per sample
+    assert hits == [0, 1, 2]
+    assert st.Wa[1, 0] == pytest.approx(1.0)   # all three + devices at G_max: W = w_max
+    # counter wraps to device 0; a negative update sets its G-
+    st.update(np.array([0.0]), np.array([1.0 / 3]), 1.0, K.seed_state(9))
+    assert st.S[0, :, 1, 0].tolist() == [1.0, 1.0] and st.stats[0, K.STAT_REFRESH] == 0
+    assert st.Wa[1, 0] == pytest.approx(2.0 / 3)
+    # device 0's G+ and G- are both saturated: the next + update on it refreshes the pair
+    st.ip[K.IP_COUNTER] = 3
+    st.update(np.array([0.0]), np.array([-1.0 / 3]), 1.0, K.seed_state(9))
+    assert st.stats[0, K.STAT_REFRESH] == 1
+    assert st.S[0, :, 1, 0].tolist() == [1.0, 0.0]
+    assert st.Wa[1, 0] == pytest.approx(1.0)
+
+
+def test_two_t_two_r_sign_read_and_refresh():
+    cell = BinaryPairCell(DeviceSpec(n_states=10))
+    st = cell.build_layer(np.array([[0.2], [-0.1]]), 1.0, np.random.default_rng(0),
+                          read_scale=0.5)
+    np.testing.assert_allclose(st.Wr[:, 0], [0.5, -0.5])
+    np.testing.assert_allclose(st.Wa[:, 0], [0.2, -0.1], atol=1e-6)
+    # +2 pulses on both rows: row 1 flips sign
+    st.update(np.array([1.0]), np.array([-0.2]), 1.0, K.seed_state(0))
+    np.testing.assert_allclose(st.Wa[:, 0], [0.4, 0.1], atol=1e-6)
+    np.testing.assert_allclose(st.Wr[:, 0], [0.5, 0.5])
+    # drive row 0's G+ into saturation -> refresh keeps the analog weight
+    st.S[0, 1, 0, 0] = 0.5
+    st.S[0, 0, 0, 0] = 1.0
+    st.recompute()
+    st.update(np.array([1.0]), np.array([-0.1]), 1.0, K.seed_state(0))
+    assert st.stats[0, K.STAT_REFRESH] >= 1
+    assert st.S[0, 1, 0, 0] == 0.0 and st.S[0, 0, 0, 0] == pytest.approx(0.6)
+    assert st.Wa[0, 0] == pytest.approx(0.6)
+
+
+def test_device_to_device_spread():
+    dev = DeviceSpec(n_states=50, d2d=0.5, g_ratio=11.0)
+    st = PairCell(dev).build_layer(np.zeros((201, 100)), 1.0, np.random.default_rng(0))
+    g0 = st.G0[0]
+    assert g0.mean() == pytest.approx(0.1, rel=0.02)           # G_min / dG = 1/(11-1)
+    assert g0.std() / 0.1 == pytest.approx(0.5, rel=0.05)
+    assert st.GR.std() == pytest.approx(0.5, rel=0.05)
+    # offset of a pair at identical states: W = G0+ - G0-
+    np.testing.assert_allclose(st.Wa, g0[0] - g0[1], atol=1e-6)
+
+
+def test_make_cell_and_device_from_card():
+    with pytest.raises(ValueError):
+        make_cell("nope")
+    with pytest.raises(ValueError):
+        make_cell("hybrid", DeviceSpec(), bogus=1)
+    card_mod = pytest.importorskip("pyspice_rram.device.card")
+    card = card_mod.ModelCard.reference()
+    spec = DeviceSpec.from_card(card, c2c=0.0)
+    assert spec.n_states == pytest.approx(round(card.n_states()))
+    assert spec.beta_p == card.beta_p and spec.c2c == 0.0
+    assert spec.g_ratio == pytest.approx(card.g_max() / card.g_min())
