@@ -34,6 +34,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -229,11 +230,43 @@ def cache_dir() -> Path:
     else:
         base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "pyspice-rram"
     path = base / "veriloga"
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError:  # read-only home (some CI set-ups): fall back to the temp folder
+        import tempfile
+
+        path = Path(tempfile.gettempdir()) / "pyspice-rram" / "veriloga"
+        path.mkdir(parents=True, exist_ok=True)
     return path
 
 
 _LOADED: dict[str, object] = {}
+
+
+def _quiet_load(verilogae, path: Path):
+    """``verilogae.load`` with its compiler messages (written to fd 2) captured; they are
+    raised with the error when compilation fails."""
+    import sys
+    import tempfile
+
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no real fd 2: just load
+        return verilogae.load(str(path))
+    with tempfile.TemporaryFile() as log:
+        os.dup2(log.fileno(), 2)
+        try:
+            model = verilogae.load(str(path))
+        except Exception as exc:
+            os.dup2(saved, 2)
+            log.seek(0)
+            text = re.sub(r"\x1b\[[0-9;]*m", "", log.read().decode(errors="replace"))
+            raise RuntimeError(f"verilogae could not compile {path}:\n{text}") from exc
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+    return model
 
 
 def load_source(source: str):
@@ -248,7 +281,7 @@ def load_source(source: str):
             tmp = path.with_suffix(f".{os.getpid()}.tmp")
             tmp.write_text(source)
             tmp.replace(path)
-        model = verilogae.load(str(path))
+        model = _quiet_load(verilogae, path)
         _LOADED[key] = model
     return model
 

@@ -98,6 +98,12 @@ def test_hostile_card_text_cannot_break_the_module():
     assert i == pytest.approx(float(cell_current(0.5, 0.5, 1e-14, card)), rel=1e-14)
 
 
+def test_compiler_errors_are_reported():
+    with pytest.raises(RuntimeError, match="(?s)could not compile.*not found in the current scope"):
+        veriloga.load_source("module broken(a); inout a; electrical a;\n"
+                             "analog I(a) <+ no_such_variable; endmodule\n")
+
+
 def test_invalid_card_is_refused():
     card = ModelCard()
     card.v_p = -1.0  # bypasses __post_init__
