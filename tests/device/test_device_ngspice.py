@@ -69,12 +69,18 @@ def test_kappa_scales_the_rate_in_the_subcircuit():
     assert rel_err(g.rate, state_rate(g.v, g.x, CARD, kappa=0.4)) <= RTOL
 
 
-def test_default_reltol_would_not_be_accurate_enough():
-    """Documents why the DC grid runs with reltol = 1e-9: ngspice's default 1e-3 stops a
-    sweep point after the Newton step linearised at the previous point."""
-    g = crosscheck.ngspice_dc_grid(CARD, V_GRID, [0.0, 0.5], AREAS[:1], reltol=1e-3)
-    err = rel_err(g.current[0], cell_current(g.v, g.x, AREAS[0], CARD))
-    assert 1e-5 < err < 5e-3  # ~ (dV / V_nl)^2 / 2 = 8.7e-4 for dV = 25 mV
+def test_rawfile_reader_ascii_equals_binary(monkeypatch):
+    """An RC step: binary and ASCII rawfiles give the same vectors, and the analytic answer."""
+    net = "\n".join(["* rc", "V1 a 0 1", "R1 a b 1k", "C1 b 0 1n", ".ic v(b)=0",
+                     ".tran 10n 5u 0 10n uic", ".end", ""])
+    binary = crosscheck.run_ngspice(net)[-1]
+    monkeypatch.setenv("SPICE_ASCIIRAWFILE", "1")
+    ascii_ = crosscheck.run_ngspice(net)[-1]
+    assert binary["plotname"] == ascii_["plotname"] == "Transient Analysis"
+    for key in ("time", "v(a)", "v(b)", "i(v1)"):
+        np.testing.assert_allclose(ascii_[key], binary[key], rtol=1e-14, atol=1e-20)
+    t = binary["time"]
+    np.testing.assert_allclose(binary["v(b)"], 1 - np.exp(-t / 1e-6), atol=2e-3)
 
 
 def test_edge_rate_integral_and_equivalent_width():
