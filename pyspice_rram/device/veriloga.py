@@ -163,8 +163,8 @@ def veriloga_source(card: ModelCard, *, module_name: str = MODULE_NAME) -> str:
     for name in EQUATION_PARAMETERS:
         lo, hi, unit, desc = PARAMETER_INFO[name]
         lines.append(_param_line(name, getattr(card, name), _range(lo, hi), unit, desc))
-    lines.append(_param_line("eps_bound", card.eps_bound,
-                             _range(0.0, 0.1, lo_open=True, hi_open=True), *_EXTRA_INFO["eps_bound"]))
+    eps_range = _range(0.0, 0.1, lo_open=True, hi_open=True)
+    lines.append(_param_line("eps_bound", card.eps_bound, eps_range, *_EXTRA_INFO["eps_bound"]))
     lines.append(_param_line("r0", RATE_REF, _range(0.0, math.inf, lo_open=True),
                              *_EXTRA_INFO["r0"]))
     lines.append("    // statistics for Monte Carlo harnesses (not used by the equations)")

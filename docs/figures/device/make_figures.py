@@ -22,7 +22,7 @@ import numpy as np  # noqa: E402
 
 from pyspice_rram.device import crosscheck, veriloga  # noqa: E402
 from pyspice_rram.device.card import ModelCard, area_from_diameter  # noqa: E402
-from pyspice_rram.device.model import cell_current, read_conductance, state_rate  # noqa: E402
+from pyspice_rram.device.model import cell_current, state_rate  # noqa: E402
 from pyspice_rram.device.pulses import (potentiation_depression_train,  # noqa: E402
                                         simulate_pulse_train)
 
