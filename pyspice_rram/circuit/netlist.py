@@ -15,8 +15,9 @@ orders the matrix once for all K vectors (measured fastest on ngspice 46 with KL
 
 Names: row nodes ``r<i>_<j>`` (``r<i>`` when the row wire is ideal), column nodes
 ``c<i>_<j>`` (``c<j>``), driver nodes ``d<k>``, sense nodes ``s<k>``; cells ``Rx<i>_<j>``
-(linear, 0 S cells are left out) or ``Xc<i>_<j> ... motiox_read area=<m²> x=<state>`` (model
-cells, library of :func:`pyspice_rram.device.ngspice.cell_library`).
+(linear, 0 S cells are left out), model cells ``Bx<i>_<j> ... I=k*sinh(v(..)/V_nl)``
+(``cell_form='inline'``) or ``Xc<i>_<j> ... motiox_read area=<m²> x=<state>``
+(``cell_form='subckt'``, library of :func:`pyspice_rram.device.ngspice.cell_library`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from ..device.model import conductance_density
 from ..device.ngspice import cell_library
 from .tile import Tile, topology
 
@@ -70,8 +72,12 @@ def options_line(klu: bool = True, extra: dict[str, Any] | None = None) -> str:
     return ".options " + " ".join(words)
 
 
+CELL_FORMS = ("inline", "subckt")
+
+
 def tile_netlist(tile: Tile, v_in: Any, direction: str = "forward", *, klu: bool = True,
-                 options: dict[str, Any] | None = None, title: str | None = None) -> str:
+                 options: dict[str, Any] | None = None, title: str | None = None,
+                 cell_form: str = "inline") -> str:
     """ngspice netlist (text) of ``tile`` read with every input vector of ``v_in``.
 
     Parameters
@@ -86,6 +92,11 @@ def tile_netlist(tile: Tile, v_in: Any, direction: str = "forward", *, klu: bool
         Extra ``.options`` (e.g. convergence aids); a value of None writes a flag.
     title : str, optional
         First (title) line.
+    cell_form : {'inline', 'subckt'}
+        Model cells as one B-source each, ``I = k sinh(V / V_nl)`` with the per-cell
+        constant ``k = A g(x) V_nl`` from :func:`pyspice_rram.device.model.conductance_density`
+        (``'inline'``, 1.5-2x faster in ngspice), or as instances of the device library's
+        ``motiox_read`` subcircuit (``'subckt'``). Both are the same equation.
 
     Returns
     -------
@@ -94,6 +105,8 @@ def tile_netlist(tile: Tile, v_in: Any, direction: str = "forward", *, klu: bool
         as-is with ``ngspice -b``.
     """
     v = tile.check_inputs(v_in, direction)
+    if cell_form not in CELL_FORMS:
+        raise ValueError(f"cell_form must be one of {CELL_FORMS}, got {cell_form!r}")
     K = v.shape[0]
     T = topology(tile, direction)
     R, C = tile.shape
@@ -119,7 +132,7 @@ def tile_netlist(tile: Tile, v_in: Any, direction: str = "forward", *, klu: bool
            f"* r_wire_row={_f(tile.r_wire_row)} r_wire_col={_f(tile.r_wire_col)} "
            f"r_driver={_f(tile.r_driver)} r_sense={_f(tile.r_sense)} (ohm)",
            options_line(klu, options)]
-    if not tile.is_linear:
+    if not tile.is_linear and cell_form == "subckt":
         out.append(cell_library(tile.card).rstrip())
     out.append("* input index source: sweep point n applies input vector n")
     out.append("Vidx idx 0 0")
@@ -151,9 +164,19 @@ def tile_netlist(tile: Tile, v_in: Any, direction: str = "forward", *, klu: bool
     if tile.is_linear:
         out += [f"Rx{i}_{j} {rname(i, j)} {cname(i, j)} {_f(1.0 / tile.g[i, j])}"
                 for i in range(R) for j in range(C) if tile.g[i, j] > 0]
-    else:
+    elif cell_form == "subckt":
         out += [f"Xc{i}_{j} {rname(i, j)} {cname(i, j)} motiox_read "
                 f"area={_f(tile.area[i, j])} x={_f(tile.x[i, j])}"
+                for i in range(R) for j in range(C)]
+    else:
+        card = tile.card
+        k = tile.area * conductance_density(tile.x, card) * card.v_nl
+        vnl = _f(card.v_nl)
+        out.append(f"* I = A g(x) V_nl sinh(V/V_nl), card '{card.name}': V_nl = {vnl} V, "
+                   f"g(x) = {_f(card.g_min_density)} + "
+                   f"({_f(card.g_max_density)} - {_f(card.g_min_density)}) x S/m^2")
+        out += [f"Bx{i}_{j} {rname(i, j)} {cname(i, j)} I={_f(k[i, j])}*sinh(v({rname(i, j)},"
+                f"{cname(i, j)})/{vnl})"
                 for i in range(R) for j in range(C)]
     out.append(f".dc Vidx 0 {K - 1} 1")
     out.append(".end")

@@ -307,7 +307,8 @@ def run_shared(netlist: str, vectors: list[str], n_points: int, *,
 # ------------------------------------------------------------------ tile solve
 def solve_tile(tile: Tile, v_in: Any, direction: str = "forward", *, backend: str = "shared",
                workdir: str | Path | None = None, klu: bool | None = None,
-               timeout: float | None = None, info: dict | None = None) -> np.ndarray:
+               timeout: float | None = None, info: dict | None = None,
+               cell_form: str = "inline") -> np.ndarray:
     """Sensed currents of a tile read with voltages ``v_in``, solved by ngspice.
 
     Same arguments and result as :func:`pyspice_rram.circuit.mna.solve_tile`.
@@ -327,6 +328,8 @@ def solve_tile(tile: Tile, v_in: Any, direction: str = "forward", *, backend: st
         Use ``.options klu``; default: when the installed ngspice has KLU.
     timeout : float, optional
         Wall-clock limit (s) of one ``ngspice -b`` run.
+    cell_form : {'inline', 'subckt'}
+        Netlist form of model cells (see :func:`~pyspice_rram.circuit.netlist.tile_netlist`).
     info : dict, optional
         Filled with ``netlist`` (text), ``netlist_sha256``, ``options`` (the convergence aid
         that succeeded), ``attempts``, ``wall_s``, ``backend``, ``klu``.
@@ -348,7 +351,8 @@ def solve_tile(tile: Tile, v_in: Any, direction: str = "forward", *, backend: st
     last: NgspiceConvergenceError | None = None
     t0 = time.perf_counter()
     for attempt, aids in enumerate(CONVERGENCE_AIDS, start=1):
-        netlist = _with_save(tile_netlist(tile, v, direction, klu=klu, options=aids), sources)
+        netlist = _with_save(tile_netlist(tile, v, direction, klu=klu, options=aids,
+                                           cell_form=cell_form), sources)
         try:
             if backend == "batch":
                 data, _log = run_batch(netlist, vectors, v.shape[0], workdir=workdir,
@@ -362,7 +366,7 @@ def solve_tile(tile: Tile, v_in: Any, direction: str = "forward", *, backend: st
         if info is not None:
             info.update(netlist=netlist, netlist_sha256=netlist_sha256(netlist), options=aids,
                         attempts=attempt, wall_s=time.perf_counter() - t0, backend=backend,
-                        klu=klu)
+                        klu=klu, cell_form=cell_form)
         return data
     assert last is not None
     raise last

@@ -61,12 +61,25 @@ def test_model_cell_netlist_uses_the_cell_library(card):
     x = np.array([[0.0, 0.25], [1.0, 0.5]])
     area = np.array([[1e-13, 2e-13], [3e-13, 4e-13]])
     tile = Tile(x=x, area=area, card=card, r_wire_row=1.0, r_wire_col=1.0)
-    text = tile_netlist(tile, [[0.1, 0.1]])
+    text = tile_netlist(tile, [[0.1, 0.1]], cell_form="subckt")
     assert ".subckt motiox_read t b" in text
     xs = [l for l in _lines(text, "Xc") if " motiox_read " in l]
     assert len(xs) == 4
     assert "Xc1_0 r1_0 c1_0 motiox_read area=3e-13 x=1.0" in xs
     assert "Xc0_1 r0_1 c0_1 motiox_read area=2e-13 x=0.25" in xs
+
+
+def test_inline_model_cells_carry_the_cell_constant(card):
+    x = np.array([[0.0, 1.0]])
+    tile = Tile(x=x, area=2e-13, card=card)
+    text = tile_netlist(tile, [[0.1]])
+    assert ".subckt" not in text
+    b = _lines(text, "Bx")
+    assert len(b) == 2
+    k1 = 2e-13 * card.g_max_density * card.v_nl
+    assert b[1] == f"Bx0_1 r0 c1 I={k1!r}*sinh(v(r0,c1)/{card.v_nl!r})"
+    with pytest.raises(ValueError, match="cell_form"):
+        tile_netlist(tile, [[0.1]], cell_form="verilog")
 
 
 def test_values_are_written_exactly():

@@ -176,3 +176,13 @@ def test_bad_inputs_raise(rng):
         solve_tile(tile, [[0.1, np.nan, 0, 0]])
     with pytest.raises(ValueError, match="direction"):
         solve_tile(tile, np.zeros((1, 4)), "backward")
+
+
+def test_cholmod_and_superlu_agree(card, rng):
+    tile = Tile.random(20, 30, rng=rng, card=card, r_wire_row=1.0, r_wire_col=3.0, r_driver=5.0)
+    v = rng.uniform(0, 0.3, (4, 20))
+    a = solve_tile(tile, v, factorization="superlu")
+    b = solve_tile(tile, v, factorization="cholmod")
+    np.testing.assert_allclose(a, b, rtol=1e-11)
+    with pytest.raises(ValueError, match="factorization"):
+        solve_tile(tile, v, factorization="qr")
