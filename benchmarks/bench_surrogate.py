@@ -1,0 +1,124 @@
+"""Speed of the tile surrogate against ngspice and the MNA solver, and in the training loop.
+
+Run: ``python benchmarks/bench_surrogate.py [--size 64] [--vectors 64] [--samples 3000]``
+
+1. Per-read time of a ``size x size`` tile of reference-card model cells (random states,
+   1 Ω per segment, sinh cells), ``--vectors`` input vectors read in one batch, forward:
+   ngspice (``ngspice -b``, one DC sweep over all vectors, KLU), the sparse MNA solver
+   (Newton per vector), the surrogate (per-tile preparation + reads, and reads of a prepared
+   tile). Same tile, same inputs, one run; ratios printed.
+2. Training loop (784-250-10 hybrid, MNIST subset, batch 1): seconds per sample with the
+   ideal backend (compiled numba loop), the ideal reads through the Python per-sample path,
+   and the surrogate backend (64x64 tiles, 1 Ω).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+
+import numpy as np
+
+
+def bench_reads(size: int, n_vec: int, repeats: int = 3) -> dict:
+    from pyspice_rram.circuit import mna, ngspice_run
+    from pyspice_rram.circuit.tile import Tile
+    from pyspice_rram.device.card import ModelCard
+    from pyspice_rram.surrogate.model import TileSurrogate
+
+    card = ModelCard.reference()
+    rng = np.random.default_rng(0)
+    tile = Tile(x=rng.uniform(size=(size, size)), card=card, r_wire_row=1.0, r_wire_col=1.0)
+    v = rng.uniform(0, card.scheme.v_read, (n_vec, size))
+    sur = TileSurrogate.load()
+    sur.predict(tile, v[:2])  # warm up (numba)
+
+    def best(fn, k=repeats):
+        ts = []
+        for _ in range(k):
+            t0 = time.perf_counter()
+            out = fn()
+            ts.append(time.perf_counter() - t0)
+        return min(ts), out
+
+    t_ng, i_ng = best(lambda: ngspice_run.solve_tile(tile, v, backend="batch"), 1)
+    t_mna, i_mna = best(lambda: mna.solve_tile(tile, v), 1)
+    t_sur, i_sur = best(lambda: sur.predict(tile, v), 20)
+    prep = sur.prepare(tile)
+    t_app, _ = best(lambda: prep.apply(v), 50)
+    fs = size * card.g_max() * card.v_nl * np.sinh(card.scheme.v_read / card.v_nl)
+    res = {"size": size, "vectors": n_vec,
+           "ngspice_s_per_read": t_ng / n_vec, "mna_s_per_read": t_mna / n_vec,
+           "surrogate_s_per_read": t_sur / n_vec, "surrogate_prepared_s_per_read": t_app / n_vec,
+           "surrogate_rms_err_pct_fs_vs_ngspice": float(100 * np.sqrt(np.mean((i_sur - i_ng) ** 2)) / fs),
+           "mna_vs_ngspice_max_rel": float(np.max(np.abs(i_mna - i_ng)) / np.max(np.abs(i_ng)))}
+    res["ratio_ngspice_over_surrogate"] = res["ngspice_s_per_read"] / res["surrogate_s_per_read"]
+    res["ratio_mna_over_surrogate"] = res["mna_s_per_read"] / res["surrogate_s_per_read"]
+    return res
+
+
+def bench_training(n_samples: int, mnist: str | None) -> dict:
+    from pyspice_rram.network.backend import IdealBackend
+    from pyspice_rram.network.data import load_dataset
+    from pyspice_rram.network.train import TrainConfig, train
+    from pyspice_rram.surrogate.backend import SurrogateBackend
+
+    class PythonPathIdeal(IdealBackend):
+        """Ideal reads, but through the per-sample Python path used by non-ideal backends."""
+
+        ideal = False
+
+    name = "mnist" if mnist else "digits"
+    data = load_dataset(name, mnist)
+    data = data.subset(min(n_samples, len(data.y_train)), 100)
+    cfg = TrainConfig(dataset=name, cell="hybrid", epochs=1, seed=0)
+    out = {"dataset": name, "samples": len(data.y_train)}
+    for label, make in (("ideal_compiled", IdealBackend), ("ideal_python_path", PythonPathIdeal),
+                        ("surrogate", lambda: SurrogateBackend(tile=(64, 64), r_wire=1.0))):
+        train(cfg, data=data.subset(50, 10), backend=make(), progress=False)  # JIT warm-up
+        r = train(cfg, data=data, backend=make(), progress=False)
+        out[f"{label}_s_per_sample"] = float(r.history.epochs["wall_s"][-1]) / len(data.y_train)
+    out["ratio_surrogate_over_ideal_compiled"] = (out["surrogate_s_per_sample"]
+                                                  / out["ideal_compiled_s_per_sample"])
+    out["ratio_surrogate_over_ideal_python_path"] = (out["surrogate_s_per_sample"]
+                                                     / out["ideal_python_path_s_per_sample"])
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", type=int, default=64)
+    ap.add_argument("--vectors", type=int, default=64)
+    ap.add_argument("--samples", type=int, default=3000)
+    ap.add_argument("--mnist", default=os.environ.get("PYSPICE_RRAM_MNIST"))
+    ap.add_argument("--skip-training", action="store_true")
+    ap.add_argument("--json", help="write the results here")
+    args = ap.parse_args()
+    res = {"reads": bench_reads(args.size, args.vectors)}
+    r = res["reads"]
+    print(f"{r['size']}x{r['size']} tile, {r['vectors']} vectors, 1 Ω/segment, sinh cells")
+    print(f"  ngspice   {1e3 * r['ngspice_s_per_read']:10.3f} ms/read")
+    print(f"  MNA       {1e3 * r['mna_s_per_read']:10.3f} ms/read")
+    print(f"  surrogate {1e3 * r['surrogate_s_per_read']:10.4f} ms/read (incl. tile preparation); "
+          f"{1e3 * r['surrogate_prepared_s_per_read']:.4f} ms/read on a prepared tile")
+    print(f"  ratios: ngspice/surrogate {r['ratio_ngspice_over_surrogate']:.3g}x, "
+          f"MNA/surrogate {r['ratio_mna_over_surrogate']:.3g}x")
+    print(f"  surrogate vs ngspice RMS error {r['surrogate_rms_err_pct_fs_vs_ngspice']:.4f} % FS; "
+          f"MNA vs ngspice max rel {r['mna_vs_ngspice_max_rel']:.2e}")
+    if not args.skip_training:
+        t = bench_training(args.samples, args.mnist)
+        res["training"] = t
+        print(f"training loop ({t['dataset']}, {t['samples']} samples, 784-250-10 hybrid, batch 1):")
+        for k in ("ideal_compiled", "ideal_python_path", "surrogate"):
+            print(f"  {k:18s} {1e3 * t[k + '_s_per_sample']:.3f} ms/sample")
+        print(f"  surrogate / ideal compiled {t['ratio_surrogate_over_ideal_compiled']:.2f}x, "
+              f"surrogate / ideal python path {t['ratio_surrogate_over_ideal_python_path']:.2f}x")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(res, fh, indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,338 @@
+"""The tile surrogate as a VMM backend of the training layer (:mod:`pyspice_rram.network`).
+
+Each layer's crossbar (``n_in + 1`` rows with the bias row, ``n_out`` columns) is cut into
+tiles of ``tile_rows x tile_cols`` cells (the last tiles padded with absent cells); every
+array of the unit cell (big pair ``G+/G-``, small pair ``g+/g-``, ...) is one set of tiles.
+Inputs are read voltages ``v = x V_read`` (forward: activations in [0, 1], bias row at 1;
+transposed: errors scaled per sample so that ``max |v| = V_read``). Partial sums of the
+tiles are added in the periphery, and currents are converted back to weight units with the
+chord conductance at ``V_read``::
+
+    y_j = sum_{a,p} s_p gain_a / (dG_a h(V_read)) * I_{a,p,j}(v)        (s_+ = 1, s_- = -1)
+
+so that the ideal read of a full-scale input reproduces ``x @ W``; with the surrogate the
+read contains the IR drop of every tile and the sinh nonlinearity of the cells.
+
+Cost per read: the surrogate's per-cell factors (:meth:`TileSurrogate.factors`) are
+recomputed for all tiles every ``refresh_every`` training samples (and before every batched
+evaluation); between refreshes the effective matrices ``sum s gain G * f`` are kept up to
+date row by row where the weights changed, and a read is four matrix products
+(``h(v)``, ``v h'(v)``, ``v^2 h''/2`` and the chord term). The factors depend on the
+conductances only through line integrals (the ladder admittances), so their staleness
+between refreshes is a small second-order effect (measured in the tests).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from numba import njit
+
+from ..device.card import ModelCard
+from ..network.backend import BACKENDS, VMMBackend
+from .model import CellLaw, SurrogateValidityError, TileSurrogate, canonical, line_resistances
+
+TERMS = ("dh", "d2h", "dhs")
+
+
+@njit(cache=True)
+def _rows_update(rows, G0, S, GR, coef, F, W):
+    """``W[rows, j] = sum_{a,p} coef[a,p] (G0 + S GR)[a,p,rows,j] F[a,p,rows,j]``."""
+    A = S.shape[0]
+    n_out = S.shape[3]
+    for r in rows:
+        for j in range(n_out):
+            acc = 0.0
+            for a in range(A):
+                for p in range(2):
+                    g = G0[a, p, r, j] + S[a, p, r, j] * GR[a, p, r, j]
+                    acc += coef[a, p] * g * F[a, p, r, j]
+            W[r, j] = acc
+
+
+@njit(cache=True)
+def _rows_update_h(rows, G0, S, GR, coef, W):
+    """``W[rows, j] = sum_{a,p} coef[a,p] (G0 + S GR)[a,p,rows,j]`` (the ``h(v)`` term)."""
+    A = S.shape[0]
+    n_out = S.shape[3]
+    for r in rows:
+        for j in range(n_out):
+            acc = 0.0
+            for a in range(A):
+                for p in range(2):
+                    acc += coef[a, p] * (G0[a, p, r, j] + S[a, p, r, j] * GR[a, p, r, j])
+            W[r, j] = acc
+
+
+@njit(cache=True)
+def _cols_update(rows, G0, S, GR, coef, F, Wt):
+    """Transposed layout: ``Wt[j, rows] = sum coef (G0 + S GR) F`` (``Wt`` is (n_out, n_in))."""
+    A = S.shape[0]
+    n_out = S.shape[3]
+    for r in rows:
+        for j in range(n_out):
+            acc = 0.0
+            for a in range(A):
+                for p in range(2):
+                    g = G0[a, p, r, j] + S[a, p, r, j] * GR[a, p, r, j]
+                    acc += coef[a, p] * g * F[a, p, r, j]
+            Wt[j, r] = acc
+
+
+@njit(cache=True)
+def _cols_update_h(rows, G0, S, GR, coef, Wt):
+    """Transposed layout of :func:`_rows_update_h`."""
+    A = S.shape[0]
+    n_out = S.shape[3]
+    for r in rows:
+        for j in range(n_out):
+            acc = 0.0
+            for a in range(A):
+                for p in range(2):
+                    acc += coef[a, p] * (G0[a, p, r, j] + S[a, p, r, j] * GR[a, p, r, j])
+            Wt[j, r] = acc
+
+
+class SurrogateBackend(VMMBackend):
+    """Crossbar reads through the fitted tile surrogate.
+
+    Parameters
+    ----------
+    surrogate : TileSurrogate or path or None
+        The fitted surrogate (default: the shipped one).
+    card : ModelCard or None
+        Card of the devices (default: the surrogate's card).
+    tile : (rows, cols)
+        Tile size in cells.
+    r_wire : float
+        Wire resistance per cell segment (Ω) of rows and columns.
+    r_driver, r_sense : float
+        Driver and sense resistances (Ω).
+    v_read : float or None
+        Full-scale read voltage (V); default the card's ``scheme.v_read``.
+    refresh_every : int
+        Training samples between recomputations of the per-cell factors.
+    second_order : bool
+        Also apply the second-order (``v^2 h''``) and chord-correction terms of the surrogate
+        (two more matrix products per read; below 0.01 % of full scale at 64x64, 1 Ω).
+    on_invalid : ``"error"`` or ``"warn"``
+        What to do when the tiles are outside the surrogate's validity range.
+    """
+
+    ideal = False
+
+    def __init__(self, surrogate: TileSurrogate | str | None = None, card: ModelCard | None = None,
+                 tile: tuple[int, int] = (64, 64), r_wire: float = 1.0, r_driver: float = 0.0,
+                 r_sense: float = 0.0, v_read: float | None = None, refresh_every: int = 1000,
+                 second_order: bool = False, on_invalid: str = "error"):
+        if not isinstance(surrogate, TileSurrogate):
+            surrogate = TileSurrogate.load(surrogate)
+        self.sur = surrogate
+        self.card = card or (ModelCard.from_dict(surrogate.card) if surrogate.card
+                             else ModelCard.reference())
+        self.tile = (int(tile[0]), int(tile[1]))
+        self.r_wire = float(r_wire)
+        self.r_driver = float(r_driver)
+        self.r_sense = float(r_sense)
+        self.v_read = float(v_read or self.card.scheme.v_read)
+        self.refresh_every = max(1, int(refresh_every))
+        self.on_invalid = on_invalid
+        self.second_order = bool(second_order)
+        self.terms = TERMS if self.second_order else ("dh",)
+        self.law = CellLaw(v_nl=float(self.card.v_nl),
+                           v_eff=surrogate.v_eff_frac * float(surrogate.validity.get(
+                               "v_max", self.v_read)))
+        self.h_read = float(self.law.transforms(np.array(self.v_read))["h"])
+        self.network = None
+        self._state: dict[int, dict[str, Any]] = {}
+        self.samples = 0
+        self.refreshes = 0
+        self._check_settings()
+
+    # ------------------------------------------------------------------ validity
+    def _check_settings(self) -> None:
+        val = self.sur.validity
+        problems = []
+        if "size" in val:
+            lo, hi = val["size"]
+            if not all(lo <= n <= hi for n in self.tile):
+                problems.append(f"tile {self.tile} outside the fitted sizes [{lo}, {hi}]")
+        if "r_wire" in val and self.r_wire != 0:
+            lo, hi = val["r_wire"]
+            if not lo <= self.r_wire <= hi:
+                problems.append(f"r_wire {self.r_wire} Ω outside [{lo}, {hi}] Ω")
+        if self.r_driver > val.get("r_driver_max", math.inf):
+            problems.append(f"r_driver {self.r_driver} Ω above {val['r_driver_max']} Ω")
+        if self.r_sense > val.get("r_sense_max", math.inf):
+            problems.append(f"r_sense {self.r_sense} Ω above {val['r_sense_max']} Ω")
+        if self.v_read > val.get("v_max", math.inf) * (1 + 1e-9):
+            problems.append(f"v_read {self.v_read} V above {val['v_max']} V")
+        if self.sur.card is not None:
+            mine = ModelCard.from_dict(self.sur.card)
+            for p in ("g_min_density", "g_max_density", "v_nl"):
+                if not math.isclose(getattr(self.card, p), getattr(mine, p), rel_tol=1e-6):
+                    problems.append(f"card {p} differs from the fitted card")
+        if problems:
+            msg = "surrogate backend outside the surrogate's validity: " + "; ".join(problems)
+            if self.on_invalid == "error":
+                raise SurrogateValidityError(msg)
+            import warnings
+
+            warnings.warn(msg, stacklevel=2)
+
+    # ------------------------------------------------------------------ layer mapping
+    def bind(self, network: Any) -> None:
+        self.network = network
+        self._state = {}
+
+    def _arrays(self, layer: int, W: np.ndarray) -> tuple[np.ndarray, ...]:
+        """``(G0, S, GR, coef, dG)``: nominal device conductances and read coefficients.
+
+        Pair-based cells read their device arrays; cells without devices (floating point)
+        and sign-read cells (2T2R) are mapped onto one differential pair of the reference
+        device holding ``W`` (``G± = G_min + max(±W, 0) / w_s`` in units of the range).
+        """
+        ref_area = self.card.area_ref
+        dG_ref = (self.card.g_max_density - self.card.g_min_density) * ref_area
+        gmin = self.card.g_min_density / (self.card.g_max_density - self.card.g_min_density)
+        st = None
+        if self.network is not None:
+            st = self.network.layers[layer]
+        from ..network import kernels as K
+
+        if st is not None and st.ip[K.IP_KIND] == K.KIND_PAIR and not st.ip[K.IP_SIGN]:
+            A = st.S.shape[0]
+            areas = np.full(A, ref_area)
+            cell = getattr(self.network, "cell", None)
+            if getattr(cell, "kind", "") == "hybrid" and A == 2:
+                areas[1] = ref_area / float(cell.k)
+            dG = (self.card.g_max_density - self.card.g_min_density) * areas
+            coef = np.stack([st.gain, -st.gain], axis=1) / self.h_read  # (A, 2)
+            # currents are dG * G_nom * (...); dividing by dG converts back: coef needs no dG
+            return st.G0, st.S, st.GR, coef, dG
+        w = np.asarray(W, dtype=np.float32)
+        ws = float(np.max(np.abs(w))) or 1.0
+        S = np.stack([np.maximum(w, 0), np.maximum(-w, 0)])[None] / ws
+        G0 = np.full_like(S, gmin)
+        GR = np.ones_like(S)
+        coef = np.array([[ws, -ws]]) / self.h_read
+        return G0.astype(np.float32), S.astype(np.float32), GR.astype(np.float32), coef, \
+            np.array([dG_ref])
+
+    def _tiles(self, m: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
+        """Cut ``(..., n_rows, n_cols)`` into tiles ``(..., Ti, Tj, tr, tc)`` (zero padded)."""
+        tr, tc = self.tile
+        n_r, n_c = m.shape[-2:]
+        Ti, Tj = -(-n_r // tr), -(-n_c // tc)
+        pad = np.zeros(m.shape[:-2] + (Ti * tr, Tj * tc))
+        pad[..., :n_r, :n_c] = m
+        t = pad.reshape(m.shape[:-2] + (Ti, tr, Tj, tc))
+        return np.moveaxis(t, -3, -2), (n_r, n_c)
+
+    def _untile(self, t: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+        tr, tc = self.tile
+        Ti, Tj = t.shape[-4], t.shape[-3]
+        m = np.moveaxis(t, -2, -3).reshape(t.shape[:-4] + (Ti * tr, Tj * tc))
+        return m[..., :shape[0], :shape[1]]
+
+    def _factors(self, G0, S, GR, dG, direction: str) -> dict[str, np.ndarray]:
+        """Per-cell factors ``f_term`` (A, 2, n_in+1, n_out) of all tiles of a layer."""
+        g_nom = G0.astype(float) + S.astype(float) * GR.astype(float)
+        a = g_nom * dG[:, None, None, None]                      # low-field conductance (S)
+        tiles, shape = self._tiles(a)
+        can = canonical(tiles, direction)
+        r_d, r_s, R_d, R_s = line_resistances(self.r_wire, self.r_wire, self.r_driver,
+                                              self.r_sense, direction)
+        fac = self.sur.factors(can, self.law, r_d, r_s, R_d, R_s)
+        out = {}
+        for term in TERMS:
+            f = canonical(fac[term], direction) if direction == "forward" else \
+                np.swapaxes(fac[term], -1, -2)[..., ::-1, :]
+            out[term] = np.ascontiguousarray(self._untile(f, shape), dtype=np.float32)
+        return out
+
+    def _refresh(self, layer: int, W: np.ndarray, directions: tuple[str, ...]) -> dict:
+        G0, S, GR, coef, dG = self._arrays(layer, W)
+        st = self._state.setdefault(layer, {"dirs": {}})
+        st["coef"] = coef
+        g_nom = G0.astype(float) + S.astype(float) * GR.astype(float)
+        for direction in directions:
+            F = self._factors(G0, S, GR, dG, direction)
+            st["dirs"][direction] = {"F": F}
+        wh = np.einsum("ap,apij->ij", coef, g_nom)
+        for direction, d in st["dirs"].items():
+            mats = [wh] + [np.einsum("ap,apij->ij", coef, g_nom * d["F"][t])
+                           for t in self.terms]
+            if direction == "transposed":
+                mats = [m.T for m in mats]
+            d["stack"] = np.ascontiguousarray(np.concatenate(mats, axis=0), dtype=np.float32)
+        st["W_prev"] = np.array(W, dtype=np.float32, copy=True)
+        st["since"] = 0
+        self.refreshes += 1
+        return st
+
+    def _sync(self, layer: int, W: np.ndarray, direction: str, batch: int) -> dict:
+        st = self._state.get(layer)
+        need = (st is None or direction not in st["dirs"] or batch > 1
+                or st["since"] >= self.refresh_every)
+        if need:
+            dirs = tuple(sorted(set((st or {}).get("dirs", {})) | {direction}))
+            return self._refresh(layer, W, dirs)
+        Wf = np.asarray(W, dtype=np.float32)
+        changed = np.flatnonzero(np.any(Wf != st["W_prev"], axis=1))
+        if changed.size:
+            G0, S, GR, coef, _ = self._arrays(layer, W)
+            rows = changed.astype(np.int64)
+            n, n_o = S.shape[2], S.shape[3]
+            for direction, d in st["dirs"].items():
+                stack = d["stack"]
+                if direction == "forward":
+                    _rows_update_h(rows, G0, S, GR, coef, stack[:n])
+                    _rows_update(rows, G0, S, GR, coef, d["F"]["dh"], stack[n:2 * n])
+                else:
+                    _cols_update_h(rows, G0, S, GR, coef, stack[:n_o])
+                    _cols_update(rows, G0, S, GR, coef, d["F"]["dh"], stack[n_o:2 * n_o])
+            st["W_prev"][changed] = Wf[changed]
+        return st
+
+    # ------------------------------------------------------------------ reads
+    def _inputs(self, v: np.ndarray) -> np.ndarray:
+        """Input transforms ``[h(v), v h'(v), (v^2 h''/2, v h' (s - 1))]`` side by side (float32)."""
+        v = v.astype(np.float64)
+        if self.second_order:
+            tr = self.law.transforms(v)
+            parts = [tr[n] for n in ("h",) + TERMS]
+        else:
+            u = v / self.law.v_nl
+            parts = [self.law.v_nl * np.sinh(u), v * np.cosh(u)]
+        return np.concatenate(parts, axis=1).astype(np.float32)
+
+    def _read(self, st: dict, direction: str, v: np.ndarray) -> np.ndarray:
+        return self._inputs(v) @ st["dirs"][direction]["stack"]
+
+    def forward(self, layer: int, W: np.ndarray, x: np.ndarray) -> np.ndarray:
+        x = np.atleast_2d(np.asarray(x, dtype=np.float32))
+        B = x.shape[0]
+        if layer == 0 and B == 1:
+            self.samples += 1
+            for s in self._state.values():
+                s["since"] += 1
+        st = self._sync(layer, W, "forward", B)
+        xa = np.concatenate([x, np.ones((B, 1), np.float32)], axis=1)
+        if float(np.max(np.abs(xa))) > 1.0 + 1e-6:
+            raise SurrogateValidityError("forward inputs must be in [-1, 1] (read voltage "
+                                         "= x V_read)")
+        return self._read(st, "forward", xa * self.v_read).astype(np.float32)
+
+    def transpose(self, layer: int, W: np.ndarray, d: np.ndarray) -> np.ndarray:
+        d = np.atleast_2d(np.asarray(d, dtype=np.float32))
+        st = self._sync(layer, W, "transposed", d.shape[0])
+        scale = np.max(np.abs(d), axis=1, keepdims=True)
+        safe = np.where(scale > 0, scale, 1.0)
+        z = self._read(st, "transposed", d / safe * self.v_read) * safe
+        return z[:, :-1].astype(np.float32)
+
+
+BACKENDS.setdefault("surrogate", SurrogateBackend)

@@ -1,0 +1,216 @@
+"""``pyspice-rram check``: inference of a trained network through ideal VMM, surrogate, circuit.
+
+The network's layers are read three ways, with the same tiling as
+:class:`.backend.SurrogateBackend` (tiles of ``tile`` cells, absent cells where a layer does
+not fill its last tiles, every array of the unit cell and both devices of each pair as
+separate tiles, read voltages ``v = x V_read``, partial sums added in the periphery):
+
+a. ideal VMM (exact matrix products, :class:`pyspice_rram.network.backend.IdealBackend`);
+b. the tile surrogate (:class:`.backend.SurrogateBackend`);
+c. every tile solved by ngspice (or the MNA solver), :class:`CircuitBackend`.
+
+Reported: accuracy of each path on the test images, and for each layer the RMS and largest
+error of the pre-activations of (a) and (b) against (c), all three reading the same layer
+inputs (those of the circuit path), in weight units and in % of the layer's largest
+|pre-activation|.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..device.card import ModelCard
+from ..network.backend import IdealBackend, VMMBackend
+from .backend import SurrogateBackend
+
+#: Cell area (m²) standing for an absent cell in a padded tile (conductance ~1e-23 S).
+ABSENT_AREA = 1e-30
+
+
+class CircuitBackend(SurrogateBackend):
+    """Reads in which every tile is solved by ngspice (``solver='ngspice'``) or by MNA.
+
+    Same tiling and conversion to weight units as :class:`SurrogateBackend`; the tiles are
+    :class:`~pyspice_rram.circuit.tile.Tile` objects of model cells whose area carries each
+    device's low-field conductance exactly (``A = a / g(x)``, x clipped to [0, 1]) and whose
+    absent cells have an area of :data:`ABSENT_AREA`.
+    """
+
+    def __init__(self, surrogate: Any = None, solver: str = "ngspice", workers: int = 1,
+                 progress: bool = False, **kw: Any):
+        kw.setdefault("on_invalid", "warn")
+        super().__init__(surrogate, **kw)
+        self.solver = solver
+        self.workers = int(workers)
+        self.progress = progress
+        self.tiles_solved = 0
+        self.wall_s = 0.0
+
+    def _tile_objects(self, layer: int, W: np.ndarray, direction: str):
+        from ..circuit.tile import Tile
+
+        G0, S, GR, coef, dG = self._arrays(layer, W)
+        g_nom = G0.astype(float) + S.astype(float) * GR.astype(float)
+        a = g_nom * dG[:, None, None, None]
+        tiles, shape = self._tiles(a)
+        card = self.card
+        A, P, Ti, Tj = tiles.shape[:4]
+        objs = []
+        for ia in range(A):
+            for p in range(P):
+                for ti in range(Ti):
+                    for tj in range(Tj):
+                        m = tiles[ia, p, ti, tj]
+                        absent = m <= 0
+                        gd_ref = (m / card.area_ref - card.g_min_density) / (
+                            card.g_max_density - card.g_min_density)
+                        x = np.clip(gd_ref, 0.0, 1.0)
+                        gx = card.g_min_density + (card.g_max_density - card.g_min_density) * x
+                        area = np.where(absent, ABSENT_AREA, m / gx)
+                        area = np.maximum(area, ABSENT_AREA)
+                        t = Tile(x=x, area=area, card=card, r_wire_row=self.r_wire,
+                                 r_wire_col=self.r_wire, r_driver=self.r_driver,
+                                 r_sense=self.r_sense, name=f"L{layer}a{ia}p{p}t{ti}_{tj}")
+                        objs.append(((ia, p, ti, tj), t))
+        return objs, coef, dG, shape, (Ti, Tj)
+
+    def _circuit_read(self, layer: int, W: np.ndarray, v: np.ndarray, direction: str
+                      ) -> np.ndarray:
+        from ..circuit.parallel import solve_tiles
+
+        tr, tc = self.tile
+        objs, coef, dG, shape, (Ti, Tj) = self._tile_objects(layer, W, direction)
+        n_in, n_out = shape
+        B = v.shape[0]
+        if direction == "forward":
+            vp = np.zeros((B, Ti * tr))
+            vp[:, :n_in] = v
+            tasks = [(t, vp[:, key[2] * tr:(key[2] + 1) * tr], direction) for key, t in objs]
+            out = np.zeros((B, Tj * tc))
+        else:
+            vp = np.zeros((B, Tj * tc))
+            vp[:, :n_out] = v
+            tasks = [(t, vp[:, key[3] * tc:(key[3] + 1) * tc], direction) for key, t in objs]
+            out = np.zeros((B, Ti * tr))
+        t0 = time.perf_counter()
+        res = solve_tiles(tasks, solver=self.solver, workers=self.workers,
+                          progress=self.progress, desc=f"{self.solver} layer {layer}")
+        self.wall_s += time.perf_counter() - t0
+        self.tiles_solved += len(tasks)
+        for (key, _), cur in zip(objs, res):
+            ia, p, ti, tj = key
+            scale = coef[ia, p] / dG[ia]  # currents / dG: nominal units; coef = ±gain / h(V_read)
+            if direction == "forward":
+                out[:, tj * tc:(tj + 1) * tc] += scale * cur
+            else:
+                out[:, ti * tr:(ti + 1) * tr] += scale * cur
+        return out[:, :n_out] if direction == "forward" else out[:, :n_in]
+
+    def forward(self, layer: int, W: np.ndarray, x: np.ndarray) -> np.ndarray:
+        x = np.atleast_2d(np.asarray(x, dtype=np.float64))
+        xa = np.concatenate([x, np.ones((x.shape[0], 1))], axis=1)
+        return self._circuit_read(layer, W, xa * self.v_read, "forward").astype(np.float32)
+
+    def transpose(self, layer: int, W: np.ndarray, d: np.ndarray) -> np.ndarray:
+        d = np.atleast_2d(np.asarray(d, dtype=np.float64))
+        scale = np.max(np.abs(d), axis=1, keepdims=True)
+        safe = np.where(scale > 0, scale, 1.0)
+        z = self._circuit_read(layer, W, d / safe * self.v_read, "transposed") * safe
+        return z[:, :-1].astype(np.float32)
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * z))
+
+
+def run_check(run: str | Path, n_images: int = 200, *, surrogate: Any = None,
+              card: ModelCard | None = None, solver: str = "ngspice", tile: tuple[int, int] = (64, 64),
+              r_wire: float = 1.0, r_driver: float = 0.0, r_sense: float = 0.0,
+              mnist_path: str | None = None, workers: int = 1, progress: bool = True,
+              out: str | Path | None = None) -> dict[str, Any]:
+    """Evaluate ``n_images`` test images of a trained run through (a), (b), (c).
+
+    Parameters
+    ----------
+    run : HDF5 training run with a checkpoint (:mod:`pyspice_rram.network.history`)
+    n_images : number of test images (the first ones of the test split)
+    surrogate : TileSurrogate, path or None (shipped)
+    card : device card of the tiles (default: the surrogate's)
+    solver : ``"ngspice"`` or ``"mna"`` for path (c)
+    tile, r_wire, r_driver, r_sense : tile configuration (cells, Ω)
+    out : JSON file for the result (optional)
+    """
+    from ..network.data import load_dataset
+    from ..network.history import load_run
+    from ..network.train import Network, TrainConfig
+
+    hist, layers, phase = load_run(run)
+    if layers is None:
+        raise ValueError(f"{run}: the run file has no checkpoint of the layers")
+    config = TrainConfig.from_dict(hist.config)
+    data = load_dataset(config.dataset, mnist_path or config.mnist_path)
+    x = data.dense("test", 0, n_images)
+    y = data.y_test[:n_images]
+    n_in, n_out = x.shape[1], layers[1].Wr.shape[1]
+    kw = dict(tile=tile, r_wire=r_wire, r_driver=r_driver, r_sense=r_sense)
+    backends = {"ideal": IdealBackend(),
+                "surrogate": SurrogateBackend(surrogate, card=card, second_order=True, **kw),
+                solver: CircuitBackend(surrogate, solver=solver, card=card, workers=workers,
+                                       progress=progress, **kw)}
+    nets = {}
+    for name, be in backends.items():
+        net = Network(config, n_in, n_out, backend=be, layers=[st.copy() for st in layers])
+        net.phase = phase
+        nets[name] = net
+    result: dict[str, Any] = {"run": str(run), "n_images": int(len(y)), "solver": solver,
+                              "tile": list(tile), "r_wire": r_wire, "r_driver": r_driver,
+                              "r_sense": r_sense, "accuracy": {}, "layers": [], "wall_s": {}}
+    acts: dict[str, list[np.ndarray]] = {}
+    for name, net in nets.items():
+        t0 = time.perf_counter()
+        h, o = net.forward(x)
+        result["wall_s"][name] = time.perf_counter() - t0
+        result["accuracy"][name] = float(np.mean(o.argmax(1) == y))
+        acts[name] = [h, o]
+    # per-layer errors, every backend reading the circuit path's layer inputs
+    ref_in = [x, acts[solver][0]]
+    for li in range(2):
+        pre = {name: net.backend.forward(li, net.layers[li].Wr, ref_in[li])
+               for name, net in nets.items() if name != solver}
+        pre_c = nets[solver].backend.forward(li, nets[solver].layers[li].Wr, ref_in[li])
+        peak = float(np.max(np.abs(pre_c))) or 1.0
+        entry = {"layer": li, "peak_abs_preactivation": peak}
+        for name, p in pre.items():
+            err = p.astype(float) - pre_c
+            entry[name] = {"rms": float(np.sqrt(np.mean(err ** 2))),
+                           "max": float(np.max(np.abs(err))),
+                           "rms_pct_of_peak": float(100 * np.sqrt(np.mean(err ** 2)) / peak),
+                           "max_pct_of_peak": float(100 * np.max(np.abs(err)) / peak)}
+        result["layers"].append(entry)
+    result["agreement_surrogate_vs_circuit"] = float(np.mean(
+        acts["surrogate"][1].argmax(1) == acts[solver][1].argmax(1)))
+    result["tiles_solved"] = backends[solver].tiles_solved
+    if out is not None:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def format_check(r: dict[str, Any]) -> str:
+    lines = [f"check: {r['n_images']} test images, tiles {r['tile'][0]}x{r['tile'][1]}, "
+             f"{r['r_wire']} Ω/segment, circuit solver {r['solver']} ({r['tiles_solved']} tile "
+             "solves)"]
+    for k, v in r["accuracy"].items():
+        lines.append(f"  accuracy {k:>10s}: {100 * v:.2f} %   ({r['wall_s'][k]:.2f} s)")
+    lines.append(f"  surrogate/circuit prediction agreement: "
+                 f"{100 * r['agreement_surrogate_vs_circuit']:.2f} %")
+    for e in r["layers"]:
+        parts = [f"{k} RMS {v['rms']:.4g} ({v['rms_pct_of_peak']:.3f} % of peak) max "
+                 f"{v['max']:.4g}" for k, v in e.items() if isinstance(v, dict)]
+        lines.append(f"  layer {e['layer']} pre-activation error vs circuit: " + "; ".join(parts))
+    return "\n".join(lines)

@@ -1,0 +1,479 @@
+"""Physics-informed tile surrogate: ladder attenuation of the lines plus a fitted correction.
+
+The surrogate predicts the output currents of a forward or transposed read of a crossbar
+:class:`~pyspice_rram.circuit.tile.Tile` (topology documented there) with IR drop on the
+row and column wires, driver and sense resistances, and the cell's sinh read nonlinearity.
+
+Canonical frame
+---------------
+Both read directions are mapped onto one frame: a matrix ``M`` of low-field cell
+conductances (S) whose rows are the *driven* lines and whose columns are the *sensed*
+lines, ordered so that index 0 is the cell nearest to the periphery on both lines
+(forward: ``M = G[::-1, :]``; transposed: ``M = G[::-1, :].T``).
+
+Physics core (exact at zero wire and periphery resistance)
+----------------------------------------------------------
+A line with periphery resistance ``R_p``, ``L`` wire segments of ``r`` (Ω; the first one
+between the periphery and the nearest cell) and shunt conductances ``y_k`` (S) to an ideal
+opposite line is a ladder. Its input admittances and node attenuations follow from::
+
+    Y_{L-1} = y_{L-1},   Y_k = y_k + Y_{k+1} / (1 + r Y_{k+1})
+    att_0   = 1 / (1 + (R_p + r) Y_0),   att_k = att_{k-1} / (1 + r Y_k)
+
+``att_k = U_k / V_source`` is exact for one line with the other lines ideal. The driven
+line attenuation ``alpha`` is the ladder of each driven line with shunts ``M`` (the sensed
+lines held at 0 V). For a sensed line, the voltage across cell ``a`` when every driven line
+is at 1 V, ``1 - W_a``, obeys the same ladder in the variable ``1 - W`` (periphery at 1,
+shunts to 0); by reciprocity the transfer of input ``a`` to output ``b`` through the sensed
+line is ``M_ab (1 - psi_ab)`` with ``1 - psi`` that ladder's attenuation ``beta``, computed
+with shunts ``M * alpha`` (cells already attenuated by the driven line: one mean-field
+step). The cell voltage is then ``V_ab = gamma_ab v_a`` with ``gamma = alpha * beta``.
+
+Read with the cell nonlinearity ``I = a h(V)``, ``h(V) = V_nl sinh(V / V_nl)`` (``h(V) = V``
+for linear cells), expanded to second order in ``gamma - 1``::
+
+    I_b = sum_a [ h(v_a) M_ab + v_a h'(v_a) M_ab (gamma_ab - 1)
+                  + 1/2 v_a^2 h''(v_a) M_ab (gamma_ab - 1)^2 ]           (physics core)
+        + sum_k theta_k sum_a psi_k(v_a) M_ab phi_k(alpha_ab, beta_ab)     (fitted correction)
+
+with dimensionless features ``phi_k`` built from ``e_a = 1 - alpha`` and ``e_b = 1 - beta``
+(``e_a e_b``, ``e_a^2``, ``e_b^2``, ``e_a e_b (e_a + e_b)``, and the chord-conductance
+correction ``-e_a`` with ``psi = v h'(v) (s(v) - 1)``, ``s`` the cell's chord conductance at
+``v`` relative to the one used in the ladders). All features vanish when the wires and the
+periphery are ideal, so the surrogate is exact there; the coefficients ``theta`` are
+fitted by linear least squares to ngspice output currents (:mod:`.fit`). Every term is a
+matrix product over the input vectors, so that a batch of reads of one tile costs a few
+matrix products once the per-tile factors are prepared.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import math
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numba import njit
+
+from ..device.card import ModelCard
+
+#: Fitted correction terms: (name, input transform, feature) -- see the module docstring.
+FEATURES: tuple[tuple[str, str, str], ...] = (
+    ("ea_eb", "dh", "ea*eb"),
+    ("ea2", "dh", "ea^2"),
+    ("eb2", "dh", "eb^2"),
+    ("ea_eb_sum", "dh", "ea*eb*(ea+eb)"),
+    ("chord", "dhs", "-ea"),
+)
+FEATURE_NAMES = tuple(f[0] for f in FEATURES)
+
+#: Package-data location of the shipped surrogate.
+DEFAULT_PATH = Path(__file__).resolve().parent.parent / "data" / "surrogate" / "default.json"
+
+FORMAT = "pyspice-rram-tile-surrogate/1"
+
+
+class SurrogateValidityError(ValueError):
+    """A tile or input is outside the range in which the surrogate was fitted and validated."""
+
+
+# --------------------------------------------------------------------------- numba kernels
+@njit(cache=True)
+def _ladder(y, r_first, r, out):
+    """Ladder attenuations of lines ``y[t, line, k]`` (k from the periphery) into ``out``.
+
+    ``r_first`` (Ω) is periphery plus first segment, ``r`` (Ω) the segment resistance.
+    """
+    nt, nl, L = y.shape
+    Y = np.empty(L)
+    for t in range(nt):
+        for m in range(nl):
+            Y[L - 1] = y[t, m, L - 1]
+            for k in range(L - 2, -1, -1):
+                yk1 = Y[k + 1]
+                Y[k] = y[t, m, k] + yk1 / (1.0 + r * yk1)
+            att = 1.0 / (1.0 + r_first * Y[0])
+            out[t, m, 0] = att
+            for k in range(1, L):
+                att = att / (1.0 + r * Y[k])
+                out[t, m, k] = att
+
+
+def ladder_attenuation(y: np.ndarray, r_periphery: float, r_segment: float) -> np.ndarray:
+    """Node attenuation ``U_k / V_source`` of resistive ladders (exact, see module docstring).
+
+    Parameters
+    ----------
+    y : ndarray (..., n_lines, L)
+        Shunt conductances (S) of each line, index 0 nearest to the periphery.
+    r_periphery : float
+        Driver or sense resistance (Ω) between the source (or virtual ground) and the line.
+    r_segment : float
+        Wire resistance of one segment (Ω); the line has ``L`` segments, the first one
+        between the periphery and node 0.
+    """
+    y = np.asarray(y, dtype=float)
+    shape = y.shape
+    y3 = np.ascontiguousarray(y.reshape((-1,) + shape[-2:]))
+    out = np.empty_like(y3)
+    _ladder(y3, float(r_periphery + r_segment), float(r_segment), out)
+    return out.reshape(shape)
+
+
+def canonical(m: np.ndarray, direction: str) -> np.ndarray:
+    """Map ``(..., rows, cols)`` cell data to the canonical (driven, sensed) frame."""
+    flipped = m[..., ::-1, :]
+    if direction == "forward":
+        return flipped
+    if direction == "transposed":
+        return np.swapaxes(flipped, -1, -2)
+    raise ValueError(f"direction must be 'forward' or 'transposed', got {direction!r}")
+
+
+def line_resistances(r_wire_row: float, r_wire_col: float, r_driver: float, r_sense: float,
+                     direction: str) -> tuple[float, float, float, float]:
+    """``(r_seg_driven, r_seg_sensed, r_periph_driven, r_periph_sensed)`` in Ω."""
+    if direction == "forward":
+        return r_wire_row, r_wire_col, r_driver, r_sense
+    return r_wire_col, r_wire_row, r_driver, r_sense
+
+
+def attenuation(M: np.ndarray, r_d: float, r_s: float, R_d: float, R_s: float
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Driven (``alpha``) and sensed (``beta``) line attenuations of canonical tiles.
+
+    ``M`` is ``(..., n_driven, n_sensed)`` of shunt conductances (S). ``alpha`` is the ladder
+    of every driven line with shunts ``M``; ``beta`` the ladder of every sensed line with
+    shunts ``M * alpha`` (one mean-field step).
+    """
+    alpha = ladder_attenuation(M, R_d, r_d)
+    beta_t = ladder_attenuation(np.swapaxes(M * alpha, -1, -2), R_s, r_s)
+    return alpha, np.swapaxes(beta_t, -1, -2)
+
+
+# --------------------------------------------------------------------------- cell transforms
+@dataclass(frozen=True)
+class CellLaw:
+    """Read law of the cells, ``I = a h(V)``: linear (``v_nl = inf``) or sinh with ``V_nl``.
+
+    ``v_eff`` (V) is the voltage at which the chord conductance used as ladder shunt is taken.
+    """
+
+    v_nl: float = math.inf
+    v_eff: float = 0.0
+
+    @property
+    def linear(self) -> bool:
+        return not math.isfinite(self.v_nl)
+
+    def chord(self, v: np.ndarray | float) -> np.ndarray:
+        """Chord conductance factor ``h(v) / v`` (1 at v = 0, dimensionless)."""
+        v = np.asarray(v, dtype=float)
+        if self.linear:
+            return np.ones_like(v)
+        z = v / self.v_nl
+        zs = np.where(np.abs(z) < 1e-8, 1.0, z)
+        return np.where(np.abs(z) < 1e-8, 1.0 + z * z / 6.0, np.sinh(zs) / zs)
+
+    def transforms(self, v: np.ndarray) -> dict[str, np.ndarray]:
+        """Input transforms ``h(v)``, ``v h'(v)``, ``v^2 h''(v) / 2``, ``v h'(v) (s(v) - 1)``."""
+        if self.linear:
+            z = np.zeros_like(v)
+            return {"h": v, "dh": v, "d2h": z, "dhs": z}
+        u = v / self.v_nl
+        h = self.v_nl * np.sinh(u)
+        dh = v * np.cosh(u)
+        d2h = 0.5 * v * v * np.sinh(u) / self.v_nl
+        s = self.chord(v) / float(self.chord(self.v_eff))
+        return {"h": h, "dh": dh, "d2h": d2h, "dhs": dh * (s - 1.0)}
+
+
+# --------------------------------------------------------------------------- prepared tiles
+@dataclass
+class PreparedRead:
+    """Per-tile factors of one read direction: ``I = [psi_0(v), ..., psi_m(v)] @ stack``.
+
+    ``stack`` is ``(..., n_transforms * n_driven, n_sensed)`` in the canonical frame; the
+    input order and output order are restored by :meth:`apply`.
+    """
+
+    direction: str
+    law: CellLaw
+    transforms: tuple[str, ...]
+    stack: np.ndarray
+    n_driven: int
+
+    def apply(self, v_in: np.ndarray) -> np.ndarray:
+        """Output currents (A) ``(n_vectors, n_sensed)`` for read voltages ``(n_vectors, n_driven)``.
+
+        With a stack of tiles ``(T, ...)``, ``v_in`` is ``(T, n_vectors, n_driven)``.
+        """
+        v = np.asarray(v_in, dtype=float)
+        v = v[..., ::-1] if self.direction == "forward" else v
+        tr = self.law.transforms(v)
+        x = np.concatenate([tr[name] for name in self.transforms], axis=-1)
+        out = x @ self.stack
+        return out if self.direction == "forward" else out[..., ::-1]
+
+
+def features(alpha: np.ndarray, beta: np.ndarray) -> dict[str, np.ndarray]:
+    """Dimensionless correction features ``phi_k`` from the attenuations (0 for ideal wires)."""
+    ea = 1.0 - alpha
+    eb = 1.0 - beta
+    return {"ea_eb": ea * eb, "ea2": ea * ea, "eb2": eb * eb,
+            "ea_eb_sum": ea * eb * (ea + eb), "chord": -ea}
+
+
+# --------------------------------------------------------------------------- the surrogate
+@dataclass
+class TileSurrogate:
+    """A fitted tile surrogate with its provenance and range of validity.
+
+    Parameters
+    ----------
+    theta : dict
+        Fitted coefficients of the correction terms (:data:`FEATURES`); 0 = physics core only.
+    v_eff_frac : float
+        Chord voltage of the ladder shunts as a fraction of ``validity['v_max']``.
+    validity : dict
+        Range in which the surrogate was fitted and validated: ``size`` [min, max] lines,
+        ``r_wire`` [min, max] Ω per segment, ``r_driver_max``, ``r_sense_max`` (Ω),
+        ``v_max`` (V, |read voltage|), ``g_max`` (S, largest low-field cell conductance),
+        ``cells`` (``"model"`` or ``"linear"``).
+    card : dict or None
+        The model card (``ModelCard.to_dict()``) of the cells it was fitted for.
+    provenance : dict
+        Data set hash and path, number of samples, solvers, fit date, error report.
+    on_invalid : str
+        ``"error"`` (raise :class:`SurrogateValidityError`) or ``"warn"``.
+    """
+
+    theta: dict[str, float] = field(default_factory=lambda: {k: 0.0 for k in FEATURE_NAMES})
+    v_eff_frac: float = 0.7
+    validity: dict[str, Any] = field(default_factory=dict)
+    card: dict[str, Any] | None = None
+    provenance: dict[str, Any] = field(default_factory=dict)
+    on_invalid: str = "error"
+
+    def __post_init__(self) -> None:
+        unknown = set(self.theta) - set(FEATURE_NAMES)
+        if unknown:
+            raise ValueError(f"unknown surrogate terms {sorted(unknown)}; known: {FEATURE_NAMES}")
+        self.theta = {k: float(self.theta.get(k, 0.0)) for k in FEATURE_NAMES}
+        if self.on_invalid not in ("error", "warn"):
+            raise ValueError("on_invalid must be 'error' or 'warn'")
+
+    # ------------------------------------------------------------------ validity
+    def _card(self) -> ModelCard | None:
+        return None if self.card is None else ModelCard.from_dict(self.card)
+
+    def check(self, tile: Any, v_in: np.ndarray | None = None, direction: str = "forward",
+              on_invalid: str | None = None) -> list[str]:
+        """Check a tile (and inputs) against the validity range; raise or warn per ``on_invalid``.
+
+        Returns the list of problems (empty when valid).
+        """
+        mode = on_invalid or self.on_invalid
+        val = self.validity
+        problems: list[str] = []
+        rows, cols = tile.shape
+        if "size" in val:
+            lo, hi = val["size"]
+            for name, n in (("rows", rows), ("cols", cols)):
+                if not lo <= n <= hi:
+                    problems.append(f"tile {name} = {n} outside the fitted range [{lo}, {hi}]")
+        if "r_wire" in val:
+            lo, hi = val["r_wire"]
+            for name in ("r_wire_row", "r_wire_col"):
+                r = getattr(tile, name)
+                if r != 0.0 and not lo <= r <= hi:
+                    problems.append(f"{name} = {r} Ω outside the fitted range [{lo}, {hi}] Ω "
+                                    "(0 Ω, the ideal wire, is always valid)")
+        for name, key in (("r_driver", "r_driver_max"), ("r_sense", "r_sense_max")):
+            if key in val and getattr(tile, name) > val[key] * (1 + 1e-9):
+                problems.append(f"{name} = {getattr(tile, name)} Ω above the fitted maximum "
+                                f"{val[key]} Ω")
+        cells = "linear" if tile.is_linear else "model"
+        if val.get("cells") and cells != val["cells"]:
+            problems.append(f"tile has {cells} cells, the surrogate was fitted on "
+                            f"{val['cells']} cells")
+        if not tile.is_linear and self.card is not None:
+            mine = self._card()
+            for p in ("g_min_density", "g_max_density", "v_nl"):
+                a, b = getattr(tile.card, p), getattr(mine, p)
+                if not math.isclose(a, b, rel_tol=1e-6):
+                    problems.append(f"card {p} = {a} differs from the fitted card's {b}")
+        if "g_max" in val:
+            gmax = float(np.max(tile.low_field_conductance()))
+            if gmax > val["g_max"] * (1 + 1e-6):
+                problems.append(f"largest cell conductance {gmax:.4g} S above the fitted "
+                                f"maximum {val['g_max']:.4g} S")
+        if v_in is not None and "v_max" in val:
+            vmax = float(np.max(np.abs(v_in))) if np.size(v_in) else 0.0
+            if vmax > val["v_max"] * (1 + 1e-9):
+                problems.append(f"|read voltage| {vmax:.4g} V above the fitted maximum "
+                                f"{val['v_max']} V")
+        if problems:
+            msg = ("tile surrogate used outside its range of validity: " + "; ".join(problems)
+                   + " (refit with `pyspice-rram surrogate fit`, or pass on_invalid='warn')")
+            if mode == "error":
+                raise SurrogateValidityError(msg)
+            warnings.warn(msg, stacklevel=3)
+        return problems
+
+    # ------------------------------------------------------------------ prediction
+    def law_for(self, tile: Any) -> CellLaw:
+        """Cell read law of ``tile`` (linear, or sinh with the tile card's ``V_nl``)."""
+        if tile.is_linear:
+            return CellLaw()
+        v_max = self.validity.get("v_max", tile.card.scheme.v_read)
+        return CellLaw(v_nl=float(tile.card.v_nl), v_eff=self.v_eff_frac * float(v_max))
+
+    def prepare(self, tile: Any, direction: str = "forward") -> PreparedRead:
+        """Per-tile factors (ladders, features, stacked matrices) of one read direction."""
+        law = self.law_for(tile)
+        a = canonical(np.asarray(tile.low_field_conductance(), dtype=float), direction)
+        r_d, r_s, R_d, R_s = line_resistances(tile.r_wire_row, tile.r_wire_col, tile.r_driver,
+                                              tile.r_sense, direction)
+        return self.prepare_arrays(a, law, r_d, r_s, R_d, R_s, direction)
+
+    def correction_factors(self, alpha: np.ndarray, beta: np.ndarray) -> dict[str, np.ndarray]:
+        """``{transform: factor}`` with ``I = sum_tr psi_tr(v) @ (a * factor)``."""
+        gm1 = alpha * beta - 1.0
+        feats = features(alpha, beta)
+        dh = gm1.copy()
+        dhs = np.zeros_like(gm1)
+        for name, transform, _ in FEATURES:
+            th = self.theta[name]
+            if th == 0.0:
+                continue
+            if transform == "dh":
+                dh += th * feats[name]
+            else:
+                dhs += th * feats[name]
+        return {"h": np.ones_like(gm1), "dh": dh, "d2h": gm1 * gm1, "dhs": dhs}
+
+    def factors(self, a: np.ndarray, law: CellLaw, r_d: float, r_s: float, R_d: float,
+                R_s: float) -> dict[str, np.ndarray]:
+        """Per-cell factors ``{transform: f}`` of canonical tiles ``a`` (..., n_driven, n_sensed),
+        with ``I = sum_tr psi_tr(v) @ (a * f_tr)`` (see :meth:`correction_factors`)."""
+        shunt = a * float(law.chord(law.v_eff)) if not law.linear else a
+        alpha, beta = attenuation(shunt, r_d, r_s, R_d, R_s)
+        return self.correction_factors(alpha, beta)
+
+    def prepare_arrays(self, a: np.ndarray, law: CellLaw, r_d: float, r_s: float, R_d: float,
+                       R_s: float, direction: str) -> PreparedRead:
+        """:meth:`prepare` on canonical low-field conductances ``a`` (..., n_driven, n_sensed)."""
+        fac = self.factors(a, law, r_d, r_s, R_d, R_s)
+        names = ("h", "dh") if law.linear else ("h", "dh", "d2h", "dhs")
+        if law.linear:  # h = dh = v: fold into one matrix
+            stack = a * (fac["h"] + fac["dh"])
+            names = ("h",)
+        else:
+            stack = np.concatenate([a * fac[n] for n in names], axis=-2)
+        return PreparedRead(direction, law, names, stack, a.shape[-2])
+
+    def predict(self, tile: Any, v_in: Any, direction: str = "forward",
+                on_invalid: str | None = None) -> np.ndarray:
+        """Output currents (A) of a read: ``(n_vectors, n_sensed)``.
+
+        Parameters
+        ----------
+        tile : Tile
+            The crossbar tile (:class:`pyspice_rram.circuit.tile.Tile`).
+        v_in : array (n_vectors, n_driven) or (n_driven,)
+            Read voltages (V) of the driven lines (rows forward, columns transposed).
+        direction : ``"forward"`` or ``"transposed"``
+        on_invalid : ``"error"``, ``"warn"`` or None (the surrogate's setting)
+        """
+        v = tile.check_inputs(v_in, direction)
+        self.check(tile, v, direction, on_invalid)
+        return self.prepare(tile, direction).apply(v)
+
+    def design(self, tile: Any, v_in: np.ndarray, direction: str) -> tuple[np.ndarray, np.ndarray]:
+        """Physics-core prediction ``(n_vectors, n_sensed)`` and the per-term design matrix
+        ``(n_vectors, n_sensed, n_terms)`` of the correction (for linear least squares)."""
+        v = tile.check_inputs(v_in, direction)
+        law = self.law_for(tile)
+        a = canonical(np.asarray(tile.low_field_conductance(), dtype=float), direction)
+        r_d, r_s, R_d, R_s = line_resistances(tile.r_wire_row, tile.r_wire_col, tile.r_driver,
+                                              tile.r_sense, direction)
+        shunt = a * float(law.chord(law.v_eff)) if not law.linear else a
+        alpha, beta = attenuation(shunt, r_d, r_s, R_d, R_s)
+        vc = v[:, ::-1] if direction == "forward" else v
+        tr = law.transforms(vc)
+        gm1 = alpha * beta - 1.0
+        base = tr["h"] @ a + tr["dh"] @ (a * gm1) + tr["d2h"] @ (a * gm1 * gm1)
+        feats = features(alpha, beta)
+        cols = [tr[t] @ (a * feats[n]) for n, t, _ in FEATURES]
+        X = np.stack(cols, axis=-1)
+        if direction == "transposed":
+            base, X = base[:, ::-1], X[:, ::-1]
+        return base, X
+
+    # ------------------------------------------------------------------ I/O
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": FORMAT, "theta": self.theta, "v_eff_frac": self.v_eff_frac,
+                "validity": self.validity, "card": self.card, "provenance": self.provenance,
+                "on_invalid": self.on_invalid}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TileSurrogate":
+        data = dict(data)
+        fmt = data.pop("format", None)
+        if fmt != FORMAT:
+            raise ValueError(f"not a tile surrogate of format {FORMAT!r} (got {fmt!r})")
+        return cls(**data)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the surrogate as JSON (coefficients, validity, card, provenance)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_dict(), indent=2, default=_json_default) + "\n")
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, on_invalid: str | None = None
+             ) -> "TileSurrogate":
+        """Read a surrogate written by :meth:`save` (default: the shipped one)."""
+        path = DEFAULT_PATH if path is None else Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"tile surrogate {path} not found")
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}: not a JSON tile surrogate ({exc})") from exc
+        sur = cls.from_dict(data)
+        if on_invalid is not None:
+            sur.on_invalid = on_invalid
+        return sur
+
+    def stamp(self, **info: Any) -> None:
+        """Add provenance entries, with the creation time and tool version."""
+        from .. import __version__
+
+        self.provenance.update(info)
+        self.provenance.setdefault("created", _dt.datetime.now(_dt.timezone.utc).isoformat())
+        self.provenance.setdefault("tool", f"pyspice-rram {__version__}")
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    raise TypeError(f"cannot serialise {type(obj)}")
+
+
+def file_hash(path: str | Path) -> str:
+    """SHA-256 (hex) of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
