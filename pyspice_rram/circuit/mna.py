@@ -148,68 +148,88 @@ class TileSystem:
         self._fixed = np.flatnonzero(is_fixed)
         pos = np.full(nn, -1)
         pos[self._fixed] = np.arange(len(self._fixed))
+        nu, nf, nc = len(self._free), len(self._fixed), R * C
+        self._pos_u = np.full(nn, -1)
+        self._pos_u[self._free] = np.arange(nu)
+        self._pos_f = pos
         # fixed values = P @ v (sensed fixed lines stay 0)
         k_fd = np.flatnonzero(fixed_drive)
         self._P = sp.csr_matrix((np.ones(len(k_fd)), (pos[L.drive_node[k_fd]], k_fd)),
-                                shape=(len(self._fixed), n_in))
-        # wires and periphery
-        rows, cols, vals = [], [], []
-
-        def stamp(a: np.ndarray, b: np.ndarray, g: np.ndarray | float) -> None:
-            g = np.broadcast_to(np.asarray(g, float), a.shape).ravel()
-            a, b = a.ravel(), b.ravel()
-            rows.extend([a, b, a, b])
-            cols.extend([a, b, b, a])
-            vals.extend([g, g, -g, -g])
-
+                                shape=(nf, n_in))
+        # wire segments (two-terminal branches) and periphery shunts
+        a, b, g = [], [], []
         if tile.r_wire_row > 0 and C > 1:
-            stamp(L.row_node[:, :-1], L.row_node[:, 1:], 1.0 / tile.r_wire_row)
+            a.append(L.row_node[:, :-1].ravel()); b.append(L.row_node[:, 1:].ravel())
+            g.append(np.full(R * (C - 1), 1.0 / tile.r_wire_row))
         if tile.r_wire_col > 0 and R > 1:
-            stamp(L.col_node[:-1, :], L.col_node[1:, :], 1.0 / tile.r_wire_col)
-        for node, g in ((L.drive_node, L.drive_g), (L.sense_node, L.sense_g)):
-            ok = np.isfinite(g)
-            rows.append(node[ok]); cols.append(node[ok]); vals.append(g[ok])
-        cat = (lambda parts: np.concatenate(parts) if parts else np.zeros(0))
-        G = sp.csr_matrix((cat(vals), (cat(rows).astype(int), cat(cols).astype(int))),
-                          shape=(nn, nn))
-        # source injection S (nn, n_in)
+            a.append(L.col_node[:-1, :].ravel()); b.append(L.col_node[1:, :].ravel())
+            g.append(np.full((R - 1) * C, 1.0 / tile.r_wire_col))
+        sh_n, sh_g = [], []
+        for node, gp in ((L.drive_node, L.drive_g), (L.sense_node, L.sense_g)):
+            ok = np.isfinite(gp)
+            sh_n.append(node[ok]); sh_g.append(gp[ok])
+        cat = (lambda parts, dt=float: np.concatenate(parts).astype(dt) if parts
+               else np.zeros(0, dt))
+        self._G_uu, self._G_uf = self._stamp(cat(a, int), cat(b, int), cat(g),
+                                             cat(sh_n, int), cat(sh_g))
+        # source injection S_u (free, n_in)
         ok = np.isfinite(L.drive_g)
-        S = sp.csr_matrix((L.drive_g[ok], (L.drive_node[ok], np.flatnonzero(ok))),
-                          shape=(nn, n_in))
-        # cell incidence (nn, R*C): +1 on the row (t) node, -1 on the column (b) node
-        nc = R * C
-        self._inc = sp.csr_matrix(
-            (np.r_[np.ones(nc), -np.ones(nc)],
-             (np.r_[L.row_node.ravel(), L.col_node.ravel()], np.r_[np.arange(nc), np.arange(nc)])),
-            shape=(nn, nc))
-        U, F = self._free, self._fixed
-        self._G_uu = G[U][:, U].tocsc()
-        self._G_uf = G[U][:, F].tocsr()
-        self._S_u = S[U].tocsr()
-        self._inc_u = self._inc[U].tocsr()
+        self._S_u = sp.csr_matrix((L.drive_g[ok], (self._pos_u[L.drive_node[ok]],
+                                                    np.flatnonzero(ok))), shape=(nu, n_in))
+        # cells: t on the row node, b on the column node
+        self._cell_t = L.row_node.ravel()
+        self._cell_b = L.col_node.ravel()
+        pt, pb = self._pos_u[self._cell_t], self._pos_u[self._cell_b]
+        cell = np.arange(nc)
+        self._inc_u = sp.csr_matrix(
+            (np.r_[np.ones((pt >= 0).sum()), -np.ones((pb >= 0).sum())],
+             (np.r_[pt[pt >= 0], pb[pb >= 0]], np.r_[cell[pt >= 0], cell[pb >= 0]])),
+            shape=(nu, nc))
         # output maps: I_out = O_node @ V_full + O_cell @ I_cell
         n_out = len(L.sense_node)
         ok = np.isfinite(L.sense_g)
         self._O_node = sp.csr_matrix((L.sense_g[ok], (np.flatnonzero(ok), L.sense_node[ok])),
                                      shape=(n_out, nn))
-        # ideal virtual ground: current into the held node from its cells = -inc[node, c] I_c
-        k_fs = np.flatnonzero(~ok)
-        inc_csr = self._inc.tocsr()
-        blocks = []
-        for k in k_fs:
-            blocks.append(-inc_csr[L.sense_node[k]])
-        if blocks:
-            Ofs = sp.vstack(blocks).tocoo()
-            self._O_cell = sp.csr_matrix((Ofs.data, (k_fs[Ofs.row], Ofs.col)), shape=(n_out, nc))
-        else:
-            self._O_cell = sp.csr_matrix((n_out, nc))
+        # ideal virtual ground: the current into the held node from its cells
+        kmap = np.full(nn, -1)
+        kmap[L.sense_node[~ok]] = np.flatnonzero(~ok)
+        kt, kb = kmap[self._cell_t], kmap[self._cell_b]
+        self._O_cell = sp.csr_matrix(
+            (np.r_[-np.ones((kt >= 0).sum()), np.ones((kb >= 0).sum())],
+             (np.r_[kt[kt >= 0], kb[kb >= 0]], np.r_[cell[kt >= 0], cell[kb >= 0]])),
+            shape=(n_out, nc))
         # linear cells (or the low-field chord matrix of model cells)
         g0 = self.tile.low_field_conductance().ravel()
-        self._A0 = (self._G_uu + self._inc_u @ sp.diags(g0) @ self._inc_u.T).tocsc()
+        Ac, Acf = self._stamp(self._cell_t, self._cell_b, g0)
+        self._A0 = (self._G_uu + Ac).tocsc()
+        self._A0_uf = (self._G_uf + Acf).tocsr()
         self.timings["assemble_s"] = time.perf_counter() - t0
         self._lu0 = None
 
     # ---------------------------------------------------------------- helpers
+    def _stamp(self, a: np.ndarray, b: np.ndarray, g: np.ndarray,
+               shunt_node: np.ndarray | None = None, shunt_g: np.ndarray | None = None):
+        """Nodal matrices of conductances ``g`` between nodes ``a`` and ``b`` (and shunts to
+        ground): the free-free block (CSR) and the free-fixed coupling (CSR)."""
+        pu, pf = self._pos_u, self._pos_f
+        nu, nf = len(self._free), len(self._fixed)
+        ua, ub = pu[a], pu[b]
+        fa, fb = ua >= 0, ub >= 0
+        both = fa & fb
+        r = [ua[fa], ub[fb], ua[both], ub[both]]
+        c = [ua[fa], ub[fb], ub[both], ua[both]]
+        d = [g[fa], g[fb], -g[both], -g[both]]
+        if shunt_node is not None and len(shunt_node):
+            su = pu[shunt_node]
+            r.append(su); c.append(su); d.append(shunt_g)
+        A = sp.csr_matrix((np.concatenate(d), (np.concatenate(r), np.concatenate(c))),
+                          shape=(nu, nu))
+        m1, m2 = fa & ~fb, fb & ~fa
+        B = sp.csr_matrix((np.r_[-g[m1], -g[m2]], (np.r_[ua[m1], ub[m2]],
+                                                    np.r_[pf[b[m1]], pf[a[m2]]])),
+                          shape=(nu, nf))
+        return A, B
+
     @property
     def n_free(self) -> int:
         """Number of unknown node voltages."""
@@ -229,11 +249,15 @@ class TileSystem:
         V[self._fixed] = self._P @ v.T
         return V
 
+    def _cell_voltages(self, V: np.ndarray) -> np.ndarray:
+        """Cell voltages V(t) - V(b), shape (K, R, C), for full node voltages V (nn, K)."""
+        R, C = self.tile.shape
+        return (V[self._cell_t] - V[self._cell_b]).T.reshape(-1, R, C)
+
     def _cell_currents(self, V: np.ndarray) -> np.ndarray:
         """Cell currents (R*C, K) for full node voltages V (nn, K)."""
         R, C = self.tile.shape
-        vc = (self._inc.T @ V).T.reshape(-1, R, C)
-        return self.tile.cell_current(vc).reshape(-1, R * C).T
+        return self.tile.cell_current(self._cell_voltages(V)).reshape(-1, R * C).T
 
     def _outputs(self, V: np.ndarray) -> np.ndarray:
         I = self._O_node @ V
@@ -241,8 +265,11 @@ class TileSystem:
             I = I + self._O_cell @ self._cell_currents(V)
         return np.asarray(I).T
 
-    def _rhs(self, v: np.ndarray) -> np.ndarray:
-        return self._S_u @ v.T - self._G_uf @ (self._P @ v.T)
+    def _rhs(self, v: np.ndarray, with_cells: bool = True) -> np.ndarray:
+        """Right-hand side: sources through the drivers, minus the coupling to held nodes
+        (through wires/periphery, and through the low-field cells when ``with_cells``)."""
+        B = self._A0_uf if with_cells else self._G_uf
+        return np.asarray(self._S_u @ v.T - B @ (self._P @ v.T))
 
     # ---------------------------------------------------------------- solve
     def node_voltages(self, v_in: Any) -> np.ndarray:
@@ -252,10 +279,9 @@ class TileSystem:
             return self._full(np.zeros((0, v.shape[0])), v)
         lu = self._factor0()
         t0 = time.perf_counter()
-        rhs = self._rhs(v)
-        Vu = lu.solve(np.asarray(rhs, dtype=float))
+        Vu = lu.solve(self._rhs(v))
         if not self.tile.is_linear:
-            Vu = self._newton(Vu, v, rhs)
+            Vu = self._newton(Vu, v, self._rhs(v, with_cells=False))
         self.timings["solve_s"] = self.timings.get("solve_s", 0.0) + time.perf_counter() - t0
         return self._full(Vu, v)
 
@@ -264,6 +290,7 @@ class TileSystem:
         return self._outputs(self.node_voltages(v_in))
 
     def _residual(self, Vu: np.ndarray, v: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+        """KCL residual (A) at the free nodes; ``rhs`` from ``_rhs(v, with_cells=False)``."""
         V = self._full(Vu, v)
         return self._G_uu @ Vu - rhs + self._inc_u @ self._cell_currents(V)
 
@@ -295,9 +322,8 @@ class TileSystem:
             vk, rk = v[k:k + 1], rhs[:, k:k + 1]
             for it in range(self.max_iter):
                 V = self._full(Vu[:, k:k + 1], vk)
-                vc = (self._inc.T @ V).T.reshape(R, C)
-                gd = self.tile.cell_didv(vc).ravel()
-                J = (self._G_uu + self._inc_u @ sp.diags(gd) @ self._inc_u.T).tocsc()
+                gd = self.tile.cell_didv(self._cell_voltages(V)[0]).ravel()
+                J = (self._G_uu + self._stamp(self._cell_t, self._cell_b, gd)[0]).tocsc()
                 res = self._residual(Vu[:, k:k + 1], vk, rk)
                 dV = SparseFactor(J, self.factorization).solve(np.asarray(res))
                 Vu[:, k:k + 1] = np.clip(Vu[:, k:k + 1] - dV, lo[:, k:k + 1], hi[:, k:k + 1])

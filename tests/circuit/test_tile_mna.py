@@ -186,3 +186,24 @@ def test_cholmod_and_superlu_agree(card, rng):
     np.testing.assert_allclose(a, b, rtol=1e-11)
     with pytest.raises(ValueError, match="factorization"):
         solve_tile(tile, v, factorization="qr")
+
+
+def test_ideal_row_drivers_with_column_wires_columns_are_independent_ladders(rng):
+    """r_wire_row = r_driver = 0: every row node sits at its source voltage, so each column
+    is a chain c0 - c1 - ... - c(R-1) - sense, fed by g_ij from v_i: solve it densely."""
+    R, C = 5, 3
+    G = rng.uniform(1e-5, 1e-3, (R, C))
+    rc, rs = 40.0, 15.0
+    v = rng.uniform(-0.2, 0.3, R)
+    expected = np.empty(C)
+    for j in range(C):
+        Y = np.diag(G[:, j].copy())
+        b = G[:, j] * v
+        for i in range(R - 1):
+            Y[i, i] += 1 / rc; Y[i + 1, i + 1] += 1 / rc
+            Y[i, i + 1] -= 1 / rc; Y[i + 1, i] -= 1 / rc
+        Y[R - 1, R - 1] += 1 / (rc + rs)
+        Vc = np.linalg.solve(Y, b)
+        expected[j] = Vc[R - 1] / (rc + rs)
+    tile = Tile(g=G, r_wire_col=rc, r_sense=rs)
+    np.testing.assert_allclose(solve_tile(tile, v), expected[None], rtol=1e-12)
