@@ -18,10 +18,11 @@ A line whose periphery resistance is zero (ideal driver or ideal virtual ground 
 * **linear cells**: ``F`` is linear; the (symmetric positive definite) matrix is factorised
   once -- CHOLMOD's supernodal Cholesky through cvxopt, or SciPy's SuperLU with
   ``permc_spec='MMD_AT_PLUS_A'`` -- and every input vector is one triangular solve pair;
-* **model cells**: Newton iterations. All input vectors iterate together with the chord
-  (simplified Newton) matrix ``G_w + A diag(A g(x)) A^T`` (the low-field Jacobian, factorised
-  once); a vector whose contraction is poor (strong sinh nonlinearity) continues with full
-  Newton, ``J = G_w + A diag(dI/dV) A^T`` refactorised per iteration. Iterates are clipped to
+* **model cells**: Newton iterations from the low-field solution. All input vectors iterate
+  together with one chord (simplified Newton) matrix, the Jacobian
+  ``G_w + A diag(dI/dV) A^T`` at the vectors' mean cell voltages (factorised once); a vector
+  whose contraction is poor (strong sinh nonlinearity, inputs far from the mean) continues
+  with full Newton, ``J = G_w + A diag(dI/dV) A^T`` refactorised per iteration. Iterates are clipped to
   the range of the sources, which bounds every node voltage of this passive, monotone network.
   Convergence: ``max |dV| <= rtol * max(|v|) + atol``.
 
@@ -66,7 +67,10 @@ class SparseFactor:
     ``LU`` on crossbar matrices; SuperLU is the fallback.
     """
 
-    def __init__(self, A: sp.spmatrix, method: str = "auto") -> None:
+    #: AMD orderings by sparsity-pattern key (tiles of one shape and topology share it).
+    _orderings: dict[Any, Any] = {}
+
+    def __init__(self, A: sp.spmatrix, method: str = "auto", pattern_key: Any = None) -> None:
         if method == "auto":
             method = "cholmod" if _have_cholmod() else "superlu"
         self.method = method
@@ -79,7 +83,17 @@ class SparseFactor:
             M = cvxopt.spmatrix(cvxopt.matrix(coo.data.astype(float)),
                                 cvxopt.matrix(coo.row.astype(np.int64)),
                                 cvxopt.matrix(coo.col.astype(np.int64)), size=A.shape)
-            self._F = cholmod.symbolic(M, uplo="L")
+            key = None if pattern_key is None else (pattern_key, A.shape[0], coo.nnz)
+            perm = self._orderings.get(key) if key is not None else None
+            if perm is None:
+                import cvxopt.amd
+
+                perm = cvxopt.amd.order(M, "L")
+                if key is not None:
+                    if len(self._orderings) > 64:
+                        self._orderings.clear()
+                    self._orderings[key] = perm
+            self._F = cholmod.symbolic(M, p=perm, uplo="L")
             try:
                 cholmod.numeric(M, self._F)
             except ArithmeticError as exc:
@@ -203,6 +217,9 @@ class TileSystem:
         Ac, Acf = self._stamp(self._cell_t, self._cell_b, g0)
         self._A0 = (self._G_uu + Ac).tocsc()
         self._A0_uf = (self._G_uf + Acf).tocsr()
+        # the sparsity pattern depends only on these: its fill-reducing ordering is cached
+        self._pattern_key = (R, C, self.direction, tile.r_wire_row > 0, tile.r_wire_col > 0,
+                             tuple(np.isfinite(L.drive_g)), tuple(np.isfinite(L.sense_g)))
         self.timings["assemble_s"] = time.perf_counter() - t0
         self._lu0 = None
 
@@ -238,7 +255,7 @@ class TileSystem:
     def _factor0(self):
         if self._lu0 is None and self.n_free:
             t0 = time.perf_counter()
-            self._lu0 = SparseFactor(self._A0, self.factorization)
+            self._lu0 = SparseFactor(self._A0, self.factorization, self._pattern_key)
             self.timings["factor_s"] = time.perf_counter() - t0
         return self._lu0
 
@@ -298,7 +315,12 @@ class TileSystem:
         lo = np.minimum(v.min(axis=1), 0.0)[None, :]
         hi = np.maximum(v.max(axis=1), 0.0)[None, :]
         tol = self.rtol * np.maximum(np.abs(v).max(axis=1), 1e-300) + self.atol
-        lu = self._lu0
+        # chord matrix: the Jacobian at the mean cell voltages of the low-field solution
+        # (exact Newton's first Jacobian for a single vector)
+        vc_mean = self._cell_voltages(self._full(Vu, v)).mean(axis=0)
+        gd = self.tile.cell_didv(vc_mean).ravel()
+        lu = SparseFactor((self._G_uu + self._stamp(self._cell_t, self._cell_b, gd)[0]).tocsc(),
+                          self.factorization, self._pattern_key)
         active = np.arange(v.shape[0])
         last = np.full(v.shape[0], np.inf)
         n_chord, full = 0, []
@@ -325,7 +347,8 @@ class TileSystem:
                 gd = self.tile.cell_didv(self._cell_voltages(V)[0]).ravel()
                 J = (self._G_uu + self._stamp(self._cell_t, self._cell_b, gd)[0]).tocsc()
                 res = self._residual(Vu[:, k:k + 1], vk, rk)
-                dV = SparseFactor(J, self.factorization).solve(np.asarray(res))
+                dV = SparseFactor(J, self.factorization, self._pattern_key).solve(
+                    np.asarray(res))
                 Vu[:, k:k + 1] = np.clip(Vu[:, k:k + 1] - dV, lo[:, k:k + 1], hi[:, k:k + 1])
                 if np.abs(dV).max() <= tol[k]:
                     break
