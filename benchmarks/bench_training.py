@@ -1,0 +1,138 @@
+"""Training throughput (samples/s, one thread) of each synapse cell vs a plain NumPy loop.
+
+Usage::
+
+    OMP_NUM_THREADS=1 python benchmarks/bench_training.py [--mnist DIR] [--samples N]
+
+Uses full MNIST (784-250-10) when found (``--mnist``, ``$PYSPICE_RRAM_MNIST`` or the cache),
+otherwise the 8x8 digits. Each compiled cell is timed on ``--samples`` training samples
+after a warm-up (numba compile excluded); the hybrid cell is timed both in its dynamic
+(big-array) phase from the initial state and in its fine-tuning (small-array) phase after
+one third of an epoch of dynamic tuning. The NumPy reference is a straightforward
+per-sample loop (dense matrix products, dense outer-product update, vectorised pulse
+rounding and noise) run in the same process on the same data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+os.environ.setdefault("NUMBA_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+
+from pyspice_rram.network import kernels as K  # noqa: E402
+from pyspice_rram.network.data import load_digits, load_mnist  # noqa: E402
+from pyspice_rram.network.train import Network, TrainConfig  # noqa: E402
+
+DEV = {"n_states": 50, "c2c": 0.34}
+CASES = [
+    ("fp", "fp", {}, {}),
+    ("single, deterministic", "single", {"rounding": "deterministic"}, DEV),
+    ("single, stochastic rounding", "single", {"rounding": "stochastic"}, DEV),
+    ("single, pulse coincidence BL=10", "single", {"rounding": "coincidence"}, DEV),
+    ("hybrid k=10, dynamic phase", "hybrid", {"rounding": "deterministic"}, DEV),
+    ("hybrid k=10, fine phase", "hybrid", {"rounding": "deterministic"}, DEV),
+    ("hybrid k=10, stochastic, fine phase", "hybrid", {"rounding": "stochastic"}, DEV),
+    ("multi-device x4, stochastic", "multi", {"rounding": "stochastic", "n_devices": 4}, DEV),
+    ("2T2R, stochastic", "2t2r", {"rounding": "stochastic"}, DEV),
+]
+
+
+def time_cell(data, cell, params, device, n, w_max, fine=False):
+    cfg = TrainConfig(cell=cell, cell_params=params, device=device, w_max=w_max)
+    net = Network(cfg, data.n_features, 10)
+    n_train = len(data.y_train)
+    order = np.random.default_rng(0).permutation(n_train)
+    order = np.concatenate([order] * (1 + (2 * n + n_train) // n_train))
+    rng = K.seed_state(0)
+    c = np.zeros(2)
+    net.train_samples(data, order, 0, 50, rng, c)          # compile / warm up
+    start = 50
+    if fine:
+        m = n_train // 3
+        net.train_samples(data, order, start, start + m, rng, c)
+        start += m
+        net.phase = 1
+    for st in net.layers:
+        st.stats[...] = 0
+    t0 = time.perf_counter()
+    net.train_samples(data, order, start, start + n, rng, c)
+    dt = time.perf_counter() - t0
+    events = sum(int(st.stats[:, K.STAT_UPDATES].sum()) for st in net.layers) if cell != "fp" else 0
+    return n / dt, events / n
+
+
+def numpy_loop(data, n, device=None, w_max=(0.3, 1.0), k=10.0, seed=0):
+    """Plain NumPy per-sample loop: FP (device None) or hybrid big-phase pulse updates."""
+    rng = np.random.default_rng(seed)
+    n_in, n_hid, n_out = data.n_features, 250, 10
+    W1 = rng.uniform(-1, 1, (n_in + 1, n_hid)).astype(np.float32) / np.sqrt(n_in)
+    W2 = rng.uniform(-1, 1, (n_hid + 1, n_out)).astype(np.float32) / np.sqrt(n_hid)
+    if device is not None:
+        N, c2c = device["n_states"], device["c2c"]
+        S = [np.zeros((2,) + W.shape, np.float32) for W in (W1, W2)]
+    X = data.dense("train", 0, n)
+    Y = np.eye(n_out, dtype=np.float32)[data.y_train[:n]]
+    lr = 0.1
+    t0 = time.perf_counter()
+    for s in range(n):
+        x = np.append(X[s], 1.0).astype(np.float32)
+        h = 1 / (1 + np.exp(-(x @ W1)))
+        hb = np.append(h, 1.0).astype(np.float32)
+        o = 1 / (1 + np.exp(-(hb @ W2)))
+        d2 = (o - Y[s]) * o * (1 - o)
+        d1 = h * (1 - h) * (W2[:-1] @ d2)
+        for li, (W, a, d) in enumerate(((W2, hb, d2), (W1, x, d1))):
+            dW = -lr * np.outer(a, d)
+            if device is None:
+                W += dW
+                continue
+            step = w_max[1 - li] / N
+            npulse = np.rint(dW / step)
+            for dev, sel in ((0, npulse > 0), (1, npulse < 0)):
+                if not sel.any():
+                    continue
+                m = np.abs(npulse[sel])
+                ds = m / N * (1 + c2c / np.sqrt(m) * rng.standard_normal(m.shape))
+                S[li][dev][sel] = np.clip(S[li][dev][sel] + ds, 0, 1)
+            W[...] = w_max[1 - li] * (S[li][0] - S[li][1])
+    return n / (time.perf_counter() - t0)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--mnist", default=None)
+    ap.add_argument("--samples", type=int, default=20000)
+    ap.add_argument("--numpy-samples", type=int, default=2000)
+    args = ap.parse_args(argv)
+    try:
+        data = load_mnist(args.mnist)
+    except FileNotFoundError:
+        data = load_digits()
+    w_max = [0.3, 1.0]
+    print(f"data: {data.name} ({data.n_features}-250-10), {args.samples} samples per case, "
+          f"one thread, {platform.processor() or platform.machine()}, load "
+          f"{os.getloadavg()[0]:.2f}")
+    print(f"{'case':40s} {'samples/s':>10s} {'events/sample':>14s}")
+    rows = []
+    for label, cell, params, device in CASES:
+        sps, ev = time_cell(data, cell, params, device, args.samples, w_max,
+                            fine="fine phase" in label)
+        rows.append((label, sps, ev))
+        print(f"{label:40s} {sps:10.0f} {ev:14.1f}", flush=True)
+    for label, dev in (("NumPy loop, fp", None), ("NumPy loop, single/big pair det.", DEV)):
+        sps = numpy_loop(data, args.numpy_samples, dev, w_max)
+        rows.append((label, sps, float("nan")))
+        print(f"{label:40s} {sps:10.0f} {'':>14s}", flush=True)
+    return rows
+
+
+if __name__ == "__main__":
+    main()
