@@ -18,9 +18,11 @@ A line whose periphery resistance is zero (ideal driver or ideal virtual ground 
 * **linear cells**: ``F`` is linear; the (symmetric positive definite) matrix is factorised
   once -- CHOLMOD's supernodal Cholesky through cvxopt, or SciPy's SuperLU with
   ``permc_spec='MMD_AT_PLUS_A'`` -- and every input vector is one triangular solve pair;
-* **model cells**: Newton iterations from the low-field solution. All input vectors iterate
-  together with one chord (simplified Newton) matrix, the Jacobian
-  ``G_w + A diag(dI/dV) A^T`` at the vectors' mean cell voltages (factorised once); a vector
+* **model cells**: Newton iterations from the ideal operating point (driven lines at their
+  sources, sensed lines at 0 V). All input vectors iterate together with one chord
+  (simplified Newton) matrix, the Jacobian ``G_w + A diag(dI/dV) A^T`` at the vectors' mean
+  ideal cell voltages (exact Newton for the first step of a single vector; optionally
+  refreshed once after the first iterate, ``refresh_jacobian``); a vector
   whose contraction is poor (strong sinh nonlinearity, inputs far from the mean) continues
   with full Newton, ``J = G_w + A diag(dI/dV) A^T`` refactorised per iteration. Iterates are clipped to
   the range of the sources, which bounds every node voltage of this passive, monotone network.
@@ -133,14 +135,19 @@ class TileSystem:
         Newton convergence on the node voltages: ``max |dV| <= rtol max|v| + atol`` (V).
     max_iter : int
         Newton iteration limit per input vector.
+    factorization : {'auto', 'cholmod', 'superlu'}
+        Sparse factorisation, see :class:`SparseFactor`.
+    refresh_jacobian : bool
+        Refactorise the chord matrix once after the first Newton iterate (model cells).
     """
 
     tile: Tile
     direction: str = "forward"
-    rtol: float = 1e-13
+    rtol: float = 1e-12
     atol: float = 1e-15
     max_iter: int = 60
     factorization: str = FACTORIZATION
+    refresh_jacobian: bool = False
     timings: dict[str, float] = field(default_factory=dict)
     stats: dict[str, Any] = field(default_factory=dict)
 
@@ -217,6 +224,15 @@ class TileSystem:
         Ac, Acf = self._stamp(self._cell_t, self._cell_b, g0)
         self._A0 = (self._G_uu + Ac).tocsc()
         self._A0_uf = (self._G_uf + Acf).tocsr()
+        # ideal operating point: free node -> its driven line (D_u @ v gives V_u)
+        line_of = np.full(nn, -1)
+        if self.direction == "forward":
+            line_of[L.row_node] = np.arange(R)[:, None]
+        else:
+            line_of[L.col_node] = np.arange(C)[None, :]
+        lu_ = line_of[self._free]
+        self._D_u = sp.csr_matrix((np.ones((lu_ >= 0).sum()),
+                                   (np.flatnonzero(lu_ >= 0), lu_[lu_ >= 0])), shape=(nu, n_in))
         # the sparsity pattern depends only on these: its fill-reducing ordering is cached
         self._pattern_key = (R, C, self.direction, tile.r_wire_row > 0, tile.r_wire_col > 0,
                              tuple(np.isfinite(L.drive_g)), tuple(np.isfinite(L.sense_g)))
@@ -294,10 +310,15 @@ class TileSystem:
         v = self.tile.check_inputs(v_in, self.direction)
         if not self.n_free:
             return self._full(np.zeros((0, v.shape[0])), v)
-        lu = self._factor0()
-        t0 = time.perf_counter()
-        Vu = lu.solve(self._rhs(v))
-        if not self.tile.is_linear:
+        if self.tile.is_linear:
+            lu = self._factor0()
+            t0 = time.perf_counter()
+            Vu = lu.solve(self._rhs(v))
+        else:
+            # start from the ideal operating point: driven lines at their source, sensed
+            # lines at 0 V (IR drop is a small correction)
+            t0 = time.perf_counter()
+            Vu = np.asarray(self._D_u @ v.T, dtype=float)
             Vu = self._newton(Vu, v, self._rhs(v, with_cells=False))
         self.timings["solve_s"] = self.timings.get("solve_s", 0.0) + time.perf_counter() - t0
         return self._full(Vu, v)
@@ -318,9 +339,11 @@ class TileSystem:
         # chord matrix: the Jacobian at the mean cell voltages of the low-field solution
         # (exact Newton's first Jacobian for a single vector)
         vc_mean = self._cell_voltages(self._full(Vu, v)).mean(axis=0)
+        t0 = time.perf_counter()
         gd = self.tile.cell_didv(vc_mean).ravel()
         lu = SparseFactor((self._G_uu + self._stamp(self._cell_t, self._cell_b, gd)[0]).tocsc(),
                           self.factorization, self._pattern_key)
+        self.timings["factor_s"] = time.perf_counter() - t0
         active = np.arange(v.shape[0])
         last = np.full(v.shape[0], np.inf)
         n_chord, full = 0, []
@@ -336,6 +359,13 @@ class TileSystem:
             last[active] = step
             full.extend(active[slow & ~done].tolist())
             active = active[~done & ~slow]
+            if it == 0 and len(active) and self.refresh_jacobian:
+                # one Jacobian refresh at the mean of the first Newton iterate
+                vc_mean = self._cell_voltages(self._full(Vu[:, active], v[active])).mean(axis=0)
+                gd = self.tile.cell_didv(vc_mean).ravel()
+                lu = SparseFactor((self._G_uu + self._stamp(self._cell_t, self._cell_b,
+                                                            gd)[0]).tocsc(),
+                                  self.factorization, self._pattern_key)
         full.extend(active.tolist())
         self.stats["chord_iterations"] = n_chord
         self.stats["full_newton_vectors"] = len(full)
@@ -358,7 +388,7 @@ class TileSystem:
         return Vu
 
 
-def solve_tile(tile: Tile, v_in: Any, direction: str = "forward", *, rtol: float = 1e-13,
+def solve_tile(tile: Tile, v_in: Any, direction: str = "forward", *, rtol: float = 1e-12,
                atol: float = 1e-15, max_iter: int = 60,
                factorization: str = FACTORIZATION) -> np.ndarray:
     """Sensed currents of a tile read with voltages ``v_in``, by sparse nodal analysis.

@@ -92,3 +92,14 @@ def test_demo_writes_results_and_reports_errors(tmp_path, card):
         assert (tmp_path / f).stat().st_size > 0
     assert len(load_results(tmp_path / "results.h5")) == 2 * s["tiles_per_read"]
     assert json.loads((tmp_path / "summary.json").read_text())["layer"] == [32, 16]
+
+
+def test_dask_cluster_runs_the_same_tasks(card, rng):
+    distributed = pytest.importorskip("distributed")
+    tasks = [(Tile.random(8, 6, rng=rng, card=card, r_wire_row=1.0, r_wire_col=1.0),
+              rng.uniform(0, 0.2, (2, 8)), "forward") for _ in range(3)]
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
+                                  dashboard_address=None) as cluster:
+        got = solve_tiles(tasks, solver="ngspice", scheduler=cluster.scheduler_address)
+    for (tile, v, d), g in zip(tasks, got):
+        np.testing.assert_allclose(g, solve_tiles([(tile, v, d)], solver="mna")[0], rtol=1e-6)
