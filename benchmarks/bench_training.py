@@ -89,12 +89,12 @@ def numpy_loop(data, n, device=None, w_max=(0.3, 1.0), k=10.0, seed=0):
         o = 1 / (1 + np.exp(-(hb @ W2)))
         d2 = (o - Y[s]) * o * (1 - o)
         d1 = h * (1 - h) * (W2[:-1] @ d2)
-        for li, (W, a, d) in enumerate(((W2, hb, d2), (W1, x, d1))):
+        for li, W, a, d in ((1, W2, hb, d2), (0, W1, x, d1)):
             dW = -lr * np.outer(a, d)
             if device is None:
                 W += dW
                 continue
-            step = w_max[1 - li] / N
+            step = w_max[li] / N
             npulse = np.rint(dW / step)
             for dev, sel in ((0, npulse > 0), (1, npulse < 0)):
                 if not sel.any():
@@ -102,7 +102,7 @@ def numpy_loop(data, n, device=None, w_max=(0.3, 1.0), k=10.0, seed=0):
                 m = np.abs(npulse[sel])
                 ds = m / N * (1 + c2c / np.sqrt(m) * rng.standard_normal(m.shape))
                 S[li][dev][sel] = np.clip(S[li][dev][sel] + ds, 0, 1)
-            W[...] = w_max[1 - li] * (S[li][0] - S[li][1])
+            W[...] = w_max[li] * (S[li][0] - S[li][1])
     return n / (time.perf_counter() - t0)
 
 

@@ -174,6 +174,14 @@ class LayerState:
                        np.empty(n_ev, np.int32))
 
 
+def uniform_flag(G0: np.ndarray, GR: np.ndarray) -> float:
+    """1.0 when all devices share G0 (per array) and GR = 1 (no device-to-device spread)."""
+    for a in range(G0.shape[0]):
+        if not (np.all(G0[a] == G0[a].flat[0]) and np.all(GR[a] == 1.0)):
+            return 0.0
+    return 1.0
+
+
 def _ip(kind: int, n_arrays: int = 1, select: int = 0, rounding: int = 0, bl: int = 10,
         uni: bool = True, refresh: bool = True, sign: bool = False, maxp: int = 1000):
     ip = np.zeros(K.N_IP, dtype=np.int64)
@@ -311,6 +319,7 @@ class PairCell:
                 S[a, 0] = _program(0.5 + 0.5 * target / GR[a, 0], dev.n_states, dev.beta_p)
                 S[a, 1] = _program(0.5 - 0.5 * target / GR[a, 1], dev.n_states, dev.beta_p)
         fp[0, K.FP_READ_SCALE] = read_scale
+        fp[0, K.FP_UNIFORM] = uniform_flag(G0, GR)
         dev0 = arrays[0][1]
         ip = _ip(K.KIND_PAIR, n_arr, self._select(), ROUNDING[self.rounding], self.bl,
                  dev0.unidirectional, dev0.refresh, self._sign_read(), self.max_pulses)

@@ -64,6 +64,9 @@ def paper_config(cell: str, name: str | None = None, base: dict | None = None,
         d["cell_params"] = {}
     elif cell == "hybrid":
         d["cell_params"].setdefault("k", 10.0)
+        d["cell_params"]["k"] = float(d["cell_params"]["k"])
+        if d["cell_params"].get("small_states") == d["device"].get("n_states"):
+            d["cell_params"].pop("small_states")      # same run as the default
     d["name"] = name or run_name(d)
     return TrainConfig.from_dict(d)
 
@@ -96,11 +99,21 @@ def _run_one(cfg_dict: dict, path: str, progress: bool) -> dict:
 
 
 def run_configs(configs: list[TrainConfig], outdir: str | Path, *, workers: int = 1,
-                scheduler: str | None = None, progress: bool = True) -> dict[str, History]:
+                scheduler: str | None = None, progress: bool = True,
+                only_existing: bool = False) -> dict[str, History]:
     """Run (or resume / re-use) every config; returns ``{name: History}``.
 
-    A run whose file already holds ``config.epochs`` epochs is not re-run.
+    A run whose file already holds ``config.epochs`` epochs is not re-run. With
+    ``only_existing`` nothing is trained: the stored runs (complete or not) are returned
+    and missing ones are left out.
     """
+    if only_existing:
+        out = {}
+        for cfg in configs:
+            path = Path(outdir) / "runs" / f"{cfg.name}.h5"
+            if path.exists():
+                out[cfg.name] = load_run(path, with_checkpoint=False)[0]
+        return out
     rundir = Path(outdir) / "runs"
     rundir.mkdir(parents=True, exist_ok=True)
     todo = []
@@ -201,6 +214,8 @@ def fig4(fid: str, outdir: Path, opts: dict, runner: Callable) -> Path:
     if fid in ("4A", "4B", "4C"):
         fig, ax = plt.subplots(figsize=(5.5, 4))
         for cfg in cfgs:
+            if cfg.name not in hists:
+                continue
             c = {k: (v[:cfg.epochs + 1] if isinstance(v, list) else v)
                  for k, v in _curves(hists[cfg.name]).items()}
             data[cfg.cell] = c | {"run": cfg.name}
@@ -227,6 +242,8 @@ def fig4(fid: str, outdir: Path, opts: dict, runner: Callable) -> Path:
     # 4D-F: weight histories of the tracked hidden-output synapses
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
     for ax, cfg, title in zip(axes, cfgs, ("D: FP vs epoch", "E: single", "F: hybrid (G, g)")):
+        if cfg.name not in hists:
+            continue
         h = hists[cfg.name]
         t = np.asarray(h.track_samples) / (cfg.n_train or 60000 if cfg.dataset == "mnist"
                                            else (cfg.n_train or 1437))
@@ -254,7 +271,8 @@ def fig5f(outdir: Path, opts: dict, runner: Callable) -> Path:
     fig, ax = plt.subplots(figsize=(5, 4))
     data = {}
     for ns in (50, 400):
-        err = [100 * (1 - _acc_at(hists[cfgs[(k, ns)].name], cfgs[(k, ns)])) for k in ks]
+        err = [100 * (1 - _acc_at(hists[cfgs[(k, ns)].name], cfgs[(k, ns)]))
+               if cfgs[(k, ns)].name in hists else float("nan") for k in ks]
         data[f"g_states_{ns}"] = {"k": ks, "test_error_pct": err,
                                   "runs": [cfgs[(k, ns)].name for k in ks]}
         ax.plot(ks, err, "o-", label=f"{ns} g states")
@@ -287,7 +305,8 @@ def fig6(fid: str, outdir: Path, opts: dict, runner: Callable) -> Path:
         xlabel, xscale = "device-to-device variation δ/G_min", "linear"
     hists = runner(list(cfgs.values()))
     for c in cells:
-        acc = [100 * _acc_at(hists[cfgs[(c, x)].name], cfgs[(c, x)]) for x in xs]
+        acc = [100 * _acc_at(hists[cfgs[(c, x)].name], cfgs[(c, x)])
+               if cfgs[(c, x)].name in hists else float("nan") for x in xs]
         data[c] = {"x": xs, "test_acc_pct": acc, "runs": [cfgs[(c, x)].name for x in xs]}
         ax.plot(xs, acc, "o-", label=c)
     if fid == "6B":
@@ -340,11 +359,12 @@ def fig6d(outdir: Path, opts: dict, runner: Callable) -> Path:
 def reproduce(figure: str, outdir: str | Path = "out/reproduce", *, mnist: str | None = None,
               epochs: int | None = None, seeds: int = 1, quick: bool = False,
               workers: int = 1, scheduler: str | None = None, progress: bool = True,
-              card: Any = None) -> list[Path]:
+              card: Any = None, only_existing: bool = False) -> list[Path]:
     """Run the sweeps of one figure (``4A``..``6D`` or ``all``) and write PNG + JSON.
 
     ``quick`` uses the embedded 8x8 digits (64-64-10 network) instead of MNIST, for smoke
     tests. ``seeds`` > 1 is applied to the 4A-C trio (other figures use seed 0).
+    ``only_existing`` plots the stored runs without training the missing ones.
     """
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
@@ -365,7 +385,7 @@ def reproduce(figure: str, outdir: str | Path = "out/reproduce", *, mnist: str |
 
     def runner(cfgs):
         return run_configs(cfgs, outdir, workers=workers, scheduler=scheduler,
-                           progress=progress)
+                           progress=progress, only_existing=only_existing)
 
     figs = FIGURES if figure == "all" else (figure.upper(),)
     out = []
@@ -450,3 +470,77 @@ def demo(card_or_none: Any = None, outdir: str | Path = "out/network", *, epochs
     result["figure"] = str(_save(fig, outdir, "_demo_accuracy", data))
     result["history"] = str(outdir)
     return result
+
+
+# --------------------------------------------------------------------------- paper table
+#: Numbers of seed 001 (and the claims of seeds 002/003) that docs/results.md compares with.
+PAPER_NUMBERS = [
+    # (label, paper value text, cell, changes, metric)
+    ("FP test / train", "97.92 % / 99.98 %", "fp", {}, "test/train"),
+    ("single, 50 states, test / train", "saturates well below FP (Fig. 4A)", "single", {},
+     "test/train"),
+    ("hybrid, 50 states, k = 10, test / train", "97.00 % / 99.66 %", "hybrid", {},
+     "test/train"),
+    ("hybrid k = 1, 50 g states: error", "(Fig. 5F)", "hybrid",
+     {"cell_params": {"k": 1.0, "small_states": 50}}, "error"),
+    ("hybrid k = 100, 50 g states: error", "5.02 %", "hybrid",
+     {"cell_params": {"k": 100.0, "small_states": 50}}, "error"),
+    ("hybrid k = 100, 400 g states: error", "3.42 %", "hybrid",
+     {"cell_params": {"k": 100.0, "small_states": 400}}, "error"),
+    ("hybrid k = 10, 400 g states: test (best hybrid)", "97.34 %", "hybrid",
+     {"cell_params": {"k": 10.0, "small_states": 400}}, "test/train"),
+    ("hybrid, 10 states: test", "93.69 %", "hybrid", {"device": {"n_states": 10}}, "test/train"),
+    ("single, 10 states: test", "9.8 %", "single", {"device": {"n_states": 10}}, "test/train"),
+    ("hybrid, δ/μ = 0: test", "(Fig. 6B)", "hybrid", {"device": {"c2c": 0.0}}, "test/train"),
+    ("hybrid, δ/μ = 1: test", "robust up to ≈ 1", "hybrid", {"device": {"c2c": 1.0}},
+     "test/train"),
+    ("hybrid, δ/μ = 2: test", "drops above 1", "hybrid", {"device": {"c2c": 2.0}},
+     "test/train"),
+    ("single, δ/μ = 1: test", "(Fig. 6B)", "single", {"device": {"c2c": 1.0}}, "test/train"),
+    ("hybrid, δ/G_min = 0.5: test", "(Fig. 6C)", "hybrid", {"device": {"d2d": 0.5}},
+     "test/train"),
+    ("hybrid, δ/G_min = 1: test", "robust up to ≈ 1", "hybrid", {"device": {"d2d": 1.0}},
+     "test/train"),
+    ("hybrid, δ/G_min = 2: test", "(Fig. 6C)", "hybrid", {"device": {"d2d": 2.0}},
+     "test/train"),
+]
+
+
+def _fmt_run(h: History | None, metric: str, epochs: int | None) -> tuple[str, str]:
+    if h is None:
+        return "not run", ""
+    e = h.arrays()
+    n = h.completed_epochs if epochs is None else min(epochs, h.completed_epochs)
+    te, tr = 100 * e["test_acc"][n], 100 * e["train_acc"][n]
+    best = 100 * e["test_acc"][1:n + 1].max() if n else te
+    ph = e["phase"].tolist()
+    sw = f", switch after epoch {ph.index(1) - 1}" if 1 in ph else ""
+    run = f"{n} ep, seed {h.config['seed']}{sw}"
+    if metric == "error":
+        return f"{100 - te:.2f} % (best {100 - best:.2f} %)", run
+    return f"{te:.2f} % / {tr:.2f} % (best test {best:.2f} %)", run
+
+
+def paper_comparison(outdir: str | Path, opts: dict | None = None,
+                     extra: dict[str, str] | None = None) -> str:
+    """Markdown table: each paper number next to ours, read from ``outdir/runs``.
+
+    ``opts`` are the options the runs were made with (e.g. ``{"mnist_path": ...}``, which
+    enter the run names); ``extra`` maps labels to run files (seed 002/003 cells).
+    """
+    opts = dict(opts or {})
+    rundir = Path(outdir) / "runs"
+    lines = ["| experiment | paper | ours: test / train | run (epochs, seed) | run file |",
+             "|---|---|---|---|---|"]
+    for label, paper, cell, changes, metric in PAPER_NUMBERS:
+        cfg = paper_config(cell, **copy.deepcopy(changes), **opts)
+        path = rundir / f"{cfg.name}.h5"
+        h = load_run(path, with_checkpoint=False)[0] if path.exists() else None
+        ours, run = _fmt_run(h, metric, None)
+        lines.append(f"| {label} | {paper} | {ours} | {run} | `{path.name if h else ''}` |")
+    for label, (paper, fname) in (extra or {}).items():
+        path = rundir / fname
+        h = load_run(path, with_checkpoint=False)[0] if path.exists() else None
+        ours, run = _fmt_run(h, "test/train", None)
+        lines.append(f"| {label} | {paper} | {ours} | {run} | `{fname if h else ''}` |")
+    return "\n".join(lines) + "\n"

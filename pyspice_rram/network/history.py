@@ -105,7 +105,8 @@ def save_run(path: str | Path, history: History, layers: list | None = None,
 
 def load_run(path: str | Path, with_checkpoint: bool = True):
     """Read a run file: ``(History, [LayerState...] or None, phase)``."""
-    from .cells import LayerState
+    from .cells import LayerState, uniform_flag
+    from .kernels import FP_UNIFORM, N_FP
 
     path = Path(path)
     with h5py.File(path, "r") as f:
@@ -124,6 +125,13 @@ def load_run(path: str | Path, with_checkpoint: bool = True):
             layers = []
             for li in range(len(f["checkpoint"])):
                 lg = f["checkpoint"][f"layer{li}"]
-                layers.append(LayerState(*(lg[n][()] for n in LayerState.NAMES)))
+                st = LayerState(*(lg[n][()] for n in LayerState.NAMES))
+                if st.fp.shape[1] < N_FP:           # files from before FP_UNIFORM existed
+                    fp = np.zeros((st.fp.shape[0], N_FP))
+                    fp[:, :st.fp.shape[1]] = st.fp
+                    if st.ip[0] != 0:
+                        fp[0, FP_UNIFORM] = uniform_flag(st.G0, st.GR)
+                    st.fp = fp
+                layers.append(st)
         phase = int(f.attrs.get("phase", 0))
     return hist, layers, phase
