@@ -1,0 +1,270 @@
+"""The measurement *program* of a data set, and its simulation with a model card.
+
+Every device measurement is a sequence of constant-voltage *steps* (a DC voltage step held
+for its dwell time, or a programming pulse of given amplitude and width) with *reads* after
+some of them:
+
+* DC sweep step ``k``: hold ``V_k`` for ``dwell_k``, then measure
+  ``I_k = s A g(x_k) V_nl sinh(V_k / V_nl)`` at the same voltage;
+* pulse ``k``: hold ``V_pulse,k`` for ``t_pulse,k``; a read after it gives the conductance
+  ``G = s A g(x_k) V_nl sinh(V_read / V_nl) / V_read``.
+
+``s`` is the device's conductance scale (device-to-device spread of the effective area).
+The state is advanced with the exact constant-voltage solution
+:func:`pyspice_rram.device.model.advance`, so the simulation has no time-step error. Under a
+current compliance ``I_cc`` the cell sees only the voltage that drives ``I_cc``:
+``V_cell = V_nl asinh(I_cc / (s A g(x) V_nl))`` when that is below ``|V|``.
+
+All sequences of a data set are simulated together (NumPy over sequences, a loop over steps;
+sequences sorted by length so that short ones drop out of the loop early).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..device.card import ModelCard
+from ..device.model import advance, cell_current, conductance_density
+from .io import Dataset
+
+
+@dataclass
+class Program:
+    """Padded steps of all sequences and the index of every observation.
+
+    Attributes
+    ----------
+    v, dt : (S, K) arrays of step voltage (V) and duration (s); padding has ``dt = 0``
+    length : (S,) steps per sequence (sorted descending)
+    area, x0, compliance : (S,) m², initial state, A (inf = none)
+    seq_device : (S,) int, device index of each sequence
+    obs_seq, obs_step : (R,) sequence and state index (0 = before the first step)
+    obs_v, obs_div : (R,) voltage of the read (V), divisor (1 for currents, V_read for
+        conductances)
+    y, sigma, valid : (R,) measured value (A or S), weighting sigma, False = excluded
+    kind : (R,) 0 = DC sweep current, 1 = pulse-train read conductance
+    obs_group : (R,) int, index into ``groups`` (one per sweep or pulse train)
+    devices : list of device labels; device_area : (D,) m²
+    """
+
+    v: np.ndarray
+    dt: np.ndarray
+    length: np.ndarray
+    area: np.ndarray
+    x0: np.ndarray
+    compliance: np.ndarray
+    seq_device: np.ndarray
+    obs_seq: np.ndarray
+    obs_step: np.ndarray
+    obs_v: np.ndarray
+    obs_div: np.ndarray
+    y: np.ndarray
+    sigma: np.ndarray
+    valid: np.ndarray
+    kind: np.ndarray
+    obs_group: np.ndarray
+    groups: list[str]
+    group_kind: list[str]
+    devices: list[str]
+    device_area: np.ndarray
+
+    @property
+    def obs_device(self) -> np.ndarray:
+        return self.seq_device[self.obs_seq]
+
+    def subset(self, keep_kind: int) -> "Program":
+        """The program restricted to the sequences of one kind (0 DC, 1 pulses)."""
+        seqs = np.unique(self.obs_seq[self.kind == keep_kind])
+        remap = -np.ones(self.v.shape[0], int)
+        remap[seqs] = np.arange(seqs.size)
+        m = self.kind == keep_kind
+        K = int(self.length[seqs].max())
+        return Program(self.v[seqs, :K], self.dt[seqs, :K], self.length[seqs], self.area[seqs],
+                       self.x0[seqs], self.compliance[seqs], self.seq_device[seqs],
+                       remap[self.obs_seq[m]], self.obs_step[m], self.obs_v[m], self.obs_div[m],
+                       self.y[m], self.sigma[m], self.valid[m], self.kind[m], self.obs_group[m],
+                       self.groups, self.group_kind, self.devices, self.device_area)
+
+
+def build_program(ds: Dataset, noise: dict | None = None) -> Program:
+    """Flatten a loaded data set into a :class:`Program`.
+
+    DC sweeps of one device in one entry form one sequence (in file order, the state carried
+    from sweep to sweep); each pulse train is one sequence. ``noise`` (the recipe's
+    ``sweep_rel``, ``sweep_floor``, ``pulse_rel``, ``pulse_floor``) sets the weighting
+    ``sigma = rel |y| + floor``.
+    """
+    noise = dict(ds.recipe.noise if noise is None else noise)
+    devices = [d for d, _ in ds.devices]
+    dev_index = {d: i for i, d in enumerate(devices)}
+    device_area = np.array([a for _, a in ds.devices])
+    seqs = []   # (v, dt, area, x0, icc, device)
+    obs = []    # dicts of arrays
+    groups, group_kind = [], []
+    by_dev: dict[tuple[str, str], list] = {}
+    for s in ds.sweeps:
+        by_dev.setdefault((s.entry, s.device), []).append(s)
+    for (entry, device), sweeps in by_dev.items():
+        si = len(seqs)
+        v = np.concatenate([s.voltage for s in sweeps])
+        dt = np.concatenate([s.dwell for s in sweeps])
+        icc = sweeps[0].compliance or np.inf
+        seqs.append((v, dt, sweeps[0].area, sweeps[0].initial_state, icc, dev_index[device]))
+        k0 = 0
+        for s in sweeps:
+            n = s.voltage.size
+            groups.append(s.label)
+            group_kind.append("sweep")
+            obs.append(dict(seq=np.full(n, si), step=k0 + 1 + np.arange(n), v=s.voltage,
+                            div=np.ones(n), y=s.current, valid=s.valid.copy(), kind=np.zeros(n, int),
+                            group=np.full(n, len(groups) - 1),
+                            sigma=noise["sweep_rel"] * np.abs(s.current) + noise["sweep_floor"]))
+            k0 += n
+    for t in ds.trains:
+        si = len(seqs)
+        seqs.append((t.v_pulse, t.t_pulse, t.area, t.initial_state, np.inf, dev_index[t.device]))
+        n = t.conductance.size
+        groups.append(t.label)
+        group_kind.append("pulse")
+        obs.append(dict(seq=np.full(n, si), step=t.read_after, v=t.v_read, div=t.v_read,
+                        y=t.conductance, valid=np.ones(n, bool), kind=np.ones(n, int),
+                        group=np.full(n, len(groups) - 1),
+                        sigma=noise["pulse_rel"] * np.abs(t.conductance) + noise["pulse_floor"]))
+    if not seqs:
+        raise ValueError("the data set has no sweeps and no pulse trains")
+    lengths = np.array([len(s[0]) for s in seqs])
+    order = np.argsort(-lengths, kind="stable")
+    rank = np.empty_like(order)
+    rank[order] = np.arange(order.size)
+    S, K = len(seqs), int(lengths.max())
+    v = np.zeros((S, K))
+    dt = np.zeros((S, K))
+    for i, s in enumerate(seqs):
+        r = rank[i]
+        v[r, : len(s[0])] = s[0]
+        dt[r, : len(s[1])] = s[1]
+    cat = {k: np.concatenate([o[k] for o in obs]) for k in obs[0]}
+    return Program(
+        v=v, dt=dt, length=lengths[order], area=np.array([seqs[i][2] for i in order]),
+        x0=np.array([seqs[i][3] for i in order]), compliance=np.array([seqs[i][4] for i in order]),
+        seq_device=np.array([seqs[i][5] for i in order]), obs_seq=rank[cat["seq"]],
+        obs_step=cat["step"].astype(int), obs_v=cat["v"], obs_div=cat["div"], y=cat["y"],
+        sigma=cat["sigma"], valid=cat["valid"], kind=cat["kind"], obs_group=cat["group"],
+        groups=groups, group_kind=group_kind, devices=devices, device_area=device_area)
+
+
+def simulate_states(prog: Program, card: ModelCard, *, g_scale: np.ndarray | None = None,
+                    dv_p: np.ndarray | None = None, dv_d: np.ndarray | None = None,
+                    c2c: bool = False, rng: np.random.Generator | int | None = None,
+                    assimilate: np.ndarray | None = None, return_both: bool = False,
+                    kappa_mean: float = 0.0):
+    """States ``x`` (S, K+1) of every sequence after every step.
+
+    With ``assimilate`` (S, K+1; NaN where unknown) the state after step ``k`` is replaced by
+    ``assimilate[:, k+1]`` where that is finite, *after* the prediction for step ``k`` was
+    stored: the returned states are then one-step-ahead predictions from the previous
+    assimilated state (``return_both=True`` also returns the assimilated trajectory).
+
+    ``kappa_mean`` > 0: each step returns the *expected* state over the cycle-to-cycle
+    factor ``kappa ~ N(1, kappa_mean)`` (clipped at 0), by 7-point Gauss-Hermite
+    quadrature: the conditional mean that a one-step-ahead prediction needs when single
+    steps are large (DC sweeps), where the step is a concave function of ``kappa``.
+
+    Parameters
+    ----------
+    g_scale : (D,) per-device conductance scale (used only for the compliance limit); 1.
+    dv_p, dv_d : (D,) per-device shifts (V) of ``v_p`` and ``v_d``; 0.
+    c2c : bool
+        Scale every step's rate by ``kappa ~ N(1, card.c2c_sigma)`` clipped at 0, as
+        :func:`pyspice_rram.device.pulses.simulate_pulse_train` does.
+    """
+    S, K = prog.v.shape
+    D = len(prog.devices)
+    gs = np.ones(S) if g_scale is None else np.asarray(g_scale)[prog.seq_device]
+    vp = card.v_p + (0.0 if dv_p is None else np.asarray(dv_p)[prog.seq_device]) * np.ones(S)
+    vd = card.v_d + (0.0 if dv_d is None else np.asarray(dv_d)[prog.seq_device]) * np.ones(S)
+    del D
+    rng = np.random.default_rng(rng)
+    if kappa_mean > 0:
+        t, w = np.polynomial.hermite.hermgauss(7)
+        gh_nodes = np.clip(1.0 + kappa_mean * np.sqrt(2.0) * t, 0.0, None)
+        gh_weights = w / np.sqrt(np.pi)
+    x = np.empty((S, K + 1))
+    x[:, 0] = prog.x0
+    if assimilate is not None:
+        xp = np.empty((S, K + 1))
+        xp[:, 0] = prog.x0
+    limited = np.isfinite(prog.compliance)
+    n_active = np.searchsorted(-prog.length, -np.arange(1, K + 1), side="right")
+    for k in range(K):
+        n = int(n_active[k])
+        v = prog.v[:n, k]
+        if limited[:n].any():
+            lim = limited[:n]
+            g = gs[:n] * prog.area[:n] * conductance_density(x[:n, k], card) * card.v_nl
+            vmax = card.v_nl * np.arcsinh(np.where(lim, prog.compliance[:n], 1.0) / g)
+            v = np.where(lim & (np.abs(v) > vmax), np.sign(v) * vmax, v)
+        kappa = 1.0
+        if c2c and card.c2c_sigma > 0:
+            kappa = np.clip(1.0 + card.c2c_sigma * rng.standard_normal(n), 0.0, None)
+        if kappa_mean > 0:
+            xn = advance(x[:n, k, None], v[:, None], prog.dt[:n, k, None], card,
+                         kappa=gh_nodes[None, :], v_p=vp[:n, None], v_d=vd[:n, None])
+            x[:n, k + 1] = xn @ gh_weights
+        else:
+            x[:n, k + 1] = advance(x[:n, k], v, prog.dt[:n, k], card, kappa=kappa,
+                                   v_p=vp[:n], v_d=vd[:n])
+        x[n:, k + 1] = x[n:, k]
+        if assimilate is not None:
+            xp[:, k + 1] = x[:, k + 1]
+            a = assimilate[:, k + 1]
+            ok = np.isfinite(a)
+            x[ok, k + 1] = a[ok]
+    if assimilate is None:
+        return (x, x) if return_both else x
+    return (xp, x) if return_both else xp
+
+
+def predict(prog: Program, card: ModelCard, x: np.ndarray,
+            g_scale: np.ndarray | None = None) -> np.ndarray:
+    """Model value of every observation (A for sweep points, S for reads) from states ``x``."""
+    xs = x[prog.obs_seq, prog.obs_step]
+    out = cell_current(prog.obs_v, xs, prog.area[prog.obs_seq], card) / prog.obs_div
+    if g_scale is not None:
+        out = out * np.asarray(g_scale)[prog.obs_device]
+    return out
+
+
+def observed_states(prog: Program, card: ModelCard, g_scale: np.ndarray,
+                    v_min: float = 0.05) -> np.ndarray:
+    """States (S, K+1) inverted from the observations (NaN where there is none).
+
+    ``x = (y div / (s A V_nl sinh(V/V_nl)) - g_min) / (g_max - g_min)`` clipped to [0, 1], for
+    valid observations read at ``|V| >= v_min`` (near 0 V a current carries no state).
+    """
+    S, K1 = prog.v.shape[0], prog.v.shape[1] + 1
+    out = np.full((S, K1), np.nan)
+    m = prog.valid & (np.abs(prog.obs_v) >= v_min)
+    s = np.asarray(g_scale)[prog.obs_device[m]]
+    v = prog.obs_v[m]
+    gd = prog.y[m] * prog.obs_div[m] / (s * prog.area[prog.obs_seq[m]] * card.v_nl
+                                        * np.sinh(v / card.v_nl))
+    x = (gd - card.g_min_density) / (card.g_max_density - card.g_min_density)
+    out[prog.obs_seq[m], prog.obs_step[m]] = np.clip(x, 0.0, 1.0)
+    return out
+
+
+def profile_scales(prog: Program, model: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """Per-device conductance scales ``s_d`` that minimise ``sum w^2 (s m - y)^2``
+    (``s = sum w^2 m y / sum w^2 m^2``), normalised to a geometric mean of 1 over devices."""
+    w2 = 1.0 / prog.sigma**2
+    m = prog.valid if mask is None else (prog.valid & mask)
+    dev = prog.obs_device
+    D = len(prog.devices)
+    num = np.bincount(dev[m], (w2 * model * prog.y)[m], minlength=D)
+    den = np.bincount(dev[m], (w2 * model * model)[m], minlength=D)
+    s = np.where(den > 0, num / np.where(den > 0, den, 1.0), 1.0)
+    s = np.clip(s, 1e-6, None)
+    return s / np.exp(np.mean(np.log(s)))

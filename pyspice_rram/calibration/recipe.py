@@ -1,0 +1,213 @@
+"""Data-set recipes: which files form a data set and how to read them.
+
+A data set is a directory ``calibration/<name>/`` with measurement files and a recipe
+``recipe.toml`` (or ``recipe.json``) that lists them. Minimal TOML example::
+
+    name = "my-cells"
+    read_voltage = 0.2                 # V, default for every pulse entry
+
+    [[sweeps]]                         # DC I-V sweeps
+    file = "iv.csv"                    # headers carry the units: "Voltage (V)", "I [mA]"
+    compliance = 1e-3                  # A; clipped points are excluded (with a warning)
+    dwell = 1e-3                       # s per voltage step, if the file has no time column
+
+    [[pulses]]                         # pulse trains, read after each pulse
+    file = "ramps.tsv"
+    columns = {conductance = "G_uS"}   # map a role to a header when it is not auto-detected
+    protocol = [{v = 1.8, width = 10e-6, n = 50}, {v = -3.0, width = 10e-6, n = 1}]
+
+Every entry may give ``columns`` (role -> header), ``units`` (role or header -> unit, for
+headers without one), constants for absent columns (``device``, ``diameter`` or ``area``,
+``read_voltage``, ``dwell``; numbers in SI or strings with a unit such as ``"80 nm"``),
+``format`` (``csv``, ``tsv``, ``hdf5``), ``delimiter``, ``skip_rows``, ``comment``, and for
+HDF5 ``group`` (a group tree, one record set per group of 1-D datasets) or ``dataset`` (a
+table). Column roles are listed in :data:`pyspice_rram.calibration.io.ROLES`.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .units import si_factor
+
+RECIPE_NAMES = ("recipe.toml", "recipe.json")
+
+_ENTRY_KEYS = {"file", "name", "format", "delimiter", "skip_rows", "comment", "group",
+               "dataset", "columns", "units", "device", "area", "diameter", "cycle",
+               "read_voltage", "dwell", "compliance", "initial_state", "protocol", "label"}
+_TOP_KEYS = {"name", "description", "synthetic", "generator", "sweeps", "pulses", "noise",
+             "read_voltage", "scheme", "fit"}
+
+
+def parse_quantity(value: Any, quantity: str, where: str) -> float:
+    """A recipe number (SI) or string with unit (``"80 nm"``) as an SI float of ``quantity``."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        parts = value.strip().split(None, 1)
+        try:
+            number = float(parts[0])
+        except (ValueError, IndexError):
+            raise ValueError(f"{where}: {value!r} is not a number with a unit") from None
+        if len(parts) == 1:
+            return number
+        try:
+            factor, q = si_factor(parts[1])
+        except KeyError:
+            raise ValueError(f"{where}: unknown unit {parts[1]!r} in {value!r}") from None
+        if q != quantity:
+            raise ValueError(f"{where}: {value!r} is a {q}, expected a {quantity}")
+        return number * factor
+    raise ValueError(f"{where}: expected a number or a string with a unit, got {value!r}")
+
+
+@dataclass
+class PulseSegment:
+    """``n`` identical pulses of amplitude ``v`` (V) and width ``width`` (s)."""
+
+    v: float
+    width: float
+    n: int
+
+
+@dataclass
+class Entry:
+    """One measurement file (or HDF5 group) of a data set; see the module docstring."""
+
+    kind: str                      # "sweep" or "pulse"
+    file: Path
+    name: str
+    format: str | None = None
+    delimiter: str | None = None
+    skip_rows: int = 0
+    comment: str = "#"
+    group: str | None = None
+    dataset: str | None = None
+    columns: dict[str, str] = field(default_factory=dict)
+    units: dict[str, str] = field(default_factory=dict)
+    device: str | None = None
+    area: float | None = None
+    cycle: int | None = None
+    read_voltage: float | None = None
+    dwell: float | None = None
+    compliance: float | None = None
+    initial_state: float = 0.0
+    protocol: list[PulseSegment] | None = None
+    label: str | None = None
+
+
+@dataclass
+class Recipe:
+    """A data set: its entries, weighting noise model and nominal scheme."""
+
+    directory: Path
+    path: Path
+    name: str
+    description: str = ""
+    synthetic: bool = False
+    sweeps: list[Entry] = field(default_factory=list)
+    pulses: list[Entry] = field(default_factory=list)
+    #: Noise model for weighting residuals: sigma = rel * |y| + floor (A for sweeps, S for
+    #: pulse reads).
+    noise: dict[str, float] = field(default_factory=lambda: {
+        "sweep_rel": 0.01, "sweep_floor": 1e-12, "pulse_rel": 0.005, "pulse_floor": 1e-12})
+    scheme: dict[str, float] = field(default_factory=dict)
+    fit: dict[str, Any] = field(default_factory=dict)
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def entries(self) -> list[Entry]:
+        return self.sweeps + self.pulses
+
+
+def _entry(kind: str, raw: dict, directory: Path, where: str, defaults: dict) -> Entry:
+    if not isinstance(raw, dict):
+        raise ValueError(f"{where}: each entry must be a table with at least 'file'")
+    unknown = set(raw) - _ENTRY_KEYS
+    if unknown:
+        raise ValueError(f"{where}: unknown keys {sorted(unknown)}")
+    if "file" not in raw:
+        raise ValueError(f"{where}: missing 'file'")
+    file = (directory / raw["file"]).resolve()
+    name = raw.get("name") or Path(raw["file"]).stem + (f":{raw['group']}" if raw.get("group") else "")
+    e = Entry(kind=kind, file=file, name=str(name))
+    for key in ("format", "delimiter", "group", "dataset", "label", "comment"):
+        if key in raw:
+            setattr(e, key, raw[key])
+    e.skip_rows = int(raw.get("skip_rows", 0))
+    e.columns = {str(k): str(v) for k, v in dict(raw.get("columns", {})).items()}
+    e.units = {str(k): str(v) for k, v in dict(raw.get("units", {})).items()}
+    if "device" in raw:
+        e.device = str(raw["device"])
+    if "cycle" in raw:
+        e.cycle = int(raw["cycle"])
+    if "area" in raw:
+        e.area = parse_quantity(raw["area"], "area", f"{where}.area")
+    if "diameter" in raw:
+        if e.area is not None:
+            raise ValueError(f"{where}: give either 'area' or 'diameter', not both")
+        d = parse_quantity(raw["diameter"], "length", f"{where}.diameter")
+        e.area = 3.141592653589793 * d * d / 4.0
+    rv = raw.get("read_voltage", defaults.get("read_voltage"))
+    if rv is not None:
+        e.read_voltage = parse_quantity(rv, "voltage", f"{where}.read_voltage")
+    if "dwell" in raw:
+        e.dwell = parse_quantity(raw["dwell"], "time", f"{where}.dwell")
+    if "compliance" in raw:
+        e.compliance = parse_quantity(raw["compliance"], "current", f"{where}.compliance")
+        if not e.compliance > 0:
+            raise ValueError(f"{where}.compliance must be positive")
+    e.initial_state = float(raw.get("initial_state", 0.0))
+    if not 0.0 <= e.initial_state <= 1.0:
+        raise ValueError(f"{where}.initial_state must be in [0, 1]")
+    if "protocol" in raw:
+        segs = []
+        for i, seg in enumerate(raw["protocol"]):
+            w = f"{where}.protocol[{i}]"
+            if not isinstance(seg, dict) or {"v", "width"} - set(seg):
+                raise ValueError(f"{w}: needs 'v' (V), 'width' (s) and optionally 'n'")
+            segs.append(PulseSegment(parse_quantity(seg["v"], "voltage", w),
+                                     parse_quantity(seg["width"], "time", w), int(seg.get("n", 1))))
+        e.protocol = segs
+    return e
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    """Read a recipe file, or the ``recipe.toml``/``recipe.json`` of a data-set directory."""
+    path = Path(path)
+    if path.is_dir():
+        for name in RECIPE_NAMES:
+            if (path / name).exists():
+                path = path / name
+                break
+        else:
+            raise FileNotFoundError(f"{path}: no {' or '.join(RECIPE_NAMES)} in the data-set directory")
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: recipe not found")
+    text = path.read_text()
+    try:
+        raw = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ValueError(f"{path}: cannot parse recipe ({exc})") from exc
+    unknown = set(raw) - _TOP_KEYS
+    if unknown:
+        raise ValueError(f"{path}: unknown top-level keys {sorted(unknown)}")
+    directory = path.parent
+    rec = Recipe(directory=directory, path=path, name=str(raw.get("name", directory.name)),
+                 description=str(raw.get("description", "")),
+                 synthetic=bool(raw.get("synthetic", False)), raw=raw)
+    defaults = {"read_voltage": raw.get("read_voltage")}
+    rec.sweeps = [_entry("sweep", r, directory, f"{path.name}: sweeps[{i}]", defaults)
+                  for i, r in enumerate(raw.get("sweeps", []))]
+    rec.pulses = [_entry("pulse", r, directory, f"{path.name}: pulses[{i}]", defaults)
+                  for i, r in enumerate(raw.get("pulses", []))]
+    if not rec.entries:
+        raise ValueError(f"{path}: the recipe lists no [[sweeps]] and no [[pulses]]")
+    rec.noise.update({k: float(v) for k, v in dict(raw.get("noise", {})).items()})
+    rec.scheme = dict(raw.get("scheme", {}))
+    rec.fit = dict(raw.get("fit", {}))
+    return rec
