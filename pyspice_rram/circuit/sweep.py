@@ -69,6 +69,7 @@ def plot_error_sweep(result: dict[str, Any], path: str | Path, title: str = "") 
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     fig, ax = plt.subplots(1, 2, figsize=(10, 4))
     for b, r in enumerate(result["r_wires"]):
@@ -78,6 +79,7 @@ def plot_error_sweep(result: dict[str, Any], path: str | Path, title: str = "") 
         a.set_xlabel("tile size N (N x N cells)")
         a.set_ylabel(f"{name} VMM error / max |I_ideal|")
         a.set_xticks(result["tile_sizes"], [str(s) for s in result["tile_sizes"]])
+        a.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         a.grid(True, which="both", alpha=0.3)
         a.legend(title="wire / segment", fontsize=8)
     fig.suptitle(title or f"IR-drop error of the layer output ({result['solver']}, "
