@@ -6,6 +6,7 @@
 and ``pyspice-rram check``).
 """
 
+from .demo import demo
 from .model import SurrogateValidityError, TileSurrogate
 
-__all__ = ["TileSurrogate", "SurrogateValidityError"]
+__all__ = ["TileSurrogate", "SurrogateValidityError", "demo"]

@@ -32,6 +32,7 @@ from numba import njit
 
 from ..device.card import ModelCard
 from ..network.backend import BACKENDS, VMMBackend
+from ..network.kernels import IP_COUNTER, update_layer
 from .model import CellLaw, SurrogateValidityError, TileSurrogate, canonical, line_resistances
 
 TERMS = ("dh", "d2h", "dhs")
@@ -93,6 +94,147 @@ def _cols_update_h(rows, G0, S, GR, coef, Wt):
                 for p in range(2):
                     acc += coef[a, p] * (G0[a, p, r, j] + S[a, p, r, j] * GR[a, p, r, j])
             Wt[j, r] = acc
+
+
+@njit(cache=True, inline="always")
+def _sig(z):
+    return 0.5 * (1.0 + math.tanh(0.5 * z))
+
+
+@njit(cache=True, inline="always")
+def _cell(r, j, G0, S, GR, coef, F, stack, n_first, transposed):
+    """Refresh entry ``(r, j)`` of a stacked ``[W_h; W_dh]`` matrix (or of its transpose)."""
+    wh = 0.0
+    wd = 0.0
+    for a in range(S.shape[0]):
+        for p in range(2):
+            g = coef[a, p] * (G0[a, p, r, j] + S[a, p, r, j] * GR[a, p, r, j])
+            wh += g
+            wd += g * F[a, p, r, j]
+    if transposed:
+        stack[j, r] = wh
+        stack[n_first + j, r] = wd
+    else:
+        stack[r, j] = wh
+        stack[n_first + r, j] = wd
+
+
+@njit(cache=True)
+def _train_kernel(order, start, stop, indptr, indices, values, labels, L1, L2, lr, rng,
+                  counters, s0f, f0f, c0, old1, s1f, f1f, s1t, f1t, c1, old2, v_read, v_nl):
+    """Per-sample SGD like :func:`pyspice_rram.network.kernels.train_samples`, with the
+    forward reads of both layers and the transposed read of layer 2 through the surrogate's
+    effective matrices (``W_h = Wa / h(V_read)`` and the ``W_dh`` part of the stacks,
+    inputs ``h(v)`` and ``v h'(v)``), kept up to
+    date on every synapse whose weight ``Wa`` an update changed (a pair refresh that
+    re-programs exactly the same weight is caught at the next factor refresh)."""
+    Wa1, Wr1, S1, G01, GR1, g1, ip1, fp1, st1 = L1
+    Wa2, Wr2, S2, G02, GR2, g2, ip2, fp2, st2 = L2
+    n_in = Wr1.shape[0] - 1
+    n_hid = Wr1.shape[1]
+    n_out = Wr2.shape[1]
+    h = np.empty(n_hid + 1, dtype=np.float32)
+    o = np.empty(n_out, dtype=np.float32)
+    d2 = np.empty(n_out, dtype=np.float32)
+    d1 = np.empty(n_hid, dtype=np.float32)
+    zpre = np.empty(n_hid)
+    opre = np.empty(n_out)
+    idx1 = np.empty(n_in + 1, dtype=np.int64)
+    val1 = np.empty(n_in + 1, dtype=np.float32)
+    idx2 = np.arange(n_hid + 1)
+    colbuf = np.empty(max(n_hid, n_out), dtype=np.int64)
+    maskbuf = np.empty(max(n_hid, n_out), dtype=np.uint64)
+    n_ev_max = max((n_in + 1) * n_hid, (n_hid + 1) * n_out)
+    ev_j = np.empty(n_ev_max, dtype=np.int32)
+    ev_i = np.empty(n_ev_max, dtype=np.int32)
+    ev_n = np.empty(n_ev_max, dtype=np.int32)
+    n0 = n_in + 1
+    n1 = n_hid + 1
+    inv_h = 1.0 / (v_nl * math.sinh(v_read / v_nl))   # W_h = Wa / h(V_read) exactly
+    hv = np.empty(n_out)
+    dv = np.empty(n_out)
+    for t in range(start, stop):
+        s = order[t]
+        a0 = indptr[s]
+        a1 = indptr[s + 1]
+        nnz = a1 - a0
+        for p in range(nnz):
+            idx1[p] = indices[a0 + p]
+            val1[p] = values[a0 + p]
+        idx1[nnz] = n_in
+        val1[nnz] = 1.0
+        for i in range(n_hid):
+            zpre[i] = 0.0
+        for p in range(nnz + 1):
+            j = idx1[p]
+            u = val1[p] * v_read / v_nl
+            hx = v_nl * math.sinh(u)
+            dx = val1[p] * v_read * math.cosh(u)
+            hx *= inv_h
+            for i in range(n_hid):
+                zpre[i] += hx * Wa1[j, i] + dx * s0f[n0 + j, i]
+        for i in range(n_hid):
+            h[i] = _sig(zpre[i])
+        h[n_hid] = 1.0
+        for k in range(n_out):
+            opre[k] = 0.0
+        for j in range(n1):
+            u = h[j] * v_read / v_nl
+            hx = v_nl * math.sinh(u)
+            dx = h[j] * v_read * math.cosh(u)
+            hx *= inv_h
+            for k in range(n_out):
+                opre[k] += hx * Wa2[j, k] + dx * s1f[n1 + j, k]
+        lab = labels[s]
+        best = 0
+        sse = 0.0
+        for k in range(n_out):
+            ok = _sig(opre[k])
+            o[k] = ok
+            if ok > o[best]:
+                best = k
+            e = ok - (1.0 if k == lab else 0.0)
+            sse += e * e
+            d2[k] = e * ok * (1.0 - ok)
+        if best == lab:
+            counters[0] += 1.0
+        counters[1] += sse
+        scale = 0.0
+        for k in range(n_out):
+            scale = max(scale, abs(d2[k]))
+        for k in range(n_out):
+            vk = d2[k] / scale * v_read if scale > 0 else 0.0
+            u = vk / v_nl
+            hv[k] = v_nl * math.sinh(u)
+            dv[k] = vk * math.cosh(u)
+        for j in range(n_hid):
+            acc = 0.0
+            for k in range(n_out):
+                acc += hv[k] * inv_h * Wa2[j, k] + dv[k] * s1t[n_out + k, j]
+            d1[j] = h[j] * (1.0 - h[j]) * acc * scale
+        before2 = st2.sum()
+        update_layer(Wa2, Wr2, S2, G02, GR2, g2, ip2, fp2, st2, idx2, h, n_hid + 1, d2, lr,
+                     rng, colbuf, maskbuf, ev_j, ev_i, ev_n)
+        before1 = st1.sum()
+        update_layer(Wa1, Wr1, S1, G01, GR1, g1, ip1, fp1, st1, idx1, val1, nnz + 1, d1, lr,
+                     rng, colbuf, maskbuf, ev_j, ev_i, ev_n)
+        touched2 = st2.sum() != before2   # no update, pulse or refresh: no device changed
+        touched1 = st1.sum() != before1
+        ip1[IP_COUNTER] += 1
+        ip2[IP_COUNTER] += 1
+        # effective matrices follow the synapses whose weight changed
+        for j in range(n1 if touched2 else 0):
+            for k in range(n_out):
+                if Wa2[j, k] != old2[j, k]:
+                    old2[j, k] = Wa2[j, k]
+                    _cell(j, k, G02, S2, GR2, c1, f1f, s1f, n1, False)
+                    _cell(j, k, G02, S2, GR2, c1, f1t, s1t, n_out, True)
+        for p in range(nnz + 1 if touched1 else 0):
+            r = idx1[p]
+            for i in range(n_hid):
+                if Wa1[r, i] != old1[r, i]:
+                    old1[r, i] = Wa1[r, i]
+                    _cell(r, i, G01, S1, GR1, c0, f0f, s0f, n0, False)
 
 
 class SurrogateBackend(VMMBackend):
@@ -311,6 +453,51 @@ class SurrogateBackend(VMMBackend):
 
     def _read(self, st: dict, direction: str, v: np.ndarray) -> np.ndarray:
         return self._inputs(v) @ st["dirs"][direction]["stack"]
+
+    # ------------------------------------------------------------------ compiled training
+    def train_samples(self, net: Any, data: Any, order: np.ndarray, start: int, stop: int,
+                      rng_state: np.ndarray, counters: np.ndarray) -> None:
+        """Train ``net`` on ``order[start:stop]`` in a compiled per-sample loop.
+
+        Same semantics as :meth:`pyspice_rram.network.train.Network.train_samples` (forward
+        reads of both layers and the transposed read of layer 2 through this backend, the
+        same numba update kernels), without a Python round trip per sample: the factors are
+        refreshed every ``refresh_every`` samples between compiled chunks. Needs pair-based
+        cells with device arrays (single, hybrid, multi-device).
+        """
+        from ..network import kernels as K
+
+        L0, L1 = net.layers
+        for st in (L0, L1):
+            if st.ip[K.IP_KIND] != K.KIND_PAIR or st.ip[K.IP_SIGN]:
+                raise ValueError("the compiled surrogate loop needs pair-based device cells")
+        if self.second_order:
+            raise ValueError("the compiled surrogate loop uses first-order reads "
+                             "(second_order=False)")
+        if self.network is not net:
+            self.bind(net)
+        indptr, indices, values = data.csr("train")
+        lr = float(net.config.lr)
+        t = start
+        while t < stop:
+            s0 = self._sync(0, L0.Wr, "forward", 1)
+            s1 = self._sync(1, L1.Wr, "forward", 1)
+            if "transposed" not in s1["dirs"]:
+                s1 = self._refresh(1, L1.Wr, ("forward", "transposed"))
+            n = min(stop - t, self.refresh_every - max(s0["since"], s1["since"]))
+            n = max(1, n)
+            f0 = s0["dirs"]["forward"]
+            f1 = s1["dirs"]["forward"]
+            t1 = s1["dirs"]["transposed"]
+            _train_kernel(order, t, t + n, indptr, indices, values, data.y_train,
+                          L0.as_tuple(), L1.as_tuple(), lr, rng_state, counters,
+                          f0["stack"], f0["F"]["dh"], s0["coef"], s0["W_prev"],
+                          f1["stack"], f1["F"]["dh"], t1["stack"], t1["F"]["dh"], s1["coef"],
+                          s1["W_prev"], self.v_read, float(self.law.v_nl))
+            for st in (s0, s1):
+                st["since"] += n
+            self.samples += n
+            t += n
 
     def forward(self, layer: int, W: np.ndarray, x: np.ndarray) -> np.ndarray:
         x = np.atleast_2d(np.asarray(x, dtype=np.float32))

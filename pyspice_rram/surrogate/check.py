@@ -170,30 +170,34 @@ def run_check(run: str | Path, n_images: int = 200, *, surrogate: Any = None,
     result: dict[str, Any] = {"run": str(run), "n_images": int(len(y)), "solver": solver,
                               "tile": list(tile), "r_wire": r_wire, "r_driver": r_driver,
                               "r_sense": r_sense, "accuracy": {}, "layers": [], "wall_s": {}}
-    acts: dict[str, list[np.ndarray]] = {}
+    pre: dict[str, list[np.ndarray]] = {}
     for name, net in nets.items():
         t0 = time.perf_counter()
-        h, o = net.forward(x)
+        be = net.backend
+        z0 = np.asarray(be.forward(0, net.layers[0].Wr, x), dtype=float)
+        z1 = np.asarray(be.forward(1, net.layers[1].Wr, _sigmoid(z0)), dtype=float)
         result["wall_s"][name] = time.perf_counter() - t0
-        result["accuracy"][name] = float(np.mean(o.argmax(1) == y))
-        acts[name] = [h, o]
-    # per-layer errors, every backend reading the circuit path's layer inputs
-    ref_in = [x, acts[solver][0]]
+        result["accuracy"][name] = float(np.mean(z1.argmax(1) == y))
+        pre[name] = [z0, z1]
+    # per-layer errors against the circuit, every path reading the circuit path's inputs
+    h_c = _sigmoid(pre[solver][0])
     for li in range(2):
-        pre = {name: net.backend.forward(li, net.layers[li].Wr, ref_in[li])
-               for name, net in nets.items() if name != solver}
-        pre_c = nets[solver].backend.forward(li, nets[solver].layers[li].Wr, ref_in[li])
-        peak = float(np.max(np.abs(pre_c))) or 1.0
-        entry = {"layer": li, "peak_abs_preactivation": peak}
-        for name, p in pre.items():
-            err = p.astype(float) - pre_c
+        ref = pre[solver][li]
+        peak = float(np.max(np.abs(ref))) or 1.0
+        entry: dict[str, Any] = {"layer": li, "peak_abs_preactivation": peak}
+        for name, net in nets.items():
+            if name == solver:
+                continue
+            p = pre[name][0] if li == 0 else np.asarray(
+                net.backend.forward(1, net.layers[1].Wr, h_c), dtype=float)
+            err = p - ref
             entry[name] = {"rms": float(np.sqrt(np.mean(err ** 2))),
                            "max": float(np.max(np.abs(err))),
                            "rms_pct_of_peak": float(100 * np.sqrt(np.mean(err ** 2)) / peak),
                            "max_pct_of_peak": float(100 * np.max(np.abs(err)) / peak)}
         result["layers"].append(entry)
     result["agreement_surrogate_vs_circuit"] = float(np.mean(
-        acts["surrogate"][1].argmax(1) == acts[solver][1].argmax(1)))
+        pre["surrogate"][1].argmax(1) == pre[solver][1].argmax(1)))
     result["tiles_solved"] = backends[solver].tiles_solved
     if out is not None:
         Path(out).parent.mkdir(parents=True, exist_ok=True)

@@ -137,6 +137,7 @@ def figures(ev: dict[str, Any], outdir: str | Path, prefix: str = "surrogate") -
         ax.set_xlabel(label)
         if key == "r_wire":
             ax.set_xscale("log")
+            ax.set_xlim(0.08, 6.0)
     axes[0].set_ylabel("error (% of full scale)")
     axes[0].legend(fontsize=7)
     fig.suptitle("tile surrogate vs ngspice, held-out tiles (dashed: 0.5 % target)")
