@@ -7,9 +7,12 @@ Run: ``python benchmarks/bench_surrogate.py [--size 64] [--vectors 64] [--sample
    ngspice (``ngspice -b``, one DC sweep over all vectors, KLU), the sparse MNA solver
    (Newton per vector), the surrogate (per-tile preparation + reads, and reads of a prepared
    tile). Same tile, same inputs, one run; ratios printed.
-2. Training loop (784-250-10 hybrid, MNIST subset, batch 1): seconds per sample with the
-   ideal backend (compiled numba loop), the ideal reads through the Python per-sample path,
-   and the surrogate backend (64x64 tiles, 1 Ω).
+2. Training loop (784-250-10 hybrid of ``configs/train/hybrid.toml``, MNIST when
+   ``--mnist``/``$PYSPICE_RRAM_MNIST`` is given, else digits; batch 1): seconds per sample
+   of the ideal backend (the network's compiled loop), ideal reads through the network's
+   Python per-sample path, the surrogate backend's compiled loop
+   (:meth:`SurrogateBackend.train_samples`, factor refresh every 1000 samples included) and
+   the surrogate through the Python path (64x64 tiles, 1 Ω).
 """
 
 from __future__ import annotations
@@ -60,9 +63,10 @@ def bench_reads(size: int, n_vec: int, repeats: int = 3) -> dict:
 
 
 def bench_training(n_samples: int, mnist: str | None) -> dict:
+    from pyspice_rram.network import kernels as K
     from pyspice_rram.network.backend import IdealBackend
     from pyspice_rram.network.data import load_dataset
-    from pyspice_rram.network.train import TrainConfig, train
+    from pyspice_rram.network.train import Network, TrainConfig
     from pyspice_rram.surrogate.backend import SurrogateBackend
 
     class PythonPathIdeal(IdealBackend):
@@ -72,18 +76,33 @@ def bench_training(n_samples: int, mnist: str | None) -> dict:
 
     name = "mnist" if mnist else "digits"
     data = load_dataset(name, mnist)
-    data = data.subset(min(n_samples, len(data.y_train)), 100)
-    cfg = TrainConfig(dataset=name, cell="hybrid", epochs=1, seed=0)
-    out = {"dataset": name, "samples": len(data.y_train)}
-    for label, make in (("ideal_compiled", IdealBackend), ("ideal_python_path", PythonPathIdeal),
-                        ("surrogate", lambda: SurrogateBackend(tile=(64, 64), r_wire=1.0))):
-        train(cfg, data=data.subset(50, 10), backend=make(), progress=False)  # JIT warm-up
-        r = train(cfg, data=data, backend=make(), progress=False)
-        out[f"{label}_s_per_sample"] = float(r.history.epochs["wall_s"][-1]) / len(data.y_train)
-    out["ratio_surrogate_over_ideal_compiled"] = (out["surrogate_s_per_sample"]
-                                                  / out["ideal_compiled_s_per_sample"])
-    out["ratio_surrogate_over_ideal_python_path"] = (out["surrogate_s_per_sample"]
-                                                     / out["ideal_python_path_s_per_sample"])
+    n = min(n_samples, len(data.y_train))
+    cfg = TrainConfig.load("configs/train/hybrid.toml").replace(dataset=name, epochs=1)
+    base = Network(cfg, data.n_features, data.n_classes)
+    order = np.random.default_rng(1).permutation(len(data.y_train))[:n]
+    out = {"dataset": name, "samples": n, "config": "configs/train/hybrid.toml",
+           "tile": [64, 64], "r_wire": 1.0}
+
+    def timed(label, make, compiled=False):
+        be = make()
+        net = Network(cfg, data.n_features, data.n_classes, backend=be,
+                      layers=[st.copy() for st in base.layers])
+        rng, cnt = K.seed_state(0, 1), np.zeros(2)
+        run = (lambda a, b: be.train_samples(net, data, order, a, b, rng, cnt)) if compiled \
+            else (lambda a, b: net.train_samples(data, order, a, b, rng, cnt))
+        run(0, 20)                                   # JIT warm-up and first factor refresh
+        t0 = time.perf_counter()
+        run(20, n)
+        out[f"{label}_s_per_sample"] = (time.perf_counter() - t0) / (n - 20)
+
+    surrogate = lambda: SurrogateBackend(tile=(64, 64), r_wire=1.0, refresh_every=1000)  # noqa
+    timed("ideal_compiled", IdealBackend)
+    timed("ideal_python_path", PythonPathIdeal)
+    timed("surrogate_compiled", surrogate, compiled=True)
+    timed("surrogate_python_path", surrogate)
+    for k in ("surrogate_compiled", "surrogate_python_path", "ideal_python_path"):
+        out[f"ratio_{k}_over_ideal_compiled"] = (out[f"{k}_s_per_sample"]
+                                                 / out["ideal_compiled_s_per_sample"])
     return out
 
 
@@ -110,11 +129,13 @@ def main() -> None:
     if not args.skip_training:
         t = bench_training(args.samples, args.mnist)
         res["training"] = t
-        print(f"training loop ({t['dataset']}, {t['samples']} samples, 784-250-10 hybrid, batch 1):")
-        for k in ("ideal_compiled", "ideal_python_path", "surrogate"):
-            print(f"  {k:18s} {1e3 * t[k + '_s_per_sample']:.3f} ms/sample")
-        print(f"  surrogate / ideal compiled {t['ratio_surrogate_over_ideal_compiled']:.2f}x, "
-              f"surrogate / ideal python path {t['ratio_surrogate_over_ideal_python_path']:.2f}x")
+        print(f"training loop ({t['dataset']}, {t['samples']} samples, 784-250-10 hybrid "
+              f"{t['config']}, batch 1, 64x64 tiles at 1 Ω):")
+        for k in ("ideal_compiled", "ideal_python_path", "surrogate_compiled",
+                  "surrogate_python_path"):
+            ratio = t.get(f"ratio_{k}_over_ideal_compiled", 1.0)
+            print(f"  {k:22s} {1e3 * t[k + '_s_per_sample']:8.3f} ms/sample  "
+                  f"({ratio:.2f}x ideal compiled)")
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(res, fh, indent=1)

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..device.card import ModelCard
-from ..network.backend import IdealBackend, VMMBackend
+from ..network.backend import IdealBackend
 from .backend import SurrogateBackend
 
 #: Cell area (m²) standing for an absent cell in a padded tile (conductance ~1e-23 S).

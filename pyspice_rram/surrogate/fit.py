@@ -22,7 +22,6 @@ from typing import Any
 
 import numpy as np
 
-from ..device.card import ModelCard
 from .dataset import DataSpec, iter_records, load_card
 from .model import FEATURE_NAMES, TileSurrogate
 
@@ -132,7 +131,6 @@ def fit_surrogate(path: str | Path, *, ridge: float = 1e-9, terms: list[str] | N
         "fit_max_pct_core": float(100 * np.max(np.abs(err_core))),
         "fit_rms_pct": float(100 * np.sqrt(np.mean(err_fit ** 2))),
         "fit_max_pct": float(100 * np.max(np.abs(err_fit))),
-        "ideal_rms_pct": None,
     }
     solvers: dict[str, int] = {}
     for m in data["meta"]:
@@ -154,7 +152,3 @@ def format_report(report: dict[str, Any]) -> str:
                  f"max {report['fit_max_pct_core']:.4f}; fitted RMS {report['fit_rms_pct']:.4f} "
                  f"max {report['fit_max_pct']:.4f}")
     return "\n".join(lines)
-
-
-def reference_card() -> ModelCard:
-    return ModelCard.reference()
