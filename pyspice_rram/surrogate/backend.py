@@ -38,64 +38,6 @@ from .model import CellLaw, SurrogateValidityError, TileSurrogate, canonical, li
 TERMS = ("dh", "d2h", "dhs")
 
 
-@njit(cache=True)
-def _rows_update(rows, G0, S, GR, coef, F, W):
-    """``W[rows, j] = sum_{a,p} coef[a,p] (G0 + S GR)[a,p,rows,j] F[a,p,rows,j]``."""
-    A = S.shape[0]
-    n_out = S.shape[3]
-    for r in rows:
-        for j in range(n_out):
-            acc = 0.0
-            for a in range(A):
-                for p in range(2):
-                    g = G0[a, p, r, j] + S[a, p, r, j] * GR[a, p, r, j]
-                    acc += coef[a, p] * g * F[a, p, r, j]
-            W[r, j] = acc
-
-
-@njit(cache=True)
-def _rows_update_h(rows, G0, S, GR, coef, W):
-    """``W[rows, j] = sum_{a,p} coef[a,p] (G0 + S GR)[a,p,rows,j]`` (the ``h(v)`` term)."""
-    A = S.shape[0]
-    n_out = S.shape[3]
-    for r in rows:
-        for j in range(n_out):
-            acc = 0.0
-            for a in range(A):
-                for p in range(2):
-                    acc += coef[a, p] * (G0[a, p, r, j] + S[a, p, r, j] * GR[a, p, r, j])
-            W[r, j] = acc
-
-
-@njit(cache=True)
-def _cols_update(rows, G0, S, GR, coef, F, Wt):
-    """Transposed layout: ``Wt[j, rows] = sum coef (G0 + S GR) F`` (``Wt`` is (n_out, n_in))."""
-    A = S.shape[0]
-    n_out = S.shape[3]
-    for r in rows:
-        for j in range(n_out):
-            acc = 0.0
-            for a in range(A):
-                for p in range(2):
-                    g = G0[a, p, r, j] + S[a, p, r, j] * GR[a, p, r, j]
-                    acc += coef[a, p] * g * F[a, p, r, j]
-            Wt[j, r] = acc
-
-
-@njit(cache=True)
-def _cols_update_h(rows, G0, S, GR, coef, Wt):
-    """Transposed layout of :func:`_rows_update_h`."""
-    A = S.shape[0]
-    n_out = S.shape[3]
-    for r in rows:
-        for j in range(n_out):
-            acc = 0.0
-            for a in range(A):
-                for p in range(2):
-                    acc += coef[a, p] * (G0[a, p, r, j] + S[a, p, r, j] * GR[a, p, r, j])
-            Wt[j, r] = acc
-
-
 @njit(cache=True, inline="always")
 def _sig(z):
     return 0.5 * (1.0 + math.tanh(0.5 * z))
@@ -117,6 +59,22 @@ def _cell(r, j, G0, S, GR, coef, F, stack, n_first, transposed):
     else:
         stack[r, j] = wh
         stack[n_first + r, j] = wd
+
+
+@njit(cache=True)
+def _sync_cells(rows, W, W_prev, G0, S, GR, coef, Ff, sf, has_f, Ft, st, has_t):
+    """Bring the stacks up to date on every cell of ``rows`` whose read weight changed since
+    the last call: ``W_h = sum coef (G0 + S GR)``, ``W_dh = sum coef (G0 + S GR) F`` (forward stack
+    ``sf`` rows, transposed stack ``st`` columns)."""
+    n_in, n_out = W.shape
+    for r in rows:
+        for j in range(n_out):
+            if W[r, j] != W_prev[r, j]:
+                W_prev[r, j] = W[r, j]
+                if has_f:
+                    _cell(r, j, G0, S, GR, coef, Ff, sf, n_in, False)
+                if has_t:
+                    _cell(r, j, G0, S, GR, coef, Ft, st, n_out, True)
 
 
 @njit(cache=True)
@@ -423,20 +381,17 @@ class SurrogateBackend(VMMBackend):
             dirs = tuple(sorted(set((st or {}).get("dirs", {})) | {direction}))
             return self._refresh(layer, W, dirs)
         Wf = np.asarray(W, dtype=np.float32)
-        changed = np.flatnonzero(np.any(Wf != st["W_prev"], axis=1))
-        if changed.size:
-            G0, S, GR, coef, _ = self._arrays(layer, W)
-            rows = changed.astype(np.int64)
-            n, n_o = S.shape[2], S.shape[3]
-            for direction, d in st["dirs"].items():
-                stack = d["stack"]
-                if direction == "forward":
-                    _rows_update_h(rows, G0, S, GR, coef, stack[:n])
-                    _rows_update(rows, G0, S, GR, coef, d["F"]["dh"], stack[n:2 * n])
-                else:
-                    _cols_update_h(rows, G0, S, GR, coef, stack[:n_o])
-                    _cols_update(rows, G0, S, GR, coef, d["F"]["dh"], stack[n_o:2 * n_o])
-            st["W_prev"][changed] = Wf[changed]
+        rows = np.flatnonzero((Wf != st["W_prev"]).any(axis=1))
+        if rows.size == 0:
+            return st
+        G0, S, GR, coef, _ = self._arrays(layer, W)
+        dirs = st["dirs"]
+        dummy = np.zeros((1, 1), np.float32)
+        f = dirs.get("forward")
+        t = dirs.get("transposed")
+        _sync_cells(rows, Wf, st["W_prev"], G0, S, GR, coef,
+                    f["F"]["dh"] if f else G0, f["stack"] if f else dummy, f is not None,
+                    t["F"]["dh"] if t else G0, t["stack"] if t else dummy, t is not None)
         return st
 
     # ------------------------------------------------------------------ reads
