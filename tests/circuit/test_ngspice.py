@@ -79,3 +79,25 @@ def test_read_raw_ascii(tmp_path):
     names, data = read_raw(p)
     assert names == ["v(v-sweep)", "i(vs0)"]
     np.testing.assert_array_equal(data, [[0.0, 1.5e-3], [1.0, -2.5e-3]])
+
+
+@pytest.mark.parametrize("env, backend", [
+    ({"NGSPICE_LIBRARY_PATH": "/nonexistent/libngspice.so"}, "shared"),
+    ({"PYSPICE_RRAM_NGSPICE": "ngspice-not-installed"}, "batch"),
+])
+def test_missing_ngspice_is_a_clear_error(env, backend):
+    """Run in a fresh interpreter so that the environment decides which ngspice is used."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import numpy as np\n"
+            "from pyspice_rram.circuit.tile import Tile\n"
+            "from pyspice_rram.circuit.ngspice_run import solve_tile, NgspiceNotFound\n"
+            "try:\n"
+            f"    solve_tile(Tile(g=[[1e-5]]), [[0.1]], backend={backend!r})\n"
+            "except NgspiceNotFound as exc:\n"
+            "    print('NOTFOUND', exc)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, **env}, timeout=120)
+    assert "NOTFOUND" in out.stdout, out.stdout + out.stderr

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from pyspice_rram.circuit.parallel import solve_tiles
-from pyspice_rram.circuit.store import TileResult, file_attrs, load_results, record, save_results
+from pyspice_rram.circuit.store import file_attrs, load_results, record, save_results
 from pyspice_rram.circuit.tile import Tile
 from pyspice_rram.cli import main
 
