@@ -219,11 +219,7 @@ class TileSystem:
             (np.r_[-np.ones((kt >= 0).sum()), np.ones((kb >= 0).sum())],
              (np.r_[kt[kt >= 0], kb[kb >= 0]], np.r_[cell[kt >= 0], cell[kb >= 0]])),
             shape=(n_out, nc))
-        # linear cells (or the low-field chord matrix of model cells)
-        g0 = self.tile.low_field_conductance().ravel()
-        Ac, Acf = self._stamp(self._cell_t, self._cell_b, g0)
-        self._A0 = (self._G_uu + Ac).tocsc()
-        self._A0_uf = (self._G_uf + Acf).tocsr()
+        self._A0 = self._A0_uf = None   # low-field matrices, built on first use
         # ideal operating point: free node -> its driven line (D_u @ v gives V_u)
         line_of = np.full(nn, -1)
         if self.direction == "forward":
@@ -268,7 +264,16 @@ class TileSystem:
         """Number of unknown node voltages."""
         return len(self._free)
 
+    def _low_field(self) -> None:
+        """Matrices with the cells at their low-field conductance (linear cells: exact)."""
+        if self._A0 is None:
+            g0 = self.tile.low_field_conductance().ravel()
+            Ac, Acf = self._stamp(self._cell_t, self._cell_b, g0)
+            self._A0 = (self._G_uu + Ac).tocsc()
+            self._A0_uf = (self._G_uf + Acf).tocsr()
+
     def _factor0(self):
+        self._low_field()
         if self._lu0 is None and self.n_free:
             t0 = time.perf_counter()
             self._lu0 = SparseFactor(self._A0, self.factorization, self._pattern_key)
@@ -301,6 +306,8 @@ class TileSystem:
     def _rhs(self, v: np.ndarray, with_cells: bool = True) -> np.ndarray:
         """Right-hand side: sources through the drivers, minus the coupling to held nodes
         (through wires/periphery, and through the low-field cells when ``with_cells``)."""
+        if with_cells:
+            self._low_field()
         B = self._A0_uf if with_cells else self._G_uf
         return np.asarray(self._S_u @ v.T - B @ (self._P @ v.T))
 
