@@ -103,3 +103,20 @@ def test_dask_cluster_runs_the_same_tasks(card, rng):
         got = solve_tiles(tasks, solver="ngspice", scheduler=cluster.scheduler_address)
     for (tile, v, d), g in zip(tasks, got):
         np.testing.assert_allclose(g, solve_tiles([(tile, v, d)], solver="mna")[0], rtol=1e-6)
+
+
+def test_cli_xbar_sweep_and_update(tmp_path, capsys):
+    W = np.random.default_rng(2).normal(size=(32, 16))
+    np.save(tmp_path / "W.npy", W)
+    fig = tmp_path / "err.png"
+    assert main(["xbar", "sweep", "--weights", str(tmp_path / "W.npy"), "--sizes", "4,8,16",
+                 "--r-wires", "0.5,2", "--figure", str(fig), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    lines = [l.split() for l in out.splitlines() if l.strip()[:2] in ("4 ", "8 ", "16")]
+    errs = np.array([[float(x) for x in l[1:]] for l in lines])
+    assert errs.shape == (3, 2)
+    assert np.all(np.diff(errs, axis=0) > 0) and np.all(errs[:, 1] > errs[:, 0])
+    assert fig.stat().st_size > 0
+    assert main(["xbar", "update", "--size", "4", "--out", str(tmp_path / "upd")]) == 0
+    metrics = json.loads((tmp_path / "upd" / "update.json").read_text())
+    assert metrics["corr"] > 0.95 and metrics["half_selected_max_rel"] < 1e-2
