@@ -6,7 +6,8 @@ Layout of a results file (``format = 'pyspice-rram/circuit-results'``, ``version
     /tiles/000000/         attrs: name, direction, settings (JSON: shape, resistances in Ω),
                                   card (JSON model card or ''), netlist_sha256,
                                   solver_settings (JSON), timings (JSON, seconds)
-        g  or  x, area     cell conductances (S)  or  states and areas (m²)
+        g  or  x, area,    cell conductances (S)  or  states, areas (m²) and the
+               g_low_field low-field conductances A g(x) (S) of model cells
         inputs             read voltages (V), (n_vectors, n_driven)
         outputs/<solver>   sensed currents (A), (n_vectors, n_sensed): ngspice, mna, ideal
         netlist            the ngspice netlist text (optional)
@@ -136,6 +137,8 @@ def save_results(path: str | Path, results: TileResult | Iterable[TileResult], *
             else:
                 g.create_dataset("x", data=t.x, compression="gzip")
                 g.create_dataset("area", data=t.area, compression="gzip")
+                g.create_dataset("g_low_field", data=t.low_field_conductance(),
+                                 compression="gzip")
             g.create_dataset("inputs", data=r.inputs)
             out = g.create_group("outputs")
             for s, arr in r.outputs.items():

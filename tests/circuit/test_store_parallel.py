@@ -34,6 +34,9 @@ def test_record_save_and_reload_in_one_call(tmp_path, card, rng):
     np.testing.assert_array_equal(b2.tile.g, t2.g)
     assert b2.direction == "transposed" and set(b2.outputs) == {"mna", "ideal"}
     assert file_attrs(path)["user"] == {"purpose": "test"}
+    with h5py.File(path, "r") as f:
+        np.testing.assert_allclose(f["tiles/000000/g_low_field"][()],
+                                   t1.low_field_conductance())
 
 
 def test_load_rejects_foreign_files(tmp_path):
