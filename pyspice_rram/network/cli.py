@@ -30,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Run the training sweeps behind a figure of the seed paper and write "
                     "fig<ID>.png + fig<ID>.json (data) into the output directory; runs are "
                     "stored under <outdir>/runs and re-used/resumed.")
-    r.add_argument("figure", choices=[*FIGURES, "all"], type=str.upper,
+    r.add_argument("figure", choices=[*FIGURES, "ALL"], type=str.upper,
                    help="figure id (4D draws panels D-F; 6D is the summary table)")
     r.add_argument("-o", "--outdir", default="out/reproduce", help="output directory")
     r.add_argument("--mnist", help="directory of the MNIST IDX files")

@@ -387,7 +387,7 @@ def reproduce(figure: str, outdir: str | Path = "out/reproduce", *, mnist: str |
         return run_configs(cfgs, outdir, workers=workers, scheduler=scheduler,
                            progress=progress, only_existing=only_existing)
 
-    figs = FIGURES if figure == "all" else (figure.upper(),)
+    figs = FIGURES if figure.lower() == "all" else (figure.upper(),)
     out = []
     for fid in figs:
         if fid not in FIGURES:
