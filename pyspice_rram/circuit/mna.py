@@ -98,13 +98,16 @@ class SparseFactor:
             self._F = cholmod.symbolic(M, p=perm, uplo="L")
             try:
                 cholmod.numeric(M, self._F)
-            except ArithmeticError as exc:
-                raise ConvergenceError(f"nodal matrix is not positive definite ({exc})") from exc
-            self._cholmod = cholmod
-            self._cvx = cvxopt
-        elif method == "superlu":
+            except ArithmeticError:
+                # numerically indefinite (extreme conductance ratios, e.g. cosh of a huge
+                # overdrive in a Newton Jacobian): LU with pivoting copes
+                method = self.method = "superlu"
+            else:
+                self._cholmod = cholmod
+                self._cvx = cvxopt
+        if method == "superlu":
             self._lu = spla.splu(sp.csc_matrix(A), permc_spec=PERMC_SPEC)
-        else:
+        elif method != "cholmod":
             raise ValueError(f"factorization must be 'auto', 'cholmod' or 'superlu', got {method!r}")
 
     def solve(self, b: np.ndarray) -> np.ndarray:

@@ -158,7 +158,15 @@ _CONVERGENCE_PAT = re.compile(r"(no convergence|iteration limit|timestep too sma
 _NETLIST_PAT = re.compile(r"(error|unknown subckt|not a valid|could not find|undefined)", re.I)
 
 
+#: ngspice messages printed while a Newton iterate overshoots (e.g. sinh of a huge
+#: argument); they are not fatal when the analysis completes (gmin stepping recovers).
+_RECOVERABLE = re.compile(r"^\s*error:\s.*out of range for.*$\n?(^\s*in line.*$\n?)?",
+                          re.I | re.M)
+
+
 def _classify(log: str, got: int, want: int) -> type[NgspiceError] | None:
+    if got == want:
+        log = _RECOVERABLE.sub("", log)
     if re.search(r"transient op started", log, re.I):
         # ngspice >= 38 falls back to a pseudo-transient 'operating point' when gmin and
         # source stepping fail; its result need not satisfy KCL, so it is not accepted
@@ -290,7 +298,8 @@ def run_shared(netlist: str, vectors: list[str], n_points: int, *,
             arr = np.frombuffer(ffi.buffer(info.v_realdata, n * 8), dtype=np.float64)
             out[:min(n, n_points), c] = arr[:n_points]
         err = _classify(log, got, n_points)
-        if failed is not None and err is None:
+        if failed is not None and err is None and got < n_points:
+            # PySpice raises on any 'error' text; a complete, clean analysis is accepted
             err = NgspiceNetlistError if got == 0 else NgspiceConvergenceError
         if err is not None:
             raise err(f"ngspice (shared library) failed ({got}/{n_points} points): "
