@@ -267,7 +267,7 @@ def run_shared(netlist: str, vectors: list[str], n_points: int, *,
     ``vectors`` are branch-current vectors ``i(<source>)``. Thread-safe (one lock per
     process: the shared library holds one circuit at a time).
     """
-    from PySpice.Spice.NgSpice.Shared import NgSpiceCommandError, ffi
+    from PySpice.Spice.NgSpice.Shared import ffi
 
     with _SHARED_LOCK:
         ng = _shared_instance()
@@ -277,14 +277,14 @@ def run_shared(netlist: str, vectors: list[str], n_points: int, *,
         _SHARED_LOADED = True
         ng.clear_output()
         failed = None
+        log = ""
         try:
             ng.load_circuit(netlist)
+            log = ng.stdout + "\n" + ng.stderr   # PySpice clears the output per command
             ng.run()
-        except NgSpiceCommandError as exc:
-            failed = exc
         except Exception as exc:  # noqa: BLE001 - PySpice raises bare errors on bad circuits
             failed = exc
-        log = ng.stdout + "\n" + ng.stderr
+        log += "\n" + ng.stdout + "\n" + ng.stderr
         out = np.full((n_points, len(vectors)), np.nan)
         got = n_points
         for c, v in enumerate(vectors):

@@ -5,7 +5,7 @@ import pytest
 
 from pyspice_rram.circuit import mna
 from pyspice_rram.circuit.ngspice_run import (NgspiceConvergenceError, NgspiceNetlistError,
-                                              read_raw, run_batch, solve_tile)
+                                              read_raw, run_batch, run_shared, solve_tile)
 from pyspice_rram.circuit.tile import Tile
 
 # 24 random tiles: (rows, cols) x {linear, model} x {forward, transposed}, cycling through
@@ -51,13 +51,18 @@ def test_both_backends_agree_with_mixed_sign_inputs(card, rng):
     assert np.abs(b - ref).max() <= 1e-9 * scale
 
 
-def test_bad_netlist_raises_with_saved_netlist(tmp_path):
+@pytest.mark.parametrize("runner", [run_batch, run_shared])
+def test_bad_netlist_raises_with_saved_netlist(tmp_path, runner):
     bad = "broken\nR1 a\nXq a 0 nosuchsubckt\nVidx idx 0 0\n.dc Vidx 0 0 1\n.end\n"
     with pytest.raises(NgspiceNetlistError) as err:
-        run_batch(bad, ["i(vs0)"], 1, workdir=tmp_path, stem="bad")
+        runner(bad, ["i(vs0)"], 1, workdir=tmp_path, stem="bad")
     assert err.value.netlist_path == tmp_path / "bad.cir"
     assert err.value.netlist_path.read_text() == bad
     assert "netlist saved at" in str(err.value)
+    assert "nosuchsubckt" in err.value.log.lower()
+    # the shared library is usable again afterwards
+    np.testing.assert_allclose(solve_tile(Tile(g=[[1e-3]]), [[1.0]], backend="shared"),
+                               [[1e-3]], rtol=1e-12)
 
 
 def test_non_convergence_raises_after_retries(tmp_path):
