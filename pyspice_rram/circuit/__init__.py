@@ -8,28 +8,30 @@
 * :mod:`.parallel` -- many tiles over a process pool or a Dask cluster;
 * :mod:`.update` -- transient check of the parallel outer-product update;
 * :mod:`.store` -- HDF5 results store;
+* :mod:`.main_job` -- :func:`demo`, the circuit step of the main job;
 * :mod:`.cli` -- ``pyspice-rram xbar``.
 
 Sign convention: cell terminal t is on the row line, b on the column line; a sensed output is
 the current (A) from the line into its virtual ground.
 """
 
+from .main_job import demo
+from .mapping import MappedLayer, adc_quantise, disturb_free_voltage, encode_inputs, map_layer
 from .mna import TileSystem, ideal_product, transfer_matrix
 from .mna import solve_tile as solve_tile_mna
 from .netlist import tile_netlist
 from .ngspice_run import NgspiceConvergenceError, NgspiceError, NgspiceNetlistError, NgspiceNotFound
 from .ngspice_run import solve_tile as solve_tile_ngspice
+from .parallel import solve_tiles
+from .store import TileResult, load_results, record, save_results
 from .tile import Tile, tia_input_resistance, topology
+from .update import UpdateResult, update_check
 
 __all__ = [
     "Tile", "TileSystem", "ideal_product", "transfer_matrix", "solve_tile_mna",
     "solve_tile_ngspice", "tile_netlist", "tia_input_resistance", "topology", "NgspiceError",
     "NgspiceConvergenceError", "NgspiceNetlistError", "NgspiceNotFound", "demo",
+    "MappedLayer", "map_layer", "encode_inputs", "adc_quantise", "disturb_free_voltage",
+    "solve_tiles", "TileResult", "record", "save_results", "load_results", "UpdateResult",
+    "update_check",
 ]
-
-
-def demo(card, outdir, progress=True, **kwargs):
-    """The circuit step of the main job (see :func:`pyspice_rram.circuit.demo.demo`)."""
-    from .demo import demo as _demo
-
-    return _demo(card, outdir, progress=progress, **kwargs)

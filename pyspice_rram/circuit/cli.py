@@ -215,7 +215,7 @@ def cmd_netlist(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from .demo import demo
+    from .main_job import demo
 
     card = _card(args)
     if card is None:
