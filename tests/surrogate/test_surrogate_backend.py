@@ -116,3 +116,27 @@ def test_compiled_loop_equals_python_path(setup):
         assert np.mean(a.S == b.S) > 0.999
     assert counts[0][0] == counts[1][0]
     np.testing.assert_allclose(counts[0][1], counts[1][1], rtol=1e-4)
+
+
+def test_check_command_on_a_small_run(tmp_path, capsys):
+    """`pyspice-rram check`: ideal, surrogate and MNA-on-every-tile paths of a trained run;
+    the surrogate's pre-activations are far closer to the circuit than the ideal ones."""
+    import json
+
+    from pyspice_rram.cli import main
+    from pyspice_rram.network.train import train
+
+    cfg = TrainConfig(dataset="digits", cell="hybrid", n_hidden=24, epochs=1, seed=1,
+                      n_train=300, n_test=40, w_max=[0.5, 1.0],
+                      cell_params={"rounding": "stochastic"})
+    train(cfg, tmp_path / "run.h5", progress=False)
+    out = tmp_path / "check.json"
+    assert main(["check", str(tmp_path / "run.h5"), "--n-images", "12", "--solver", "mna",
+                 "--tile", "16", "--r-wire", "3.0", "--workers", "1", "--no-progress",
+                 "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert set(res["accuracy"]) == {"ideal", "surrogate", "mna"}
+    assert res["tiles_solved"] > 0
+    for layer in res["layers"]:
+        assert layer["surrogate"]["rms"] < 0.1 * layer["ideal"]["rms"]
+    assert "accuracy" in capsys.readouterr().out
