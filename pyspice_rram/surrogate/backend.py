@@ -259,10 +259,9 @@ class SurrogateBackend(VMMBackend):
             lo, hi = val["size"]
             if not all(lo <= n <= hi for n in self.tile):
                 problems.append(f"tile {self.tile} outside the fitted sizes [{lo}, {hi}]")
-        if "r_wire" in val and self.r_wire != 0:
-            lo, hi = val["r_wire"]
-            if not lo <= self.r_wire <= hi:
-                problems.append(f"r_wire {self.r_wire} Ω outside [{lo}, {hi}] Ω")
+        if "r_wire" in val and self.r_wire > val["r_wire"][1] * (1 + 1e-9):
+            problems.append(f"r_wire {self.r_wire} Ω above the fitted maximum "
+                            f"{val['r_wire'][1]} Ω")
         if self.r_driver > val.get("r_driver_max", math.inf):
             problems.append(f"r_driver {self.r_driver} Ω above {val['r_driver_max']} Ω")
         if self.r_sense > val.get("r_sense_max", math.inf):
