@@ -20,7 +20,7 @@ def _fit(args: argparse.Namespace) -> int:
     outdir = (Path(args.report).parent if args.report else
               (card_path.parent if card_path else dataset if dataset.is_dir() else dataset.parent))
     result = fit_dataset(dataset, outdir, progress=not args.quiet, card_path=card_path,
-                         report=False, max_nfev=args.max_nfev)
+                         report=False, max_nfev=args.max_nfev, max_rounds=args.max_rounds)
     from .report import write_report
     from .fit import reference_truth
 
@@ -60,6 +60,8 @@ def register(subparsers) -> None:
     p.add_argument("--report", help="report directory (default: <outdir>/report)")
     p.add_argument("--no-report", action="store_true", help="skip the report and figures")
     p.add_argument("--max-nfev", type=int, default=400, help="evaluations per fit stage")
+    p.add_argument("--max-rounds", type=int, default=4,
+                   help="rounds of the conditional fit alternating with per-device parameters")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_fit)
     q = subparsers.add_parser("make-reference",

@@ -24,7 +24,8 @@ Stage 1 — mean behaviour (lmfit, bounded least squares)
 Stage 2 — statistics
     ``d2d_g_sigma`` = sd of ``ln s_d`` over devices (ddof 1), stderr ``sigma/sqrt(2(D-1))``.
     ``c2c_sigma`` = δ/μ of the conductance change per potentiation pulse in the linear
-    region (``0.02 <= x <= 0.85``): per step ``q = ΔG_meas / ΔG_model(x_prev)`` with
+    region (``0.02 <= x <= 0.85``): per step the cycle-to-cycle factor
+    ``q = L(Δx_meas) / L(Δx_model(x_prev))`` (``L`` makes the step linear in kappa) with
     ``x_prev`` from the previous read, normalised by its mean per pulse train; the read noise
     (which adds ``2 sigma_r^2`` to var(q) and ``-sigma_r^2`` to the lag-1 covariance) is
     removed with ``sigma_c^2 = var(q) + 2 cov(q_n, q_n+1)``; stderr from the spread over
@@ -111,6 +112,7 @@ class FitResult:
     metrics: dict[str, Any] = field(default_factory=dict)
     statistics: dict[str, Any] = field(default_factory=dict)
     lmfit_result: Any = None
+    nuisance: Any = None
     seconds: float = 0.0
     paths: dict[str, Path] = field(default_factory=dict)
 
@@ -144,22 +146,53 @@ def _jsonable(obj):
 
 
 # --------------------------------------------------------------------- stage 1
+@dataclass
+class Nuisance:
+    """Per-device nuisance parameters of the conditional fit.
+
+    ``scales`` (D,) conductance scales (geometric mean 1), ``dv_p``/``dv_d`` (D,) shifts of
+    ``V_p``/``V_d`` in V (mean 0 over the devices where identifiable; NaN = not identified,
+    used as 0), ``c2c`` the cycle-to-cycle δ/μ used for the conditional mean and weights.
+    """
+
+    scales: np.ndarray
+    dv_p: np.ndarray
+    dv_d: np.ndarray
+    c2c: float = 0.0
+
+    @property
+    def shifts(self) -> tuple[np.ndarray, np.ndarray]:
+        return np.nan_to_num(self.dv_p), np.nan_to_num(self.dv_d)
+
+
+def conditional_prediction(prog: Program, card: ModelCard, nuis: Nuisance,
+                           y: np.ndarray | None = None, both: bool = False):
+    """One-step-ahead model values (unscaled) of every observation: from the state of the
+    previous observation (inverted from ``y``), expected over the cycle-to-cycle factor."""
+    p = prog if y is None else Program(**{**prog.__dict__, "y": y})
+    xa = observed_states(p, card, nuis.scales)
+    dp, dd = nuis.shifts
+    xp, xs = simulate_states(p, card, assimilate=xa, return_both=True, kappa_mean=nuis.c2c,
+                             dv_p=dp, dv_d=dd)
+    m = predict(p, card, xp)
+    return (m, xs) if both else m
+
+
 class JointModel:
     """Residuals of a card against a data set's program.
 
     ``mode="free"``: every sequence simulated from its initial state, device scales profiled
     at each evaluation. ``mode="conditional"``: one-step-ahead predictions from the state of
-    the previous observation (inverted with the fixed ``scales``), weighted by ``sigma``.
+    the previous observation with the per-device ``nuisance`` parameters, weighted by
+    ``sigma``.
     """
 
     def __init__(self, prog: Program, base: ModelCard, mode: str = "free",
-                 scales: np.ndarray | None = None, sigma: np.ndarray | None = None,
-                 c2c: float = 0.0):
-        self.c2c = c2c
+                 nuisance: Nuisance | None = None, sigma: np.ndarray | None = None):
         self.prog = prog
         self.base = base
         self.mode = mode
-        self.scales = scales
+        self.nuis = nuisance
         self.sigma = prog.sigma if sigma is None else sigma
         self.n_eval = 0
         self.callback = None
@@ -180,10 +213,8 @@ class JointModel:
             m = predict(self.prog, card, x)
             s = profile_scales(self.prog, m)
         else:
-            s = self.scales
-            xa = observed_states(self.prog, card, s)
-            m = predict(self.prog, card, simulate_states(self.prog, card, assimilate=xa,
-                                                         kappa_mean=self.c2c))
+            s = self.nuis.scales
+            m = conditional_prediction(self.prog, card, self.nuis)
         r = (s[self.prog.obs_device] * m - self.prog.y) / self.sigma
         r = np.where(self.prog.valid, r, 0.0)
         self.n_eval += 1
@@ -267,46 +298,75 @@ def robust_covariance(model: JointModel, params: lmfit.Parameters,
     return names, cov_iid, cov_rob
 
 
-def conditional_sigma(prog: Program, card: ModelCard, scales: np.ndarray,
-                      c2c: float) -> np.ndarray:
-    """Weighting sigma of one-step-ahead residuals: read noise (recipe) and the
+def conditional_sigma(prog: Program, card: ModelCard, nuis: Nuisance) -> np.ndarray:
+    """Weighting sigma of one-step-ahead residuals: the recipe's noise model and the
     cycle-to-cycle spread ``c2c |Δm|`` of the predicted change of the step."""
-    xa = observed_states(prog, card, scales)
-    xp, xs = simulate_states(prog, card, assimilate=xa, return_both=True, kappa_mean=c2c)
-    s = scales[prog.obs_device]
-    m_pred = predict(prog, card, xp)
+    m_pred, xs = conditional_prediction(prog, card, nuis, both=True)
+    s = nuis.scales[prog.obs_device]
     xs_prev = xs[prog.obs_seq, np.maximum(prog.obs_step - 1, 0)]
     from ..device.model import cell_current
 
     m_prev = cell_current(prog.obs_v, xs_prev, prog.area[prog.obs_seq], card) / prog.obs_div
-    return np.sqrt(prog.sigma**2 + (c2c * s * np.abs(m_pred - m_prev)) ** 2)
+    return np.sqrt(prog.sigma**2 + (nuis.c2c * s * np.abs(m_pred - m_prev)) ** 2)
 
 
-def update_scales(prog: Program, card: ModelCard, scales: np.ndarray, sigma: np.ndarray,
-                  iters: int = 3, c2c: float = 0.0) -> np.ndarray:
-    """Per-device scales minimising the one-step-ahead residuals, card fixed.
+def update_nuisance(prog: Program, card: ModelCard, nuis: Nuisance, sigma: np.ndarray, *,
+                    iters: int = 3, y: np.ndarray | None = None, shifts: bool = True,
+                    scales: bool = True) -> Nuisance:
+    """Per-device ``ln s_d``, ``dV_p``, ``dV_d`` minimising the one-step-ahead residuals with
+    the card fixed.
 
-    Devices are independent, so one simulation with every ``ln s_d`` perturbed gives all
-    their derivatives; Gauss-Newton on ``ln s``, normalised to a geometric mean of 1.
+    Devices are independent, so one simulation with a parameter of *every* device perturbed
+    gives all their derivatives: block Gauss-Newton with 3x3 normal equations per device.
+    A parameter whose sensitivity is below 1e-4 of the best-determined device's (e.g.
+    ``dV_d`` when the only depression is a saturating reset) is not identifiable: NaN.
+    Scales are normalised to a geometric mean of 1 and shifts to mean 0.
     """
+    yy = prog.y if y is None else y
     dev = prog.obs_device
     D = len(prog.devices)
+    u = np.vstack([np.log(nuis.scales), *nuis.shifts])  # (3, D)
+    active = [k for k, on in enumerate((scales, shifts, shifts)) if on]
+    h = np.array([1e-4, 1e-3, 1e-3])
 
-    def resid(u):
-        s = np.exp(u)
-        xa = observed_states(prog, card, s)
-        m = predict(prog, card, simulate_states(prog, card, assimilate=xa, kappa_mean=c2c))
-        return np.where(prog.valid, (s[dev] * m - prog.y) / sigma, 0.0)
+    def resid(uu):
+        n = Nuisance(np.exp(uu[0]), uu[1], uu[2], nuis.c2c)
+        m = conditional_prediction(prog, card, n, y=yy)
+        return np.where(prog.valid, (n.scales[dev] * m - yy) / sigma, 0.0)
 
-    u = np.log(scales)
-    h = 1e-4
-    for _ in range(iters):
+    ident = np.ones((3, D), bool)
+    for it in range(iters):
         r = resid(u)
-        j = (resid(u + h) - r) / h
-        a = np.bincount(dev, j * j, D)
-        g = np.bincount(dev, j * r, D)
-        u = u - np.where(a > 0, g / np.where(a > 0, a, 1.0), 0.0)
-    return np.exp(u - np.mean(u))
+        J = {}
+        for k in active:
+            up = u.copy()
+            up[k] += h[k]
+            J[k] = (resid(up) - r) / h[k]
+        A = np.zeros((D, 3, 3))
+        g = np.zeros((D, 3))
+        for a in active:
+            g[:, a] = np.bincount(dev, J[a] * r, D)
+            for b in active:
+                A[:, a, b] = np.bincount(dev, J[a] * J[b], D)
+        if it == 0:
+            diag = np.diagonal(A, axis1=1, axis2=2)  # (D, 3)
+            for k in range(3):
+                mx = diag[:, k].max()
+                ident[k] = (diag[:, k] > 1e-4 * mx) if (k in active and mx > 0) else False
+        mask = ident.T.astype(float)  # (D, 3)
+        A = A * mask[:, :, None] * mask[:, None, :] + np.eye(3)[None] * (1 - mask)[:, :, None]
+        A = A + 1e-9 * np.eye(3)[None] * np.maximum(np.abs(A).max(axis=(1, 2)), 1e-300)[:, None, None]
+        step = -np.linalg.solve(A, (g * mask)[:, :, None])[:, :, 0]
+        u = u + step.T
+        u[1:] = np.clip(u[1:], -0.3, 0.3)
+    s_new = np.exp(u[0] - np.mean(u[0]))
+    dp = np.where(ident[1], u[1], np.nan)
+    dd = np.where(ident[2], u[2], np.nan)
+    if np.isfinite(dp).any():
+        dp = dp - np.nanmean(dp)
+    if np.isfinite(dd).any():
+        dd = dd - np.nanmean(dd)
+    return Nuisance(s_new, dp, dd, nuis.c2c)
 
 
 # --------------------------------------------------------------------- stage 2
@@ -318,7 +378,8 @@ def pulse_steps(prog: Program, card: ModelCard, scales: np.ndarray) -> dict[str,
     pulse amplitude.
     """
     sel = np.nonzero(prog.kind == 1)[0]
-    out = {k: [] for k in ("dg", "dg_model", "x_prev", "device", "group", "v", "g_prev")}
+    out = {k: [] for k in ("dg", "dg_model", "x_prev", "device", "group", "v", "g_prev",
+                           "l_meas", "l_model")}
     if sel.size < 2:
         return {k: np.zeros(0) for k in out}
     i0, i1 = sel[:-1], sel[1:]
@@ -335,15 +396,31 @@ def pulse_steps(prog: Program, card: ModelCard, scales: np.ndarray) -> dict[str,
     x_next = advance(x_prev, v, t, card)
     dgm = s * (read_conductance(x_next, area, card, prog.obs_v[i1])
                - read_conductance(x_prev, area, card, prog.obs_v[i0]))
+    # measured state change (unclipped), and the potentiation "rate integral"
+    # L(dx) = -ln(1 - c dx / (1 - c x)) / c that is linear in kappa in the bulk
+    x_next_meas = state_from_conductance(prog.y[i1] / s, area, card, prog.obs_v[i1])
+    x_prev_raw = state_from_conductance(g0, area, card, prog.obs_v[i0])
+    c = card.c_p
+
+    def L(dx):
+        if abs(c) < 1e-9:
+            return dx
+        arg = -c * dx / (1.0 - c * x_prev_raw)
+        return -np.log1p(np.maximum(arg, -0.999999)) / c
+
     return {"dg": prog.y[i1] - prog.y[i0], "dg_model": dgm, "x_prev": x_prev,
             "device": prog.obs_device[i1], "group": prog.obs_group[i1], "v": v,
-            "g_prev": prog.y[i0]}
+            "g_prev": prog.y[i0], "l_meas": L(x_next_meas - x_prev_raw),
+            "l_model": L(x_next - x_prev)}
 
 
 def estimate_c2c(steps: dict[str, np.ndarray], x_lo: float = 0.02, x_hi: float = 0.85) -> dict:
     """δ/μ of the conductance change per potentiation pulse, read noise removed.
 
-    Per pulse train (group): ``q = ΔG / ΔG_model`` on potentiation steps with
+    Per pulse train (group): ``q = L(Δx_meas) / L(Δx_model)`` (the ratio of the rate
+    integrals ``L(Δx) = -ln(1 - c Δx/(1 - c x))/c`` of the measured and the model step, which
+    is exactly kappa in the bulk, where ``ΔG`` is only nearly proportional to it) on
+    potentiation steps with
     ``x_lo <= x_prev <= x_hi``, divided by its mean; ``sigma_c^2 = var(q) + 2 cov1(q)``
     where ``cov1`` is the covariance of consecutive steps (read noise is shared by the two
     steps around a read). Returns the pooled estimate, its stderr from the spread of
@@ -354,7 +431,7 @@ def estimate_c2c(steps: dict[str, np.ndarray], x_lo: float = 0.02, x_hi: float =
     if m.sum() < 20:
         return {"c2c_sigma": math.nan, "stderr": math.nan, "raw": math.nan, "n": int(m.sum())}
     q_all = np.full(steps["dg"].size, np.nan)
-    q_all[m] = steps["dg"][m] / steps["dg_model"][m]
+    q_all[m] = steps["l_meas"][m] / steps["l_model"][m]
     groups = steps["group"]
     for g in np.unique(groups[m]):
         gm = m & (groups == g)
@@ -382,81 +459,32 @@ def estimate_c2c(steps: dict[str, np.ndarray], x_lo: float = 0.02, x_hi: float =
             "n": int(m.sum()), "n_devices": int(per.size)}
 
 
-def fit_device_shifts(prog: Program, card: ModelCard, *, iters: int = 5,
-                      y: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """Per-device shifts ``dV_p``, ``dV_d`` (V) of a pulse program, card otherwise fixed.
-
-    Vectorised Gauss-Newton: devices are independent, so one simulation with every device's
-    ``dV_p`` perturbed gives all their Jacobian columns at once. Scales are re-profiled at
-    every evaluation. A shift whose Jacobian column is ~0 (e.g. ``dV_d`` when the only
-    depression is a saturating reset) is not identifiable and returned as NaN.
-    """
-    D = len(prog.devices)
-    yy = prog.y if y is None else y
-    dev = prog.obs_device
-    w = 1.0 / prog.sigma
-
-    def resid(dp, dd):
-        x = simulate_states(prog, card, dv_p=dp, dv_d=dd)
-        m = predict(prog, card, x)
-        p2 = Program(**{**prog.__dict__, "y": yy})
-        s = profile_scales(p2, m)
-        return (s[dev] * m - yy) * w
-
-    dp, dd = np.zeros(D), np.zeros(D)
-    h = 1e-3
-    ident_p = ident_d = None
-    for _ in range(iters):
-        r = resid(dp, dd)
-        jp = (resid(dp + h, dd) - r) / h
-        jd = (resid(dp, dd + h) - r) / h
-        a = np.bincount(dev, jp * jp, D)
-        b = np.bincount(dev, jp * jd, D)
-        c = np.bincount(dev, jd * jd, D)
-        gp = np.bincount(dev, jp * r, D)
-        gd = np.bincount(dev, jd * r, D)
-        if ident_p is None:
-            # a shift is identifiable when its (weighted) sensitivity is not negligible
-            # against the best-determined device's (e.g. dV_d with only a saturating reset)
-            ident_p = a > 1e-4 * a.max() if a.max() > 0 else np.zeros(D, bool)
-            ident_d = c > 1e-4 * c.max() if c.max() > 0 else np.zeros(D, bool)
-        a_, c_ = np.where(ident_p, a, 1.0), np.where(ident_d, c, 1.0)
-        b_ = np.where(ident_p & ident_d, b, 0.0)
-        det = a_ * c_ - b_ * b_
-        step_p = np.where(ident_p, -(c_ * gp - b_ * gd) / det, 0.0)
-        step_d = np.where(ident_d, -(a_ * gd - b_ * gp) / det, 0.0)
-        step_p = np.where(ident_p & ~ident_d, -gp / a_, step_p)
-        step_d = np.where(ident_d & ~ident_p, -gd / c_, step_d)
-        dp = np.clip(dp + step_p, -0.3, 0.3)
-        dd = np.clip(dd + step_d, -0.3, 0.3)
-    return {"dv_p": np.where(ident_p, dp, np.nan), "dv_d": np.where(ident_d, dd, np.nan)}
-
-
-def estimate_d2d_v(prog_p: Program, card: ModelCard, scales: np.ndarray, read_rel: float,
-                   read_abs: float, rng: int = 1) -> dict:
-    """``d2d_v_sigma`` from per-device shifts minus the estimator's own noise (replica)."""
-    est = fit_device_shifts(prog_p, card)
-    # replica without device-to-device voltage spread, same c2c and read noise
-    x = simulate_states(prog_p, card, c2c=True, rng=rng)
-    g = predict(prog_p, card, x, scales)
-    r = np.random.default_rng(rng + 1)
-    y = g + (read_rel * np.abs(g) + read_abs) * r.standard_normal(g.size)
-    rep = fit_device_shifts(prog_p, card, y=y)
-    data = np.r_[est["dv_p"], est["dv_d"]]
-    noise = np.r_[rep["dv_p"], rep["dv_d"]]
-    data, noise = data[np.isfinite(data)], noise[np.isfinite(noise)]
+def estimate_d2d_v(prog: Program, card: ModelCard, nuis: Nuisance, sigma: np.ndarray,
+                   rng: int = 1) -> dict:
+    """``d2d_v_sigma`` from the per-device shifts of the conditional fit minus the variance
+    the same estimator shows on a replica of the data simulated from the fitted card
+    *without* device-to-device voltage spread (same program, scales, cycle-to-cycle noise
+    and the recipe's measurement noise)."""
+    data = np.r_[nuis.dv_p, nuis.dv_d]
+    data = data[np.isfinite(data)]
     if data.size < 3:
         return {"d2d_v_sigma": math.nan, "stderr": math.nan, "n": int(data.size)}
+    c = card.replace(c2c_sigma=float(np.clip(nuis.c2c, 0, 3)))
+    x = simulate_states(prog, c, g_scale=nuis.scales, c2c=True, rng=rng)
+    g = predict(prog, c, x, nuis.scales)
+    y = g + prog.sigma * np.random.default_rng(rng + 1).standard_normal(g.size)
+    start = Nuisance(nuis.scales, np.zeros_like(nuis.scales), np.zeros_like(nuis.scales), nuis.c2c)
+    rep = update_nuisance(prog, card, start, sigma, y=y)
+    noise = np.r_[rep.dv_p, rep.dv_d]
+    noise = noise[np.isfinite(noise)]
     v_data = float(np.var(data, ddof=1))
     v_noise = float(np.mean(noise**2)) if noise.size else 0.0
     sig2 = v_data - v_noise
-    sigma = math.sqrt(max(sig2, 0.0))
-    # stderr of a variance difference, propagated to sigma
+    sigma_v = math.sqrt(max(sig2, 0.0))
     se_var = math.sqrt(2 * v_data**2 / (data.size - 1) + 2 * v_noise**2 / max(noise.size, 1))
-    se = se_var / (2 * sigma) if sigma > 0 else math.sqrt(se_var)
-    return {"d2d_v_sigma": sigma, "stderr": se, "n": int(data.size), "var_data": v_data,
-            "var_noise": v_noise, "dv_p": est["dv_p"], "dv_d": est["dv_d"],
-            "identifiable": bool(sig2 > 2 * se_var)}
+    se = se_var / (2 * sigma_v) if sigma_v > 0 else math.sqrt(se_var)
+    return {"d2d_v_sigma": sigma_v, "stderr": se, "n": int(data.size), "var_data": v_data,
+            "var_noise": v_noise, "identifiable": bool(sig2 > 2 * se_var)}
 
 
 # --------------------------------------------------------------------- driver
@@ -497,7 +525,7 @@ def fit_program(ds: Dataset, *, progress: bool = True, start: dict | None = None
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=max_nfev, desc=f"fit {rec.name}", unit="eval", leave=True)
+        bar = tqdm(desc=f"fit {rec.name}: start", unit=" model evaluations", leave=True)
         model.callback = bar.update
     try:
         if scan and "v_p" not in start:
@@ -506,23 +534,29 @@ def fit_program(ds: Dataset, *, progress: bool = True, start: dict | None = None
             _scan(model, params, "v_d", np.linspace(0.3, 2.5, 12))
         # (a) free-running fit: robust start, device scales
         mini = lmfit.Minimizer(model.residual, params)
+        if bar is not None:
+            bar.set_description(f"fit {rec.name}: free-running")
         res = mini.minimize(method="least_squares", max_nfev=max_nfev, x_scale="jac",
-                            ftol=1e-8, xtol=1e-8, gtol=1e-8)
+                            ftol=1e-6, xtol=1e-6, gtol=1e-8)
         card = model.card(res.params.valuesdict())
         m_free, scales, _ = model.evaluate(card)
         stats_free = {"redchi": float(res.redchi), "nfev": res.nfev}
         rounds = 0
+        nuis = Nuisance(scales, np.zeros(len(prog.devices)), np.zeros(len(prog.devices)))
+        sigma = prog.sigma
         if conditional:
-            # (b) one-step-ahead fit, alternating with the per-device scales, weights from
-            # read noise and cycle-to-cycle noise
+            # (b) one-step-ahead fit, alternating with the per-device nuisance parameters
+            # (scales, V_p/V_d shifts); weights from measurement and cycle-to-cycle noise
             c2c0 = estimate_c2c(pulse_steps(prog, card, scales))["c2c_sigma"]
-            c2c0 = c2c0 if math.isfinite(c2c0) else 0.3
+            nuis.c2c = c2c0 if math.isfinite(c2c0) else 0.3
             for rounds in range(1, max_rounds + 1):
-                sigma = conditional_sigma(prog, card, scales, c2c0)
-                scales = update_scales(prog, card, scales, sigma, c2c=c2c0)
-                sigma = conditional_sigma(prog, card, scales, c2c0)
-                model = JointModel(prog, base, "conditional", scales, sigma, c2c0)
-                model.callback = bar.update if bar is not None else None
+                sigma = conditional_sigma(prog, card, nuis)
+                nuis = update_nuisance(prog, card, nuis, sigma)
+                sigma = conditional_sigma(prog, card, nuis)
+                model = JointModel(prog, base, "conditional", nuis, sigma)
+                if bar is not None:
+                    model.callback = bar.update
+                    bar.set_description(f"fit {rec.name}: conditional round {rounds}")
                 before = np.array(list(res.params.valuesdict().values()))
                 mini = lmfit.Minimizer(model.residual, res.params)
                 res = mini.minimize(method="least_squares", max_nfev=max_nfev, x_scale="jac",
@@ -531,15 +565,18 @@ def fit_program(ds: Dataset, *, progress: bool = True, start: dict | None = None
                 after = np.array(list(res.params.valuesdict().values()))
                 change = float(np.max(np.abs(after - before) / np.maximum(np.abs(before), 0.05)))
                 log.info("conditional round %d: max relative change %.2g", rounds, change)
-                c2c_new = estimate_c2c(pulse_steps(prog, card, scales))["c2c_sigma"]
-                c2c0 = c2c_new if math.isfinite(c2c_new) else c2c0
+                c2c_new = estimate_c2c(pulse_steps(prog, card, nuis.scales))["c2c_sigma"]
+                nuis.c2c = c2c_new if math.isfinite(c2c_new) else nuis.c2c
                 if change < 2e-3:
                     break
+            scales = nuis.scales
         best = res.params
         _, _, r = model.evaluate(card)
         names, cov_iid, cov_rob = robust_covariance(model, best, r)
-        # the fitted card, free-running (what the report overlays and R² judge)
-        m = predict(prog, card, simulate_states(prog, card))
+        # the fitted card with each device's nuisance parameters, free-running: what the
+        # report overlays and R² judge
+        m = predict(prog, card, simulate_states(prog, card, g_scale=scales,
+                                                dv_p=nuis.shifts[0], dv_d=nuis.shifts[1]))
         if not conditional:
             scales = profile_scales(prog, m)
     finally:
@@ -558,6 +595,12 @@ def fit_program(ds: Dataset, *, progress: bool = True, start: dict | None = None
             if name in _LOG:  # d g = g ln10 d log10 g; plus sampling error of the mean
                 si, sr = val * math.log(10) * si, val * math.log(10) * sr
                 samp = val * d2d_g / math.sqrt(D)
+                se = math.hypot(max(si, sr), samp)
+                note = "stderr includes the sampling error of the device mean"
+            elif name in ("v_p", "v_d") and conditional:
+                dv = nuis.dv_p if name == "v_p" else nuis.dv_d
+                dv = dv[np.isfinite(dv)]
+                samp = float(np.std(dv, ddof=1) / math.sqrt(dv.size)) if dv.size > 2 else 0.0
                 se = math.hypot(max(si, sr), samp)
                 note = "stderr includes the sampling error of the device mean"
             else:
@@ -585,12 +628,9 @@ def fit_program(ds: Dataset, *, progress: bool = True, start: dict | None = None
         else:
             ests["c2c_sigma"] = ParameterEstimate("c2c_sigma", card.c2c_sigma, math.nan, unit="1",
                                                   vary=False, note="no pulse data: not identified")
-        if (prog.kind == 1).any():
-            pp = prog.subset(1)
-            # read noise of the replica: relative part from the recipe's weighting
-            d2d_v = estimate_d2d_v(pp, card, scales, rec.noise["pulse_rel"],
-                                   rec.noise["pulse_floor"])
-            stats["d2d_v"] = {k: v for k, v in d2d_v.items() if not isinstance(v, np.ndarray)}
+        if conditional:
+            d2d_v = estimate_d2d_v(prog, card, nuis, sigma)
+            stats["d2d_v"] = d2d_v
             if math.isfinite(d2d_v["d2d_v_sigma"]):
                 ests["d2d_v_sigma"] = ParameterEstimate(
                     "d2d_v_sigma", d2d_v["d2d_v_sigma"], d2d_v["stderr"], unit="V",
@@ -603,7 +643,7 @@ def fit_program(ds: Dataset, *, progress: bool = True, start: dict | None = None
     fitted = m * scales[prog.obs_device]
     result = FitResult(card=card, parameters=ests, dataset=ds, program=prog, model=m,
                        scales=scales, groups=group_statistics(prog, fitted), statistics=stats,
-                       lmfit_result=res)
+                       lmfit_result=res, nuisance=nuis)
     from .metrics import figures_of_merit
 
     result.metrics = figures_of_merit(result)

@@ -140,7 +140,7 @@ def figure_pulses(result: "FitResult", outdir: Path) -> list[Path]:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, markerscale=4, ncol=2)
         fig.tight_layout()
-        p = outdir / f"pulses_{entry}.png"
+        p = outdir / (f"{entry}.png" if entry.startswith("pulses") else f"pulses_{entry}.png")
         fig.savefig(p, dpi=110)
         plt.close(fig)
         out.append(p)
