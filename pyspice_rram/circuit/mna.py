@@ -16,8 +16,10 @@ A line whose periphery resistance is zero (ideal driver or ideal virtual ground 
 ``R_wire = 0``) is one node held at its source voltage and eliminated.
 
 * **linear cells**: ``F`` is linear; the (symmetric positive definite) matrix is factorised
-  once -- CHOLMOD's supernodal Cholesky through cvxopt, or SciPy's SuperLU with
-  ``permc_spec='MMD_AT_PLUS_A'`` -- and every input vector is one triangular solve pair;
+  once -- the simplicial Cholesky of :mod:`._mna_kernels` (numba; small tiles, or many
+  right-hand sides), CHOLMOD's supernodal Cholesky through cvxopt (large tiles), or SciPy's
+  SuperLU with ``permc_spec='MMD_AT_PLUS_A'`` (fallback for numerically indefinite
+  Jacobians) -- and every input vector is one triangular solve pair;
 * **model cells**: Newton iterations from the ideal operating point (driven lines at their
   sources, sensed lines at 0 V). All input vectors iterate together with one chord
   (simplified Newton) matrix, the Jacobian ``G_w + A diag(dI/dV) A^T`` at the vectors' mean
@@ -28,12 +30,19 @@ A line whose periphery resistance is zero (ideal driver or ideal virtual ground 
   the range of the sources, which bounds every node voltage of this passive, monotone network.
   Convergence: ``max |dV| <= rtol * max(|v|) + atol``.
 
+Everything that depends only on the sparsity pattern (node maps, the AMD ordering, the
+upper-triangular CSC structure with the value position of every stamp, the elimination tree
+and column counts) is built once per (shape, direction, parasitics) pattern and shared; a
+tile then costs its numeric factorisations and a few numba kernel calls per iteration (KCL
+residual, blocked triangular solves over all input vectors, clipped update).
+
 Output: the current (A) from each sensed line into its virtual ground, ``I = V_end / R_p``
 (or, for an ideal virtual ground, the sum of the cell currents into the line).
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,6 +51,7 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
+from . import _mna_kernels as _kern
 from .tile import Tile, check_direction, topology
 
 #: SuperLU column ordering (fastest of SciPy's on these grids, see docs/circuit.md).
@@ -123,12 +133,254 @@ class ConvergenceError(RuntimeError):
     """Newton iterations of the nodal solver did not converge."""
 
 
+#: ``factorization='auto'``: up to this many free nodes (32x32 tiles and smaller) the
+#: simplicial Cholesky of :mod:`._mna_kernels` (no per-call library overhead) ...
+SIMPLICIAL_MAX_FREE = 4096
+#: ... and up to this many (128x128) also when at least :data:`SIMPLICIAL_MIN_RHS`
+#: right-hand sides (input vectors x expected Newton iterations) go through the factor: its
+#: blocked triangular solves are several times faster than CHOLMOD's. Otherwise CHOLMOD's
+#: supernodal Cholesky, whose BLAS-3 factorisation wins on large fronts.
+SIMPLICIAL_BLOCK_MAX_FREE = 40_000
+SIMPLICIAL_MIN_RHS = 16
+
+
+def _auto_factorization(n_free: int, n_rhs: int) -> str:
+    if n_free <= SIMPLICIAL_MAX_FREE or not _have_cholmod():
+        return "simplicial"
+    if n_free <= SIMPLICIAL_BLOCK_MAX_FREE and n_rhs >= SIMPLICIAL_MIN_RHS:
+        return "simplicial"
+    return "cholmod"
+
+
+_FACTORIZATIONS = ("auto", "cholmod", "superlu", "simplicial")
+
+
+class _Pattern:
+    """Everything about a tile's nodal equations that depends only on its sparsity pattern
+    (shape, direction, which parasitics are present): node maps, branch lists, the
+    fill-reducing ordering, the permuted upper-triangular CSC structure of the nodal matrix
+    with the value positions of every stamp, and the symbolic Cholesky factorisation.
+    Built once per pattern and shared by every :class:`TileSystem` of that pattern."""
+
+    def __init__(self, tile: Tile, direction: str) -> None:
+        L = topology(tile, direction)
+        R, C = tile.shape
+        nn = self.n_nodes = L.n_nodes
+        self.shape = (R, C)
+        self.n_in, self.n_out = len(L.drive_node), len(L.sense_node)
+        fd, fs = ~np.isfinite(L.drive_g), ~np.isfinite(L.sense_g)
+        is_fixed = np.zeros(nn, bool)
+        is_fixed[L.drive_node[fd]] = True
+        is_fixed[L.sense_node[fs]] = True
+        self.free = np.flatnonzero(~is_fixed).astype(np.int64)
+        self.fixed = np.flatnonzero(is_fixed).astype(np.int64)
+        nu = self.n_free = len(self.free)
+        pu = self.pos_u = np.full(nn, -1, np.int64)
+        pu[self.free] = np.arange(nu)
+        # held driven nodes take their source (held sensed nodes stay at 0 V)
+        self.fix_node = L.drive_node[fd].astype(np.int64)
+        self.fix_src = np.flatnonzero(fd).astype(np.int64)
+        # wire segments
+        a, b, isrow = [], [], []
+        if tile.r_wire_row > 0 and C > 1:
+            a.append(L.row_node[:, :-1].ravel()); b.append(L.row_node[:, 1:].ravel())
+            isrow.append(np.ones(R * (C - 1), bool))
+        if tile.r_wire_col > 0 and R > 1:
+            a.append(L.col_node[:-1, :].ravel()); b.append(L.col_node[1:, :].ravel())
+            isrow.append(np.zeros((R - 1) * C, bool))
+        cat = (lambda parts, dt: np.concatenate(parts).astype(dt) if parts else np.zeros(0, dt))
+        self.br_a, self.br_b = cat(a, np.int64), cat(b, np.int64)
+        self.br_isrow = cat(isrow, bool)
+        # periphery shunts: driven lines (to their source) then sensed lines (to 0 V)
+        self.drive_ok, self.sense_ok = ~fd, ~fs
+        kd, ks = np.flatnonzero(~fd), np.flatnonzero(~fs)
+        self.sh_node = np.r_[L.drive_node[kd], L.sense_node[ks]].astype(np.int64)
+        self.sh_src = np.r_[kd, np.full(len(ks), -1)].astype(np.int64)
+        # cells: t on the row node, b on the column node
+        self.cell_t = L.row_node.ravel().astype(np.int64)
+        self.cell_b = L.col_node.ravel().astype(np.int64)
+        self.sense_node = L.sense_node.astype(np.int64)
+        # ideal virtual ground: the current into the held node from its cells
+        kmap = np.full(nn, -1)
+        kmap[L.sense_node[fs]] = np.flatnonzero(fs)
+        kt, kb = kmap[self.cell_t], kmap[self.cell_b]
+        cell = np.arange(R * C)
+        self.oc_cell = np.r_[cell[kt >= 0], cell[kb >= 0]].astype(np.int64)
+        self.oc_out = np.r_[kt[kt >= 0], kb[kb >= 0]].astype(np.int64)
+        self.oc_sign = np.r_[-np.ones((kt >= 0).sum()), np.ones((kb >= 0).sum())]
+        # ideal operating point: free node -> its driven line (-1: sensed side, 0 V)
+        line_of = np.full(nn, -1, np.int64)
+        if direction == "forward":
+            line_of[L.row_node] = np.arange(R)[:, None]
+        else:
+            line_of[L.col_node] = np.arange(C)[None, :]
+        self.start_src = line_of[self.free]
+        self._structure()
+        self._cholmod = None
+
+    def _structure(self) -> None:
+        nu, pu = self.n_free, self.pos_u
+        if not nu:
+            return
+        ua, ub = pu[self.br_a], pu[self.br_b]
+        ct, cb = pu[self.cell_t], pu[self.cell_b]
+        both_b, both_c = (ua >= 0) & (ub >= 0), (ct >= 0) & (cb >= 0)
+        r = np.r_[np.arange(nu), ua[both_b], ct[both_c]]
+        c = np.r_[np.arange(nu), ub[both_b], cb[both_c]]
+        # fill-reducing ordering of the symmetric pattern
+        pat = sp.coo_matrix((np.ones(len(r)), (np.maximum(r, c), np.minimum(r, c))),
+                            shape=(nu, nu))
+        perm = None
+        try:
+            import cvxopt
+            import cvxopt.amd
+
+            M = cvxopt.spmatrix(1.0, cvxopt.matrix(pat.row.astype(np.int64)),
+                                cvxopt.matrix(pat.col.astype(np.int64)), size=(nu, nu))
+            perm = np.array(cvxopt.amd.order(M, "L"), dtype=np.int64).ravel()
+        except ImportError:
+            from scipy.sparse.csgraph import reverse_cuthill_mckee
+
+            full = (pat + pat.T).tocsr()
+            perm = np.asarray(reverse_cuthill_mckee(full, symmetric_mode=True), np.int64)
+        self.perm = perm
+        pinv = self.pinv = np.empty(nu, np.int64)
+        pinv[perm] = np.arange(nu)
+        # permuted upper triangle, CSC: column max(i, j), row min(i, j)
+        i, j = pinv[r], pinv[c]
+        keys = np.maximum(i, j) * nu + np.minimum(i, j)
+        ukeys = np.unique(keys)
+        self.Ci = (ukeys % nu).astype(np.int64)
+        self.Cp = np.r_[0, np.cumsum(np.bincount(ukeys // nu, minlength=nu))].astype(np.int64)
+        self.nnz = len(ukeys)
+
+        def pos(x, y):
+            ok = (x >= 0) & (y >= 0)
+            out = np.full(len(x), -1, np.int64)
+            xi, yi = pinv[x[ok]], pinv[y[ok]]
+            out[ok] = np.searchsorted(ukeys, np.maximum(xi, yi) * nu + np.minimum(xi, yi))
+            return out
+
+        self.br_pos = (pos(ua, ua), pos(ub, ub), pos(ua, ub))
+        su = pu[self.sh_node]
+        self.sh_pos = (pos(su, su), np.full(len(su), -1, np.int64), np.full(len(su), -1, np.int64))
+        self.cell_pos = (pos(ct, ct), pos(cb, cb), pos(ct, cb))
+        self.parent = _kern.etree(nu, self.Cp, self.Ci)
+        self.Lp = _kern.chol_symbolic(nu, self.Cp, self.Ci, self.parent)
+
+    # ---------------------------------------------------------------- CHOLMOD
+    def cholmod_factor(self, Cx: np.ndarray):
+        """CHOLMOD factor of the permuted matrix with values Cx; the symbolic analysis is
+        done once per pattern and the numeric factor refreshed in place."""
+        import cvxopt
+        import cvxopt.cholmod as cholmod
+
+        nu = self.n_free
+        if self._cholmod is None:
+            cols = np.repeat(np.arange(nu, dtype=np.int64), np.diff(self.Cp))
+            # lower triangle (row = CSC column of the upper triangle)
+            self._cholmod_ij = (cvxopt.matrix(cols), cvxopt.matrix(self.Ci))
+            M = cvxopt.spmatrix(cvxopt.matrix(np.ones(self.nnz)), *self._cholmod_ij,
+                                size=(nu, nu))
+            natural = cvxopt.matrix(np.arange(nu, dtype=np.int64))
+            self._cholmod = [cholmod.symbolic(M, p=natural, uplo="L"), None]
+        M = cvxopt.spmatrix(cvxopt.matrix(np.asarray(Cx, float)), *self._cholmod_ij,
+                            size=(nu, nu))
+        return M
+
+    def upper_csc(self, Cx: np.ndarray) -> sp.csc_matrix:
+        """The full symmetric permuted matrix (for LU)."""
+        U = sp.csc_matrix((Cx, self.Ci, self.Cp), shape=(self.n_free, self.n_free))
+        return (U + sp.triu(U, 1, format="csc").T).tocsc()
+
+
+_PATTERNS: dict[Any, _Pattern] = {}
+_PATTERN_LOCK = threading.Lock()
+
+
+def _pattern(tile: Tile, direction: str) -> _Pattern:
+    R, C = tile.shape
+    if direction == "forward":
+        rd, rs = tile.r_wire_row + tile.r_driver, tile.r_wire_col + tile.r_sense
+    else:
+        rd, rs = tile.r_wire_col + tile.r_driver, tile.r_wire_row + tile.r_sense
+    # held lines (zero periphery resistance) change the node set
+    key = (R, C, direction, tile.r_wire_row > 0, tile.r_wire_col > 0, rd > 0, rs > 0)
+    pat = _PATTERNS.get(key)
+    if pat is None:
+        pat = _Pattern(tile, direction)
+        with _PATTERN_LOCK:
+            if len(_PATTERNS) > 32:
+                _PATTERNS.clear()
+            _PATTERNS[key] = pat
+    return pat
+
+
+class _Factor:
+    """Cholesky (or LU) factor of a nodal matrix of pattern ``pat`` with permuted upper
+    values ``Cx``; :meth:`solve` takes and returns ``(K, n_free)`` blocks."""
+
+    def __init__(self, pat: _Pattern, Cx: np.ndarray, method: str, n_rhs: int = 1) -> None:
+        self.pat = pat
+        if method == "auto":
+            method = _auto_factorization(pat.n_free, n_rhs)
+        if method not in _FACTORIZATIONS:
+            raise ValueError(f"factorization must be one of {_FACTORIZATIONS}, got {method!r}")
+        self.method = method
+        if method == "simplicial":
+            nnz_l = pat.Lp[-1]
+            self._Li = np.empty(nnz_l, np.int64)
+            self._Lx = np.empty(nnz_l)
+            if not _kern.chol_numeric(pat.n_free, pat.Cp, pat.Ci, Cx, pat.parent, pat.Lp,
+                                  self._Li, self._Lx):
+                # numerically indefinite (extreme conductance ratios, e.g. cosh of a huge
+                # overdrive in a Newton Jacobian): LU with pivoting copes
+                self.method = method = "superlu"
+        elif method == "cholmod":
+            import cvxopt.cholmod as cholmod
+
+            self._M = pat.cholmod_factor(Cx)
+            try:
+                cholmod.numeric(self._M, pat._cholmod[0])
+            except ArithmeticError:
+                pat._cholmod[1] = None
+                self.method = method = "superlu"
+            else:
+                pat._cholmod[1] = self
+        if method == "superlu":
+            self._lu = spla.splu(pat.upper_csc(Cx), permc_spec=PERMC_SPEC)
+
+    def solve(self, B: np.ndarray) -> np.ndarray:
+        pat = self.pat
+        if self.method == "simplicial":
+            return _kern.chol_solve(pat.Lp, self._Li, self._Lx, pat.perm, B)
+        Bp = np.ascontiguousarray(B[:, pat.perm].T)
+        if self.method == "superlu":
+            Xp = self._lu.solve(Bp)
+        else:
+            import cvxopt
+            import cvxopt.cholmod as cholmod
+
+            F = pat._cholmod
+            if F[1] is not self:        # the shared factor was refreshed by another system
+                cholmod.numeric(self._M, F[0])
+                F[1] = self
+            X = cvxopt.matrix(np.asfortranarray(Bp))
+            cholmod.solve(F[0], X)
+            Xp = np.array(X)
+        out = np.empty_like(B, dtype=float)
+        out[:, pat.perm] = Xp.T
+        return out
+
+
 @dataclass
 class TileSystem:
     """The assembled nodal equations of a tile for one read direction.
 
     Build once, then call :meth:`solve` for any number of input batches; for linear cells the
-    factorisation is kept (``factor once, solve many``).
+    factorisation is kept (``factor once, solve many``). Everything that depends only on
+    the sparsity pattern (node maps, ordering, symbolic factorisation) is shared between
+    systems of the same shape, direction and parasitics.
 
     Parameters
     ----------
@@ -138,8 +390,10 @@ class TileSystem:
         Newton convergence on the node voltages: ``max |dV| <= rtol max|v| + atol`` (V).
     max_iter : int
         Newton iteration limit per input vector.
-    factorization : {'auto', 'cholmod', 'superlu'}
-        Sparse factorisation, see :class:`SparseFactor`.
+    factorization : {'auto', 'cholmod', 'superlu', 'simplicial'}
+        Sparse factorisation: ``'simplicial'`` is the up-looking Cholesky of
+        :mod:`._mna_kernels`, ``'auto'`` picks it up to :data:`SIMPLICIAL_MAX_FREE` free nodes
+        and CHOLMOD above (see :class:`SparseFactor`).
     refresh_jacobian : bool
         Refactorise the chord matrix once after the first Newton iterate (model cells).
     """
@@ -156,246 +410,159 @@ class TileSystem:
 
     def __post_init__(self) -> None:
         check_direction(self.direction)
+        if self.factorization not in _FACTORIZATIONS:
+            raise ValueError(f"factorization must be one of {_FACTORIZATIONS}, "
+                             f"got {self.factorization!r}")
         t0 = time.perf_counter()
-        tile, L = self.tile, topology(self.tile, self.direction)
-        self._L = L
-        R, C = tile.shape
-        nn = L.n_nodes
-        n_in = len(L.drive_node)
-        # fixed nodes: driven lines with an ideal source, sensed lines with an ideal ground
-        fixed_drive = ~np.isfinite(L.drive_g)
-        fixed_sense = ~np.isfinite(L.sense_g)
-        is_fixed = np.zeros(nn, bool)
-        is_fixed[L.drive_node[fixed_drive]] = True
-        is_fixed[L.sense_node[fixed_sense]] = True
-        self._free = np.flatnonzero(~is_fixed)
-        self._fixed = np.flatnonzero(is_fixed)
-        pos = np.full(nn, -1)
-        pos[self._fixed] = np.arange(len(self._fixed))
-        nu, nf, nc = len(self._free), len(self._fixed), R * C
-        self._pos_u = np.full(nn, -1)
-        self._pos_u[self._free] = np.arange(nu)
-        self._pos_f = pos
-        # fixed values = P @ v (sensed fixed lines stay 0)
-        k_fd = np.flatnonzero(fixed_drive)
-        self._P = sp.csr_matrix((np.ones(len(k_fd)), (pos[L.drive_node[k_fd]], k_fd)),
-                                shape=(nf, n_in))
-        # wire segments (two-terminal branches) and periphery shunts
-        a, b, g = [], [], []
-        if tile.r_wire_row > 0 and C > 1:
-            a.append(L.row_node[:, :-1].ravel()); b.append(L.row_node[:, 1:].ravel())
-            g.append(np.full(R * (C - 1), 1.0 / tile.r_wire_row))
-        if tile.r_wire_col > 0 and R > 1:
-            a.append(L.col_node[:-1, :].ravel()); b.append(L.col_node[1:, :].ravel())
-            g.append(np.full((R - 1) * C, 1.0 / tile.r_wire_col))
-        sh_n, sh_g = [], []
-        for node, gp in ((L.drive_node, L.drive_g), (L.sense_node, L.sense_g)):
-            ok = np.isfinite(gp)
-            sh_n.append(node[ok]); sh_g.append(gp[ok])
-        cat = (lambda parts, dt=float: np.concatenate(parts).astype(dt) if parts
-               else np.zeros(0, dt))
-        self._G_uu, self._G_uf = self._stamp(cat(a, int), cat(b, int), cat(g),
-                                             cat(sh_n, int), cat(sh_g))
-        # source injection S_u (free, n_in)
-        ok = np.isfinite(L.drive_g)
-        self._S_u = sp.csr_matrix((L.drive_g[ok], (self._pos_u[L.drive_node[ok]],
-                                                    np.flatnonzero(ok))), shape=(nu, n_in))
-        # cells: t on the row node, b on the column node
-        self._cell_t = L.row_node.ravel()
-        self._cell_b = L.col_node.ravel()
-        pt, pb = self._pos_u[self._cell_t], self._pos_u[self._cell_b]
-        cell = np.arange(nc)
-        self._inc_u = sp.csr_matrix(
-            (np.r_[np.ones((pt >= 0).sum()), -np.ones((pb >= 0).sum())],
-             (np.r_[pt[pt >= 0], pb[pb >= 0]], np.r_[cell[pt >= 0], cell[pb >= 0]])),
-            shape=(nu, nc))
-        # output maps: I_out = O_node @ V_full + O_cell @ I_cell
-        n_out = len(L.sense_node)
-        ok = np.isfinite(L.sense_g)
-        self._O_node = sp.csr_matrix((L.sense_g[ok], (np.flatnonzero(ok), L.sense_node[ok])),
-                                     shape=(n_out, nn))
-        # ideal virtual ground: the current into the held node from its cells
-        kmap = np.full(nn, -1)
-        kmap[L.sense_node[~ok]] = np.flatnonzero(~ok)
-        kt, kb = kmap[self._cell_t], kmap[self._cell_b]
-        self._O_cell = sp.csr_matrix(
-            (np.r_[-np.ones((kt >= 0).sum()), np.ones((kb >= 0).sum())],
-             (np.r_[kt[kt >= 0], kb[kb >= 0]], np.r_[cell[kt >= 0], cell[kb >= 0]])),
-            shape=(n_out, nc))
-        self._A0 = self._A0_uf = None   # low-field matrices, built on first use
-        # ideal operating point: free node -> its driven line (D_u @ v gives V_u)
-        line_of = np.full(nn, -1)
-        if self.direction == "forward":
-            line_of[L.row_node] = np.arange(R)[:, None]
-        else:
-            line_of[L.col_node] = np.arange(C)[None, :]
-        lu_ = line_of[self._free]
-        self._D_u = sp.csr_matrix((np.ones((lu_ >= 0).sum()),
-                                   (np.flatnonzero(lu_ >= 0), lu_[lu_ >= 0])), shape=(nu, n_in))
-        # the sparsity pattern depends only on these: its fill-reducing ordering is cached
-        self._pattern_key = (R, C, self.direction, tile.r_wire_row > 0, tile.r_wire_col > 0,
-                             tuple(np.isfinite(L.drive_g)), tuple(np.isfinite(L.sense_g)))
-        self.timings["assemble_s"] = time.perf_counter() - t0
+        tile = self.tile
+        pat = self._pat = _pattern(tile, self.direction)
+        L = topology(tile, self.direction)
+        self._br_g = np.where(pat.br_isrow, 1.0 / tile.r_wire_row if tile.r_wire_row > 0
+                              else 0.0, 1.0 / tile.r_wire_col if tile.r_wire_col > 0 else 0.0)
+        self._sh_g = np.r_[L.drive_g[pat.drive_ok], L.sense_g[pat.sense_ok]].astype(float)
+        self._sense_g = L.sense_g.astype(float)
+        self._Cx_w = None           # nodal matrix values of wires and periphery
         self._lu0 = None
+        self.timings["assemble_s"] = time.perf_counter() - t0
 
     # ---------------------------------------------------------------- helpers
-    def _stamp(self, a: np.ndarray, b: np.ndarray, g: np.ndarray,
-               shunt_node: np.ndarray | None = None, shunt_g: np.ndarray | None = None):
-        """Nodal matrices of conductances ``g`` between nodes ``a`` and ``b`` (and shunts to
-        ground): the free-free block (CSR) and the free-fixed coupling (CSR)."""
-        pu, pf = self._pos_u, self._pos_f
-        nu, nf = len(self._free), len(self._fixed)
-        ua, ub = pu[a], pu[b]
-        fa, fb = ua >= 0, ub >= 0
-        both = fa & fb
-        r = [ua[fa], ub[fb], ua[both], ub[both]]
-        c = [ua[fa], ub[fb], ub[both], ua[both]]
-        d = [g[fa], g[fb], -g[both], -g[both]]
-        if shunt_node is not None and len(shunt_node):
-            su = pu[shunt_node]
-            r.append(su); c.append(su); d.append(shunt_g)
-        A = sp.csr_matrix((np.concatenate(d), (np.concatenate(r), np.concatenate(c))),
-                          shape=(nu, nu))
-        m1, m2 = fa & ~fb, fb & ~fa
-        B = sp.csr_matrix((np.r_[-g[m1], -g[m2]], (np.r_[ua[m1], ub[m2]],
-                                                    np.r_[pf[b[m1]], pf[a[m2]]])),
-                          shape=(nu, nf))
-        return A, B
-
     @property
     def n_free(self) -> int:
         """Number of unknown node voltages."""
-        return len(self._free)
+        return self._pat.n_free
 
-    def _low_field(self) -> None:
-        """Matrices with the cells at their low-field conductance (linear cells: exact)."""
-        if self._A0 is None:
-            g0 = self.tile.low_field_conductance().ravel()
-            Ac, Acf = self._stamp(self._cell_t, self._cell_b, g0)
-            self._A0 = (self._G_uu + Ac).tocsc()
-            self._A0_uf = (self._G_uf + Acf).tocsr()
+    def _jacobian(self, gd: np.ndarray, n_rhs: int = 1) -> _Factor:
+        """Factor of ``G_w + A diag(gd) A^T`` (free-free block) for blocks of ``n_rhs``
+        right-hand sides."""
+        pat = self._pat
+        if self._Cx_w is None:
+            Cx = _kern.stamp_values(np.zeros(pat.nnz), *pat.br_pos, self._br_g)
+            self._Cx_w = _kern.stamp_values(Cx, *pat.sh_pos, self._sh_g)
+        Cx = _kern.stamp_values(self._Cx_w, *pat.cell_pos, np.ascontiguousarray(gd, float).ravel())
+        return _Factor(pat, Cx, self.factorization, n_rhs)
 
-    def _factor0(self):
-        self._low_field()
-        if self._lu0 is None and self.n_free:
+    def _factor0(self, n_rhs: int = 1) -> _Factor:
+        if self._lu0 is None:
             t0 = time.perf_counter()
-            self._lu0 = SparseFactor(self._A0, self.factorization, self._pattern_key)
+            self._lu0 = self._jacobian(self.tile.low_field_conductance(), n_rhs)
             self.timings["factor_s"] = time.perf_counter() - t0
         return self._lu0
 
-    def _full(self, Vu: np.ndarray, v: np.ndarray) -> np.ndarray:
-        """Full node-voltage array (nn, K) from free voltages (n_free, K) and sources (K, n_in)."""
-        V = np.empty((self._L.n_nodes, v.shape[0]))
-        V[self._free] = Vu
-        V[self._fixed] = self._P @ v.T
+    def _full0(self, v: np.ndarray) -> np.ndarray:
+        """Node voltages (K, n_nodes): held nodes at their values, free nodes at 0."""
+        V = np.zeros((v.shape[0], self._pat.n_nodes))
+        V[:, self._pat.fix_node] = v[:, self._pat.fix_src]
         return V
 
     def _cell_voltages(self, V: np.ndarray) -> np.ndarray:
-        """Cell voltages V(t) - V(b), shape (K, R, C), for full node voltages V (nn, K)."""
+        """Cell voltages V(t) - V(b), shape (K, R, C), for node voltages V (K, n_nodes)."""
         R, C = self.tile.shape
-        return (V[self._cell_t] - V[self._cell_b]).T.reshape(-1, R, C)
+        return (V[:, self._pat.cell_t] - V[:, self._pat.cell_b]).reshape(-1, R, C)
 
     def _cell_currents(self, V: np.ndarray) -> np.ndarray:
-        """Cell currents (R*C, K) for full node voltages V (nn, K)."""
+        """Cell currents (K, R*C) for node voltages V (K, n_nodes)."""
         R, C = self.tile.shape
-        return self.tile.cell_current(self._cell_voltages(V)).reshape(-1, R * C).T
+        return np.ascontiguousarray(
+            self.tile.cell_current(self._cell_voltages(V)), float).reshape(-1, R * C)
+
+    def _residual(self, V: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """KCL residual (A) at the free nodes, (K, n_free), for node voltages V (K, n_nodes)."""
+        p = self._pat
+        return _kern.kcl_residual(V, v, p.free, p.br_a, p.br_b, self._br_g, p.sh_node, p.sh_src,
+                              self._sh_g, p.cell_t, p.cell_b, self._cell_currents(V))
 
     def _outputs(self, V: np.ndarray) -> np.ndarray:
-        I = self._O_node @ V
-        if self._O_cell.nnz:
-            I = I + self._O_cell @ self._cell_currents(V)
-        return np.asarray(I).T
-
-    def _rhs(self, v: np.ndarray, with_cells: bool = True) -> np.ndarray:
-        """Right-hand side: sources through the drivers, minus the coupling to held nodes
-        (through wires/periphery, and through the low-field cells when ``with_cells``)."""
-        if with_cells:
-            self._low_field()
-        B = self._A0_uf if with_cells else self._G_uf
-        return np.asarray(self._S_u @ v.T - B @ (self._P @ v.T))
+        p = self._pat
+        Ic = self._cell_currents(V) if len(p.oc_cell) else np.zeros((V.shape[0], 0))
+        return _kern.sensed_currents(V, p.sense_node, self._sense_g, p.oc_cell, p.oc_out,
+                                 p.oc_sign, Ic)
 
     # ---------------------------------------------------------------- solve
-    def node_voltages(self, v_in: Any) -> np.ndarray:
-        """All node voltages (V), shape ``(n_nodes, n_vectors)``, for inputs ``v_in``."""
-        v = self.tile.check_inputs(v_in, self.direction)
-        if not self.n_free:
-            return self._full(np.zeros((0, v.shape[0])), v)
+    def _solve_nodes(self, v: np.ndarray) -> np.ndarray:
+        """Node voltages (K, n_nodes) for validated inputs v (K, n_in)."""
+        pat = self._pat
+        V = self._full0(v)
+        if not pat.n_free:
+            return V
+        t0 = time.perf_counter()
         if self.tile.is_linear:
-            lu = self._factor0()
+            lu = self._factor0(v.shape[0])
             t0 = time.perf_counter()
-            Vu = lu.solve(self._rhs(v))
+            V[:, pat.free] = -lu.solve(self._residual(V, v))
         else:
             # start from the ideal operating point: driven lines at their source, sensed
             # lines at 0 V (IR drop is a small correction)
-            t0 = time.perf_counter()
-            Vu = np.asarray(self._D_u @ v.T, dtype=float)
-            Vu = self._newton(Vu, v, self._rhs(v, with_cells=False))
+            s = pat.start_src
+            V[:, pat.free] = np.where(s >= 0, v[:, np.maximum(s, 0)], 0.0)
+            self._newton(V, v)
         self.timings["solve_s"] = self.timings.get("solve_s", 0.0) + time.perf_counter() - t0
-        return self._full(Vu, v)
+        return V
+
+    def node_voltages(self, v_in: Any) -> np.ndarray:
+        """All node voltages (V), shape ``(n_nodes, n_vectors)``, for inputs ``v_in``."""
+        v = self.tile.check_inputs(v_in, self.direction)
+        return self._solve_nodes(v).T
 
     def solve(self, v_in: Any) -> np.ndarray:
         """Sensed currents (A), shape ``(n_vectors, n_sensed)``, for read voltages ``v_in``."""
-        return self._outputs(self.node_voltages(v_in))
+        v = self.tile.check_inputs(v_in, self.direction)
+        return self._outputs(self._solve_nodes(v))
 
-    def _residual(self, Vu: np.ndarray, v: np.ndarray, rhs: np.ndarray) -> np.ndarray:
-        """KCL residual (A) at the free nodes; ``rhs`` from ``_rhs(v, with_cells=False)``."""
-        V = self._full(Vu, v)
-        return self._G_uu @ Vu - rhs + self._inc_u @ self._cell_currents(V)
-
-    def _newton(self, Vu: np.ndarray, v: np.ndarray, rhs: np.ndarray) -> np.ndarray:
-        lo = np.minimum(v.min(axis=1), 0.0)[None, :]
-        hi = np.maximum(v.max(axis=1), 0.0)[None, :]
+    def _newton(self, V: np.ndarray, v: np.ndarray) -> None:
+        """Newton iterations on the free node voltages of V (K, n_nodes), in place."""
+        free = self._pat.free
+        lo = np.minimum(v.min(axis=1), 0.0)
+        hi = np.maximum(v.max(axis=1), 0.0)
         tol = self.rtol * np.maximum(np.abs(v).max(axis=1), 1e-300) + self.atol
-        # chord matrix: the Jacobian at the mean cell voltages of the low-field solution
+        # chord matrix: the Jacobian at the mean cell voltages of the ideal operating point
         # (exact Newton's first Jacobian for a single vector)
-        vc_mean = self._cell_voltages(self._full(Vu, v)).mean(axis=0)
         t0 = time.perf_counter()
-        gd = self.tile.cell_didv(vc_mean).ravel()
-        lu = SparseFactor((self._G_uu + self._stamp(self._cell_t, self._cell_b, gd)[0]).tocsc(),
-                          self.factorization, self._pattern_key)
+        lu = self._jacobian(self.tile.cell_didv(self._cell_voltages(V).mean(axis=0)),
+                            6 * v.shape[0])
         self.timings["factor_s"] = time.perf_counter() - t0
-        active = np.arange(v.shape[0])
-        last = np.full(v.shape[0], np.inf)
+        nk = v.shape[0]
+        active = np.arange(nk)
+        last = np.full(nk, np.inf)
         n_chord, full = 0, []
+        Va, va = V, v
         for it in range(self.max_iter):
             if not len(active):
                 break
-            dV = lu.solve(np.asarray(self._residual(Vu[:, active], v[active], rhs[:, active])))
-            Vu[:, active] = np.clip(Vu[:, active] - dV, lo[:, active], hi[:, active])
+            Vf = np.ascontiguousarray(Va[:, free])
+            step = _kern.chord_update(Vf, lu.solve(self._residual(Va, va)), lo[active], hi[active])
+            Va[:, free] = Vf
             n_chord += 1
-            step = np.abs(dV).max(axis=0)
             done = step <= tol[active]
             slow = (step > 0.5 * last[active]) & (it >= 2)
             last[active] = step
+            if Va is not V:
+                V[active] = Va
             full.extend(active[slow & ~done].tolist())
-            active = active[~done & ~slow]
+            keep = ~done & ~slow
+            if not keep.all():
+                active = active[keep]
+                Va, va = V[active], v[active]
             if it == 0 and len(active) and self.refresh_jacobian:
                 # one Jacobian refresh at the mean of the first Newton iterate
-                vc_mean = self._cell_voltages(self._full(Vu[:, active], v[active])).mean(axis=0)
-                gd = self.tile.cell_didv(vc_mean).ravel()
-                lu = SparseFactor((self._G_uu + self._stamp(self._cell_t, self._cell_b,
-                                                            gd)[0]).tocsc(),
-                                  self.factorization, self._pattern_key)
+                lu = self._jacobian(self.tile.cell_didv(self._cell_voltages(Va).mean(axis=0)),
+                                    6 * len(active))
         full.extend(active.tolist())
         self.stats["chord_iterations"] = n_chord
         self.stats["full_newton_vectors"] = len(full)
-        R, C = self.tile.shape
         for k in full:
-            vk, rk = v[k:k + 1], rhs[:, k:k + 1]
+            Vk, vk = V[k:k + 1].copy(), v[k:k + 1]
             for it in range(self.max_iter):
-                V = self._full(Vu[:, k:k + 1], vk)
-                gd = self.tile.cell_didv(self._cell_voltages(V)[0]).ravel()
-                J = (self._G_uu + self._stamp(self._cell_t, self._cell_b, gd)[0]).tocsc()
-                res = self._residual(Vu[:, k:k + 1], vk, rk)
-                dV = SparseFactor(J, self.factorization, self._pattern_key).solve(
-                    np.asarray(res))
-                Vu[:, k:k + 1] = np.clip(Vu[:, k:k + 1] - dV, lo[:, k:k + 1], hi[:, k:k + 1])
-                if np.abs(dV).max() <= tol[k]:
+                J = self._jacobian(self.tile.cell_didv(self._cell_voltages(Vk)[0]))
+                Vf = np.ascontiguousarray(Vk[:, free])
+                step = _kern.chord_update(Vf, J.solve(self._residual(Vk, vk)), lo[k:k + 1],
+                                      hi[k:k + 1])
+                Vk[:, free] = Vf
+                if step[0] <= tol[k]:
                     break
             else:
                 raise ConvergenceError(f"MNA Newton did not converge for input vector {k} in "
                                        f"{self.max_iter} iterations")
-        return Vu
+            V[k] = Vk[0]
 
 
 def solve_tile(tile: Tile, v_in: Any, direction: str = "forward", *, rtol: float = 1e-12,
