@@ -228,3 +228,51 @@ def sensed_currents(V, sense_node, sense_g, oc_cell, oc_out, oc_sign, Ic):
         for e in range(oc_cell.shape[0]):
             out[k, oc_out[e]] += oc_sign[e] * Ic[k, oc_cell[e]]
     return out
+
+
+@njit(cache=True)
+def csc_upper(n, r, c):
+    """Upper-triangular CSC structure ``(Cp, Ci)`` of the symmetric pattern with entries
+    ``(r[e], c[e])`` (either triangle, duplicates merged; rows sorted in each column), and
+    the value position of every entry."""
+    m = r.shape[0]
+    start = np.zeros(n + 1, np.int64)
+    for e in range(m):
+        start[max(r[e], c[e]) + 1] += 1
+    for j in range(n):
+        start[j + 1] += start[j]
+    fill = start[:-1].copy()
+    rows = np.empty(m, np.int64)
+    ent = np.empty(m, np.int64)
+    for e in range(m):
+        j = max(r[e], c[e])
+        q = fill[j]
+        fill[j] += 1
+        rows[q] = min(r[e], c[e])
+        ent[q] = e
+    Cp = np.zeros(n + 1, np.int64)
+    Ci = np.empty(m, np.int64)
+    pos = np.empty(m, np.int64)
+    nz = 0
+    for j in range(n):
+        Cp[j] = nz
+        s, t_end = start[j], start[j + 1]
+        # insertion sort of the (few) entries of column j by row
+        for a in range(s + 1, t_end):
+            rv, ev = rows[a], ent[a]
+            b = a - 1
+            while b >= s and rows[b] > rv:
+                rows[b + 1] = rows[b]
+                ent[b + 1] = ent[b]
+                b -= 1
+            rows[b + 1] = rv
+            ent[b + 1] = ev
+        for a in range(s, t_end):
+            if nz > Cp[j] and Ci[nz - 1] == rows[a]:
+                pos[ent[a]] = nz - 1
+            else:
+                Ci[nz] = rows[a]
+                pos[ent[a]] = nz
+                nz += 1
+    Cp[n] = nz
+    return Cp, Ci[:nz].copy(), pos

@@ -200,6 +200,10 @@ class _Pattern:
         self.cell_t = L.row_node.ravel().astype(np.int64)
         self.cell_b = L.col_node.ravel().astype(np.int64)
         self.sense_node = L.sense_node.astype(np.int64)
+        # branches and cells touching a held node: with the free nodes at 0 V only they (and
+        # the periphery shunts) carry current, which is the right-hand side of linear cells
+        self.br_held = np.flatnonzero(is_fixed[self.br_a] | is_fixed[self.br_b])
+        self.cell_held = np.flatnonzero(is_fixed[self.cell_t] | is_fixed[self.cell_b])
         # ideal virtual ground: the current into the held node from its cells
         kmap = np.full(nn, -1)
         kmap[L.sense_node[fs]] = np.flatnonzero(fs)
@@ -224,69 +228,75 @@ class _Pattern:
             return
         ua, ub = pu[self.br_a], pu[self.br_b]
         ct, cb = pu[self.cell_t], pu[self.cell_b]
+        su = pu[self.sh_node]
         both_b, both_c = (ua >= 0) & (ub >= 0), (ct >= 0) & (cb >= 0)
+        nb = int(both_b.sum())
         r = np.r_[np.arange(nu), ua[both_b], ct[both_c]]
         c = np.r_[np.arange(nu), ub[both_b], cb[both_c]]
         # fill-reducing ordering of the symmetric pattern
-        pat = sp.coo_matrix((np.ones(len(r)), (np.maximum(r, c), np.minimum(r, c))),
-                            shape=(nu, nu))
-        perm = None
+        lo_r, lo_c = np.maximum(r, c), np.minimum(r, c)
         try:
             import cvxopt
             import cvxopt.amd
 
-            M = cvxopt.spmatrix(1.0, cvxopt.matrix(pat.row.astype(np.int64)),
-                                cvxopt.matrix(pat.col.astype(np.int64)), size=(nu, nu))
+            M = cvxopt.spmatrix(1.0, cvxopt.matrix(lo_r), cvxopt.matrix(lo_c), size=(nu, nu))
             perm = np.array(cvxopt.amd.order(M, "L"), dtype=np.int64).ravel()
         except ImportError:
             from scipy.sparse.csgraph import reverse_cuthill_mckee
 
-            full = (pat + pat.T).tocsr()
-            perm = np.asarray(reverse_cuthill_mckee(full, symmetric_mode=True), np.int64)
+            pat = sp.coo_matrix((np.ones(len(r)), (lo_r, lo_c)), shape=(nu, nu))
+            perm = np.asarray(reverse_cuthill_mckee((pat + pat.T).tocsr(),
+                                                    symmetric_mode=True), np.int64)
         self.perm = perm
         pinv = self.pinv = np.empty(nu, np.int64)
         pinv[perm] = np.arange(nu)
-        # permuted upper triangle, CSC: column max(i, j), row min(i, j)
-        i, j = pinv[r], pinv[c]
-        keys = np.maximum(i, j) * nu + np.minimum(i, j)
-        ukeys = np.unique(keys)
-        self.Ci = (ukeys % nu).astype(np.int64)
-        self.Cp = np.r_[0, np.cumsum(np.bincount(ukeys // nu, minlength=nu))].astype(np.int64)
-        self.nnz = len(ukeys)
+        # permuted upper triangle, CSC, and the value position of every entry
+        self.Cp, self.Ci, epos = _kern.csc_upper(nu, pinv[r], pinv[c])
+        self.nnz = len(self.Ci)
+        dpos = np.r_[epos[:nu], -1]                 # diagonal of free node x; -1 for held
 
-        def pos(x, y):
-            ok = (x >= 0) & (y >= 0)
-            out = np.full(len(x), -1, np.int64)
-            xi, yi = pinv[x[ok]], pinv[y[ok]]
-            out[ok] = np.searchsorted(ukeys, np.maximum(xi, yi) * nu + np.minimum(xi, yi))
+        def off(mask, first):
+            out = np.full(len(mask), -1, np.int64)
+            out[mask] = epos[first:first + int(mask.sum())]
             return out
 
-        self.br_pos = (pos(ua, ua), pos(ub, ub), pos(ua, ub))
-        su = pu[self.sh_node]
-        self.sh_pos = (pos(su, su), np.full(len(su), -1, np.int64), np.full(len(su), -1, np.int64))
-        self.cell_pos = (pos(ct, ct), pos(cb, cb), pos(ct, cb))
-        self.parent = _kern.etree(nu, self.Cp, self.Ci)
-        self.Lp = _kern.chol_symbolic(nu, self.Cp, self.Ci, self.parent)
+        none = np.full(len(su), -1, np.int64)
+        self.br_pos = (dpos[ua], dpos[ub], off(both_b, nu))
+        self.sh_pos = (dpos[su], none, none)
+        self.cell_pos = (dpos[ct], dpos[cb], off(both_c, nu + nb))
+        self._symbolic = None
+
+    def symbolic(self) -> tuple[np.ndarray, np.ndarray]:
+        """Elimination tree and column pointers of the simplicial Cholesky factor."""
+        if self._symbolic is None:
+            parent = _kern.etree(self.n_free, self.Cp, self.Ci)
+            self._symbolic = (parent, _kern.chol_symbolic(self.n_free, self.Cp, self.Ci, parent))
+        return self._symbolic
 
     # ---------------------------------------------------------------- CHOLMOD
-    def cholmod_factor(self, Cx: np.ndarray):
-        """CHOLMOD factor of the permuted matrix with values Cx; the symbolic analysis is
-        done once per pattern and the numeric factor refreshed in place."""
+    def cholmod_numeric(self, Cx: np.ndarray, owner: Any) -> None:
+        """CHOLMOD numeric factorisation of the (unpermuted) matrix with permuted upper values
+        ``Cx`` into the pattern's shared factor, now owned by ``owner``. The symbolic
+        analysis (supernodes, with the AMD ordering) is done once per pattern. Raises
+        ArithmeticError for a numerically indefinite matrix."""
         import cvxopt
         import cvxopt.cholmod as cholmod
 
         nu = self.n_free
         if self._cholmod is None:
-            cols = np.repeat(np.arange(nu, dtype=np.int64), np.diff(self.Cp))
-            # lower triangle (row = CSC column of the upper triangle)
-            self._cholmod_ij = (cvxopt.matrix(cols), cvxopt.matrix(self.Ci))
-            M = cvxopt.spmatrix(cvxopt.matrix(np.ones(self.nnz)), *self._cholmod_ij,
+            col = np.repeat(np.arange(nu, dtype=np.int64), np.diff(self.Cp))
+            a, b = self.perm[self.Ci], self.perm[col]
+            M = cvxopt.spmatrix(cvxopt.matrix(np.arange(self.nnz, dtype=float)),
+                                cvxopt.matrix(np.maximum(a, b)), cvxopt.matrix(np.minimum(a, b)),
                                 size=(nu, nu))
-            natural = cvxopt.matrix(np.arange(nu, dtype=np.int64))
-            self._cholmod = [cholmod.symbolic(M, p=natural, uplo="L"), None]
-        M = cvxopt.spmatrix(cvxopt.matrix(np.asarray(Cx, float)), *self._cholmod_ij,
-                            size=(nu, nu))
-        return M
+            ids = np.array(M.V).ravel().astype(np.int64)    # CHOLMOD value k = Cx[ids[k]]
+            F = cholmod.symbolic(M, p=cvxopt.matrix(self.perm), uplo="L")
+            self._cholmod = [M, ids, F, None]
+        st = self._cholmod
+        st[3] = None
+        st[0].V = cvxopt.matrix(np.asarray(Cx, float)[st[1]])
+        cholmod.numeric(st[0], st[2])
+        st[3] = owner
 
     def upper_csc(self, Cx: np.ndarray) -> sp.csc_matrix:
         """The full symmetric permuted matrix (for LU)."""
@@ -295,7 +305,7 @@ class _Pattern:
 
 
 _PATTERNS: dict[Any, _Pattern] = {}
-_PATTERN_LOCK = threading.Lock()
+_PATTERN_LOCK = threading.RLock()
 
 
 def _pattern(tile: Tile, direction: str) -> _Pattern:
@@ -328,49 +338,43 @@ class _Factor:
             raise ValueError(f"factorization must be one of {_FACTORIZATIONS}, got {method!r}")
         self.method = method
         if method == "simplicial":
-            nnz_l = pat.Lp[-1]
-            self._Li = np.empty(nnz_l, np.int64)
-            self._Lx = np.empty(nnz_l)
-            if not _kern.chol_numeric(pat.n_free, pat.Cp, pat.Ci, Cx, pat.parent, pat.Lp,
-                                  self._Li, self._Lx):
+            parent, Lp = pat.symbolic()
+            self._Li = np.empty(Lp[-1], np.int64)
+            self._Lx = np.empty(Lp[-1])
+            if not _kern.chol_numeric(pat.n_free, pat.Cp, pat.Ci, Cx, parent, Lp,
+                                      self._Li, self._Lx):
                 # numerically indefinite (extreme conductance ratios, e.g. cosh of a huge
                 # overdrive in a Newton Jacobian): LU with pivoting copes
                 self.method = method = "superlu"
         elif method == "cholmod":
-            import cvxopt.cholmod as cholmod
-
-            self._M = pat.cholmod_factor(Cx)
+            self._Cx = Cx
             try:
-                cholmod.numeric(self._M, pat._cholmod[0])
+                with _PATTERN_LOCK:
+                    pat.cholmod_numeric(Cx, self)
             except ArithmeticError:
-                pat._cholmod[1] = None
                 self.method = method = "superlu"
-            else:
-                pat._cholmod[1] = self
         if method == "superlu":
             self._lu = spla.splu(pat.upper_csc(Cx), permc_spec=PERMC_SPEC)
 
     def solve(self, B: np.ndarray) -> np.ndarray:
         pat = self.pat
         if self.method == "simplicial":
-            return _kern.chol_solve(pat.Lp, self._Li, self._Lx, pat.perm, B)
-        Bp = np.ascontiguousarray(B[:, pat.perm].T)
+            return _kern.chol_solve(pat.symbolic()[1], self._Li, self._Lx, pat.perm, B)
         if self.method == "superlu":
-            Xp = self._lu.solve(Bp)
-        else:
-            import cvxopt
-            import cvxopt.cholmod as cholmod
+            Xp = self._lu.solve(np.ascontiguousarray(B[:, pat.perm].T))
+            out = np.empty(B.shape)
+            out[:, pat.perm] = Xp.T
+            return out
+        import cvxopt
+        import cvxopt.cholmod as cholmod
 
-            F = pat._cholmod
-            if F[1] is not self:        # the shared factor was refreshed by another system
-                cholmod.numeric(self._M, F[0])
-                F[1] = self
-            X = cvxopt.matrix(np.asfortranarray(Bp))
-            cholmod.solve(F[0], X)
-            Xp = np.array(X)
-        out = np.empty_like(B, dtype=float)
-        out[:, pat.perm] = Xp.T
-        return out
+        with _PATTERN_LOCK:
+            st = pat._cholmod
+            if st[3] is not self:       # the shared factor was refreshed by another system
+                pat.cholmod_numeric(self._Cx, self)
+            X = cvxopt.matrix(np.asfortranarray(B.T))
+            cholmod.solve(st[2], X)
+        return np.array(X).T
 
 
 @dataclass
@@ -488,7 +492,13 @@ class TileSystem:
         if self.tile.is_linear:
             lu = self._factor0(v.shape[0])
             t0 = time.perf_counter()
-            V[:, pat.free] = -lu.solve(self._residual(V, v))
+            # F(V) = J V_free + F(0): one solve with the residual at V_free = 0
+            bh, ch = pat.br_held, pat.cell_held
+            Ic = self.tile.g.ravel()[ch] * (V[:, pat.cell_t[ch]] - V[:, pat.cell_b[ch]])
+            F0 = _kern.kcl_residual(V, v, pat.free, pat.br_a[bh], pat.br_b[bh], self._br_g[bh],
+                                    pat.sh_node, pat.sh_src, self._sh_g, pat.cell_t[ch],
+                                    pat.cell_b[ch], Ic)
+            V[:, pat.free] = -lu.solve(F0)
         else:
             # start from the ideal operating point: driven lines at their source, sensed
             # lines at 0 V (IR drop is a small correction)
