@@ -545,3 +545,26 @@ def paper_comparison(outdir: str | Path, opts: dict | None = None,
         ours, run = _fmt_run(h, "test/train", None)
         lines.append(f"| {label} | {paper} | {ours} | {run} | `{fname if h else ''}` |")
     return "\n".join(lines) + "\n"
+
+
+def runs_table(paths: list[str | Path]) -> str:
+    """Markdown table of stored runs: cell, rounding, w_max, states, δ/μ, per-epoch test."""
+    lines = ["| run file | cell | rounding | w_max | N | δ/μ | epochs | switch after | "
+             "test % (final / best) | train % |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for p in paths:
+        p = Path(p)
+        if not p.exists():
+            continue
+        h = load_run(p, with_checkpoint=False)[0]
+        c = h.config
+        e = h.arrays()
+        ph = e["phase"].tolist()
+        sw = str(ph.index(1) - 1) if 1 in ph else "-"
+        lines.append(
+            f"| `{p.name}` | {c['cell']} | {c['cell_params'].get('rounding', '-')} | "
+            f"{'/'.join(f'{w:g}' for w in c['w_max']) if c['cell'] != 'fp' else '-'} | "
+            f"{c['device'].get('n_states', '-') if c['cell'] != 'fp' else '-'} | "
+            f"{c['device'].get('c2c', '-') if c['cell'] != 'fp' else '-'} | "
+            f"{h.completed_epochs} | {sw} | {100 * e['test_acc'][-1]:.2f} / "
+            f"{100 * e['test_acc'][1:].max():.2f} | {100 * e['train_acc'][-1]:.2f} |")
+    return "\n".join(lines) + "\n"
