@@ -235,12 +235,16 @@ class _Pattern:
         c = np.r_[np.arange(nu), ub[both_b], cb[both_c]]
         # fill-reducing ordering of the symmetric pattern
         lo_r, lo_c = np.maximum(r, c), np.minimum(r, c)
+        self._cvx_lower = None
         try:
             import cvxopt
             import cvxopt.amd
 
-            M = cvxopt.spmatrix(1.0, cvxopt.matrix(lo_r), cvxopt.matrix(lo_c), size=(nu, nu))
+            # values: entry numbers (kept for CHOLMOD's value map)
+            M = cvxopt.spmatrix(cvxopt.matrix(np.arange(len(r), dtype=float)),
+                                cvxopt.matrix(lo_r), cvxopt.matrix(lo_c), size=(nu, nu))
             perm = np.array(cvxopt.amd.order(M, "L"), dtype=np.int64).ravel()
+            self._cvx_lower = M
         except ImportError:
             from scipy.sparse.csgraph import reverse_cuthill_mckee
 
@@ -253,6 +257,15 @@ class _Pattern:
         # permuted upper triangle, CSC, and the value position of every entry
         self.Cp, self.Ci, epos = _kern.csc_upper(nu, pinv[r], pinv[c])
         self.nnz = len(self.Ci)
+        self._epos = epos
+        if self._cvx_lower is not None and self._cvx_lower.V.size[0] != self.nnz:
+            # duplicate entries were summed: number the unique ones instead
+            col = np.repeat(np.arange(nu, dtype=np.int64), np.diff(self.Cp))
+            a, b = perm[self.Ci], perm[col]
+            self._cvx_lower = cvxopt.spmatrix(
+                cvxopt.matrix(np.arange(self.nnz, dtype=float)), cvxopt.matrix(np.maximum(a, b)),
+                cvxopt.matrix(np.minimum(a, b)), size=(nu, nu))
+            self._epos = np.arange(self.nnz)
         dpos = np.r_[epos[:nu], -1]                 # diagonal of free node x; -1 for held
 
         def off(mask, first):
@@ -282,14 +295,9 @@ class _Pattern:
         import cvxopt
         import cvxopt.cholmod as cholmod
 
-        nu = self.n_free
         if self._cholmod is None:
-            col = np.repeat(np.arange(nu, dtype=np.int64), np.diff(self.Cp))
-            a, b = self.perm[self.Ci], self.perm[col]
-            M = cvxopt.spmatrix(cvxopt.matrix(np.arange(self.nnz, dtype=float)),
-                                cvxopt.matrix(np.maximum(a, b)), cvxopt.matrix(np.minimum(a, b)),
-                                size=(nu, nu))
-            ids = np.array(M.V).ravel().astype(np.int64)    # CHOLMOD value k = Cx[ids[k]]
+            M = self._cvx_lower             # the original lower triangle, from the ordering
+            ids = self._epos[np.array(M.V).ravel().astype(np.int64)]  # value k = Cx[ids[k]]
             F = cholmod.symbolic(M, p=cvxopt.matrix(self.perm), uplo="L")
             self._cholmod = [M, ids, F, None]
         st = self._cholmod
