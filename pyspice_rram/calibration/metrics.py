@@ -3,8 +3,8 @@
 All conductances are read conductances ``G = I(V_read)/V_read`` in S; areas in m².
 
 =========================  ===============================================================
-``g_min``, ``g_max``        per area: mean over devices of the 2nd / 98th percentile of the
-                            reads (data) and ``s A g(0|1) V_nl sinh(V_r/V_nl)/V_r`` (model)
+``g_min``, ``g_max``        per area: mean over devices of the smallest / largest pulse
+                            read (data) and ``s A g(0|1) V_nl sinh(V_r/V_nl)/V_r`` (model)
 ``on_off``                  ``g_max / g_min`` per area (data) and ``g_max_density /
                             g_min_density`` (card)
 ``n_states``                pulses of the nominal scheme from G_min to G_max: card
@@ -95,7 +95,7 @@ def figures_of_merit(result: "FitResult") -> dict[str, Any]:
         for d in devs:
             m = pulse & (dev == d)
             if m.sum() >= 3:
-                lo, hi = np.percentile(prog.y[m], [2, 98])
+                lo, hi = prog.y[m].min(), prog.y[m].max()
                 gmin.append(lo)
                 gmax.append(hi)
         vr = card.scheme.v_read

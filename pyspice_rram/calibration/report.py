@@ -29,6 +29,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from .fit import FitResult
 
 
+#: Pulse-train figures show the first pulses only (a few cycles stay readable).
+MAX_PULSES_SHOWN = 420
+
+
 def _plt():
     import matplotlib
 
@@ -128,15 +132,15 @@ def figure_pulses(result: "FitResult", outdir: Path) -> list[Path]:
         fig, ax = plt.subplots(figsize=(7.5, 3.6))
         cols = _area_colors(np.array(list(per_area)))
         for a, gi in sorted(per_area.items()):
-            m = np.nonzero(prog.obs_group == gi)[0]
+            m = np.nonzero((prog.obs_group == gi) & (prog.obs_step <= MAX_PULSES_SHOWN))[0]
             k = prog.obs_step[m]
             ax.plot(k, prog.y[m] / a * 1e-4, ".", ms=1.6, color=cols[a],
                     label=f"{prog.devices[prog.obs_device[m[0]]]} ({_diam_nm(a):.0f} nm)")
             ax.plot(k, fitted[m] / a * 1e-4, "-", lw=0.8, color="k", alpha=0.7)
         ax.set_xlabel("pulse number")
         ax.set_ylabel("G / area (S/cm²)")
-        ax.set_title(f"{entry}: data (dots) and fitted model (lines), conductance per area",
-                     fontsize=9)
+        ax.set_title(f"{entry}: data (dots) and fitted model (lines), conductance per area "
+                     f"(first {MAX_PULSES_SHOWN} pulses)", fontsize=9)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, markerscale=4, ncol=2)
         fig.tight_layout()
@@ -295,7 +299,7 @@ def report_markdown(result: "FitResult", figures: dict[str, Path], link_prefix: 
                      f"{np.nanmedian(rr):.3g} |")
     lines += ["", "Every sweep and train: `groups.csv`. Pulse trains with only a few reads "
               "(survey) have few points per group.", ""]
-    lines += ["## Figures of merit", "", "| diameter | devices | G_min (data) | G_max (data) | "
+    lines += ["## Figures of merit", "", "| diameter | devices | G_min (data, min read) | G_max (data, max read) | "
               "on/off (data) | range CV (data) | G_min (fit) | G_max (fit) |",
               "|---|---|---|---|---|---|---|---|"]
     for r in fom.get("per_area", []):
@@ -306,7 +310,7 @@ def report_markdown(result: "FitResult", figures: dict[str, Path], link_prefix: 
     scal = [("on/off (card, low field)", fom.get("on_off_card")),
             ("states at the nominal scheme (card N)", fom.get("n_states_card")),
             ("states (data: pulses to 98 % of the range)", fom.get("n_states_data")),
-            ("pulse nonlinearity (data, max |y_n - n/N|)", fom.get("nonlinearity_data")),
+            ("pulse nonlinearity (data, max over n of abs(y_n - n/N))", fom.get("nonlinearity_data")),
             ("pulse nonlinearity (card, same measure)", fom.get("nonlinearity_card")),
             ("beta_p / beta_d (card curvature)", f"{_fmt(card.beta_p)} / {_fmt(card.beta_d)}"),
             ("δ/μ raw (read noise included)", fom.get("delta_over_mu_raw")),

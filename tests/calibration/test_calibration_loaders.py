@@ -279,3 +279,15 @@ def test_no_false_compliance_on_clean_sweep(tmp_path):
         (s,) = load_sweeps(_sweep_set(tmp_path, GOOD_SWEEP))
     assert s.valid.all()
     assert math.isfinite(s.current.sum())
+
+
+def test_cli_fit_reports_bad_input(tmp_path, capsys):
+    """`pyspice-rram fit` on malformed data exits 1 with the file, column and row."""
+    from pyspice_rram.cli import main
+
+    lines = GOOD_SWEEP.splitlines()
+    lines[5] = lines[5].rsplit(",", 1)[0] + ",abc"
+    _sweep_set(tmp_path, "\n".join(lines) + "\n")
+    assert main(["fit", str(tmp_path), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "iv.csv: column 'current (A)', line 6: 'abc' is not a number" in err
