@@ -156,3 +156,87 @@ def test_program_simulation_matches_device_pulse_simulator(tmp_path):
                                    x0=t.initial_state, v_read=t.v_read[0])
         sel = prog.obs_group == prog.groups.index(t.label)
         np.testing.assert_allclose(m[sel], ref.g[0, t.read_after], rtol=1e-12)
+
+
+# ---------------------------------------------------------------- another lab's layout
+def _write_foreign(ds, dst: Path) -> None:
+    """Rewrite a loaded data set in other labs' layouts: a Keithley-style TSV (preamble,
+    mA, µm, no time column), an HDF5 group tree of pulse trains (units in attributes, one
+    group per device, diameter as a group attribute) and a semicolon CSV survey in nS with
+    the protocol in the recipe."""
+    import h5py
+
+    dst.mkdir()
+    rows = []
+    for s in ds.sweeps:
+        dia_um = math.sqrt(4 * s.area / math.pi) * 1e6
+        for v, i in zip(s.voltage, s.current):
+            rows.append(f"{s.device}\t{dia_um:.6g}\t{s.sweep}\t{v:.3f}\t{i * 1e3:.9g}")
+    (dst / "iv_4200.txt").write_text(
+        "Keithley 4200A-SCS\nProject: TiOx\nTest: IV\n"
+        "DUT\tSize (um)\tLeg\tVforce (V)\tImeas (mA)\n" + "\n".join(rows) + "\n")
+    with h5py.File(dst / "pulses.h5", "w") as f:
+        for t in ds.trains:
+            if t.entry == "survey":
+                continue
+            g = f.require_group(f"/{t.entry.split('_')[-1]}/{t.device}")
+            g.attrs["diameter (um)"] = math.sqrt(4 * t.area / math.pi) * 1e6
+            g.create_dataset("pulse", data=t.read_after)
+            g.create_dataset("V_pulse", data=t.v_pulse[t.read_after - 1]).attrs["units"] = "V"
+            g.create_dataset("width", data=t.t_pulse[t.read_after - 1] * 1e6).attrs["units"] = "us"
+            g.create_dataset("G", data=t.conductance * 1e6).attrs["units"] = "uS"
+    rows = []
+    for t in ds.trains:
+        if t.entry == "survey":
+            dia_nm = math.sqrt(4 * t.area / math.pi) * 1e9
+            rows += [f"{t.device};{dia_nm:.6g};{p};{g * 1e9:.9g}"
+                     for p, g in zip(t.pulse, t.conductance)]
+    (dst / "survey.csv").write_text("Cell;d [nm];n;G [nS]\n" + "\n".join(rows) + "\n")
+    (dst / "recipe.toml").write_text('''
+name = "other-lab"
+read_voltage = "200 mV"
+[noise]
+sweep_rel = 0.005
+sweep_floor = 1e-12
+pulse_rel = 0.002
+pulse_floor = 1e-11
+[[sweeps]]
+file = "iv_4200.txt"
+skip_rows = 3
+dwell = "1 ms"
+compliance = "2 mA"
+[[pulses]]
+file = "pulses.h5"
+group = "/cycling"
+name = "cycling"
+[[pulses]]
+file = "pulses.h5"
+group = "/optimised"
+name = "optimised"
+[[pulses]]
+file = "survey.csv"
+columns = {pulse = "n"}
+protocol = [{v = -3.0, width = "10 us", n = 1}, {v = 1.8, width = "10 us", n = 100}]
+''')
+
+
+def test_fit_of_another_labs_layout(tmp_path):
+    cfg = ReferenceConfig(diameters_nm=(50.0, 500.0), devices_per_area=2, sweep_step=0.06,
+                          cycling_cycles=1, optimised_cycles=6, optimised_devices_per_area=2,
+                          survey_devices_per_area=25, seed=5)
+    make_reference(tmp_path / "src", cfg)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ClippedPointsWarning)
+        src = load_dataset(tmp_path / "src")
+        _write_foreign(src, tmp_path / "other")
+        ds = load_dataset(tmp_path / "other")
+    assert len(ds.sweeps) == len(src.sweeps) and len(ds.trains) == len(src.trains)
+    from pyspice_rram.calibration.fit import fit_program
+
+    res = fit_program(ds, progress=False, max_rounds=2, statistics=False)
+    truth = ModelCard.reference()
+    for name in MEAN:
+        p = res.parameters[name]
+        t = getattr(truth, name)
+        assert abs(p.value - t) <= 3 * p.stderr, (name, p.value, t, p.stderr)
+        assert abs(p.value - t) <= 0.10 * abs(t), (name, p.value, t)
