@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -312,7 +313,11 @@ class _Pattern:
         return (U + sp.triu(U, 1, format="csc").T).tocsc()
 
 
-_PATTERNS: dict[Any, _Pattern] = {}
+#: Patterns kept (least recently used dropped first) up to this many in all, or this many
+#: free nodes in all (a 512x512 pattern with its CHOLMOD factor holds ~0.3 GB).
+PATTERN_CACHE_SIZE = 32
+PATTERN_CACHE_NODES = 1_200_000
+_PATTERNS: OrderedDict[Any, _Pattern] = OrderedDict()
 _PATTERN_LOCK = threading.RLock()
 
 
@@ -324,13 +329,18 @@ def _pattern(tile: Tile, direction: str) -> _Pattern:
         rd, rs = tile.r_wire_col + tile.r_driver, tile.r_wire_row + tile.r_sense
     # held lines (zero periphery resistance) change the node set
     key = (R, C, direction, tile.r_wire_row > 0, tile.r_wire_col > 0, rd > 0, rs > 0)
-    pat = _PATTERNS.get(key)
-    if pat is None:
-        pat = _Pattern(tile, direction)
-        with _PATTERN_LOCK:
-            if len(_PATTERNS) > 32:
-                _PATTERNS.clear()
-            _PATTERNS[key] = pat
+    with _PATTERN_LOCK:
+        pat = _PATTERNS.get(key)
+        if pat is not None:
+            _PATTERNS.move_to_end(key)
+            return pat
+    pat = _Pattern(tile, direction)
+    with _PATTERN_LOCK:
+        _PATTERNS[key] = pat
+        while len(_PATTERNS) > 1 and (
+                len(_PATTERNS) > PATTERN_CACHE_SIZE
+                or sum(p.n_free for p in _PATTERNS.values()) > PATTERN_CACHE_NODES):
+            _PATTERNS.popitem(last=False)
     return pat
 
 
