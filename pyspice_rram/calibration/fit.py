@@ -1,40 +1,38 @@
 """Joint fit of the model card to DC sweeps and pulse trains at several areas.
 
-Stage 1 — mean behaviour (lmfit, bounded least squares)
-    Free parameters: ``log10 g_min_density``, ``log10 g_max_density``, ``v_nl``, ``v_p``,
-    ``v0_p``, ``beta_p``, ``v_d``, ``v0_d``, ``beta_d`` with the bounds of
-    :data:`pyspice_rram.device.card.PARAMETER_INFO`. Every device's whole measurement program
-    is simulated deterministically (cycle-to-cycle noise off): DC sweeps with the state
-    evolving by the exact constant-voltage solution per step, pulse trains pulse by pulse,
-    all areas at once. The residual of observation ``i`` (sweep current or read conductance)
-    is ``r_i = (s_d m_i - y_i) / sigma_i`` with ``sigma_i = rel |y_i| + floor`` (recipe
-    ``[noise]``) and ``s_d`` the conductance scale of device ``d``, profiled in closed form
-    (``s_d = sum w^2 m y / sum w^2 m^2``) and normalised to a geometric mean of 1, so that
-    the fitted densities are the population's and the scales carry the device-to-device
-    spread. Compliance-clipped sweep points are excluded.
+Stage 1 — mean behaviour (lmfit ``least_squares``, bounds from ``PARAMETER_INFO``)
+    Free: ``log10 g_min_density``, ``log10 g_max_density``, ``v_nl``, ``v_p``, ``v0_p``,
+    ``beta_p``, ``v_d``, ``v0_d``, ``beta_d``. Every device's measurement program (sweeps
+    step by step, pulses pulse by pulse, exact constant-voltage solution per step, all areas
+    at once) is simulated by :mod:`.program`. The residual of observation ``i`` (sweep
+    current or read conductance) is ``r_i = (s_d m_i - y_i) / sigma_i``.
 
-    Uncertainties: the residuals of a switching cell are not independent (cycle-to-cycle
-    noise makes each trajectory a random walk, device-to-device shifts of ``V_p``/``V_d`` are
-    common to all points of a device), so besides lmfit's ``stderr`` the fit reports the
-    cluster-robust (sandwich) standard errors with the devices as clusters,
-    ``Cov = (J^T J)^-1 [sum_d (J_d^T r_d)(J_d^T r_d)^T] (J^T J)^-1 D/(D-1)``; the card's
-    ``stderr`` is the larger of the two. For the densities it adds the sampling error of the
-    population mean, ``g sd(ln s_d) / sqrt(D)``.
+    (a) free-running start: each sequence from its initial state, cycle-to-cycle noise off,
+        device scales ``s_d`` profiled in closed form (``sum w^2 m y / sum w^2 m^2``), after a
+        coarse scan of ``v_p`` and ``v_d``;
+    (b) one-step-ahead (conditional) fit: the state before each step is inverted from the
+        previous observation, ``x = (y / (s A V_nl sinh(V/V_nl)) - g_min)/(g_max - g_min)``,
+        and ``m_i`` is the *expected* state after the step over the cycle-to-cycle factor
+        ``kappa ~ N(1, δ/μ)`` (Gauss-Hermite). Residuals are then innovations (close to
+        independent) rather than the random walk cycle-to-cycle noise makes of a trajectory.
+        Weights ``sigma^2 = (rel |y| + floor)^2 + (δ/μ |Δm|)^2``.
+    (c) per-device nuisance parameters (:class:`Nuisance`: scale ``s_d`` with geometric mean
+        1, shifts ``dV_p``, ``dV_d`` with mean 0) by block Gauss-Newton over all devices at
+        once, alternating with (b) until no card parameter moves by more than 0.2 %.
+
+    Uncertainties: lmfit-style iid standard errors and cluster-robust (sandwich) ones with
+    devices as clusters, ``Cov = (J^T J)^-1 [sum_d (J_d^T r_d)(J_d^T r_d)^T] (J^T J)^-1
+    D/(D-1)``; the card's ``stderr`` is the larger, and for the densities and ``v_p``,
+    ``v_d`` it adds the sampling error of the device mean in quadrature.
 
 Stage 2 — statistics
-    ``d2d_g_sigma`` = sd of ``ln s_d`` over devices (ddof 1), stderr ``sigma/sqrt(2(D-1))``.
-    ``c2c_sigma`` = δ/μ of the conductance change per potentiation pulse in the linear
-    region (``0.02 <= x <= 0.85``): per step the cycle-to-cycle factor
-    ``q = L(Δx_meas) / L(Δx_model(x_prev))`` (``L`` makes the step linear in kappa) with
-    ``x_prev`` from the previous read, normalised by its mean per pulse train; the read noise
-    (which adds ``2 sigma_r^2`` to var(q) and ``-sigma_r^2`` to the lag-1 covariance) is
-    removed with ``sigma_c^2 = var(q) + 2 cov(q_n, q_n+1)``; stderr from the spread over
-    devices.
-    ``d2d_v_sigma``: per device, shifts ``dV_p``, ``dV_d`` fitted to its pulse trains
-    (vectorised Gauss-Newton, the rest of the card fixed); their variance minus the
-    variance the same estimator shows on a simulated replica of the data without
-    device-to-device voltage spread (cycle-to-cycle and read noise only) gives
-    ``d2d_v_sigma^2``.
+    ``d2d_g_sigma`` = sd of ``ln s_d`` (ddof 1), stderr ``sigma/sqrt(2(D-1))``.
+    ``c2c_sigma``: per potentiation step in the linear region (``0.02 <= x <= 0.85``) the
+    factor ``q = L(Δx_meas)/L(Δx_model)`` with ``L(Δx) = -ln(1 - c Δx/(1 - c x))/c`` (exactly
+    kappa in the bulk), normalised per train; read noise is removed with
+    ``sigma_c^2 = var(q) + 2 cov(q_n, q_n+1)``; stderr from the spread over devices.
+    ``d2d_v_sigma``: variance of the fitted shifts ``dV_p``, ``dV_d`` minus the variance the
+    same estimator shows on a replica simulated from the fitted card without voltage spread.
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ import numpy as np
 
 from ..device.card import ModelCard
 from ..device.model import read_conductance
-from ..device.pulses import DevicePopulation, potentiation_depression_train, simulate_pulse_train
+from ..device.pulses import potentiation_depression_train, simulate_pulse_train
 
 if TYPE_CHECKING:  # pragma: no cover
     from .fit import FitResult

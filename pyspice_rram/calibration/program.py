@@ -74,19 +74,6 @@ class Program:
     def obs_device(self) -> np.ndarray:
         return self.seq_device[self.obs_seq]
 
-    def subset(self, keep_kind: int) -> "Program":
-        """The program restricted to the sequences of one kind (0 DC, 1 pulses)."""
-        seqs = np.unique(self.obs_seq[self.kind == keep_kind])
-        remap = -np.ones(self.v.shape[0], int)
-        remap[seqs] = np.arange(seqs.size)
-        m = self.kind == keep_kind
-        K = int(self.length[seqs].max())
-        return Program(self.v[seqs, :K], self.dt[seqs, :K], self.length[seqs], self.area[seqs],
-                       self.x0[seqs], self.compliance[seqs], self.seq_device[seqs],
-                       remap[self.obs_seq[m]], self.obs_step[m], self.obs_v[m], self.obs_div[m],
-                       self.y[m], self.sigma[m], self.valid[m], self.kind[m], self.obs_group[m],
-                       self.groups, self.group_kind, self.devices, self.device_area)
-
 
 def build_program(ds: Dataset, noise: dict | None = None) -> Program:
     """Flatten a loaded data set into a :class:`Program`.
@@ -181,11 +168,9 @@ def simulate_states(prog: Program, card: ModelCard, *, g_scale: np.ndarray | Non
         :func:`pyspice_rram.device.pulses.simulate_pulse_train` does.
     """
     S, K = prog.v.shape
-    D = len(prog.devices)
     gs = np.ones(S) if g_scale is None else np.asarray(g_scale)[prog.seq_device]
     vp = card.v_p + (0.0 if dv_p is None else np.asarray(dv_p)[prog.seq_device]) * np.ones(S)
     vd = card.v_d + (0.0 if dv_d is None else np.asarray(dv_d)[prog.seq_device]) * np.ones(S)
-    del D
     rng = np.random.default_rng(rng)
     if kappa_mean > 0:
         t, w = np.polynomial.hermite.hermgauss(7)

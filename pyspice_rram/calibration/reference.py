@@ -28,7 +28,6 @@ its own ``e_rel``, ``e_abs``; clipped points read the compliance value with 1e-4
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
