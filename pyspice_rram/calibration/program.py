@@ -146,7 +146,7 @@ def simulate_states(prog: Program, card: ModelCard, *, g_scale: np.ndarray | Non
                     dv_p: np.ndarray | None = None, dv_d: np.ndarray | None = None,
                     c2c: bool = False, rng: np.random.Generator | int | None = None,
                     assimilate: np.ndarray | None = None, return_both: bool = False,
-                    kappa_mean: float = 0.0):
+                    kappa_mean: float = 0.0, sequential: bool = False):
     """States ``x`` (S, K+1) of every sequence after every step.
 
     With ``assimilate`` (S, K+1; NaN where unknown) the state after step ``k`` is replaced by
@@ -158,6 +158,10 @@ def simulate_states(prog: Program, card: ModelCard, *, g_scale: np.ndarray | Non
     factor ``kappa ~ N(1, kappa_mean)`` (clipped at 0), by 7-point Gauss-Hermite
     quadrature: the conditional mean that a one-step-ahead prediction needs when single
     steps are large (DC sweeps), where the step is a concave function of ``kappa``.
+
+    With ``assimilate`` the steps are independent given the assimilated states, so they are
+    computed at once, by depth (number of steps since the last assimilated state) rather
+    than step by step; ``sequential=True`` forces the step loop (same result).
 
     Parameters
     ----------
@@ -171,6 +175,8 @@ def simulate_states(prog: Program, card: ModelCard, *, g_scale: np.ndarray | Non
     gs = np.ones(S) if g_scale is None else np.asarray(g_scale)[prog.seq_device]
     vp = card.v_p + (0.0 if dv_p is None else np.asarray(dv_p)[prog.seq_device]) * np.ones(S)
     vd = card.v_d + (0.0 if dv_d is None else np.asarray(dv_d)[prog.seq_device]) * np.ones(S)
+    if assimilate is not None and not c2c and not sequential:
+        return _conditional_states(prog, card, assimilate, gs, vp, vd, kappa_mean, return_both)
     rng = np.random.default_rng(rng)
     if kappa_mean > 0:
         t, w = np.polynomial.hermite.hermgauss(7)
@@ -210,6 +216,56 @@ def simulate_states(prog: Program, card: ModelCard, *, g_scale: np.ndarray | Non
     if assimilate is None:
         return (x, x) if return_both else x
     return (xp, x) if return_both else xp
+
+
+def _step(card: ModelCard, x: np.ndarray, v: np.ndarray, dt: np.ndarray, gs: np.ndarray,
+          area: np.ndarray, icc: np.ndarray, vp: np.ndarray, vd: np.ndarray,
+          kappa_mean: float) -> np.ndarray:
+    """One step of arrays of (sequence, step) pairs: compliance limit, then the exact advance
+    (expected over kappa when ``kappa_mean`` > 0)."""
+    lim = np.isfinite(icc)
+    if lim.any():
+        g = gs * area * conductance_density(x, card) * card.v_nl
+        vmax = card.v_nl * np.arcsinh(np.where(lim, icc, 1.0) / g)
+        v = np.where(lim & (np.abs(v) > vmax), np.sign(v) * vmax, v)
+    if kappa_mean > 0:
+        t, w = np.polynomial.hermite.hermgauss(7)
+        nodes = np.clip(1.0 + kappa_mean * np.sqrt(2.0) * t, 0.0, None)
+        xn = advance(x[:, None], v[:, None], dt[:, None], card, kappa=nodes[None, :],
+                     v_p=vp[:, None], v_d=vd[:, None])
+        return xn @ (w / np.sqrt(np.pi))
+    return advance(x, v, dt, card, v_p=vp, v_d=vd)
+
+
+def _conditional_states(prog: Program, card: ModelCard, assimilate: np.ndarray, gs, vp, vd,
+                        kappa_mean: float, return_both: bool):
+    """One-step-ahead states, vectorised over all steps that start from an assimilated state
+    (depth 0), then those one step further (depth 1), and so on."""
+    S, K = prog.v.shape
+    A = np.array(assimilate, dtype=float, copy=True)
+    A[:, 0] = np.where(np.isfinite(A[:, 0]), A[:, 0], prog.x0)
+    known = np.isfinite(A)
+    idx = np.arange(K + 1)
+    last = np.maximum.accumulate(np.where(known, idx[None, :], 0), axis=1)
+    depth = (idx[None, :] - last)[:, :K]          # of the start state of step k
+    active = idx[None, :K] < prog.length[:, None]
+    xp = np.zeros((S, K + 1))
+    xp[:, 0] = A[:, 0]
+    sa, ka = np.nonzero(active)
+    da = depth[sa, ka]
+    order = np.argsort(da, kind="stable")
+    sa, ka, da = sa[order], ka[order], da[order]
+    bounds = np.searchsorted(da, np.arange(int(da.max()) + 2 if da.size else 0))
+    for d in range(bounds.size - 1):
+        si, ki = sa[bounds[d]:bounds[d + 1]], ka[bounds[d]:bounds[d + 1]]
+        if si.size == 0:
+            continue
+        x0 = A[si, ki] if d == 0 else xp[si, ki]
+        xp[si, ki + 1] = _step(card, x0, prog.v[si, ki], prog.dt[si, ki], gs[si],
+                               prog.area[si], prog.compliance[si], vp[si], vd[si], kappa_mean)
+    if not return_both:
+        return xp
+    return xp, np.where(known, A, xp)
 
 
 def predict(prog: Program, card: ModelCard, x: np.ndarray,

@@ -240,3 +240,29 @@ def test_fit_of_another_labs_layout(tmp_path):
         t = getattr(truth, name)
         assert abs(p.value - t) <= 3 * p.stderr, (name, p.value, t, p.stderr)
         assert abs(p.value - t) <= 0.10 * abs(t), (name, p.value, t)
+
+
+def test_conditional_states_vectorised_equals_step_loop(tmp_path):
+    """The depth-vectorised one-step-ahead simulation equals the plain step loop."""
+    from pyspice_rram.calibration.program import observed_states
+
+    cfg = ReferenceConfig(diameters_nm=(30.0, 1000.0), devices_per_area=1, sweep_step=0.1,
+                          cycling_cycles=1, optimised_cycles=2, optimised_devices_per_area=1,
+                          survey_devices_per_area=4)
+    make_reference(tmp_path, cfg)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ClippedPointsWarning)
+        prog = build_program(load_dataset(tmp_path))
+    card = ModelCard.reference()
+    rng = np.random.default_rng(3)
+    D = len(prog.devices)
+    s, dp = np.exp(0.1 * rng.standard_normal(D)), 0.01 * rng.standard_normal(D)
+    xa = observed_states(prog, card, s)
+    o = (prog.obs_seq, prog.obs_step)
+    for km in (0.0, 0.3):
+        a = simulate_states(prog, card, g_scale=s, dv_p=dp, assimilate=xa, kappa_mean=km,
+                            return_both=True)
+        b = simulate_states(prog, card, g_scale=s, dv_p=dp, assimilate=xa, kappa_mean=km,
+                            return_both=True, sequential=True)
+        np.testing.assert_allclose(a[0][o], b[0][o], rtol=0, atol=1e-14)
+        np.testing.assert_allclose(a[1][o], b[1][o], rtol=0, atol=1e-14)
