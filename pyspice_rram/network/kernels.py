@@ -309,6 +309,7 @@ def apply_events(Wa, Wr, S, G0, GR, gain, ip, fp, stats, a, ev_j, ev_i, ev_n, n_
         kd = (2 * a + dev) * plane + ji          # target device
         ko = (2 * a + 1 - dev) * plane + ji      # its partner
         st = Sf[kd]
+        refreshed = False
         if uni:
             if st >= top:
                 if refresh and Sf[ko] >= low:
@@ -329,6 +330,7 @@ def apply_events(Wa, Wr, S, G0, GR, gain, ip, fp, stats, a, ev_j, ev_i, ev_n, n_
                             z = _z(u)
                         Sf[kr] = _pot_noisy(0.0, mr, n_states, beta_p, c2c, z)
                     n_ref += 1
+                    refreshed = True
                     st = Sf[kd]
                 else:
                     continue
@@ -336,7 +338,20 @@ def apply_events(Wa, Wr, S, G0, GR, gain, ip, fp, stats, a, ev_j, ev_i, ev_n, n_
             if c2c > 0.0:
                 u, s0, s1, s2, s3 = _xo(s0, s1, s2, s3)
                 z = _z(u)
-            Sf[kd] = _pot_noisy(st, m, n_states, beta_p, c2c, z)
+            snew = _pot_noisy(st, m, n_states, beta_p, c2c, z)
+            Sf[kd] = snew
+            if uniform and not refreshed:
+                # only the target device changed: W changes by gain * (+-) ds
+                ds = snew - st
+                w = Waf[ji] + (gain[a] * ds if dev == 0 else -gain[a] * ds)
+                Waf[ji] = w
+                if sign_read:
+                    Wrf[ji] = rs if w >= 0.0 else -rs
+                else:
+                    Wrf[ji] = w
+                n_upd += 1
+                n_pulse += m
+                continue
         else:
             z = 0.0
             if c2c > 0.0:
