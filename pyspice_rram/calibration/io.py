@@ -303,7 +303,8 @@ def _si(quantity: str) -> str:
 
 def label_column(table: Table, header: str | None, const, n: int, default: str) -> np.ndarray:
     if header is not None:
-        return np.array([str(v).strip() for v in table.columns[header]], dtype=object)
+        return np.array([(v.decode() if isinstance(v, bytes) else str(v)).strip()
+                         for v in table.columns[header]], dtype=object)
     return np.full(n, default if const is None else str(const), dtype=object)
 
 

@@ -291,3 +291,27 @@ def test_cli_fit_reports_bad_input(tmp_path, capsys):
     assert main(["fit", str(tmp_path), "--quiet"]) == 1
     err = capsys.readouterr().err
     assert "iv.csv: column 'current (A)', line 6: 'abc' is not a number" in err
+
+
+def test_json_recipe_and_hdf5_table(tmp_path):
+    """A JSON recipe and an HDF5 compound table with units in an attribute."""
+    import json
+
+    v = np.r_[np.arange(0, 1.01, 0.1), np.arange(0.9, -0.01, -0.1)]
+    rec = np.zeros(v.size, dtype=[("dev", "S4"), ("V", "f8"), ("I", "f8"), ("t", "f8")])
+    rec["dev"] = b"x1"
+    rec["V"] = v
+    rec["I"] = v * 2e-3          # in mA
+    rec["t"] = np.arange(1, v.size + 1) * 5.0   # in ms
+    with h5py.File(tmp_path / "table.h5", "w") as f:
+        d = f.create_dataset("run/iv", data=rec)
+        d.attrs["units"] = ",V,mA,ms"
+    (tmp_path / "recipe.json").write_text(json.dumps({
+        "name": "json-set",
+        "sweeps": [{"file": "table.h5", "dataset": "run/iv", "area": "0.01 um^2",
+                    "columns": {"device": "dev"}}]}))
+    ds = load_dataset(tmp_path)
+    (s,) = ds.sweeps
+    assert s.device == "x1" and s.area == pytest.approx(1e-14)
+    np.testing.assert_allclose(s.current, v * 2e-6)
+    np.testing.assert_allclose(s.dwell, 5e-3)
