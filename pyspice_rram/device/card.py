@@ -103,7 +103,9 @@ class ModelCard:
         Cycle-to-cycle variability δ/μ: the rate of each pulse is scaled by
         ``kappa ~ N(1, c2c_sigma)`` (clipped at 0).
     d2d_g_sigma : float
-        Device-to-device relative (log-normal) spread of the conductance range.
+        Device-to-device relative (log-normal) spread of the device conductance: G_min and
+        G_max of a device scale together by ``exp(N(0, d2d_g_sigma))`` (an effective-area
+        spread).
     d2d_v_sigma : float
         Device-to-device Gaussian spread (V) of ``v_p`` and ``v_d``.
     area_ref : float
@@ -142,9 +144,14 @@ class ModelCard:
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first parameter that is out of its bounds."""
         for name, (lo, hi, unit, _desc) in PARAMETER_INFO.items():
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise ValueError(f"ModelCard.{name} must be a finite number, got {value!r}")
+            raw = value = getattr(self, name)
+            try:
+                value = float(value)  # accepts NumPy scalars; rejects strings, arrays
+            except (TypeError, ValueError):
+                raise ValueError(f"ModelCard.{name} must be a number, got {value!r}") from None
+            if isinstance(raw, (str, bytes)) or not math.isfinite(value):
+                raise ValueError(f"ModelCard.{name} must be a finite number, got {raw!r}")
+            setattr(self, name, value)
             if not lo <= value <= hi:
                 raise ValueError(f"ModelCard.{name} = {value} {unit} is outside [{lo}, {hi}]")
         if self.g_max_density <= self.g_min_density:

@@ -6,7 +6,8 @@ pulse. Two kinds of randomness, both from the card:
 
 * cycle-to-cycle: the switching rate of every pulse of every device is scaled by
   ``kappa ~ N(1, c2c_sigma)`` clipped at 0 (δ/μ of the step per pulse);
-* device-to-device: per device, the conductance range is scaled by a log-normal factor
+* device-to-device: per device, the conductance (G_min and G_max together, an effective-area
+  spread) is scaled by a log-normal factor
   ``exp(N(0, d2d_g_sigma))`` and ``V_p``, ``V_d`` are shifted by ``N(0, d2d_v_sigma)``.
 
 Cost is a few NumPy operations per pulse over all devices: 1000 devices x 1000 pulses
