@@ -219,3 +219,21 @@ def test_make_cell_and_device_from_card():
     assert spec.n_states == pytest.approx(round(card.n_states()))
     assert spec.beta_p == card.beta_p and spec.c2c == 0.0
     assert spec.g_ratio == pytest.approx(card.g_max() / card.g_min())
+
+
+def test_incremental_weight_matches_recompute():
+    # many random updates with noise and refreshes: the running weight equals the sum of
+    # the device conductances (incremental path for the no-d2d case, full path otherwise)
+    for d2d in (0.0, 0.3):
+        cell = HybridCell(DeviceSpec(n_states=20, c2c=0.34, d2d=d2d), k=5,
+                          rounding="stochastic")
+        rng = np.random.default_rng(0)
+        st = cell.build_layer(rng.uniform(-0.3, 0.3, (9, 6)), 1.0, rng)
+        r = K.seed_state(5)
+        for step in range(400):
+            st.ip[K.IP_ACTIVE] = step // 200
+            st.update(rng.uniform(0, 1, 8), rng.normal(0, 0.3, 6), 1.0, r)
+        assert st.stats[:, K.STAT_REFRESH].sum() > 0
+        w = st.Wa.copy()
+        st.recompute()
+        np.testing.assert_allclose(w, st.Wa, atol=1e-5)
