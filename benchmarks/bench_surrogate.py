@@ -11,7 +11,7 @@ Run: ``python benchmarks/bench_surrogate.py [--size 64] [--vectors 64] [--sample
    ``--mnist``/``$PYSPICE_RRAM_MNIST`` is given, else digits; batch 1): seconds per sample
    of the ideal backend (the network's compiled loop), ideal reads through the network's
    Python per-sample path, the surrogate backend's compiled loop
-   (:meth:`SurrogateBackend.train_samples`, factor refresh every 1000 samples included) and
+   (:meth:`SurrogateBackend.train_samples`, default factor refresh every 5000 samples) and
    the surrogate through the Python path (64x64 tiles, 1 Ω).
 """
 
@@ -22,7 +22,12 @@ import json
 import os
 import time
 
-import numpy as np
+# every solver single-threaded (ngspice and MNA are): on a shared 2-core machine a threaded
+# BLAS turns the surrogate's small matrix products into thread-wake-up stalls of ~10 ms
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import numpy as np  # noqa: E402
 
 
 def bench_reads(size: int, n_vec: int, repeats: int = 3) -> dict:
@@ -95,7 +100,7 @@ def bench_training(n_samples: int, mnist: str | None) -> dict:
         run(20, n)
         out[f"{label}_s_per_sample"] = (time.perf_counter() - t0) / (n - 20)
 
-    surrogate = lambda: SurrogateBackend(tile=(64, 64), r_wire=1.0, refresh_every=1000)  # noqa
+    surrogate = lambda: SurrogateBackend(tile=(64, 64), r_wire=1.0)  # noqa: E731
     timed("ideal_compiled", IdealBackend)
     timed("ideal_python_path", PythonPathIdeal)
     timed("surrogate_compiled", surrogate, compiled=True)

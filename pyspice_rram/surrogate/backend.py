@@ -39,6 +39,14 @@ TERMS = ("dh", "d2h", "dhs")
 
 
 @njit(cache=True, inline="always")
+def _hdh(vv, v_nl):
+    """``(h(v), v h'(v))`` of the sinh read law with one ``expm1``."""
+    e = math.expm1(vv / v_nl)
+    e2 = -e / (1.0 + e)
+    return 0.5 * v_nl * (e - e2), vv * (1.0 + 0.5 * (e + e2))
+
+
+@njit(cache=True, inline="always")
 def _sig(z):
     return 0.5 * (1.0 + math.tanh(0.5 * z))
 
@@ -125,9 +133,7 @@ def _train_kernel(order, start, stop, indptr, indices, values, labels, L1, L2, l
             zpre[i] = 0.0
         for p in range(nnz + 1):
             j = idx1[p]
-            u = val1[p] * v_read / v_nl
-            hx = v_nl * math.sinh(u)
-            dx = val1[p] * v_read * math.cosh(u)
+            hx, dx = _hdh(val1[p] * v_read, v_nl)
             hx *= inv_h
             for i in range(n_hid):
                 zpre[i] += hx * Wa1[j, i] + dx * s0f[n0 + j, i]
@@ -137,9 +143,7 @@ def _train_kernel(order, start, stop, indptr, indices, values, labels, L1, L2, l
         for k in range(n_out):
             opre[k] = 0.0
         for j in range(n1):
-            u = h[j] * v_read / v_nl
-            hx = v_nl * math.sinh(u)
-            dx = h[j] * v_read * math.cosh(u)
+            hx, dx = _hdh(h[j] * v_read, v_nl)
             hx *= inv_h
             for k in range(n_out):
                 opre[k] += hx * Wa2[j, k] + dx * s1f[n1 + j, k]
@@ -162,9 +166,7 @@ def _train_kernel(order, start, stop, indptr, indices, values, labels, L1, L2, l
             scale = max(scale, abs(d2[k]))
         for k in range(n_out):
             vk = d2[k] / scale * v_read if scale > 0 else 0.0
-            u = vk / v_nl
-            hv[k] = v_nl * math.sinh(u)
-            dv[k] = vk * math.cosh(u)
+            hv[k], dv[k] = _hdh(vk, v_nl)
         for j in range(n_hid):
             acc = 0.0
             for k in range(n_out):
@@ -225,7 +227,7 @@ class SurrogateBackend(VMMBackend):
 
     def __init__(self, surrogate: TileSurrogate | str | None = None, card: ModelCard | None = None,
                  tile: tuple[int, int] = (64, 64), r_wire: float = 1.0, r_driver: float = 0.0,
-                 r_sense: float = 0.0, v_read: float | None = None, refresh_every: int = 1000,
+                 r_sense: float = 0.0, v_read: float | None = None, refresh_every: int = 5000,
                  second_order: bool = False, on_invalid: str = "error"):
         if not isinstance(surrogate, TileSurrogate):
             surrogate = TileSurrogate.load(surrogate)

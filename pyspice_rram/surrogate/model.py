@@ -90,18 +90,106 @@ def _ladder(y, r_first, r, out):
     ``r_first`` (Ω) is periphery plus first segment, ``r`` (Ω) the segment resistance.
     """
     nt, nl, L = y.shape
-    Y = np.empty(L)
+    q = np.empty(L)                # q_k = 1 / (1 + r Y_k)
     for t in range(nt):
         for m in range(nl):
-            Y[L - 1] = y[t, m, L - 1]
-            for k in range(L - 2, -1, -1):
-                yk1 = Y[k + 1]
-                Y[k] = y[t, m, k] + yk1 / (1.0 + r * yk1)
-            att = 1.0 / (1.0 + r_first * Y[0])
+            Y = y[t, m, L - 1]
+            for k in range(L - 1, 0, -1):
+                qk = 1.0 / (1.0 + r * Y)
+                q[k] = qk
+                Y = y[t, m, k - 1] + Y * qk
+            att = 1.0 / (1.0 + r_first * Y)
             out[t, m, 0] = att
             for k in range(1, L):
-                att = att / (1.0 + r * Y[k])
+                att *= q[k]
                 out[t, m, k] = att
+
+
+@njit(cache=True)
+def _prepare_kernel(a, shunt_scale, r_d_first, r_d, r_s_first, r_s, th, linear, out, mode=1):
+    """Fused :meth:`TileSurrogate.prepare_arrays` for canonical tiles ``a[t]``: both ladder
+    passes, the correction factors and the stacked read matrices ``out[t]`` (rows
+    ``[a; a f_dh; a f_d2h; a f_dhs]``, or ``a (1 + f_dh)`` for linear cells); with
+    ``mode = 2`` the factors themselves, ``[f_dh; f_d2h; f_dhs]``."""
+    nt, na, nb = a.shape
+    alpha = np.empty((na, nb))
+    beta = np.empty((na, nb))
+    qd = np.empty((nb, na))        # qd[k, i] = 1 / (1 + r_d Y_k) of driven line i
+    qs = np.empty((na, nb))        # qs[k, j] = 1 / (1 + r_s Y_k) of sensed line j
+    Yd = np.empty(na)
+    Ys = np.empty(nb)
+    # the recursions run along each line; all lines advance together (independent, SIMD)
+    for t in range(nt):
+        for i in range(na):
+            Yd[i] = a[t, i, nb - 1] * shunt_scale
+        for k in range(nb - 1, 0, -1):
+            for i in range(na):
+                qk = 1.0 / (1.0 + r_d * Yd[i])
+                qd[k, i] = qk
+                Yd[i] = a[t, i, k - 1] * shunt_scale + Yd[i] * qk
+        for i in range(na):
+            alpha[i, 0] = 1.0 / (1.0 + r_d_first * Yd[i])
+        for k in range(1, nb):
+            for i in range(na):
+                alpha[i, k] = alpha[i, k - 1] * qd[k, i]
+        for j in range(nb):
+            Ys[j] = a[t, na - 1, j] * shunt_scale * alpha[na - 1, j]
+        for k in range(na - 1, 0, -1):
+            for j in range(nb):
+                qk = 1.0 / (1.0 + r_s * Ys[j])
+                qs[k, j] = qk
+                Ys[j] = a[t, k - 1, j] * shunt_scale * alpha[k - 1, j] + Ys[j] * qk
+        for j in range(nb):
+            beta[0, j] = 1.0 / (1.0 + r_s_first * Ys[j])
+        for k in range(1, na):
+            for j in range(nb):
+                beta[k, j] = beta[k - 1, j] * qs[k, j]
+        for i in range(na):
+            for j in range(nb):
+                ea = 1.0 - alpha[i, j]
+                eb = 1.0 - beta[i, j]
+                g = alpha[i, j] * beta[i, j] - 1.0
+                dh = g + th[0] * ea * eb + th[1] * ea * ea + th[2] * eb * eb \
+                    + th[3] * ea * eb * (ea + eb)
+                aij = a[t, i, j]
+                if mode == 2:       # factors only: [f_dh; f_d2h; f_dhs]
+                    out[t, i, j] = dh
+                    out[t, na + i, j] = g * g
+                    out[t, 2 * na + i, j] = -th[4] * ea
+                elif linear:
+                    out[t, i, j] = aij * (1.0 + dh)
+                else:
+                    out[t, i, j] = aij
+                    out[t, na + i, j] = aij * dh
+                    out[t, 2 * na + i, j] = aij * g * g
+                    out[t, 3 * na + i, j] = -aij * th[4] * ea
+
+
+@njit(cache=True)
+def _inputs_kernel(v, v_nl, s_eff, linear, flip, out):
+    """Input transforms of read voltages ``v`` (n, n_driven) into ``out`` (n, k n_driven):
+    ``[h(v), v h'(v), v^2 h''(v) / 2, v h'(v) (s(v) - 1)]`` (``[v]`` for linear cells), in
+    canonical line order (reversed when ``flip``). One ``expm1`` per element:
+    ``sinh u = (e - e') / 2``, ``cosh u = 1 + (e + e') / 2`` with ``e = expm1(u)``,
+    ``e' = expm1(-u) = -e / (1 + e)``."""
+    n, nd = v.shape
+    for b in range(n):
+        for i in range(nd):
+            vv = v[b, nd - 1 - i] if flip else v[b, i]
+            if linear:
+                out[b, i] = vv
+                continue
+            u = vv / v_nl
+            e = math.expm1(u)
+            e2 = -e / (1.0 + e)
+            sh = 0.5 * (e - e2)
+            ch = 1.0 + 0.5 * (e + e2)
+            dh = vv * ch
+            chord = sh / u if u != 0.0 else 1.0
+            out[b, i] = v_nl * sh
+            out[b, nd + i] = dh
+            out[b, 2 * nd + i] = 0.5 * vv * vv * sh / v_nl
+            out[b, 3 * nd + i] = dh * (chord / s_eff - 1.0)
 
 
 def ladder_attenuation(y: np.ndarray, r_periphery: float, r_segment: float) -> np.ndarray:
@@ -171,6 +259,14 @@ class CellLaw:
     def linear(self) -> bool:
         return not math.isfinite(self.v_nl)
 
+    @property
+    def chord_eff(self) -> float:
+        """Chord factor ``h(v_eff) / v_eff`` of the ladder shunts (1 for linear cells)."""
+        if self.linear or self.v_eff == 0.0:
+            return 1.0
+        z = self.v_eff / self.v_nl
+        return math.sinh(z) / z
+
     def chord(self, v: np.ndarray | float) -> np.ndarray:
         """Chord conductance factor ``h(v) / v`` (1 at v = 0, dimensionless)."""
         v = np.asarray(v, dtype=float)
@@ -214,9 +310,19 @@ class PreparedRead:
         With a stack of tiles ``(T, ...)``, ``v_in`` is ``(T, n_vectors, n_driven)``.
         """
         v = np.asarray(v_in, dtype=float)
-        v = v[..., ::-1] if self.direction == "forward" else v
-        tr = self.law.transforms(v)
-        x = np.concatenate([tr[name] for name in self.transforms], axis=-1)
+        law = self.law
+        if self.transforms in (("h",), ("h", "dh", "d2h", "dhs")):  # fused kernel
+            shape = v.shape
+            v2 = np.ascontiguousarray(v.reshape(-1, shape[-1]))
+            x = np.empty((v2.shape[0], len(self.transforms) * shape[-1]))
+            s_eff = law.chord_eff
+            _inputs_kernel(v2, law.v_nl if not law.linear else 1.0, s_eff, law.linear,
+                           self.direction == "forward", x)
+            x = x.reshape(shape[:-1] + (x.shape[-1],))
+        else:
+            vc = v[..., ::-1] if self.direction == "forward" else v
+            tr = law.transforms(vc)
+            x = np.concatenate([tr[name] for name in self.transforms], axis=-1)
         out = x @ self.stack
         return out if self.direction == "forward" else out[..., ::-1]
 
@@ -271,7 +377,14 @@ class TileSurrogate:
 
     # ------------------------------------------------------------------ validity
     def _card(self) -> ModelCard | None:
-        return None if self.card is None else ModelCard.from_dict(self.card)
+        if self.card is None:
+            return None
+        key = id(self.card)
+        cached = getattr(self, "_card_cache", None)
+        if cached is None or cached[0] != key:
+            cached = (key, ModelCard.from_dict(self.card))
+            self._card_cache = cached
+        return cached[1]
 
     def check(self, tile: Any, v_in: np.ndarray | None = None, direction: str = "forward",
               on_invalid: str | None = None) -> list[str]:
@@ -362,20 +475,33 @@ class TileSurrogate:
                 R_s: float) -> dict[str, np.ndarray]:
         """Per-cell factors ``{transform: f}`` of canonical tiles ``a`` (..., n_driven, n_sensed),
         with ``I = sum_tr psi_tr(v) @ (a * f_tr)`` (see :meth:`correction_factors`)."""
-        shunt = a * float(law.chord(law.v_eff)) if not law.linear else a
-        alpha, beta = attenuation(shunt, r_d, r_s, R_d, R_s)
-        return self.correction_factors(alpha, beta)
+        a3 = np.ascontiguousarray(np.asarray(a, dtype=float).reshape((-1,) + a.shape[-2:]))
+        na = a3.shape[1]
+        out = np.empty((a3.shape[0], 3 * na, a3.shape[2]))
+        th = np.array([self.theta[n] for n in FEATURE_NAMES])
+        _prepare_kernel(a3, law.chord_eff, float(R_d + r_d), float(r_d), float(R_s + r_s),
+                        float(r_s), th, law.linear, out, 2)
+        out = out.reshape(a.shape[:-2] + out.shape[-2:])
+        f = {"h": None, "dh": out[..., :na, :], "d2h": out[..., na:2 * na, :],
+             "dhs": out[..., 2 * na:, :]}
+        if law.linear:
+            f["d2h"] = np.zeros_like(f["dh"])
+            f["dhs"] = np.zeros_like(f["dh"])
+        f["h"] = np.ones_like(f["dh"])
+        return f
 
     def prepare_arrays(self, a: np.ndarray, law: CellLaw, r_d: float, r_s: float, R_d: float,
                        R_s: float, direction: str) -> PreparedRead:
         """:meth:`prepare` on canonical low-field conductances ``a`` (..., n_driven, n_sensed)."""
-        fac = self.factors(a, law, r_d, r_s, R_d, R_s)
-        names = ("h", "dh") if law.linear else ("h", "dh", "d2h", "dhs")
-        if law.linear:  # h = dh = v: fold into one matrix
-            stack = a * (fac["h"] + fac["dh"])
-            names = ("h",)
-        else:
-            stack = np.concatenate([a * fac[n] for n in names], axis=-2)
+        names = ("h",) if law.linear else ("h", "dh", "d2h", "dhs")  # linear: h = dh = v
+        a3 = np.ascontiguousarray(np.asarray(a, dtype=float).reshape((-1,) + a.shape[-2:]))
+        k = len(names)
+        stack = np.empty((a3.shape[0], k * a3.shape[1], a3.shape[2]))
+        th = np.array([self.theta[n] for n in FEATURE_NAMES])
+        shunt_scale = law.chord_eff
+        _prepare_kernel(a3, shunt_scale, float(R_d + r_d), float(r_d), float(R_s + r_s),
+                        float(r_s), th, law.linear, stack)
+        stack = stack.reshape(a.shape[:-2] + stack.shape[-2:])
         return PreparedRead(direction, law, names, stack, a.shape[-2])
 
     def predict(self, tile: Any, v_in: Any, direction: str = "forward",
