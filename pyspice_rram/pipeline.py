@@ -86,7 +86,7 @@ def run_chain(outdir: str | Path, dataset: str | Path = REFERENCE_DATASET, *,
         value = fn()
         summary = value[1] if isinstance(value, tuple) else value
         results.append(StepResult(name, time.perf_counter() - t0, summary))
-        echo(f"   {name}: {time.perf_counter() - t0:.1f} s")
+        echo(f"   {name}: {time.perf_counter() - t0:.1f} s  {headline(name, summary)}")
         return value
 
     if "fit" in steps:
@@ -105,6 +105,45 @@ def run_chain(outdir: str | Path, dataset: str | Path = REFERENCE_DATASET, *,
     (outdir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     echo(f"summary written to {outdir / 'summary.json'}")
     return results
+
+
+def _get(d: Any, *keys: str) -> Any:
+    for k in keys:
+        if not isinstance(d, dict) or k not in d:
+            return None
+        d = d[k]
+    return d
+
+
+def headline(name: str, summary: dict) -> str:
+    """One line with the numbers a person looks at first after each step."""
+    parts: list[str] = []
+    if name == "fit":
+        n, r2 = summary.get("n_states"), summary.get("r2_median")
+        c2c = _get(summary, "parameters", "c2c_sigma", "value")
+        if n is not None:
+            parts.append(f"{n:.1f} states")
+        if c2c is not None:
+            parts.append(f"delta/mu {c2c:.3f}")
+        if r2 is not None:
+            parts.append(f"median R^2 {r2:.4f}")
+    elif name == "crossbar":
+        for d in ("forward", "transposed"):
+            e = _get(summary, d, "vmm_error_vs_ideal_circuit", "max_rel")
+            m = _get(summary, d, "ngspice_vs_mna_max_rel_per_current")
+            if e is not None:
+                parts.append(f"{d}: max VMM error {100 * e:.2f} % (ngspice vs MNA {m:.1e})")
+    elif name == "training":
+        for key, value in summary.items():
+            acc = value.get("test_acc") if isinstance(value, dict) else None
+            if isinstance(acc, (int, float)):
+                parts.append(f"{key} test {100 * acc:.1f} %")
+    elif name == "surrogate":
+        acc = _get(summary, "check", "accuracy")
+        if isinstance(acc, dict):
+            parts.append("check accuracy " + ", ".join(
+                f"{k} {100 * v:.1f} %" for k, v in acc.items() if isinstance(v, (int, float))))
+    return "; ".join(parts)
 
 
 def _jsonable(obj: Any) -> Any:
