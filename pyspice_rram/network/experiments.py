@@ -25,6 +25,9 @@ import numpy as np
 from .history import History, load_run
 from .train import TrainConfig, train
 
+#: The measured alternative: unbiased stochastic rounding with a coarse range (docs/results.md).
+STOCHASTIC_BASE: dict[str, Any] = {}
+
 #: The paper's training setting (seed 001, "Results and discussion"); device defaults are
 #: the Mo/TiOx values (50 states, δ/μ = 0.34, linear potentiation + reset). The per-layer
 #: weight range ``w_max`` and the update-to-pulse conversion are not given by the paper:
@@ -44,6 +47,9 @@ PAPER_BASE: dict[str, Any] = {
     "track_points": 10,
 }
 
+STOCHASTIC_BASE.update(copy.deepcopy(PAPER_BASE))
+STOCHASTIC_BASE.update(w_max=[1.0, 2.0], cell_params={"rounding": "stochastic"})
+
 FIGURES = ("4A", "4B", "4C", "4D", "5F", "6A", "6B", "6C", "6D")
 DEVICE_C2C = 0.34
 
@@ -61,8 +67,9 @@ def paper_config(cell: str, name: str | None = None, base: dict | None = None,
         if key in changes:
             d[key] = {**d.get(key, {}), **changes.pop(key)}
     d.update(changes)
-    if cell == "fp":
+    if cell == "fp":        # FP ignores the device side: one FP run serves every base
         d["cell_params"] = {}
+        d["w_max"] = list(PAPER_BASE["w_max"])
     elif cell == "hybrid":
         d["cell_params"].setdefault("k", 10.0)
         d["cell_params"]["k"] = float(d["cell_params"]["k"])
@@ -360,12 +367,15 @@ def fig6d(outdir: Path, opts: dict, runner: Callable) -> Path:
 def reproduce(figure: str, outdir: str | Path = "out/reproduce", *, mnist: str | None = None,
               epochs: int | None = None, seeds: int = 1, quick: bool = False,
               workers: int = 1, scheduler: str | None = None, progress: bool = True,
-              card: Any = None, only_existing: bool = False) -> list[Path]:
+              card: Any = None, only_existing: bool = False, base: dict | None = None,
+              tag: str = "") -> list[Path]:
     """Run the sweeps of one figure (``4A``..``6D`` or ``all``) and write PNG + JSON.
 
     ``quick`` uses the embedded 8x8 digits (64-64-10 network) instead of MNIST, for smoke
     tests. ``seeds`` > 1 is applied to the 4A-C trio (other figures use seed 0).
-    ``only_existing`` plots the stored runs without training the missing ones.
+    ``only_existing`` plots the stored runs without training the missing ones. ``base``
+    replaces :data:`PAPER_BASE` (e.g. another rounding or weight range) and ``tag`` is
+    appended to the figure file names (``fig4A<tag>.png``).
     """
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
@@ -377,6 +387,8 @@ def reproduce(figure: str, outdir: str | Path = "out/reproduce", *, mnist: str |
     if quick:
         opts.update(dataset="digits", n_hidden=64, mnist_path=None)
         opts.setdefault("epochs", 10)
+    if base is not None:
+        opts["base"] = base
     if card is not None:
         from .cells import DeviceSpec
 
@@ -403,6 +415,15 @@ def reproduce(figure: str, outdir: str | Path = "out/reproduce", *, mnist: str |
             out.append(fig6(fid, outdir, opts, runner))
         else:
             out.append(fig6d(outdir, opts, runner))
+    if tag:
+        tagged = []
+        for png in out:
+            for ext in (".png", ".json", ".md"):
+                f = png.with_suffix(ext)
+                if f.exists():
+                    f.replace(f.with_name(f.stem + tag + ext))
+            tagged.append(png.with_name(png.stem + tag + ".png"))
+        out = tagged
     return out
 
 
@@ -523,7 +544,7 @@ def _fmt_run(h: History | None, metric: str, epochs: int | None) -> tuple[str, s
 
 
 def paper_comparison(outdir: str | Path, opts: dict | None = None,
-                     extra: dict[str, str] | None = None) -> str:
+                     extra: dict[str, tuple[str, str]] | None = None) -> str:
     """Markdown table: each paper number next to ours, read from ``outdir/runs``.
 
     ``opts`` are the options the runs were made with (e.g. ``{"mnist_path": ...}``, which
