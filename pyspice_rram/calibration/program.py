@@ -16,7 +16,10 @@ current compliance ``I_cc`` the cell sees only the voltage that drives ``I_cc``:
 ``V_cell = V_nl asinh(I_cc / (s A g(x) V_nl))`` when that is below ``|V|``.
 
 All sequences of a data set are simulated together (NumPy over sequences, a loop over steps;
-sequences sorted by length so that short ones drop out of the loop early).
+sequences sorted by length so that short ones drop out of the loop early). Where no random
+numbers are drawn, the same expressions run compiled (:mod:`pyspice_rram.device._kernels`,
+a loop over sequences and steps): a residual evaluation then costs no per-step array
+overhead. ``_COMPILED = False`` selects the NumPy loops (the reference).
 """
 
 from __future__ import annotations
@@ -25,9 +28,27 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..device import _kernels
 from ..device.card import ModelCard
 from ..device.model import advance, cell_current, conductance_density
 from .io import Dataset
+
+#: Use the compiled kernels where they apply (False: the NumPy reference loops).
+_COMPILED = True
+
+
+def _card_args(card: ModelCard) -> tuple:
+    return (card.g_min_density, card.g_max_density, card.v_nl, card.v0_p, card.v0_d, card.c_p,
+            card.c_d, card.eps_bound)
+
+
+def _gauss_hermite(kappa_mean: float) -> tuple[np.ndarray, np.ndarray]:
+    """7-point nodes (clipped at 0) and weights of the mean over ``kappa ~ N(1, kappa_mean)``
+    (empty arrays when ``kappa_mean`` <= 0: kappa = 1)."""
+    if kappa_mean <= 0:
+        return np.empty(0), np.empty(0)
+    t, w = np.polynomial.hermite.hermgauss(7)
+    return np.clip(1.0 + kappa_mean * np.sqrt(2.0) * t, 0.0, None), w / np.sqrt(np.pi)
 
 
 @dataclass
@@ -177,6 +198,13 @@ def simulate_states(prog: Program, card: ModelCard, *, g_scale: np.ndarray | Non
     vd = card.v_d + (0.0 if dv_d is None else np.asarray(dv_d)[prog.seq_device]) * np.ones(S)
     if assimilate is not None and not c2c and not sequential:
         return _conditional_states(prog, card, assimilate, gs, vp, vd, kappa_mean, return_both)
+    if _COMPILED and assimilate is None and not (c2c and card.c2c_sigma > 0):
+        nodes, weights = _gauss_hermite(kappa_mean)
+        x = _kernels.simulate_program(
+            prog.v, prog.dt, np.asarray(prog.length, dtype=np.int64), np.asarray(prog.x0, float),
+            np.asarray(gs, float), np.asarray(prog.area, float),
+            np.asarray(prog.compliance, float), vp, vd, *_card_args(card), nodes, weights)
+        return (x, x) if return_both else x
     rng = np.random.default_rng(rng)
     if kappa_mean > 0:
         t, w = np.polynomial.hermite.hermgauss(7)
@@ -245,6 +273,13 @@ def _conditional_states(prog: Program, card: ModelCard, assimilate: np.ndarray, 
     A = np.array(assimilate, dtype=float, copy=True)
     A[:, 0] = np.where(np.isfinite(A[:, 0]), A[:, 0], prog.x0)
     known = np.isfinite(A)
+    if _COMPILED:
+        nodes, weights = _gauss_hermite(kappa_mean)
+        xp = _kernels.conditional_program(
+            prog.v, prog.dt, np.asarray(prog.length, dtype=np.int64), A, known,
+            np.asarray(gs, float), np.asarray(prog.area, float),
+            np.asarray(prog.compliance, float), vp, vd, *_card_args(card), nodes, weights)
+        return (xp, np.where(known, A, xp)) if return_both else xp
     idx = np.arange(K + 1)
     last = np.maximum.accumulate(np.where(known, idx[None, :], 0), axis=1)
     depth = (idx[None, :] - last)[:, :K]          # of the start state of step k

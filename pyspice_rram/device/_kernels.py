@@ -1,0 +1,205 @@
+"""Numba-compiled scalar form of the exact constant-voltage advance.
+
+:func:`pyspice_rram.device.model.advance` is the reference (NumPy, broadcasting); it costs
+~100 µs of fixed array overhead per call, which dominates programs of many small steps (the
+calibration's residual evaluations: one call per voltage step or pulse). The kernels here
+evaluate the *same* expressions, in the same order, one element at a time, and loop over the
+steps of whole measurement programs in compiled code. ``tests/device/test_device_model.py``
+checks that they agree with the NumPy form to 1e-12.
+
+NaN handling follows NumPy's ``maximum``/``minimum``/``clip`` (NaN propagates).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from .card import RATE_REF, ModelCard
+
+_JIT = dict(cache=True, error_model="numpy", nogil=True)
+
+
+@njit(**_JIT)
+def _max(a, b):
+    """``np.maximum`` of two scalars (NaN propagates)."""
+    if a != a:
+        return a
+    if b != b:
+        return b
+    return a if a >= b else b
+
+
+@njit(**_JIT)
+def _min(a, b):
+    """``np.minimum`` of two scalars (NaN propagates)."""
+    if a != a:
+        return a
+    if b != b:
+        return b
+    return a if a <= b else b
+
+
+@njit(**_JIT)
+def _phi(z):
+    """``(1 - exp(-z)) / z``, continuous at z = 0."""
+    if abs(z) < 1e-8:
+        return 1.0 - z / 2.0
+    return -math.expm1(-z) / z
+
+
+@njit(**_JIT)
+def _log1p_ratio(y):
+    """``log1p(y) / y``, continuous at y = 0."""
+    if abs(y) < 1e-8:
+        return 1.0 - y / 2.0
+    return math.log1p(y) / y
+
+
+@njit(**_JIT)
+def _rate(v, v_p, v_d, v0_p, v0_d):
+    """``r_p(V)`` for V > 0, ``r_d(V)`` otherwise (s^-1)."""
+    if v > 0:
+        r = math.exp((v - v_p) / v0_p) - math.exp(-v_p / v0_p)
+    else:
+        r = math.exp((-v - v_d) / v0_d) - math.exp(-v_d / v0_d)
+    return RATE_REF * _max(r, 0.0)
+
+
+@njit(**_JIT)
+def _bulk_time(u0, c, eps):
+    """Clipped distance ``u0`` to the bound and ``k t*`` (the rate times the time spent in the
+    bulk before reaching ``u = eps``; 0 when ``u0 <= eps``), independent of the rate."""
+    a = 1.0 - c
+    u0 = _max(u0, 0.0)
+    if u0 > eps:
+        y = c * (u0 - eps) / (a + c * eps)
+        return u0, (u0 - eps) * _log1p_ratio(y) / _max(a + c * eps, 1e-300)
+    return u0, 0.0
+
+
+@njit(**_JIT)
+def _towards_bound(u0, kt_star, k, c, t, eps):
+    """Scalar :func:`pyspice_rram.device.model._advance_towards_bound` (``u0``, ``kt_star``
+    from :func:`_bulk_time`)."""
+    a = 1.0 - c
+    t_star = kt_star / _max(k, 1e-300) if u0 > eps else 0.0
+    tb = _min(t, t_star)
+    if u0 > eps and t <= t_star:
+        return _max(u0 * math.exp(-k * c * tb) - a * k * tb * _phi(k * c * tb), 0.0)
+    u1 = eps if u0 > eps else u0
+    tw = _max(t - t_star, 0.0)
+    s = a * k * tw / eps
+    em = math.exp(-s)
+    u_win = a * u1 * em / (a + c * u1 * (-math.expm1(-s)))
+    return _max(u_win, 0.0)
+
+
+@njit(**_JIT)
+def advance_one(x, v, dt, kappa, v_p, v_d, v0_p, v0_d, c_p, c_d, eps):
+    """Scalar :func:`pyspice_rram.device.model.advance` (state after ``v`` held for ``dt``)."""
+    if v > 0:
+        u0, kts = _bulk_time(1.0 - x, c_p, eps)
+        out = 1.0 - _towards_bound(u0, kts, kappa * _rate(v, v_p, v_d, v0_p, v0_d), c_p, dt, eps)
+    elif v < 0:
+        u0, kts = _bulk_time(x, c_d, eps)
+        out = _towards_bound(u0, kts, kappa * _rate(v, v_p, v_d, v0_p, v0_d), c_d, dt, eps)
+    else:
+        out = x
+    return _min(_max(out, 0.0), 1.0)
+
+
+@njit(**_JIT)
+def advance_mean(x, v, dt, nodes, weights, v_p, v_d, v0_p, v0_d, c_p, c_d, eps):
+    """``sum_j weights[j] advance_one(..., kappa=nodes[j], ...)``: the rate and the bulk time
+    are computed once for all nodes."""
+    acc = 0.0
+    if v > 0 or v < 0:
+        rate = _rate(v, v_p, v_d, v0_p, v0_d)
+        c = c_p if v > 0 else c_d
+        u0, kts = _bulk_time(1.0 - x if v > 0 else x, c, eps)
+        for j in range(nodes.size):
+            u = _towards_bound(u0, kts, nodes[j] * rate, c, dt, eps)
+            out = 1.0 - u if v > 0 else u
+            acc += _min(_max(out, 0.0), 1.0) * weights[j]
+    else:
+        xc = _min(_max(x, 0.0), 1.0)
+        for j in range(nodes.size):
+            acc += xc * weights[j]
+    return acc
+
+
+@njit(**_JIT)
+def advance_flat(x, v, dt, kappa, v_p, v_d, v0_p, v0_d, c_p, c_d, eps):
+    """:func:`advance_one` over 1-D arrays of equal length."""
+    out = np.empty(x.size)
+    for i in range(x.size):
+        out[i] = advance_one(x[i], v[i], dt[i], kappa[i], v_p[i], v_d[i], v0_p, v0_d, c_p,
+                             c_d, eps)
+    return out
+
+
+def advance(x, v, dt, card: ModelCard, kappa=1.0, v_p=None, v_d=None) -> np.ndarray:
+    """Drop-in for :func:`pyspice_rram.device.model.advance` (same broadcasting), compiled."""
+    vp = card.v_p if v_p is None else v_p
+    vd = card.v_d if v_d is None else v_d
+    arrs = np.broadcast_arrays(*(np.asarray(a, dtype=float) for a in (x, v, dt, kappa, vp, vd)))
+    flat = [np.ascontiguousarray(a).ravel() for a in arrs]
+    out = advance_flat(*flat, card.v0_p, card.v0_d, card.c_p, card.c_d, card.eps_bound)
+    return out.reshape(arrs[0].shape)
+
+
+# --------------------------------------------------------------- programs of steps
+@njit(**_JIT)
+def _step(x, v, dt, gs_area, icc, v_p, v_d, g_min, g_max, v_nl, v0_p, v0_d, c_p, c_d, eps,
+          nodes, weights):
+    """One step of :mod:`pyspice_rram.calibration.program`: compliance limit, then the exact
+    advance (expected over ``kappa`` at Gauss-Hermite ``nodes`` when ``nodes`` is not
+    empty)."""
+    if math.isfinite(icc):
+        xc = _min(_max(x, 0.0), 1.0)
+        g = gs_area * (g_min + (g_max - g_min) * xc) * v_nl
+        vmax = v_nl * math.asinh(icc / g)
+        if abs(v) > vmax:
+            v = vmax if v > 0 else -vmax
+    if nodes.size == 0:
+        return advance_one(x, v, dt, 1.0, v_p, v_d, v0_p, v0_d, c_p, c_d, eps)
+    return advance_mean(x, v, dt, nodes, weights, v_p, v_d, v0_p, v0_d, c_p, c_d, eps)
+
+
+@njit(**_JIT)
+def simulate_program(v, dt, length, x0, gs, area, icc, v_p, v_d, g_min, g_max, v_nl, v0_p,
+                     v0_d, c_p, c_d, eps, nodes, weights):
+    """States (S, K+1) of sequences run from ``x0`` through their steps (padding holds the
+    state)."""
+    S, K = v.shape
+    x = np.empty((S, K + 1))
+    for s in range(S):
+        xs = x0[s]
+        x[s, 0] = xs
+        ga = gs[s] * area[s]
+        for k in range(K):
+            if k < length[s]:
+                xs = _step(xs, v[s, k], dt[s, k], ga, icc[s], v_p[s], v_d[s], g_min, g_max,
+                           v_nl, v0_p, v0_d, c_p, c_d, eps, nodes, weights)
+            x[s, k + 1] = xs
+    return x
+
+
+@njit(**_JIT)
+def conditional_program(v, dt, length, A, known, gs, area, icc, v_p, v_d, g_min, g_max, v_nl,
+                        v0_p, v0_d, c_p, c_d, eps, nodes, weights):
+    """One-step-ahead states (S, K+1): step ``k`` starts from ``A[s, k]`` where ``known``,
+    else from the previous prediction; 0 past each sequence's length."""
+    S, K = v.shape
+    xp = np.zeros((S, K + 1))
+    for s in range(S):
+        xp[s, 0] = A[s, 0]
+        ga = gs[s] * area[s]
+        for k in range(length[s]):
+            xs = A[s, k] if known[s, k] else xp[s, k]
+            xp[s, k + 1] = _step(xs, v[s, k], dt[s, k], ga, icc[s], v_p[s], v_d[s], g_min,
+                                 g_max, v_nl, v0_p, v0_d, c_p, c_d, eps, nodes, weights)
+    return xp
