@@ -270,16 +270,18 @@ def _conditional_states(prog: Program, card: ModelCard, assimilate: np.ndarray, 
     """One-step-ahead states, vectorised over all steps that start from an assimilated state
     (depth 0), then those one step further (depth 1), and so on."""
     S, K = prog.v.shape
+    if _COMPILED:
+        nodes, weights = _gauss_hermite(kappa_mean)
+        xp, xs = _kernels.conditional_program(
+            prog.v, prog.dt, np.asarray(prog.length, dtype=np.int64),
+            np.asarray(assimilate, dtype=float), np.asarray(prog.x0, float),
+            np.asarray(gs, float), np.asarray(prog.area, float),
+            np.asarray(prog.compliance, float), vp, vd, *_card_args(card), nodes, weights,
+            return_both)
+        return (xp, xs) if return_both else xp
     A = np.array(assimilate, dtype=float, copy=True)
     A[:, 0] = np.where(np.isfinite(A[:, 0]), A[:, 0], prog.x0)
     known = np.isfinite(A)
-    if _COMPILED:
-        nodes, weights = _gauss_hermite(kappa_mean)
-        xp = _kernels.conditional_program(
-            prog.v, prog.dt, np.asarray(prog.length, dtype=np.int64), A, known,
-            np.asarray(gs, float), np.asarray(prog.area, float),
-            np.asarray(prog.compliance, float), vp, vd, *_card_args(card), nodes, weights)
-        return (xp, np.where(known, A, xp)) if return_both else xp
     idx = np.arange(K + 1)
     last = np.maximum.accumulate(np.where(known, idx[None, :], 0), axis=1)
     depth = (idx[None, :] - last)[:, :K]          # of the start state of step k

@@ -69,23 +69,27 @@ def _rate(v, v_p, v_d, v0_p, v0_d):
 
 
 @njit(**_JIT)
-def _bulk_time(u0, c, eps):
-    """Clipped distance ``u0`` to the bound and ``k t*`` (the rate times the time spent in the
-    bulk before reaching ``u = eps``; 0 when ``u0 <= eps``), independent of the rate."""
+def _towards_bound(u0, k, c, t, eps):
+    """Scalar :func:`pyspice_rram.device.model._advance_towards_bound`.
+
+    ``u`` decreases monotonically in the bulk, so the step stays in the bulk (``t <= t*``)
+    exactly when the bulk solution at ``t`` is still above ``eps``: that case (almost every
+    step) needs neither ``t*`` nor the window solution, and takes ``exp(-z)`` as
+    ``1 + expm1(-z)`` (round-off only). Otherwise ``t*`` and the rest follow the reference
+    expressions.
+    """
     a = 1.0 - c
     u0 = _max(u0, 0.0)
     if u0 > eps:
+        z = k * c * t
+        em1 = math.expm1(-z)  # exp(-z) = 1 + expm1(-z): one transcendental for both terms
+        u_bulk = u0 * (1.0 + em1) - a * k * t * (1.0 - z / 2.0 if abs(z) < 1e-8 else -em1 / z)
+        if u_bulk > eps:
+            return u_bulk
         y = c * (u0 - eps) / (a + c * eps)
-        return u0, (u0 - eps) * _log1p_ratio(y) / _max(a + c * eps, 1e-300)
-    return u0, 0.0
-
-
-@njit(**_JIT)
-def _towards_bound(u0, kt_star, k, c, t, eps):
-    """Scalar :func:`pyspice_rram.device.model._advance_towards_bound` (``u0``, ``kt_star``
-    from :func:`_bulk_time`)."""
-    a = 1.0 - c
-    t_star = kt_star / _max(k, 1e-300) if u0 > eps else 0.0
+        t_star = (u0 - eps) * _log1p_ratio(y) / _max(a + c * eps, 1e-300) / _max(k, 1e-300)
+    else:
+        t_star = 0.0
     tb = _min(t, t_star)
     if u0 > eps and t <= t_star:
         return _max(u0 * math.exp(-k * c * tb) - a * k * tb * _phi(k * c * tb), 0.0)
@@ -101,11 +105,9 @@ def _towards_bound(u0, kt_star, k, c, t, eps):
 def advance_one(x, v, dt, kappa, v_p, v_d, v0_p, v0_d, c_p, c_d, eps):
     """Scalar :func:`pyspice_rram.device.model.advance` (state after ``v`` held for ``dt``)."""
     if v > 0:
-        u0, kts = _bulk_time(1.0 - x, c_p, eps)
-        out = 1.0 - _towards_bound(u0, kts, kappa * _rate(v, v_p, v_d, v0_p, v0_d), c_p, dt, eps)
+        out = 1.0 - _towards_bound(1.0 - x, kappa * _rate(v, v_p, v_d, v0_p, v0_d), c_p, dt, eps)
     elif v < 0:
-        u0, kts = _bulk_time(x, c_d, eps)
-        out = _towards_bound(u0, kts, kappa * _rate(v, v_p, v_d, v0_p, v0_d), c_d, dt, eps)
+        out = _towards_bound(x, kappa * _rate(v, v_p, v_d, v0_p, v0_d), c_d, dt, eps)
     else:
         out = x
     return _min(_max(out, 0.0), 1.0)
@@ -113,15 +115,14 @@ def advance_one(x, v, dt, kappa, v_p, v_d, v0_p, v0_d, c_p, c_d, eps):
 
 @njit(**_JIT)
 def advance_mean(x, v, dt, nodes, weights, v_p, v_d, v0_p, v0_d, c_p, c_d, eps):
-    """``sum_j weights[j] advance_one(..., kappa=nodes[j], ...)``: the rate and the bulk time
-    are computed once for all nodes."""
+    """``sum_j weights[j] advance_one(..., kappa=nodes[j], ...)`` (the rate computed once)."""
     acc = 0.0
     if v > 0 or v < 0:
         rate = _rate(v, v_p, v_d, v0_p, v0_d)
         c = c_p if v > 0 else c_d
-        u0, kts = _bulk_time(1.0 - x if v > 0 else x, c, eps)
+        u0 = 1.0 - x if v > 0 else x
         for j in range(nodes.size):
-            u = _towards_bound(u0, kts, nodes[j] * rate, c, dt, eps)
+            u = _towards_bound(u0, nodes[j] * rate, c, dt, eps)
             out = 1.0 - u if v > 0 else u
             acc += _min(_max(out, 0.0), 1.0) * weights[j]
     else:
@@ -189,17 +190,26 @@ def simulate_program(v, dt, length, x0, gs, area, icc, v_p, v_d, g_min, g_max, v
 
 
 @njit(**_JIT)
-def conditional_program(v, dt, length, A, known, gs, area, icc, v_p, v_d, g_min, g_max, v_nl,
-                        v0_p, v0_d, c_p, c_d, eps, nodes, weights):
-    """One-step-ahead states (S, K+1): step ``k`` starts from ``A[s, k]`` where ``known``,
-    else from the previous prediction; 0 past each sequence's length."""
+def conditional_program(v, dt, length, assimilate, x0, gs, area, icc, v_p, v_d, g_min, g_max,
+                        v_nl, v0_p, v0_d, c_p, c_d, eps, nodes, weights, both):
+    """One-step-ahead states ``xp`` (S, K+1): step ``k`` starts from ``assimilate[s, k]``
+    where that is finite (``x0[s]`` stands in for a NaN at k = 0), else from the previous
+    prediction; 0 past each sequence's length. With ``both`` also the assimilated trajectory
+    (``assimilate`` where finite, else ``xp``), else an empty (0, 0) array."""
     S, K = v.shape
     xp = np.zeros((S, K + 1))
+    xs_out = np.empty((S, K + 1)) if both else np.empty((0, 0))
     for s in range(S):
-        xp[s, 0] = A[s, 0]
+        a0 = assimilate[s, 0]
+        xp[s, 0] = a0 if math.isfinite(a0) else x0[s]
         ga = gs[s] * area[s]
         for k in range(length[s]):
-            xs = A[s, k] if known[s, k] else xp[s, k]
+            a = assimilate[s, k]
+            xs = a if (k > 0 and math.isfinite(a)) else xp[s, k]
             xp[s, k + 1] = _step(xs, v[s, k], dt[s, k], ga, icc[s], v_p[s], v_d[s], g_min,
                                  g_max, v_nl, v0_p, v0_d, c_p, c_d, eps, nodes, weights)
-    return xp
+        if both:
+            for k in range(K + 1):
+                a = assimilate[s, k]
+                xs_out[s, k] = a if (k > 0 and math.isfinite(a)) else xp[s, k]
+    return xp, xs_out
