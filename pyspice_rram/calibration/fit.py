@@ -170,8 +170,9 @@ def conditional_prediction(prog: Program, card: ModelCard, nuis: Nuisance,
     p = prog if y is None else Program(**{**prog.__dict__, "y": y})
     xa = observed_states(p, card, nuis.scales)
     dp, dd = nuis.shifts
-    xp, xs = simulate_states(p, card, assimilate=xa, return_both=True, kappa_mean=nuis.c2c,
-                             dv_p=dp, dv_d=dd)
+    out = simulate_states(p, card, assimilate=xa, return_both=both, kappa_mean=nuis.c2c,
+                          dv_p=dp, dv_d=dd)
+    xp, xs = out if both else (out, None)
     m = predict(p, card, xp)
     return (m, xs) if both else m
 

@@ -3,9 +3,9 @@
 :func:`pyspice_rram.device.model.advance` is the reference (NumPy, broadcasting); it costs
 ~100 µs of fixed array overhead per call, which dominates programs of many small steps (the
 calibration's residual evaluations: one call per voltage step or pulse). The kernels here
-evaluate the *same* expressions, in the same order, one element at a time, and loop over the
-steps of whole measurement programs in compiled code. ``tests/device/test_device_model.py``
-checks that they agree with the NumPy form to 1e-12.
+evaluate the same expressions one element at a time (same order, except where noted:
+round-off only) and loop over the steps of whole measurement programs in compiled code.
+``tests/device/test_device_kernels.py`` checks that they agree with the NumPy form to 1e-12.
 
 NaN handling follows NumPy's ``maximum``/``minimum``/``clip`` (NaN propagates).
 """
@@ -153,63 +153,131 @@ def advance(x, v, dt, card: ModelCard, kappa=1.0, v_p=None, v_d=None) -> np.ndar
 
 
 # --------------------------------------------------------------- programs of steps
-@njit(**_JIT)
-def _step(x, v, dt, gs_area, icc, v_p, v_d, g_min, g_max, v_nl, v0_p, v0_d, c_p, c_d, eps,
-          nodes, weights):
-    """One step of :mod:`pyspice_rram.calibration.program`: compliance limit, then the exact
-    advance (expected over ``kappa`` at Gauss-Hermite ``nodes`` when ``nodes`` is not
-    empty)."""
-    if math.isfinite(icc):
-        xc = _min(_max(x, 0.0), 1.0)
-        g = gs_area * (g_min + (g_max - g_min) * xc) * v_nl
-        vmax = v_nl * math.asinh(icc / g)
-        if abs(v) > vmax:
-            v = vmax if v > 0 else -vmax
-    if nodes.size == 0:
-        return advance_one(x, v, dt, 1.0, v_p, v_d, v0_p, v0_d, c_p, c_d, eps)
-    return advance_mean(x, v, dt, nodes, weights, v_p, v_d, v0_p, v0_d, c_p, c_d, eps)
+#: Sequences advanced together (interleaved) by the program kernels: the steps of one
+#: sequence form a dependency chain, those of different sequences are independent.
+BLOCK = 4
 
 
 @njit(**_JIT)
-def simulate_program(v, dt, length, x0, gs, area, icc, v_p, v_d, g_min, g_max, v_nl, v0_p,
-                     v0_d, c_p, c_d, eps, nodes, weights):
-    """States (S, K+1) of sequences run from ``x0`` through their steps (padding holds the
-    state)."""
+def _program(v, dt, length, assimilate, x0, gs, area, icc, v_p, v_d, g_min, g_max, v_nl,
+             v0_p, v0_d, c_p, c_d, eps, nodes, weights, conditional):
+    """States (S, K+1) of a program of constant-voltage steps.
+
+    Every step: the compliance limit (``V_cell = V_nl asinh(I_cc / (s A g(x) V_nl))`` when
+    below ``|V|``), then the exact advance, averaged over ``kappa = nodes[j]`` with
+    ``weights[j]`` (``nodes = weights = [1]``: the plain advance, bit for bit).
+    ``conditional=False``: free-running from ``x0``, padding holds the state.
+    ``conditional=True``: one-step-ahead; step ``k`` starts from ``assimilate[s, k]`` where
+    finite (``x0`` stands in for a NaN at k = 0), else from the previous prediction; 0 past
+    each sequence's length.
+    """
     S, K = v.shape
-    x = np.empty((S, K + 1))
-    for s in range(S):
-        xs = x0[s]
-        x[s, 0] = xs
-        ga = gs[s] * area[s]
-        for k in range(K):
-            if k < length[s]:
-                xs = _step(xs, v[s, k], dt[s, k], ga, icc[s], v_p[s], v_d[s], g_min, g_max,
-                           v_nl, v0_p, v0_d, c_p, c_d, eps, nodes, weights)
-            x[s, k + 1] = xs
+    x = np.zeros((S, K + 1)) if conditional else np.empty((S, K + 1))
+    B = BLOCK
+    xs = np.empty(B)
+    u0 = np.empty(B)
+    rate = np.empty(B)
+    cc = np.empty(B)
+    sgn = np.empty(B, np.int64)
+    acc = np.empty(B)
+    for s0 in range(0, S, B):
+        nb = min(B, S - s0)
+        kmax = 0
+        for b in range(nb):
+            s = s0 + b
+            a0 = assimilate[s, 0] if conditional else np.nan
+            x[s, 0] = a0 if math.isfinite(a0) else x0[s]
+            kmax = max(kmax, length[s])
+        for k in range(kmax):
+            for b in range(nb):
+                s = s0 + b
+                if k >= length[s]:
+                    sgn[b] = 2  # inactive
+                    continue
+                xb = x[s, k]
+                if conditional and k > 0:
+                    a = assimilate[s, k]
+                    if math.isfinite(a):
+                        xb = a
+                xs[b] = xb
+                vb = v[s, k]
+                if math.isfinite(icc[s]):
+                    xc = _min(_max(xb, 0.0), 1.0)
+                    g = gs[s] * area[s] * (g_min + (g_max - g_min) * xc) * v_nl
+                    vmax = v_nl * math.asinh(icc[s] / g)
+                    if abs(vb) > vmax:
+                        vb = vmax if vb > 0 else -vmax
+                if vb > 0:
+                    sgn[b] = 1
+                    u0[b] = 1.0 - xb
+                    cc[b] = c_p
+                    rate[b] = _rate(vb, v_p[s], v_d[s], v0_p, v0_d)
+                elif vb < 0:
+                    sgn[b] = -1
+                    u0[b] = xb
+                    cc[b] = c_d
+                    rate[b] = _rate(vb, v_p[s], v_d[s], v0_p, v0_d)
+                else:
+                    sgn[b] = 0
+                acc[b] = 0.0
+            for j in range(nodes.size):
+                kap = nodes[j]
+                wj = weights[j]
+                for b in range(nb):
+                    sb = sgn[b]
+                    if sb == 2:
+                        continue
+                    if sb == 0:
+                        out = xs[b]
+                    else:
+                        u = _towards_bound(u0[b], kap * rate[b], cc[b], dt[s0 + b, k], eps)
+                        out = 1.0 - u if sb == 1 else u
+                    acc[b] += _min(_max(out, 0.0), 1.0) * wj
+            for b in range(nb):
+                s = s0 + b
+                if sgn[b] != 2:
+                    x[s, k + 1] = acc[b]
+                elif not conditional:
+                    x[s, k + 1] = x[s, k]
+        if not conditional:
+            for b in range(nb):
+                s = s0 + b
+                for k in range(kmax, K):
+                    x[s, k + 1] = x[s, k]
     return x
 
 
-@njit(**_JIT)
+_ONE = np.ones(1)
+
+
+def simulate_program(v, dt, length, x0, gs, area, icc, v_p, v_d, g_min, g_max, v_nl, v0_p,
+                     v0_d, c_p, c_d, eps, nodes, weights):
+    """Free-running states (S, K+1) from ``x0``; ``nodes`` empty: kappa = 1."""
+    if nodes.size == 0:
+        nodes, weights = _ONE, _ONE
+    return _program(v, dt, length, np.empty((0, 0)), x0, gs, area, icc, v_p, v_d, g_min, g_max,
+                    v_nl, v0_p, v0_d, c_p, c_d, eps, nodes, weights, False)
+
+
 def conditional_program(v, dt, length, assimilate, x0, gs, area, icc, v_p, v_d, g_min, g_max,
                         v_nl, v0_p, v0_d, c_p, c_d, eps, nodes, weights, both):
-    """One-step-ahead states ``xp`` (S, K+1): step ``k`` starts from ``assimilate[s, k]``
-    where that is finite (``x0[s]`` stands in for a NaN at k = 0), else from the previous
-    prediction; 0 past each sequence's length. With ``both`` also the assimilated trajectory
-    (``assimilate`` where finite, else ``xp``), else an empty (0, 0) array."""
-    S, K = v.shape
-    xp = np.zeros((S, K + 1))
-    xs_out = np.empty((S, K + 1)) if both else np.empty((0, 0))
+    """One-step-ahead states ``xp`` (S, K+1) and, with ``both``, the assimilated trajectory
+    (``assimilate`` where finite, else ``xp``; None otherwise)."""
+    if nodes.size == 0:
+        nodes, weights = _ONE, _ONE
+    xp = _program(v, dt, length, assimilate, x0, gs, area, icc, v_p, v_d, g_min, g_max, v_nl,
+                  v0_p, v0_d, c_p, c_d, eps, nodes, weights, True)
+    return xp, (_assimilated(assimilate, xp) if both else None)
+
+
+@njit(**_JIT)
+def _assimilated(assimilate, xp):
+    """``assimilate`` where finite (from k = 1 on), else ``xp``."""
+    S, K1 = xp.shape
+    out = np.empty((S, K1))
     for s in range(S):
-        a0 = assimilate[s, 0]
-        xp[s, 0] = a0 if math.isfinite(a0) else x0[s]
-        ga = gs[s] * area[s]
-        for k in range(length[s]):
+        out[s, 0] = xp[s, 0]
+        for k in range(1, K1):
             a = assimilate[s, k]
-            xs = a if (k > 0 and math.isfinite(a)) else xp[s, k]
-            xp[s, k + 1] = _step(xs, v[s, k], dt[s, k], ga, icc[s], v_p[s], v_d[s], g_min,
-                                 g_max, v_nl, v0_p, v0_d, c_p, c_d, eps, nodes, weights)
-        if both:
-            for k in range(K + 1):
-                a = assimilate[s, k]
-                xs_out[s, k] = a if (k > 0 and math.isfinite(a)) else xp[s, k]
-    return xp, xs_out
+            out[s, k] = a if math.isfinite(a) else xp[s, k]
+    return out
