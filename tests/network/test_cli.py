@@ -79,3 +79,19 @@ def test_demo_on_digits(tmp_path):
     assert Path(res["figure"]).is_file()
     assert (tmp_path / "history_hybrid.h5").is_file()
     assert res["fp"]["final_test_acc"] > 0.9
+
+
+def test_reproduce_on_a_dask_cluster(tmp_path):
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster:
+        paths = reproduce("4A", tmp_path, quick=True, epochs=1, progress=False,
+                          scheduler=cluster.scheduler_address)
+    assert paths[0].is_file()
+    assert len(list((tmp_path / "runs").glob("*.h5"))) == 3
+
+
+def test_reproduce_in_local_worker_processes(tmp_path):
+    paths = reproduce("4C", tmp_path, quick=True, epochs=1, progress=False, workers=2)
+    assert paths[0].is_file()
+    assert len(list((tmp_path / "runs").glob("*.h5"))) == 3
