@@ -400,8 +400,8 @@ def update_layer(Wa, Wr, S, G0, GR, gain, ip, fp, stats, idx, vals, nnz, delta, 
     array, or ``counter mod A`` for multi-device) with step ``gain[a] / N_a`` per pulse:
 
     * deterministic: ``n = round(dW / step)`` (half away from zero), capped at ``max_pulses``;
-    * stochastic rounding: ``n = floor(v) + [u < v - floor(v)]``, ``v = dW / step``, with
-      16-bit uniforms ``u`` (resolution 1.5e-5 of a pulse);
+    * stochastic rounding: ``n = floor(v) + [u < v - floor(v)]``, ``v = dW / step``
+      (pairs with |v| < 1 sampled by geometric skipping + thinning, exact);
     * pulse coincidence (Gokmen & Vlasov 2016): a row fires each of ``BL`` slots with
       probability ``x_j``, a column with ``lr |delta_i| / (BL step)`` (clipped at 1); ``n`` is
       the number of coincidences (``E[n] = dW / step`` below clipping).
@@ -473,34 +473,75 @@ def update_layer(Wa, Wr, S, G0, GR, gain, ip, fp, stats, idx, vals, nnz, delta, 
                 ev_n[n_ev] = n
                 n_ev += 1
     elif mode == ROUND_STOCH:
-        # 16-bit uniforms, four per xoshiro draw: u16 = (r + 0.5) / 65536
-        bits = np.uint64(0)
-        nb = 0
+        # Columns sorted by decreasing |delta|. Per row, a prefix of columns may need
+        # |v| >= 1 pulses (floor + Bernoulli remainder, drawn directly); the rest have
+        # |v| < 1 and fire one pulse with probability |v|: these are sampled in blocks of
+        # 16 columns by geometric skipping at the block's largest probability q_b and
+        # thinning (accept with |v_i| / q_b) -- exact, and ~|v|-proportional work.
+        ncol = 0
+        for i in range(n_out):
+            if delta[i] != 0.0:
+                colbuf[ncol] = i
+                ncol += 1
+        if ncol > 1:
+            mag = np.empty(ncol)
+            for q in range(ncol):
+                mag[q] = -abs(delta[colbuf[q]])
+            perm = np.argsort(mag)
+            tmp = colbuf[:ncol].copy()
+            for q in range(ncol):
+                colbuf[q] = tmp[perm[q]]
         for p in range(nnz):
             j = idx[p]
             c = -lr * vals[p] * inv_step
-            for i in range(n_out):
+            ac = abs(c)
+            q = 0
+            while q < ncol:
+                i = colbuf[q]
                 v = c * delta[i]
+                if abs(v) < 1.0:
+                    break
                 fl = math.floor(v)
-                if nb == 0:
-                    bits, s0, s1, s2, s3 = _xo(s0, s1, s2, s3)
-                    nb = 4
-                r16 = float(bits & np.uint64(0xFFFF))
-                bits = bits >> np.uint64(16)
-                nb -= 1
+                u, s0, s1, s2, s3 = _xo(s0, s1, s2, s3)
                 n = int(fl)
-                if (r16 + 0.5) * (1.0 / 65536.0) < v - fl:
+                if _u01(u) < v - fl:
                     n += 1
-                if n == 0:
-                    continue
                 if n > maxp:
                     n = maxp
                 elif n < -maxp:
                     n = -maxp
-                ev_j[n_ev] = j
-                ev_i[n_ev] = i
-                ev_n[n_ev] = n
-                n_ev += 1
+                if n != 0:
+                    ev_j[n_ev] = j
+                    ev_i[n_ev] = i
+                    ev_n[n_ev] = n
+                    n_ev += 1
+                q += 1
+            while q < ncol:
+                qb = ac * abs(delta[colbuf[q]])
+                if qb <= 0.0:
+                    break
+                end = q + 16
+                if end > ncol:
+                    end = ncol
+                lq = math.log1p(-qb)
+                pos = q - 1
+                while True:
+                    u, s0, s1, s2, s3 = _xo(s0, s1, s2, s3)
+                    uu = (float(u >> np.uint64(11)) + 1.0) * (1.0 / 9007199254740992.0)
+                    pos += int(math.log(uu) / lq) + 1 if lq < 0.0 else 1
+                    if pos >= end:
+                        break
+                    i = colbuf[pos]
+                    pi = ac * abs(delta[i])
+                    if pi < qb:
+                        u, s0, s1, s2, s3 = _xo(s0, s1, s2, s3)
+                        if _u01(u) * qb >= pi:
+                            continue
+                    ev_j[n_ev] = j
+                    ev_i[n_ev] = i
+                    ev_n[n_ev] = 1 if c * delta[i] > 0 else -1
+                    n_ev += 1
+                q = end
     else:
         bl = ip[IP_BL]
         cd = lr / (bl * step)

@@ -237,3 +237,24 @@ def test_incremental_weight_matches_recompute():
         w = st.Wa.copy()
         st.recompute()
         np.testing.assert_allclose(w, st.Wa, atol=1e-5)
+
+
+def test_stochastic_rounding_per_pair_expectation():
+    # E[pulses] = |v| for every pair, for |v| < 1 (geometric skipping + thinning) and >= 1
+    n_out = 40
+    N = 1e6
+    st = _layer(PairCell(DeviceSpec(n_states=N, refresh=False), rounding="stochastic"),
+                n_in=2, n_out=n_out, w_max=N, W0=np.zeros((3, n_out)))   # step = 1 weight unit
+    v = np.linspace(0.02, 2.5, n_out) * np.where(np.arange(n_out) % 2, 1, -1)
+    x = np.array([1.0, 0.5])
+    rng = K.seed_state(11)
+    reps = 3000
+    for _ in range(reps):
+        st.update(x, -v, 1.0, rng)            # dW = -lr x delta = x v
+    pulses = (st.S[0, 0] + st.S[0, 1]) * N     # (in+1, out): every pulse lands on one device
+    for row, xr in ((0, 1.0), (1, 0.5), (2, 1.0)):
+        expect = np.abs(v) * xr * reps
+        sd = np.sqrt(reps * 0.25) + 1
+        assert np.all(np.abs(pulses[row] - expect) < 5 * sd), (row, pulses[row] - expect)
+    # sign: positive v potentiates G+, negative v potentiates G-
+    assert np.all(st.S[0, 0, 0, v < 0] == 0) and np.all(st.S[0, 1, 0, v > 0] == 0)
