@@ -22,6 +22,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, help="override the seed")
     p.add_argument("--card", help="device model card JSON (fills the device parameters)")
     p.add_argument("--resume", action="store_true", help="continue from the run file's last epoch")
+    p.add_argument("--download", action="store_true",
+                   help="download MNIST into the cache if it is not found (needs internet)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
 
@@ -68,7 +70,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg = cfg.replace(**changes)
     out = Path(args.output) if args.output else Path("runs") / f"{Path(args.config).stem}.h5"
     res = train(cfg, out, card=_card(args.card), resume=args.resume,
-                progress=not args.no_progress)
+                progress=not args.no_progress, download=args.download)
     print(json.dumps({**res.summary(), "output": str(out)}, indent=1))
     return 0
 

@@ -250,7 +250,7 @@ def find_mnist(path: str | Path | None = None, download: bool = False) -> dict[s
         "t10k-images-idx3-ubyte[.gz], t10k-labels-idx1-ubyte[.gz]) not found in: "
         + ", ".join(tried)
         + f". Pass a directory, set {ENV_VAR}, or download into the cache "
-          "(find_mnist(download=True) / --download).")
+          "(find_mnist(download=True) / pyspice-rram train --download).")
 
 
 def load_mnist(path: str | Path | None = None, download: bool = False) -> Dataset:

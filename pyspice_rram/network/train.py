@@ -291,7 +291,7 @@ def _track_values(net: Network, index: np.ndarray) -> np.ndarray:
 def train(config: TrainConfig, out: str | Path | None = None, *, data: Dataset | None = None,
           card: Any = None, backend: VMMBackend | str | None = None, resume: bool = False,
           progress: bool = True, callback: Callable[[int, History], None] | None = None,
-          stop_after: int | None = None) -> RunResult:
+          stop_after: int | None = None, download: bool = False) -> RunResult:
     """Train a network as described by ``config``.
 
     Parameters
@@ -314,11 +314,13 @@ def train(config: TrainConfig, out: str | Path | None = None, *, data: Dataset |
         Called as ``callback(epoch, history)`` after each epoch.
     stop_after : int or None
         Stop after this many epochs of this call (used to test resuming).
+    download : bool
+        Download MNIST into the cache when it is not found (needs internet).
     """
     from tqdm.auto import tqdm
 
     if data is None:
-        data = load_dataset(config.dataset, config.mnist_path)
+        data = load_dataset(config.dataset, config.mnist_path, download=download)
         if config.n_train or config.n_test:
             data = data.subset(config.n_train, config.n_test)
     n_in, n_out = data.n_features, data.n_classes
