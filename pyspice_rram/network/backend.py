@@ -88,11 +88,14 @@ BACKENDS = {"ideal": IdealBackend, "read-noise": ReadNoiseBackend}
 
 
 def make_backend(spec: str | VMMBackend | None) -> VMMBackend:
-    """A backend from a name (``"ideal"``, ``"read-noise"``), an instance, or None (ideal)."""
+    """A backend from a name (``"ideal"``, ``"read-noise"``, ``"surrogate"``), an instance,
+    or None (ideal)."""
     if spec is None:
         return IdealBackend()
     if isinstance(spec, VMMBackend):
         return spec
+    if spec == "surrogate" and spec not in BACKENDS:
+        from ..surrogate import backend as _surrogate_backend  # noqa: F401  (registers itself)
     if spec not in BACKENDS:
         raise ValueError(f"unknown VMM backend {spec!r}; choose from {sorted(BACKENDS)}")
     return BACKENDS[spec]()

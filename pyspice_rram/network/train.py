@@ -238,6 +238,9 @@ class Network:
                             self.layers[0].as_tuple(), self.layers[1].as_tuple(), lr,
                             rng_state, counters)
             return
+        if hasattr(self.backend, "train_samples"):  # a backend with its own compiled loop
+            self.backend.train_samples(self, data, order, start, stop, rng_state, counters)
+            return
         L0, L1 = self.layers
         n_hid = L0.Wr.shape[1]
         n_out = L1.Wr.shape[1]
