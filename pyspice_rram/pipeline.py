@@ -67,7 +67,7 @@ def step_surrogate(card: ModelCard, outdir: Path, progress: bool = True) -> dict
     """Train through the tile surrogate and check inference against ngspice."""
     from .surrogate import demo
 
-    return demo(card, outdir, progress=progress)
+    return demo(card, outdir, progress=progress, epochs=15)
 
 
 def run_chain(outdir: str | Path, dataset: str | Path = REFERENCE_DATASET, *,
@@ -135,7 +135,7 @@ def headline(name: str, summary: dict) -> str:
                 parts.append(f"{d}: max VMM error {100 * e:.2f} % (ngspice vs MNA {m:.1e})")
     elif name == "training":
         for key, value in summary.items():
-            acc = value.get("test_acc") if isinstance(value, dict) else None
+            acc = value.get("final_test_acc") if isinstance(value, dict) else None
             if isinstance(acc, (int, float)):
                 parts.append(f"{key} test {100 * acc:.1f} %")
     elif name == "surrogate":
