@@ -64,6 +64,10 @@ KIND_FP = 0
 KIND_PAIR = 1
 ROUND_DET, ROUND_STOCH, ROUND_COINC = 0, 1, 2
 
+#: stochastic rounding: pairs with |v| >= P_DENSE get one uniform each (branch-free);
+#: below it, geometric skipping + thinning (a log per candidate)
+P_DENSE = 0.15
+
 STAT_UPDATES, STAT_PULSES, STAT_REFRESH = 0, 1, 2
 
 
@@ -491,31 +495,44 @@ def update_layer(Wa, Wr, S, G0, GR, gain, ip, fp, stats, idx, vals, nnz, delta, 
             tmp = colbuf[:ncol].copy()
             for q in range(ncol):
                 colbuf[q] = tmp[perm[q]]
+        # sorted signed / absolute deltas, contiguous for the dense loop
+        sd = np.empty(ncol)
+        ad = np.empty(ncol)
+        for q in range(ncol):
+            sd[q] = delta[colbuf[q]]
+            ad[q] = abs(sd[q])
         for p in range(nnz):
             j = idx[p]
             c = -lr * vals[p] * inv_step
             ac = abs(c)
-            q = 0
-            while q < ncol:
-                i = colbuf[q]
-                v = c * delta[i]
-                if abs(v) < 1.0:
-                    break
+            if ac == 0.0:
+                continue
+            # dense prefix: columns with |v| >= P_DENSE, one uniform per pair, branch-free
+            # n = floor(v) + [u < v - floor(v)] (exact stochastic rounding)
+            thr = P_DENSE / ac
+            lo = 0
+            hi = ncol
+            while lo < hi:            # first q with ad[q] < thr (ad is non-increasing)
+                mid = (lo + hi) >> 1
+                if ad[mid] >= thr:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            qd = lo
+            for q in range(qd):
+                v = c * sd[q]
                 fl = math.floor(v)
                 u, s0, s1, s2, s3 = _xo(s0, s1, s2, s3)
-                n = int(fl)
-                if _u01(u) < v - fl:
-                    n += 1
+                n = int(fl) + (1 if _u01(u) < v - fl else 0)
                 if n > maxp:
                     n = maxp
                 elif n < -maxp:
                     n = -maxp
-                if n != 0:
-                    ev_j[n_ev] = j
-                    ev_i[n_ev] = i
-                    ev_n[n_ev] = n
-                    n_ev += 1
-                q += 1
+                ev_j[n_ev] = j
+                ev_i[n_ev] = colbuf[q]
+                ev_n[n_ev] = n
+                n_ev += 1 if n != 0 else 0
+            q = qd
             while q < ncol:
                 qb = ac * abs(delta[colbuf[q]])
                 if qb <= 0.0:
