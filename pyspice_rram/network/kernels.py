@@ -394,6 +394,24 @@ def apply_events(Wa, Wr, S, G0, GR, gain, ip, fp, stats, a, ev_j, ev_i, ev_n, n_
     stats[a, STAT_REFRESH] += n_ref
 
 
+@njit(cache=True, inline="always")
+def _stoch_dense(c, sd, qd, seed, fmaxp, nbuf):
+    """``nbuf[q] = floor(v) + [u_q < v - floor(v)]``, ``v = c sd[q]`` clipped to +-fmaxp, for
+    ``q < qd``, with ``u_q`` the q-th output of SplitMix64 started at ``seed`` (branch-free,
+    no loop-carried state: compiles to SIMD)."""
+    for q in range(qd):
+        z = seed + np.uint64(q + 1) * np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+        uq = float(np.int64(z >> np.uint64(11))) * (1.0 / 9007199254740992.0)
+        v = c * sd[q]
+        fl = math.floor(v)
+        r = fl + (1.0 if uq < v - fl else 0.0)
+        r = min(max(r, -fmaxp), fmaxp)
+        nbuf[q] = np.int32(r)
+
+
 @njit(cache=True)
 def update_layer(Wa, Wr, S, G0, GR, gain, ip, fp, stats, idx, vals, nnz, delta, lr, rng,
                  colbuf, maskbuf, ev_j, ev_i, ev_n):
@@ -498,6 +516,8 @@ def update_layer(Wa, Wr, S, G0, GR, gain, ip, fp, stats, idx, vals, nnz, delta, 
         # sorted signed / absolute deltas, contiguous for the dense loop
         sd = np.empty(ncol)
         ad = np.empty(ncol)
+        nbuf = np.empty(ncol, dtype=np.int32)
+        fmaxp = float(maxp)
         for q in range(ncol):
             sd[q] = delta[colbuf[q]]
             ad[q] = abs(sd[q])
@@ -519,19 +539,17 @@ def update_layer(Wa, Wr, S, G0, GR, gain, ip, fp, stats, idx, vals, nnz, delta, 
                 else:
                     hi = mid
             qd = lo
-            for q in range(qd):
-                v = c * sd[q]
-                fl = math.floor(v)
+            if qd > 0:
+                # the row's uniforms come from a SplitMix64 stream seeded by one xoshiro
+                # draw: its q-th output depends on q only, so this loop vectorises (SIMD)
                 u, s0, s1, s2, s3 = _xo(s0, s1, s2, s3)
-                n = int(fl) + (1 if _u01(u) < v - fl else 0)
-                if n > maxp:
-                    n = maxp
-                elif n < -maxp:
-                    n = -maxp
-                ev_j[n_ev] = j
-                ev_i[n_ev] = colbuf[q]
-                ev_n[n_ev] = n
-                n_ev += 1 if n != 0 else 0
+                _stoch_dense(c, sd, qd, u, fmaxp, nbuf)
+                for q in range(qd):
+                    n = nbuf[q]
+                    ev_j[n_ev] = j
+                    ev_i[n_ev] = colbuf[q]
+                    ev_n[n_ev] = n
+                    n_ev += 1 if n != 0 else 0
             q = qd
             while q < ncol:
                 qb = ac * abs(delta[colbuf[q]])
