@@ -301,6 +301,9 @@ def apply_events(Wa, Wr, S, G0, GR, gain, ip, fp, stats, a, ev_j, ev_i, ev_n, n_
     GRf = GR.reshape(GR.size)
     Waf = Wa.reshape(Wa.size)
     Wrf = Wr.reshape(Wr.size)
+    lin_p = abs(beta_p) < 1e-9
+    inv_n = 1.0 / n_states
+    cz = c2c * inv_n
     s0, s1, s2, s3 = rng[0], rng[1], rng[2], rng[3]
     n_upd = 0
     n_pulse = 0
@@ -342,7 +345,14 @@ def apply_events(Wa, Wr, S, G0, GR, gain, ip, fp, stats, a, ev_j, ev_i, ev_n, n_
             if c2c > 0.0:
                 u, s0, s1, s2, s3 = _xo(s0, s1, s2, s3)
                 z = _z(u)
-            snew = _pot_noisy(st, m, n_states, beta_p, c2c, z)
+            if lin_p:    # linear device: m / N (1 + c2c z / sqrt(m)), hoisted constants
+                if m == 1:
+                    snew = st + inv_n + cz * z
+                else:
+                    snew = st + m * inv_n + cz * math.sqrt(m) * z
+                snew = min(max(snew, 0.0), 1.0)
+            else:
+                snew = _pot_noisy(st, m, n_states, beta_p, c2c, z)
             Sf[kd] = snew
             if uniform and not refreshed:
                 # only the target device changed: W changes by gain * (+-) ds
