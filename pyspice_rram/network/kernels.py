@@ -66,7 +66,7 @@ ROUND_DET, ROUND_STOCH, ROUND_COINC = 0, 1, 2
 
 #: stochastic rounding: pairs with |v| >= P_DENSE get one uniform each (branch-free);
 #: below it, geometric skipping + thinning (a log per candidate)
-P_DENSE = 0.15
+P_DENSE = 0.04
 
 STAT_UPDATES, STAT_PULSES, STAT_REFRESH = 0, 1, 2
 
