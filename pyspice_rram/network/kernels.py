@@ -433,7 +433,8 @@ def update_layer(Wa, Wr, S, G0, GR, gain, ip, fp, stats, idx, vals, nnz, delta, 
 
     * deterministic: ``n = round(dW / step)`` (half away from zero), capped at ``max_pulses``;
     * stochastic rounding: ``n = floor(v) + [u < v - floor(v)]``, ``v = dW / step``
-      (pairs with |v| < 1 sampled by geometric skipping + thinning, exact);
+      (pairs with |v| >= ``P_DENSE`` drawn one uniform each in a SIMD loop from a per-row
+      SplitMix64 stream; the rest by geometric skipping + thinning; exact);
     * pulse coincidence (Gokmen & Vlasov 2016): a row fires each of ``BL`` slots with
       probability ``x_j``, a column with ``lr |delta_i| / (BL step)`` (clipped at 1); ``n`` is
       the number of coincidences (``E[n] = dW / step`` below clipping).
@@ -505,10 +506,12 @@ def update_layer(Wa, Wr, S, G0, GR, gain, ip, fp, stats, idx, vals, nnz, delta, 
                 ev_n[n_ev] = n
                 n_ev += 1
     elif mode == ROUND_STOCH:
-        # Columns sorted by decreasing |delta|. Per row, a prefix of columns may need
-        # |v| >= 1 pulses (floor + Bernoulli remainder, drawn directly); the rest have
-        # |v| < 1 and fire one pulse with probability |v|: these are sampled in blocks of
-        # 16 columns by geometric skipping at the block's largest probability q_b and
+        # Columns sorted by decreasing |delta|. Per row, the prefix of columns with
+        # |v| >= P_DENSE gets n = floor(v) + Bernoulli(frac(v)) with one uniform per pair
+        # (branch-free, vectorised: the uniforms are a SplitMix64 stream seeded by one
+        # xoshiro draw per row; a log per candidate would cost more there). The rest have
+        # |v| < P_DENSE and fire one pulse with probability |v|: these are sampled in blocks
+        # of 16 columns by geometric skipping at the block's largest probability q_b and
         # thinning (accept with |v_i| / q_b) -- exact, and ~|v|-proportional work.
         ncol = 0
         for i in range(n_out):
