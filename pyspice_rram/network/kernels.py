@@ -643,6 +643,25 @@ def _sigmoid(z):
     e = math.exp(z)
     return e / (1.0 + e)
 
+@njit(cache=True)
+def output_error(opre, lab, o, d2, counters):
+    """Sigmoid outputs ``o``, MSE error term ``d2 = (o - t) o (1 - o)`` for one-hot target
+    ``lab``; adds (correct, squared error) of the sample to ``counters[0:2]``."""
+    best = 0
+    sse = 0.0
+    for k in range(opre.size):
+        ok = _sigmoid(opre[k])
+        o[k] = ok
+        if ok > o[best]:
+            best = k
+        e = ok - (1.0 if k == lab else 0.0)
+        sse += e * e
+        d2[k] = e * ok * (1.0 - ok)
+    if best == lab:
+        counters[0] += 1.0
+    counters[1] += sse
+
+
 
 @njit(cache=True)
 def train_samples(order, start, stop, indptr, indices, values, labels,
@@ -703,20 +722,7 @@ def train_samples(order, start, stop, indptr, indices, values, labels,
             hj = h[j]
             for k in range(n_out):
                 opre[k] += hj * Wr2[j, k]
-        lab = labels[s]
-        best = 0
-        sse = 0.0
-        for k in range(n_out):
-            ok = _sigmoid(opre[k])
-            o[k] = ok
-            if ok > o[best]:
-                best = k
-            e = ok - (1.0 if k == lab else 0.0)
-            sse += e * e
-            d2[k] = e * ok * (1.0 - ok)
-        if best == lab:
-            counters[0] += 1.0
-        counters[1] += sse
+        output_error(opre, labels[s], o, d2, counters)
         for j in range(n_hid):
             acc = 0.0
             for k in range(n_out):

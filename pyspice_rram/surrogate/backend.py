@@ -32,7 +32,7 @@ from numba import njit
 
 from ..device.card import ModelCard
 from ..network.backend import BACKENDS, VMMBackend
-from ..network.kernels import IP_COUNTER, update_layer
+from ..network.kernels import IP_COUNTER, output_error, update_layer
 from .model import CellLaw, SurrogateValidityError, TileSurrogate, canonical, line_resistances
 
 TERMS = ("dh", "d2h", "dhs")
@@ -147,20 +147,7 @@ def _train_kernel(order, start, stop, indptr, indices, values, labels, L1, L2, l
             hx *= inv_h
             for k in range(n_out):
                 opre[k] += hx * Wa2[j, k] + dx * s1f[n1 + j, k]
-        lab = labels[s]
-        best = 0
-        sse = 0.0
-        for k in range(n_out):
-            ok = _sig(opre[k])
-            o[k] = ok
-            if ok > o[best]:
-                best = k
-            e = ok - (1.0 if k == lab else 0.0)
-            sse += e * e
-            d2[k] = e * ok * (1.0 - ok)
-        if best == lab:
-            counters[0] += 1.0
-        counters[1] += sse
+        output_error(opre, labels[s], o, d2, counters)
         scale = 0.0
         for k in range(n_out):
             scale = max(scale, abs(d2[k]))
