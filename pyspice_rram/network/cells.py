@@ -64,6 +64,8 @@ class DeviceSpec:
         δ/G_min) and of its conductance range.
     g_ratio : float
         On/off ratio G_max / G_min (sets the pair offset caused by ``d2d``).
+    d2d_range : float or None
+        Relative Gaussian spread of each device's conductance range (None: ``d2d``).
     unidirectional : bool
         Only potentiation pulses are used (depression by occasional reset of the pair).
     refresh : bool
@@ -76,6 +78,7 @@ class DeviceSpec:
     c2c: float = 0.0
     d2d: float = 0.0
     g_ratio: float = 10.0
+    d2d_range: float | None = None
     unidirectional: bool = True
     refresh: bool = True
 
@@ -249,6 +252,10 @@ class PairCell:
         symmetrically around it.
     max_pulses : int
         Cap on pulses of one update event.
+    dead_zone : float
+        Stochastic rounding only: an update of fewer than ``dead_zone`` pulses
+        (``|ΔW| / step < dead_zone``) is dropped, larger ones are rounded stochastically
+        (the smallest update the pulse generator resolves; 0 = plain stochastic rounding).
     """
 
     device: DeviceSpec = field(default_factory=DeviceSpec)
@@ -256,6 +263,7 @@ class PairCell:
     bl: int = 10
     init: str = "low"
     max_pulses: int = 1000
+    dead_zone: float = 0.0
 
     kind: ClassVar[str] = "single"
 
@@ -268,6 +276,8 @@ class PairCell:
             raise ValueError("bl must be in 1..64")
         if self.init not in ("low", "mid"):
             raise ValueError("init must be 'low' or 'mid'")
+        if self.dead_zone < 0:
+            raise ValueError("dead_zone must be >= 0 (pulses)")
 
     # the arrays of the cell: (gain relative to w_max, DeviceSpec) per array
     def arrays(self) -> list[tuple[float, DeviceSpec]]:
@@ -302,8 +312,9 @@ class PairCell:
         for a, (_, dev) in enumerate(arrays):
             gmin = 1.0 / (dev.g_ratio - 1.0)
             if dev.d2d > 0:
+                rs = dev.d2d if dev.d2d_range is None else dev.d2d_range
                 G0[a] = np.maximum(0.0, gmin * (1.0 + dev.d2d * rng.standard_normal((2, n_in, n_out))))
-                GR[a] = np.maximum(0.05, 1.0 + dev.d2d * rng.standard_normal((2, n_in, n_out)))
+                GR[a] = np.maximum(0.05, 1.0 + rs * rng.standard_normal((2, n_in, n_out)))
             else:
                 G0[a] = gmin
                 GR[a] = 1.0
@@ -311,6 +322,7 @@ class PairCell:
             fp[a, K.FP_BETA_P] = dev.beta_p
             fp[a, K.FP_BETA_D] = dev.beta_d
             fp[a, K.FP_C2C] = dev.c2c
+            fp[a, K.FP_DEAD] = self.dead_zone
             target = W0 * share[a] / gain[a]       # desired G+ - G- in nominal ranges
             if self.init == "low":
                 S[a, 0] = _program(np.maximum(target, 0) / GR[a, 0], dev.n_states, dev.beta_p)

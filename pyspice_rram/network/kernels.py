@@ -58,7 +58,8 @@ FP_BETA_D = 2
 FP_C2C = 3
 FP_READ_SCALE = 4
 FP_UNIFORM = 5     # (row 0) 1.0 when every device has G0 = G_min/dG and GR = 1 (no d2d)
-N_FP = 6
+FP_DEAD = 6        # stochastic rounding: updates below this many pulses are dropped
+N_FP = 7
 
 KIND_FP = 0
 KIND_PAIR = 1
@@ -531,6 +532,7 @@ def update_layer(Wa, Wr, S, G0, GR, gain, ip, fp, stats, idx, vals, nnz, delta, 
         ad = np.empty(ncol)
         nbuf = np.empty(ncol, dtype=np.int32)
         fmaxp = float(maxp)
+        dead = fp[a, FP_DEAD]
         for q in range(ncol):
             sd[q] = delta[colbuf[q]]
             ad[q] = abs(sd[q])
@@ -542,7 +544,7 @@ def update_layer(Wa, Wr, S, G0, GR, gain, ip, fp, stats, idx, vals, nnz, delta, 
                 continue
             # dense prefix: columns with |v| >= P_DENSE, one uniform per pair, branch-free
             # n = floor(v) + [u < v - floor(v)] (exact stochastic rounding)
-            thr = P_DENSE / ac
+            thr = max(P_DENSE, dead) / ac
             lo = 0
             hi = ncol
             while lo < hi:            # first q with ad[q] < thr (ad is non-increasing)
@@ -563,10 +565,10 @@ def update_layer(Wa, Wr, S, G0, GR, gain, ip, fp, stats, idx, vals, nnz, delta, 
                     ev_i[n_ev] = colbuf[q]
                     ev_n[n_ev] = n
                     n_ev += 1 if n != 0 else 0
-            q = qd
+            q = qd if dead < P_DENSE else ncol
             while q < ncol:
                 qb = ac * abs(delta[colbuf[q]])
-                if qb <= 0.0:
+                if qb <= 0.0 or qb < dead:
                     break
                 end = q + 16
                 if end > ncol:
@@ -576,11 +578,16 @@ def update_layer(Wa, Wr, S, G0, GR, gain, ip, fp, stats, idx, vals, nnz, delta, 
                 while True:
                     u, s0, s1, s2, s3 = _xo(s0, s1, s2, s3)
                     uu = (float(u >> np.uint64(11)) + 1.0) * (1.0 / 9007199254740992.0)
-                    pos += int(math.log(uu) / lq) + 1 if lq < 0.0 else 1
-                    if pos >= end:
+                    # geometric skip; compared as a float first: for a tiny q_b the
+                    # skip overflows int64 (numba's int(1e300) is INT64_MIN)
+                    skip = math.log(uu) / lq if lq < 0.0 else 0.0
+                    if skip >= end - pos - 1:
                         break
+                    pos += int(skip) + 1
                     i = colbuf[pos]
                     pi = ac * abs(delta[i])
+                    if pi < dead:
+                        continue
                     if pi < qb:
                         u, s0, s1, s2, s3 = _xo(s0, s1, s2, s3)
                         if _u01(u) * qb >= pi:

@@ -258,3 +258,22 @@ def test_stochastic_rounding_per_pair_expectation():
         assert np.all(np.abs(pulses[row] - expect) < 5 * sd), (row, pulses[row] - expect)
     # sign: positive v potentiates G+, negative v potentiates G-
     assert np.all(st.S[0, 0, 0, v < 0] == 0) and np.all(st.S[0, 1, 0, v > 0] == 0)
+
+
+def test_stochastic_rounding_tiny_deltas_fire_nothing():
+    # A block of columns whose |dW| / step is ~1e-39 (float32 sigmoid derivatives of
+    # saturated hidden units): the geometric skip is ~1e39 and must end the block, not
+    # overflow int64 (it used to index colbuf at INT64_MIN and crash the process).
+    n_out, N, reps = 48, 1e6, 5000
+    st = _layer(PairCell(DeviceSpec(n_states=N, refresh=False), rounding="stochastic"),
+                n_in=2, n_out=n_out, w_max=N, W0=np.zeros((3, n_out)))   # step = 1
+    delta = np.full(n_out, 1e-39, dtype=np.float32)
+    delta[:16] = -0.01            # first block: tail probabilities 0.01 x
+    rng = K.seed_state(3)
+    for _ in range(reps):
+        st.update(np.array([1.0, 0.5]), delta, 1.0, rng)
+    pulses = (st.S[0, 0] + st.S[0, 1]) * N
+    assert not (pulses[:, 16:] > 0).any()
+    # E[pulses] per pair of the first block = reps * 0.01 * x (x = 1, 0.5, bias 1)
+    assert pulses[0, :16].mean() == pytest.approx(50, rel=0.15)
+    assert pulses[1, :16].mean() == pytest.approx(25, rel=0.2)
