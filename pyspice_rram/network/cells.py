@@ -8,8 +8,9 @@ in the numba kernels of :mod:`.kernels` (shared with the training loop).
 Device model (:class:`DeviceSpec`), per device of a pair, in units of the nominal
 conductance range ``ΔG = G_max - G_min``::
 
-    G = G0 + s * GR,   s in [0, 1] the state,
-    G0 = G_min/ΔG * (1 + d2d z0),  GR = max(0.05, 1 + d2d z1),  z ~ N(0, 1) per device
+    G = A (G0 + s * GR),   s in [0, 1] the state,
+    G0 = G_min/ΔG * (1 + d2d z0),  GR = max(0.05, 1 + d2d_range z1),
+    A = exp(d2d_area z2),   z ~ N(0, 1) per device
     s(n) = (1 - exp(-beta n / N)) / (1 - exp(-beta))   (n pulses from G_min, N states)
 
 with a Gaussian δ/μ (``c2c``) on the change of every pulse, saturation at ``s = 0, 1``.
@@ -60,12 +61,17 @@ class DeviceSpec:
         Cycle-to-cycle variability δ/μ: Gaussian relative spread of the conductance change of
         every pulse (0.34 measured in seed 001).
     d2d : float
-        Device-to-device spread: relative Gaussian spread of each device's G_min (the paper's
-        δ/G_min) and of its conductance range.
+        Device-to-device spread of G_min: relative Gaussian spread δ/G_min of each device's
+        G_min (seed 001, Fig. 6C: "mean G values vary between devices").
     g_ratio : float
         On/off ratio G_max / G_min (sets the pair offset caused by ``d2d``).
-    d2d_range : float or None
-        Relative Gaussian spread of each device's conductance range (None: ``d2d``).
+    d2d_range : float
+        Relative Gaussian spread of each device's conductance range G_max - G_min
+        (floored at 5 % of nominal).
+    d2d_area : float
+        Log-normal spread of the effective switching area, ``A = exp(N(0, d2d_area))``,
+        which scales G_min and the range of a device together (the device layer's
+        ``d2d_g_sigma`` of an area-scaled Mo/TiOx cell).
     unidirectional : bool
         Only potentiation pulses are used (depression by occasional reset of the pair).
     refresh : bool
@@ -78,15 +84,16 @@ class DeviceSpec:
     c2c: float = 0.0
     d2d: float = 0.0
     g_ratio: float = 10.0
-    d2d_range: float | None = None
+    d2d_range: float = 0.0
+    d2d_area: float = 0.0
     unidirectional: bool = True
     refresh: bool = True
 
     def __post_init__(self) -> None:
         if not self.n_states >= 1:
             raise ValueError("DeviceSpec.n_states must be >= 1")
-        if self.c2c < 0 or self.d2d < 0:
-            raise ValueError("DeviceSpec.c2c and d2d must be >= 0")
+        if min(self.c2c, self.d2d, self.d2d_range, self.d2d_area) < 0:
+            raise ValueError("DeviceSpec.c2c, d2d, d2d_range and d2d_area must be >= 0")
         if not self.g_ratio > 1:
             raise ValueError("DeviceSpec.g_ratio must be > 1")
 
@@ -95,11 +102,13 @@ class DeviceSpec:
         """Device parameters from a :class:`pyspice_rram.device.card.ModelCard`.
 
         Reads ``n_states()`` (nominal potentiation pulse), ``beta_p``, ``beta_d``,
-        ``c2c_sigma``, ``d2d_g_sigma`` and ``g_max()/g_min()``; keyword ``overrides`` win.
+        ``c2c_sigma``, ``d2d_g_sigma`` (as ``d2d_area``: the card's device-to-device spread
+        scales G_min and G_max together) and ``g_max()/g_min()``; keyword ``overrides``
+        win.
         """
         vals = dict(n_states=float(card.n_states()), beta_p=float(card.beta_p),
                     beta_d=float(card.beta_d), c2c=float(card.c2c_sigma),
-                    d2d=float(card.d2d_g_sigma),
+                    d2d_area=float(card.d2d_g_sigma),
                     g_ratio=float(card.g_max()) / float(card.g_min()))
         if not math.isfinite(vals["n_states"]):
             raise ValueError("model card gives an infinite number of states at its pulse")
@@ -311,13 +320,17 @@ class PairCell:
         share = self._init_share(n_arr)
         for a, (_, dev) in enumerate(arrays):
             gmin = 1.0 / (dev.g_ratio - 1.0)
+            G0[a] = gmin
+            GR[a] = 1.0
+            dshape = (2, n_in, n_out)
             if dev.d2d > 0:
-                rs = dev.d2d if dev.d2d_range is None else dev.d2d_range
-                G0[a] = np.maximum(0.0, gmin * (1.0 + dev.d2d * rng.standard_normal((2, n_in, n_out))))
-                GR[a] = np.maximum(0.05, 1.0 + rs * rng.standard_normal((2, n_in, n_out)))
-            else:
-                G0[a] = gmin
-                GR[a] = 1.0
+                G0[a] = np.maximum(0.0, gmin * (1.0 + dev.d2d * rng.standard_normal(dshape)))
+            if dev.d2d_range > 0:
+                GR[a] = np.maximum(0.05, 1.0 + dev.d2d_range * rng.standard_normal(dshape))
+            if dev.d2d_area > 0:
+                area = np.exp(dev.d2d_area * rng.standard_normal(dshape))
+                G0[a] *= area
+                GR[a] *= area
             fp[a, K.FP_NSTATES] = dev.n_states
             fp[a, K.FP_BETA_P] = dev.beta_p
             fp[a, K.FP_BETA_D] = dev.beta_d

@@ -91,8 +91,9 @@ def run_name(d: dict) -> str:
             if cp.get("small_states"):
                 parts.append(f"n{cp['small_states']:g}")
         parts.append(f"c2c{dev.get('c2c', 0):g}")
-        if dev.get("d2d"):
-            parts.append(f"d2d{dev['d2d']:g}")
+        for key in ("d2d", "d2d_range", "d2d_area"):
+            if dev.get(key):
+                parts.append(f"{key}{dev[key]:g}")
     parts.append(f"s{d.get('seed', 0)}")
     key = {k: v for k, v in d.items() if k not in ("name", "epochs")}
     h = hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:8]
@@ -460,7 +461,7 @@ def demo(card_or_none: Any = None, outdir: str | Path = "out/network", *, epochs
     base = copy.deepcopy(PAPER_BASE if mnist else DEMO_BASE)
     base["epochs"] = int(epochs)
     base["device"] = {"n_states": spec.n_states, "beta_p": spec.beta_p, "beta_d": spec.beta_d,
-                      "c2c": spec.c2c, "d2d": spec.d2d, "g_ratio": spec.g_ratio}
+                      "c2c": spec.c2c, "d2d_area": spec.d2d_area, "g_ratio": spec.g_ratio}
     if mnist:
         base["mnist_path"] = str(mnist)
     result: dict[str, Any] = {}

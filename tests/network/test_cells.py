@@ -203,9 +203,18 @@ def test_device_to_device_spread():
     g0 = st.G0[0]
     assert g0.mean() == pytest.approx(0.1, rel=0.02)           # G_min / dG = 1/(11-1)
     assert g0.std() / 0.1 == pytest.approx(0.5, rel=0.05)
-    assert st.GR.std() == pytest.approx(0.5, rel=0.05)
+    assert np.all(st.GR == 1.0)                                # d2d spreads G_min only
     # offset of a pair at identical states: W = G0+ - G0-
     np.testing.assert_allclose(st.Wa, g0[0] - g0[1], atol=1e-6)
+    # the range spread on its own
+    st = PairCell(DeviceSpec(d2d_range=0.3)).build_layer(np.zeros((201, 100)), 1.0,
+                                                         np.random.default_rng(1))
+    assert np.all(st.G0 == st.G0.flat[0]) and st.GR.std() == pytest.approx(0.3, rel=0.05)
+    # effective-area spread: G_min and range scale by the same log-normal factor
+    st = PairCell(DeviceSpec(d2d_area=0.2, g_ratio=11.0)).build_layer(
+        np.zeros((201, 100)), 1.0, np.random.default_rng(2))
+    np.testing.assert_allclose(st.G0 / st.GR, 0.1, rtol=1e-6)
+    assert np.log(st.GR).std() == pytest.approx(0.2, rel=0.05)
 
 
 def test_make_cell_and_device_from_card():
@@ -219,6 +228,7 @@ def test_make_cell_and_device_from_card():
     assert spec.n_states == pytest.approx(round(card.n_states()))
     assert spec.beta_p == card.beta_p and spec.c2c == 0.0
     assert spec.g_ratio == pytest.approx(card.g_max() / card.g_min())
+    assert spec.d2d_area == card.d2d_g_sigma and spec.d2d == 0.0
 
 
 def test_incremental_weight_matches_recompute():
