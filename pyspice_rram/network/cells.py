@@ -450,6 +450,13 @@ class BinaryPairCell(PairCell):
     def _sign_read(self) -> bool:
         return True
 
+    def build_layer(self, W0, w_max, rng, read_scale=1.0):
+        # at least one pulse of the sign of W0: a pair at G+ = G- reads +1, and a layer
+        # initialised mostly at exact zero reads all +s (saturated sigmoids, no gradient)
+        one = w_max / self.device.n_states
+        W0 = np.where(W0 >= 0, 1.0, -1.0) * np.maximum(np.abs(W0), one)
+        return super().build_layer(W0, w_max, rng, read_scale)
+
 
 CELLS = {"fp": FloatingPointCell, "single": PairCell, "hybrid": HybridCell,
          "multi": MultiDeviceCell, "2t2r": BinaryPairCell}

@@ -287,3 +287,15 @@ def test_stochastic_rounding_tiny_deltas_fire_nothing():
     # E[pulses] per pair of the first block = reps * 0.01 * x (x = 1, 0.5, bias 1)
     assert pulses[0, :16].mean() == pytest.approx(50, rel=0.15)
     assert pulses[1, :16].mean() == pytest.approx(25, rel=0.2)
+
+
+def test_two_t_two_r_init_has_no_zero_weights():
+    # W0 = 0 would leave G+ = G- (read +s everywhere); every pair starts at >= one pulse
+    # with the sign of W0 (here +/- alternating, and exact zeros read as +)
+    W0 = np.zeros((5, 4))
+    W0[::2] = -1e-4
+    st = BinaryPairCell(DeviceSpec(n_states=50)).build_layer(W0, 1.0, np.random.default_rng(0),
+                                                             read_scale=0.3)
+    np.testing.assert_allclose(np.abs(st.Wa), 1.0 / 50, rtol=1e-6)
+    np.testing.assert_array_equal(np.sign(st.Wa), np.where(W0 < 0, -1.0, 1.0))
+    np.testing.assert_allclose(st.Wr, 0.3 * np.sign(st.Wa))
