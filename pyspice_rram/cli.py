@@ -9,6 +9,7 @@ Each layer registers its own subcommands through a ``register(subparsers)`` func
 ``pyspice-rram xbar``      build and solve crossbar tiles in ngspice / MNA
 ``pyspice-rram train``     train a network from a config
 ``pyspice-rram reproduce`` reproduce a figure of Choi et al. (2021)
+``pyspice-rram ablation``  run an ablation study (configs/ablation/*.toml)
 ``pyspice-rram surrogate`` generate data for / fit / validate the tile surrogate
 ``pyspice-rram check``     compare inference through ideal VMM, surrogate and ngspice
 =========================  =============================================================

@@ -1,4 +1,4 @@
-"""``pyspice-rram train`` and ``pyspice-rram reproduce`` subcommands (network layer)."""
+"""``pyspice-rram train``, ``reproduce`` and ``ablation`` subcommands (network layer)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from .experiments import FIGURES
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the ``train`` and ``reproduce`` subcommands to the top-level CLI."""
+    """Add the ``train``, ``reproduce`` and ``ablation`` subcommands to the top-level CLI."""
     p = subparsers.add_parser(
         "train", help="train a network from a config (TOML/JSON)",
         description="Train a 784-250-10 (or 64-h-10 on 8x8 digits) network with the synapse "
@@ -45,6 +45,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     r.add_argument("--card", help="device model card JSON")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
     r.set_defaults(func=cmd_reproduce)
+
+    a = subparsers.add_parser(
+        "ablation", help="run an ablation study (TOML list of training runs)",
+        description="Run the training runs of a study file (configs/ablation/*.toml) — "
+                    "missing or incomplete ones only — and write <outdir>/<study>.md (table), "
+                    ".json (curves) and .png (final test accuracy per run).")
+    a.add_argument("study", help="study file, e.g. configs/ablation/one_setting.toml")
+    a.add_argument("-o", "--outdir", default="out/ablation", help="output directory")
+    a.add_argument("--mnist", help="directory of the MNIST IDX files")
+    a.add_argument("--workers", type=int, default=1, help="parallel local processes")
+    a.add_argument("--scheduler", help="Dask scheduler address (tcp://host:8786)")
+    a.add_argument("--only-existing", action="store_true",
+                   help="tabulate the stored runs without training")
+    a.add_argument("--no-progress", action="store_true", help="no progress bars")
+    a.set_defaults(func=cmd_ablation)
 
 
 def _card(path):
@@ -84,4 +99,17 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
                       card=_card(args.card))
     for p in paths:
         print(p)
+    return 0
+
+
+def cmd_ablation(args: argparse.Namespace) -> int:
+    from .ablation import run_study
+
+    res = run_study(args.study, args.outdir, mnist=args.mnist, workers=args.workers,
+                    scheduler=args.scheduler, progress=not args.no_progress,
+                    only_existing=args.only_existing)
+    for r in res["rows"]:
+        acc = f"{r['test']:6.2f} %" if r["epochs"] else "not run"
+        print(f"{acc}  {r['label']}")
+    print(Path(args.outdir) / (Path(args.study).stem + ".md"))
     return 0

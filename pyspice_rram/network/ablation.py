@@ -1,0 +1,131 @@
+"""Ablation studies: lists of training runs described in a TOML file, run and tabulated.
+
+A study file (see ``configs/ablation/``) names runs relative to the two measured settings
+of :mod:`.experiments` -- ``base = "A"`` (:data:`~.experiments.PAPER_BASE`, deterministic
+rounding) or ``"B"`` (:data:`~.experiments.STOCHASTIC_BASE`, stochastic rounding) -- with
+any :class:`~.train.TrainConfig` field as an override::
+
+    title = "One update-to-pulse setting for the single and the hybrid synapse?"
+
+    [[run]]
+    label = "single, det., w_max {w_max}"   # {field} is filled from the sweep values
+    base = "A"
+    cell = "single"
+    epochs = 4
+    sweep = { w_max = [[0.1, 0.3], [0.15, 0.5]] }   # one run per value (product of keys)
+
+Runs are stored as ``<outdir>/runs/<name>.h5`` (resumed and re-used like the figure sweeps,
+locally or on a Dask cluster); :func:`run_study` writes ``<outdir>/<study>.md`` (a table of
+every run), ``<study>.json`` (the curves) and ``<study>.png`` (final test accuracy per run).
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from .experiments import PAPER_BASE, STOCHASTIC_BASE, _plt, paper_config, run_configs
+from .train import TrainConfig
+
+BASES = {"A": PAPER_BASE, "B": STOCHASTIC_BASE}
+
+
+def load_study(path: str | Path, opts: dict | None = None) -> tuple[str, list[tuple[str, TrainConfig]]]:
+    """``(title, [(label, config), ...])`` of a study file; ``opts`` override every run
+    (e.g. ``{"mnist_path": ...}``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"study file {path} not found")
+    study = tomllib.loads(path.read_text())
+    entries = study.get("run")
+    if not entries:
+        raise ValueError(f"{path}: no [[run]] entries")
+    runs = []
+    for n, entry in enumerate(entries, 1):
+        entry = copy.deepcopy(entry)
+        try:
+            label = entry.pop("label")
+            cell = entry.pop("cell")
+            base = BASES[entry.pop("base", "A")]
+        except KeyError as err:
+            raise ValueError(f"{path}: run {n} needs 'label', 'cell' and base 'A' or 'B' "
+                             f"({err})") from None
+        sweep = entry.pop("sweep", {})
+        keys = list(sweep)
+        for values in itertools.product(*(sweep[k] for k in keys)) if keys else [()]:
+            changes = {**copy.deepcopy(entry), **dict(zip(keys, values)), **(opts or {})}
+            fill = {k: _fmt(v) for k, v in {"cell": cell, **changes}.items()}
+            runs.append((label.format(**fill), paper_config(cell, base=base, **changes)))
+    return study.get("title", path.stem), runs
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, list):
+        return "/".join(_fmt(x) for x in v)
+    if isinstance(v, dict):
+        return ", ".join(f"{k} {_fmt(x)}" for k, x in v.items())
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def run_study(path: str | Path, outdir: str | Path, *, mnist: str | None = None,
+              workers: int = 1, scheduler: str | None = None, progress: bool = True,
+              only_existing: bool = False) -> dict:
+    """Run every run of a study (missing or incomplete ones only) and write the report.
+
+    Returns ``{"title", "rows": [{label, run, epochs, test, best_test, train, switch}]}``
+    with accuracies in percent (final epoch, best epoch).
+    """
+    outdir = Path(outdir)
+    opts = {"mnist_path": str(mnist)} if mnist else None
+    title, runs = load_study(path, opts)
+    hists = run_configs([c for _, c in runs], outdir, workers=workers, scheduler=scheduler,
+                        progress=progress, only_existing=only_existing)
+    rows, curves = [], {}
+    for label, cfg in runs:
+        h = hists.get(cfg.name)
+        if h is None:
+            rows.append({"label": label, "run": cfg.name, "epochs": 0})
+            continue
+        e = h.arrays()
+        ph = e["phase"].tolist()
+        rows.append({"label": label, "run": cfg.name, "epochs": h.completed_epochs,
+                     "test": 100 * float(e["test_acc"][-1]),
+                     "best_test": 100 * float(e["test_acc"][1:].max()),
+                     "train": 100 * float(e["train_acc"][-1]),
+                     "switch": ph.index(1) - 1 if 1 in ph else None})
+        curves[cfg.name] = {"label": label, "config": cfg.to_dict(),
+                            "test_acc": e["test_acc"].tolist(),
+                            "train_acc": e["train_acc"].tolist(), "phase": ph}
+    stem = outdir / Path(path).stem
+    lines = [f"# {title}", "", f"Study `{Path(path).name}`; run files in `runs/`.", "",
+             "| run | test % (final / best) | train % | epochs | switch after | run file |",
+             "|---|---|---|---|---|---|"]
+    for r in rows:
+        if not r["epochs"]:
+            lines.append(f"| {r['label']} | not run | | | | |")
+            continue
+        sw = "-" if r["switch"] is None else str(r["switch"])
+        lines.append(f"| {r['label']} | {r['test']:.2f} / {r['best_test']:.2f} | "
+                     f"{r['train']:.2f} | {r['epochs']} | {sw} | `{r['run']}.h5` |")
+    stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    stem.with_suffix(".json").write_text(json.dumps({"title": title, "rows": rows,
+                                                     "curves": curves}, indent=1))
+    done = [r for r in rows if r["epochs"]]
+    if done:
+        plt = _plt()
+        fig, ax = plt.subplots(figsize=(7, 0.28 * len(done) + 1.2))
+        y = range(len(done))
+        ax.barh(y, [r["test"] for r in done], color="tab:blue")
+        ax.set_yticks(list(y), [r["label"] for r in done], fontsize=7)
+        ax.invert_yaxis()
+        ax.set_xlabel("final test accuracy (%)")
+        ax.set_xlim(0, 100)
+        ax.set_title(title, fontsize=9)
+        fig.tight_layout()
+        fig.savefig(stem.with_suffix(".png"), dpi=130)
+        plt.close(fig)
+    return {"title": title, "rows": rows}
