@@ -43,6 +43,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     r.add_argument("--workers", type=int, default=1, help="parallel local processes")
     r.add_argument("--scheduler", help="Dask scheduler address (tcp://host:8786)")
     r.add_argument("--card", help="device model card JSON")
+    r.add_argument("--setting", choices=["A", "B"], default="A", type=str.upper,
+                   help="A: deterministic rounding, |W| <= 0.15/0.5 (default); B: stochastic "
+                        "rounding, |W| <= 1/2 (figures get the suffix _stochastic)")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
     r.set_defaults(func=cmd_reproduce)
 
@@ -91,12 +94,14 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
-    from .experiments import reproduce
+    from .experiments import STOCHASTIC_BASE, reproduce
 
+    b = args.setting == "B"
     paths = reproduce(args.figure, args.outdir, mnist=args.mnist, epochs=args.epochs,
                       seeds=args.seeds, quick=args.quick, workers=args.workers,
                       scheduler=args.scheduler, progress=not args.no_progress,
-                      card=_card(args.card))
+                      card=_card(args.card), base=STOCHASTIC_BASE if b else None,
+                      tag="_stochastic" if b else "")
     for p in paths:
         print(p)
     return 0
