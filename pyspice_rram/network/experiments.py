@@ -323,6 +323,8 @@ def fig6(fid: str, outdir: Path, opts: dict, runner: Callable) -> Path:
     ax.set_xscale(xscale)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("test accuracy (%)")
+    lo = np.nanmin([v for d in data.values() for v in d["test_acc_pct"]] + [100.0])
+    ax.set_ylim(min(80.0, 5 * math.floor(lo / 5)), 100)   # robustness on a common scale
     ax.legend()
     ax.set_title(f"Fig. {fid}")
     return _save(fig, outdir, fid, data)
