@@ -46,13 +46,15 @@ MNIST_MD5 = {
     "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
 }
 
-#: Mirrors tried in order by a download.
+#: Mirrors tried in order by a download (``$PYSPICE_RRAM_MNIST_MIRRORS``, space-separated
+#: base URLs ending in ``/``, are tried first: e.g. a lab's internal mirror).
 MNIST_MIRRORS = (
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
     "https://storage.googleapis.com/cvdf-datasets/mnist/",
 )
 
 ENV_VAR = "PYSPICE_RRAM_MNIST"
+MIRRORS_ENV_VAR = "PYSPICE_RRAM_MNIST_MIRRORS"
 
 
 @dataclass
@@ -188,14 +190,19 @@ def _files_in(directory: Path) -> dict[str, Path] | None:
 
 
 def download_mnist(directory: Path) -> None:
-    """Download the four ``.gz`` files into ``directory`` and check their MD5."""
+    """Download the four ``.gz`` files into ``directory`` and check their MD5.
+
+    Mirrors: ``$PYSPICE_RRAM_MNIST_MIRRORS`` first, then :data:`MNIST_MIRRORS`; a mirror
+    that fails or serves a file with the wrong MD5 is skipped.
+    """
     directory.mkdir(parents=True, exist_ok=True)
+    mirrors = tuple(os.environ.get(MIRRORS_ENV_VAR, "").split()) + MNIST_MIRRORS
     for name, md5 in MNIST_MD5.items():
         target = directory / name
         if target.is_file() and hashlib.md5(target.read_bytes()).hexdigest() == md5:
             continue
         last_err: Exception | None = None
-        for mirror in MNIST_MIRRORS:
+        for mirror in mirrors:
             try:
                 with urllib.request.urlopen(mirror + name, timeout=60) as resp:
                     payload = resp.read()

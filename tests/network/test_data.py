@@ -2,6 +2,7 @@
 
 import gzip
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -87,3 +88,52 @@ def test_real_mnist_when_available():
     assert np.bincount(ds.y_test).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028,
                                                974, 1009]
     assert ds.y_train[0] == 5 and ds.y_test[0] == 7
+
+
+def _shared_mnist():
+    here = Path(__file__).resolve()
+    for cand in (here.parents[3] / "shared" / "data" / "mnist",
+                 Path("/work/shared/data/mnist")):
+        if all((cand / n).is_file() for n in D.MNIST_MD5):
+            return cand
+    pytest.skip("MNIST .gz files not present on this machine")
+
+
+def test_mnist_download_over_http(tmp_path, monkeypatch):
+    # A real HTTP download from local servers: the first mirror answers 404, the second
+    # serves corrupted files (MD5 mismatch), the third the real ones; the files land in
+    # the cache and load.
+    import functools
+    import http.server
+    import threading
+
+    src = _shared_mnist()
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for n in D.MNIST_MD5:
+        (bad / n).write_bytes(b"not mnist")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    handler_ok = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(src))
+    servers = [http.server.ThreadingHTTPServer(("127.0.0.1", 0), h)
+               for h in (handler, handler_ok)]
+    for srv in servers:
+        srv.RequestHandlerClass.log_message = lambda *a: None
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        p_bad, p_ok = (srv.server_address[1] for srv in servers)
+        monkeypatch.setenv(D.MIRRORS_ENV_VAR, f"http://127.0.0.1:{p_bad}/missing/ "
+                                              f"http://127.0.0.1:{p_bad}/bad/ "
+                                              f"http://127.0.0.1:{p_ok}/")
+        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+        monkeypatch.delenv(D.ENV_VAR, raising=False)
+        with pytest.raises(FileNotFoundError):
+            D.find_mnist()                       # nothing cached, no download asked
+        files = D.find_mnist(download=True)
+        assert files["train_images"].parent == tmp_path / "cache" / "pyspice-rram" / "mnist"
+        for n in D.MNIST_MD5:
+            assert (files["train_images"].parent / n).read_bytes() == (src / n).read_bytes()
+        ds = D.load_mnist()                      # now found in the cache
+        assert ds.x_test.shape == (10000, 784) and ds.y_test[0] == 7
+    finally:
+        for srv in servers:
+            srv.shutdown()
