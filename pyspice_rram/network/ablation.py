@@ -91,11 +91,13 @@ def run_study(path: str | Path, outdir: str | Path, *, mnist: str | None = None,
             rows.append({"label": label, "run": cfg.name, "epochs": 0})
             continue
         e = h.arrays()
-        ph = e["phase"].tolist()
-        rows.append({"label": label, "run": cfg.name, "epochs": h.completed_epochs,
-                     "test": 100 * float(e["test_acc"][-1]),
-                     "best_test": 100 * float(e["test_acc"][1:].max()),
-                     "train": 100 * float(e["train_acc"][-1]),
+        n = min(cfg.epochs, h.completed_epochs)     # a row reads its own epoch count
+        ph = e["phase"][:n + 1].tolist()
+        rows.append({"label": label, "run": cfg.name, "epochs": n,
+                     "test": 100 * float(e["test_acc"][n]),
+                     "best_test": 100 * float(e["test_acc"][1:n + 1].max()) if n else
+                     100 * float(e["test_acc"][0]),
+                     "train": 100 * float(e["train_acc"][n]),
                      "switch": ph.index(1) - 1 if 1 in ph else None})
         curves[cfg.name] = {"label": label, "config": cfg.to_dict(),
                             "test_acc": e["test_acc"].tolist(),

@@ -112,9 +112,10 @@ def run_configs(configs: list[TrainConfig], outdir: str | Path, *, workers: int 
                 only_existing: bool = False) -> dict[str, History]:
     """Run (or resume / re-use) every config; returns ``{name: History}``.
 
-    A run whose file already holds ``config.epochs`` epochs is not re-run. With
-    ``only_existing`` nothing is trained: the stored runs (complete or not) are returned
-    and missing ones are left out.
+    A run whose file already holds ``config.epochs`` epochs is not re-run; configs that
+    differ only in ``epochs`` are one run, trained to the largest. With ``only_existing``
+    nothing is trained: the stored runs (complete or not) are returned and missing ones are
+    left out.
     """
     if only_existing:
         out = {}
@@ -126,11 +127,11 @@ def run_configs(configs: list[TrainConfig], outdir: str | Path, *, workers: int 
     rundir = Path(outdir) / "runs"
     rundir.mkdir(parents=True, exist_ok=True)
     todo = []
-    seen = set()
+    longest: dict[str, TrainConfig] = {}
     for cfg in configs:
-        if cfg.name in seen:
-            continue
-        seen.add(cfg.name)
+        if cfg.name not in longest or cfg.epochs > longest[cfg.name].epochs:
+            longest[cfg.name] = cfg
+    for cfg in longest.values():
         path = rundir / f"{cfg.name}.h5"
         if path.exists():
             hist, _, _ = load_run(path, with_checkpoint=False)

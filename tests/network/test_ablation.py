@@ -54,6 +54,17 @@ def test_study_runs_tabulates_and_reuses(tmp_path):
     assert "| digits hybrid, k 20 |" in md
     data = json.loads((tmp_path / "tiny.json").read_text())
     assert len(data["curves"]) == 3 and (tmp_path / "tiny.png").stat().st_size > 0
+    # the same run listed again with more epochs: trained once, to the longer count, and
+    # each row reads its own epoch
+    study.write_text(STUDY + STUDY.split("[[run]]")[1].join(["[[run]]", ""]).replace(
+        "epochs = 2", "epochs = 3").replace('label = "digits, {cell}"', 'label = "long"'))
+    res3 = run_study(study, tmp_path, progress=False)
+    assert [r["epochs"] for r in res3["rows"]] == [2, 2, 2, 3]
+    assert res3["rows"][3]["run"] == res3["rows"][0]["run"]
+    assert res3["rows"][0]["test"] == pytest.approx(res["rows"][0]["test"])
+    with h5py.File(tmp_path / "runs" / f"{res3['rows'][3]['run']}.h5") as f:
+        assert res3["rows"][3]["test"] == pytest.approx(100 * f["epochs/test_acc"][3])
+    study.write_text(STUDY)
     # a second call trains nothing: same numbers
     again = run_study(study, tmp_path, progress=False, only_existing=True)
     assert np.allclose([r["test"] for r in again["rows"]], [r["test"] for r in res["rows"]])
