@@ -576,7 +576,15 @@ def update_layer(Wa, Wr, S, G0, GR, gain, ip, fp, stats, idx, vals, nnz, delta, 
                 while True:
                     u, s0, s1, s2, s3 = _xo(s0, s1, s2, s3)
                     uu = (float(u >> np.uint64(11)) + 1.0) * (1.0 / 9007199254740992.0)
-                    pos += int(math.log(uu) / lq) + 1 if lq < 0.0 else 1
+                    if lq < 0.0:
+                        # skip length compared as a float first: for a tiny qb it can
+                        # exceed the int64 range (int() of it would wrap negative)
+                        sk = math.log(uu) / lq
+                        if sk >= end - pos - 1:
+                            break
+                        pos += int(sk) + 1
+                    else:
+                        pos += 1
                     if pos >= end:
                         break
                     i = colbuf[pos]

@@ -258,3 +258,20 @@ def test_stochastic_rounding_per_pair_expectation():
         assert np.all(np.abs(pulses[row] - expect) < 5 * sd), (row, pulses[row] - expect)
     # sign: positive v potentiates G+, negative v potentiates G-
     assert np.all(st.S[0, 0, 0, v < 0] == 0) and np.all(st.S[0, 1, 0, v > 0] == 0)
+
+
+@pytest.mark.parametrize("d2d", [0.0, 0.1])
+def test_stochastic_rounding_tiny_probabilities(d2d):
+    # columns with |v| ~ 1e-29 next to one large column: the geometric skip length
+    # log(u) / log1p(-|v|) overflows int64 -- it must end the block, not index out of bounds
+    n_out = 20
+    st = _layer(PairCell(DeviceSpec(n_states=1000, d2d=d2d), rounding="stochastic"), n_in=1,
+                n_out=n_out, w_max=100.0)                     # step 0.1
+    S0 = st.S.copy()
+    delta = np.full(n_out, -1e-30)
+    delta[0] = -0.5                                  # v = 5 pulses exactly
+    rng = K.seed_state(4)
+    for _ in range(50):
+        st.update(np.array([1.0]), delta, 1.0, rng)
+    assert st.stats[0, K.STAT_PULSES] == 2 * 50 * 5  # input row and bias row
+    assert np.array_equal(st.S[..., 1:], S0[..., 1:])
