@@ -67,6 +67,12 @@ ROUND_DET, ROUND_STOCH, ROUND_COINC = 0, 1, 2
 #: stochastic rounding: pairs with |v| >= P_DENSE get one uniform each (branch-free);
 #: below it, geometric skipping + thinning (a log per candidate)
 P_DENSE = 0.04
+#: stochastic rounding with uniform linear unidirectional devices: rows whose expected
+#: pulse count sum_i |v_i| is >= ROW_FUSED are drawn and applied in place (_fused_rows)
+ROW_FUSED = 8.0
+#: stochastic rounding, geometric skipping: a block of sorted columns thinned at its largest
+#: probability may cost up to BLOCK_EXTRA expected extra candidates (vs a new block)
+BLOCK_EXTRA = 1.5
 
 STAT_UPDATES, STAT_PULSES, STAT_REFRESH = 0, 1, 2
 
@@ -121,6 +127,8 @@ def _normal_table(bits: int = 16) -> np.ndarray:
 
 #: Inverse-CDF table used by :func:`normal` (65,536 equiprobable quantiles, |z| <= 4.3).
 NORMAL_TABLE = _normal_table()
+#: the same quantiles in float32 (the fused stochastic-rounding rows work in float32)
+NORMAL_TABLE32 = NORMAL_TABLE.astype(np.float32)
 
 
 @njit(cache=True, inline="always")
@@ -423,6 +431,118 @@ def _stoch_dense(c, sd, qd, seed, fmaxp, nbuf):
 
 
 @njit(cache=True)
+def _sort_columns(delta, n_out, colbuf, sd, ad, cum):
+    """Columns with delta != 0 by decreasing |delta| into ``colbuf``; their signed and
+    absolute deltas into ``sd``/``ad``, ``cum[q] = sum(ad[:q])``; returns their number."""
+    ncol = 0
+    for i in range(n_out):
+        if delta[i] != 0.0:
+            colbuf[ncol] = i
+            ncol += 1
+    if ncol > 1:
+        mag = np.empty(ncol)
+        for q in range(ncol):
+            mag[q] = -abs(delta[colbuf[q]])
+        perm = np.argsort(mag)
+        tmp = colbuf[:ncol].copy()
+        for q in range(ncol):
+            colbuf[q] = tmp[perm[q]]
+    cum[0] = 0.0
+    for q in range(ncol):
+        sd[q] = delta[colbuf[q]]
+        ad[q] = abs(sd[q])
+        cum[q + 1] = cum[q] + ad[q]
+    return ncol
+
+
+@njit(cache=True)
+def _fused_rows(rows, cs, seeds, nr, delta, fmaxp, S, a, Wa, Wr, inv_n, cz, top, ga,
+                sign_read, rs, nbuf, zbuf, ev_j, ev_i, ev_n, n_ev):
+    """Stochastic rounding of rows ``rows[:nr]`` (factors ``cs``), drawn and applied in place
+    on array ``a`` (uniform linear unidirectional devices).
+
+    Pair ``(j, i)`` gets ``n = floor(v + u) = floor(v) + [u >= 1 - frac(v)]`` pulses (up
+    with probability frac(v)), ``v = c_j delta[i]`` clipped to +-fmaxp, with the uniform
+    ``u`` (low 48 bits) and the pulse noise ``z`` (table index, high 16 bits) from the i-th
+    output of SplitMix64 started at ``seeds[r]`` (one xoshiro draw per row). ``n > 0``
+    potentiates G+, ``n < 0`` G- by ``|n| / N (1 + c2c z / sqrt|n|)``, clipped to [0, 1];
+    ``Wa`` moves by ``+-gain ds`` and ``Wr`` follows. A pair whose target device is
+    saturated (``s >= top``) is left alone and appended to the events ``ev_*`` (from
+    ``n_ev``) for :func:`apply_events` (refresh or lost pulses). Per row, both loops are
+    branch-free and vectorise (the second in float32: ``inv_n``, ``cz``, ``top``, ``ga``,
+    ``rs`` are float32). Returns (n_ev, pairs updated, pulses) -- the events excluded.
+
+    Not inlined on purpose: inlined into :func:`update_layer` the loops stay scalar; the
+    accumulator of the second loop is boolean because a float reduction would not
+    vectorise (no fastmath), and the counts have their own loop (int64 reductions in the
+    first one cost ~0.4 ns per pair, ~0.2 ns there).
+    """
+    n_out = Wa.shape[1]
+    n_upd = 0
+    n_pulse = 0
+    z0 = np.float32(0.0)
+    o1 = np.float32(1.0)
+    for r in range(nr):
+        j = rows[r]
+        c = cs[r]
+        seed = seeds[r]
+        for i in range(n_out):
+            h = seed + np.uint64(i + 1) * np.uint64(0x9E3779B97F4A7C15)
+            h = (h ^ (h >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+            h = (h ^ (h >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+            h = h ^ (h >> np.uint64(31))
+            uq = float(np.int64(h & np.uint64(0xFFFFFFFFFFFF))) * (1.0 / 281474976710656.0)
+            # floor(v + u) = floor(v) + [u >= 1 - frac(v)]: rounds up with probability
+            # frac(v); clipping v first to the integer +-fmaxp clips n the same way
+            v = min(max(c * delta[i], -fmaxp), fmaxp)
+            n = np.int32(math.floor(v + uq))
+            nbuf[i] = n
+            # the noise of a pair without pulse is not used: index 0 keeps that lane of
+            # the (vectorised) table gather in L1 instead of a random line of the table
+            zbuf[i] = NORMAL_TABLE32[np.int64(h >> np.uint64(48)) if n != 0 else 0]
+        for i in range(n_out):      # counts in their own loop (see the docstring)
+            n = nbuf[i]
+            n_upd += 1 if n != 0 else 0
+            n_pulse += abs(n)
+        any_sat = False
+        for i in range(n_out):
+            n = nbuf[i]
+            pos = n > 0
+            fm = np.float32(n if pos else -n)
+            sp = S[a, 0, j, i]
+            sm = S[a, 1, j, i]
+            st = sp if pos else sm
+            sat = (n != 0) & (st >= top)
+            fire = (n != 0) & (st < top)
+            snew = st + fm * inv_n + cz * np.sqrt(fm) * zbuf[i]
+            snew = min(max(snew, z0), o1)
+            # ds by a 0/1 factor, not a select: used unconditionally, the sqrt is not
+            # sunk into a branch (which would keep the loop scalar)
+            ds = (snew - st) * (o1 if fire else z0)
+            S[a, 0, j, i] = snew if fire & pos else sp
+            S[a, 1, j, i] = snew if fire & (not pos) else sm
+            w = Wa[j, i] + (ga if pos else -ga) * ds
+            Wa[j, i] = w
+            Wr[j, i] = w
+            nbuf[i] = n if sat else 0
+            any_sat = any_sat | sat
+        if sign_read:      # separate loop: a loop-invariant branch inside blocks SIMD
+            for i in range(n_out):
+                Wr[j, i] = rs if Wa[j, i] >= z0 else -rs
+        if any_sat:        # saturated targets: refresh / lost pulses, by apply_events
+            for i in range(n_out):
+                n = nbuf[i]
+                if n != 0:
+                    ev_j[n_ev] = j
+                    ev_i[n_ev] = i
+                    ev_n[n_ev] = n
+                    n_ev += 1
+                    n_upd -= 1
+                    n_pulse -= n if n > 0 else -n
+    return n_ev, n_upd, n_pulse
+
+
+@njit(cache=True)
 def update_layer(Wa, Wr, S, G0, GR, gain, ip, fp, stats, idx, vals, nnz, delta, lr, rng,
                  colbuf, maskbuf, ev_j, ev_i, ev_n):
     """Outer-product update ``dW[j, i] = -lr * x_j * delta_i`` realised by the cell.
@@ -440,7 +560,9 @@ def update_layer(Wa, Wr, S, G0, GR, gain, ip, fp, stats, idx, vals, nnz, delta, 
       the number of coincidences (``E[n] = dW / step`` below clipping).
 
     The events are collected in ``ev_j, ev_i, ev_n`` (size >= nnz * n_out) and applied by
-    :func:`apply_events`. ``colbuf``/``maskbuf`` are scratch arrays of size ``n_out``.
+    :func:`apply_events`; with stochastic rounding on uniform linear unidirectional
+    devices, rows expecting >= ``ROW_FUSED`` pulses are drawn and applied in place by
+    :func:`_fused_rows` instead (same model; only saturated targets become events). ``colbuf``/``maskbuf`` are scratch arrays of size ``n_out``.
     """
     n_out = Wa.shape[1]
     if ip[IP_KIND] == KIND_FP:
@@ -464,6 +586,9 @@ def update_layer(Wa, Wr, S, G0, GR, gain, ip, fp, stats, idx, vals, nnz, delta, 
     mode = ip[IP_ROUND]
     n_ev = 0
     s0, s1, s2, s3 = rng[0], rng[1], rng[2], rng[3]
+    fused = False
+    f_upd = 0
+    f_pulse = 0
     if mode == ROUND_DET:
         xmax = 0.0
         for p in range(nnz):
@@ -506,40 +631,67 @@ def update_layer(Wa, Wr, S, G0, GR, gain, ip, fp, stats, idx, vals, nnz, delta, 
                 ev_n[n_ev] = n
                 n_ev += 1
     elif mode == ROUND_STOCH:
-        # Columns sorted by decreasing |delta|. Per row, the prefix of columns with
-        # |v| >= P_DENSE gets n = floor(v) + Bernoulli(frac(v)) with one uniform per pair
-        # (branch-free, vectorised: the uniforms are a SplitMix64 stream seeded by one
-        # xoshiro draw per row; a log per candidate would cost more there). The rest have
-        # |v| < P_DENSE and fire one pulse with probability |v|: these are sampled in blocks
-        # of 16 columns by geometric skipping at the block's largest probability q_b and
-        # thinning (accept with |v_i| / q_b) -- exact, and ~|v|-proportional work.
-        ncol = 0
+        # Fused rows (uniform linear unidirectional devices, rows expecting >= ROW_FUSED
+        # pulses): every pair of the row is drawn and its pulse applied in place by
+        # :func:`_fused_rows` (SIMD, no event list); pairs whose target device is saturated
+        # become events for apply_events (refresh or lost pulses). Other rows: columns
+        # sorted by decreasing |delta| (once per call, only if needed). Per row, the prefix
+        # of columns with |v| >= P_DENSE gets n = floor(v) + Bernoulli(frac(v)) with one
+        # uniform per pair (branch-free, vectorised: the uniforms are a SplitMix64 stream
+        # seeded by one xoshiro draw per row; a log per candidate would cost more there).
+        # The rest have |v| < P_DENSE and fire one pulse with probability |v|: these are
+        # sampled in blocks of columns by geometric skipping at the block's largest
+        # probability q_b and thinning (accept with |v_i| / q_b) -- exact, and
+        # ~|v|-proportional work; a block is extended while that costs at most
+        # BLOCK_EXTRA expected extra candidates.
+        fused = (fp[0, FP_UNIFORM] == 1.0 and abs(fp[a, FP_BETA_P]) < 1e-9
+                 and ip[IP_UNI] == 1)
+        sumabs = 0.0
         for i in range(n_out):
-            if delta[i] != 0.0:
-                colbuf[ncol] = i
-                ncol += 1
-        if ncol > 1:
-            mag = np.empty(ncol)
-            for q in range(ncol):
-                mag[q] = -abs(delta[colbuf[q]])
-            perm = np.argsort(mag)
-            tmp = colbuf[:ncol].copy()
-            for q in range(ncol):
-                colbuf[q] = tmp[perm[q]]
-        # sorted signed / absolute deltas, contiguous for the dense loop
-        sd = np.empty(ncol)
-        ad = np.empty(ncol)
-        nbuf = np.empty(ncol, dtype=np.int32)
+            sumabs += abs(delta[i])
+        sd = np.empty(n_out)
+        ad = np.empty(n_out)
+        cum = np.empty(n_out + 1)
+        nbuf = np.empty(n_out, dtype=np.int32)
+        zbuf = np.empty(n_out, dtype=np.float32)
         fmaxp = float(maxp)
-        for q in range(ncol):
-            sd[q] = delta[colbuf[q]]
-            ad[q] = abs(sd[q])
+        ncol = -1          # columns not sorted yet (only rows that are not fused need it)
+        # float32 constants of the fused rows; top32 = smallest float32 >= top, so that
+        # the float32 test s >= top32 equals apply_events' float64 s >= top
+        n_states = fp[a, FP_NSTATES]
+        inv_n32 = np.float32(1.0 / n_states)
+        cz32 = np.float32(fp[a, FP_C2C] / n_states)
+        top = 1.0 - 0.5 / n_states
+        top32 = np.float32(top)
+        if float(top32) < top:
+            top32 = np.nextafter(top32, np.float32(2.0))
+        ga32 = np.float32(gain[a])
+        sign_read = ip[IP_SIGN] == 1
+        rs32 = np.float32(fp[0, FP_READ_SCALE])
+        nf = 0
+        if fused:
+            frow = np.empty(nnz, dtype=np.int64)
+            fc = np.empty(nnz)
+            fseed = np.empty(nnz, dtype=np.uint64)
+        else:
+            frow = np.empty(0, dtype=np.int64)
+            fc = np.empty(0)
+            fseed = np.empty(0, dtype=np.uint64)
         for p in range(nnz):
             j = idx[p]
             c = -lr * vals[p] * inv_step
             ac = abs(c)
             if ac == 0.0:
                 continue
+            if fused and ac * sumabs >= ROW_FUSED:
+                u, s0, s1, s2, s3 = _xo(s0, s1, s2, s3)
+                frow[nf] = j
+                fc[nf] = c
+                fseed[nf] = u
+                nf += 1
+                continue
+            if ncol < 0:
+                ncol = _sort_columns(delta, n_out, colbuf, sd, ad, cum)
             # dense prefix: columns with |v| >= P_DENSE, one uniform per pair, branch-free
             # n = floor(v) + [u < v - floor(v)] (exact stochastic rounding)
             thr = P_DENSE / ac
@@ -565,12 +717,21 @@ def update_layer(Wa, Wr, S, G0, GR, gain, ip, fp, stats, idx, vals, nnz, delta, 
                     n_ev += 1 if n != 0 else 0
             q = qd
             while q < ncol:
-                qb = ac * abs(delta[colbuf[q]])
+                qb = ac * ad[q]
                 if qb <= 0.0:
                     break
-                end = q + 16
-                if end > ncol:
-                    end = ncol
+                # block [q, end): the longest one whose extra candidates from thinning at
+                # qb, ac ((end - q) ad[q] - sum ad[q:end]), stay <= BLOCK_EXTRA (a block
+                # costs ~ a log1p and a draw, a candidate a draw)
+                lo = q + 1
+                hi = ncol
+                while lo < hi:
+                    mid = (lo + hi + 1) >> 1
+                    if ac * ((mid - q) * ad[q] - (cum[mid] - cum[q])) <= BLOCK_EXTRA:
+                        lo = mid
+                    else:
+                        hi = mid - 1
+                end = lo
                 lq = math.log1p(-qb)
                 pos = q - 1
                 while True:
@@ -598,6 +759,10 @@ def update_layer(Wa, Wr, S, G0, GR, gain, ip, fp, stats, idx, vals, nnz, delta, 
                     ev_n[n_ev] = 1 if c * delta[i] > 0 else -1
                     n_ev += 1
                 q = end
+        if nf > 0:
+            n_ev, f_upd, f_pulse = _fused_rows(frow, fc, fseed, nf, delta, fmaxp, S, a, Wa, Wr,
+                                               inv_n32, cz32, top32, ga32, sign_read, rs32,
+                                               nbuf, zbuf, ev_j, ev_i, ev_n, n_ev)
     else:
         bl = ip[IP_BL]
         cd = lr / (bl * step)
@@ -639,6 +804,9 @@ def update_layer(Wa, Wr, S, G0, GR, gain, ip, fp, stats, idx, vals, nnz, delta, 
     rng[1] = s1
     rng[2] = s2
     rng[3] = s3
+    if fused:
+        stats[a, STAT_UPDATES] += f_upd
+        stats[a, STAT_PULSES] += f_pulse
     if n_ev > 0:
         apply_events(Wa, Wr, S, G0, GR, gain, ip, fp, stats, a, ev_j, ev_i, ev_n, n_ev, rng)
 
