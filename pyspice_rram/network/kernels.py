@@ -562,7 +562,8 @@ def update_layer(Wa, Wr, S, G0, GR, gain, ip, fp, stats, idx, vals, nnz, delta, 
     The events are collected in ``ev_j, ev_i, ev_n`` (size >= nnz * n_out) and applied by
     :func:`apply_events`; with stochastic rounding on uniform linear unidirectional
     devices, rows expecting >= ``ROW_FUSED`` pulses are drawn and applied in place by
-    :func:`_fused_rows` instead (same model; only saturated targets become events). ``colbuf``/``maskbuf`` are scratch arrays of size ``n_out``.
+    :func:`_fused_rows` instead (same model; only saturated targets become events).
+    ``colbuf``/``maskbuf`` are scratch arrays of size ``n_out``.
     """
     n_out = Wa.shape[1]
     if ip[IP_KIND] == KIND_FP:
