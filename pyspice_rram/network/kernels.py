@@ -456,6 +456,101 @@ def _sort_columns(delta, n_out, colbuf, sd, ad, cum):
 
 
 @njit(cache=True)
+def _fused_block(cs, nr, j0, delta, seed, fmaxp, S, a, Wa, Wr, inv_n, cz, top, ga, sign_read,
+                 rs, ev_j, ev_i, ev_n, n_ev):
+    """:func:`_fused_rows` for the consecutive rows ``j0 .. j0 + nr - 1`` (factors ``cs``)
+    of a narrow layer (layer 2: 10 columns): the rows form one contiguous block, processed
+    in flat chunks of <= 1024 pairs so that the loops are long enough to vectorise (row by
+    row, 10-pair loops cost ~60 ns per row). Chunk ``q`` draws from SplitMix64 started at
+    ``splitmix(seed + q * 0xD1B54A32D192ED03)``. Same model and outputs as
+    :func:`_fused_rows` (saturated targets become events)."""
+    n_out = Wa.shape[1]
+    ch_rows = max(1, 1024 // n_out)
+    cap = ch_rows * n_out
+    vbuf = np.empty(cap)
+    nbuf = np.empty(cap, dtype=np.int32)
+    zbuf = np.empty(cap, dtype=np.float32)
+    n_upd = 0
+    n_pulse = 0
+    z0 = np.float32(0.0)
+    o1 = np.float32(1.0)
+    r = 0
+    chunk = 0
+    while r < nr:
+        r1 = min(nr, r + ch_rows)
+        ln = (r1 - r) * n_out
+        base = (j0 + r) * n_out
+        for q in range(r1 - r):
+            c = cs[r + q]
+            o = q * n_out
+            for i in range(n_out):
+                vbuf[o + i] = min(max(c * delta[i], -fmaxp), fmaxp)
+        sd = _splitmix(seed + np.uint64(chunk) * np.uint64(0xD1B54A32D192ED03))
+        for k in range(ln):
+            h = sd + np.uint64(k + 1) * np.uint64(0x9E3779B97F4A7C15)
+            h = (h ^ (h >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+            h = (h ^ (h >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+            h = h ^ (h >> np.uint64(31))
+            uq = float(np.int64(h & np.uint64(0xFFFFFFFFFFFF))) * (1.0 / 281474976710656.0)
+            n = np.int32(math.floor(vbuf[k] + uq))
+            nbuf[k] = n
+            zbuf[k] = NORMAL_TABLE32[np.int64(h >> np.uint64(48)) if n != 0 else 0]
+        for k in range(ln):
+            n = nbuf[k]
+            n_upd += 1 if n != 0 else 0
+            n_pulse += abs(n)
+        Sp = S[a, 0, j0 + r:j0 + r1].reshape(ln)
+        Sm = S[a, 1, j0 + r:j0 + r1].reshape(ln)
+        War = Wa[j0 + r:j0 + r1].reshape(ln)
+        Wrr = Wr[j0 + r:j0 + r1].reshape(ln)
+        any_sat = False
+        for k in range(ln):
+            n = nbuf[k]
+            pos = n > 0
+            fm = np.float32(n if pos else -n)
+            sp = Sp[k]
+            sm = Sm[k]
+            st = sp if pos else sm
+            sat = (n != 0) & (st >= top)
+            fire = (n != 0) & (st < top)
+            snew = st + fm * inv_n + cz * np.sqrt(fm) * zbuf[k]
+            snew = min(max(snew, z0), o1)
+            ds = (snew - st) * (o1 if fire else z0)
+            Sp[k] = snew if fire & pos else sp
+            Sm[k] = snew if fire & (not pos) else sm
+            w = War[k] + (ga if pos else -ga) * ds
+            War[k] = w
+            Wrr[k] = w
+            nbuf[k] = n if sat else 0
+            any_sat = any_sat | sat
+        if sign_read:
+            for k in range(ln):
+                Wrr[k] = rs if War[k] >= z0 else -rs
+        if any_sat:
+            for k in range(ln):
+                n = nbuf[k]
+                if n != 0:
+                    ev_j[n_ev] = (base + k) // n_out
+                    ev_i[n_ev] = (base + k) % n_out
+                    ev_n[n_ev] = n
+                    n_ev += 1
+                    n_upd -= 1
+                    n_pulse -= n if n > 0 else -n
+        r = r1
+        chunk += 1
+    return n_ev, n_upd, n_pulse
+
+
+@njit(cache=True, inline="always")
+def _splitmix(x):
+    """SplitMix64 output for state ``x`` (after its increment)."""
+    z = x + np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+@njit(cache=True)
 def _fused_rows(rows, cs, seeds, nr, delta, fmaxp, S, a, Wa, Wr, inv_n, cz, top, ga,
                 sign_read, rs, nbuf, zbuf, ev_j, ev_i, ev_n, n_ev):
     """Stochastic rounding of rows ``rows[:nr]`` (factors ``cs``), drawn and applied in place
@@ -562,7 +657,8 @@ def update_layer(Wa, Wr, S, G0, GR, gain, ip, fp, stats, idx, vals, nnz, delta, 
     The events are collected in ``ev_j, ev_i, ev_n`` (size >= nnz * n_out) and applied by
     :func:`apply_events`; with stochastic rounding on uniform linear unidirectional
     devices, rows expecting >= ``ROW_FUSED`` pulses are drawn and applied in place by
-    :func:`_fused_rows` instead (same model; only saturated targets become events).
+    :func:`_fused_rows` instead (same model; only saturated targets become events), and a
+    narrow layer (< 64 columns) whose rows are all consecutive by :func:`_fused_block`.
     ``colbuf``/``maskbuf`` are scratch arrays of size ``n_out``.
     """
     n_out = Wa.shape[1]
@@ -678,7 +774,19 @@ def update_layer(Wa, Wr, S, G0, GR, gain, ip, fp, stats, idx, vals, nnz, delta, 
             frow = np.empty(0, dtype=np.int64)
             fc = np.empty(0)
             fseed = np.empty(0, dtype=np.uint64)
-        for p in range(nnz):
+        block = fused and n_out < 64 and nnz > 0
+        for p in range(nnz if block else 0):
+            if idx[p] != idx[0] + p:
+                block = False
+                break
+        if block:       # narrow layer, consecutive rows (layer 2): one flat block
+            for p in range(nnz):
+                fc[p] = -lr * vals[p] * inv_step
+            u, s0, s1, s2, s3 = _xo(s0, s1, s2, s3)
+            n_ev, f_upd, f_pulse = _fused_block(fc, nnz, idx[0], delta, u, fmaxp, S, a, Wa,
+                                                Wr, inv_n32, cz32, top32, ga32, sign_read,
+                                                rs32, ev_j, ev_i, ev_n, n_ev)
+        for p in range(nnz if not block else 0):
             j = idx[p]
             c = -lr * vals[p] * inv_step
             ac = abs(c)

@@ -294,10 +294,12 @@ def _fused_and_general(cell, W0, w_max, seed=0):
     HybridCell(DeviceSpec(n_states=20), rounding="stochastic", k=4),
     BinaryPairCell(DeviceSpec(n_states=20), rounding="stochastic"),
 ])
-def test_fused_rows_equal_general_path_integer_pulses(cell):
+@pytest.mark.parametrize("n_out, x_min", [(70, 0), (24, 0), (10, 1)])
+def test_fused_rows_equal_general_path_integer_pulses(cell, n_out, x_min):
     # integer pulse counts and no noise: both paths are deterministic and must agree,
-    # including saturation, refresh and lost pulses (rows expect >= ROW_FUSED pulses)
-    n_in, n_out, N = 4, 24, 20
+    # including saturation, refresh and lost pulses (rows expect >= ROW_FUSED pulses;
+    # n_out < 64 with consecutive rows (x_min = 1) goes through the flat-block variant)
+    n_in, N = 4, 20
     rng = np.random.default_rng(1)
     W0 = rng.uniform(-0.6, 0.6, (n_in + 1, n_out)) * N
     a, b = _fused_and_general(cell, W0, float(N))          # step = w_max / N = 1 (big array)
@@ -309,7 +311,7 @@ def test_fused_rows_equal_general_path_integer_pulses(cell):
         if isinstance(cell, HybridCell):
             for st in (a, b):
                 st.ip[K.IP_ACTIVE] = step % 2
-        x = rng.integers(0, 3, n_in).astype(float)           # x in {0, 1, 2}
+        x = rng.integers(x_min, 3, n_in).astype(float)       # x in {x_min, .., 2}
         pulse = 0.25 if isinstance(cell, HybridCell) and step % 2 else 1.0   # small: 1/k
         delta = -rng.integers(-3, 4, n_out).astype(float) * pulse
         for st in (a, b):
@@ -323,7 +325,7 @@ def test_fused_rows_equal_general_path_integer_pulses(cell):
         else:
             np.testing.assert_allclose(a.Wr, b.Wr, atol=1e-5)
         np.testing.assert_array_equal(a.stats, b.stats)
-    assert a.stats[:, K.STAT_UPDATES].sum() > 100
+    assert a.stats[:, K.STAT_UPDATES].sum() > 50
     if cell.device.refresh:
         assert a.stats[:, K.STAT_REFRESH].sum() > 0
 
