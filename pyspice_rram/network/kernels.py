@@ -69,7 +69,7 @@ ROUND_DET, ROUND_STOCH, ROUND_COINC = 0, 1, 2
 P_DENSE = 0.04
 #: stochastic rounding with uniform linear unidirectional devices: rows whose expected
 #: pulse count sum_i |v_i| is >= ROW_FUSED are drawn and applied in place (_fused_rows)
-ROW_FUSED = 8.0
+ROW_FUSED = 4.0
 #: stochastic rounding, geometric skipping: a block of sorted columns thinned at its largest
 #: probability may cost up to BLOCK_EXTRA expected extra candidates (vs a new block)
 BLOCK_EXTRA = 1.5
@@ -516,11 +516,14 @@ def _fused_block(cs, nr, j0, delta, seed, fmaxp, S, a, Wa, Wr, inv_n, cz, top, g
             snew = st + fm * inv_n + cz * np.sqrt(fm) * zbuf[k]
             snew = min(max(snew, z0), o1)
             ds = (snew - st) * (o1 if fire else z0)
-            Sp[k] = snew if fire & pos else sp
-            Sm[k] = snew if fire & (not pos) else sm
             w = War[k] + (ga if pos else -ga) * ds
-            War[k] = w
-            Wrr[k] = w
+            if fire:          # masked stores: lanes without a pulse are not written
+                if pos:
+                    Sp[k] = snew
+                else:
+                    Sm[k] = snew
+                War[k] = w
+                Wrr[k] = w
             nbuf[k] = n if sat else 0
             any_sat = any_sat | sat
         if sign_read:
@@ -612,13 +615,17 @@ def _fused_rows(rows, cs, seeds, nr, delta, fmaxp, S, a, Wa, Wr, inv_n, cz, top,
             snew = st + fm * inv_n + cz * np.sqrt(fm) * zbuf[i]
             snew = min(max(snew, z0), o1)
             # ds by a 0/1 factor, not a select: used unconditionally, the sqrt is not
-            # sunk into a branch (which would keep the loop scalar)
+            # sunk into a branch (which would keep the loop scalar); the stores below are
+            # conditional, which AVX-512 does as masked stores
             ds = (snew - st) * (o1 if fire else z0)
-            S[a, 0, j, i] = snew if fire & pos else sp
-            S[a, 1, j, i] = snew if fire & (not pos) else sm
             w = Wa[j, i] + (ga if pos else -ga) * ds
-            Wa[j, i] = w
-            Wr[j, i] = w
+            if fire:          # masked stores: lanes without a pulse are not written
+                if pos:
+                    S[a, 0, j, i] = snew
+                else:
+                    S[a, 1, j, i] = snew
+                Wa[j, i] = w
+                Wr[j, i] = w
             nbuf[i] = n if sat else 0
             any_sat = any_sat | sat
         if sign_read:      # separate loop: a loop-invariant branch inside blocks SIMD
