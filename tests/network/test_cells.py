@@ -357,3 +357,12 @@ def test_fused_rows_hand_computed_refresh_and_noise():
         d = st.S[0, 0, 0] - s0
         assert d.mean() == pytest.approx(m / N, rel=0.02)
         assert d.std() == pytest.approx(0.34 * np.sqrt(m) / N, rel=0.06)
+
+
+def test_pulse_counts_of_fused_rows():
+    # float32 (vectorised) and int64 counting agree with numpy
+    nb = np.random.default_rng(0).integers(-7, 8, 1000).astype(np.int32)
+    expect = (int(np.count_nonzero(nb)), int(np.abs(nb).sum()))
+    assert K._counts(nb, 1000, 7.0) == expect              # float32 path
+    assert K._counts(nb, 1000, 1e6) == expect              # 1000 * 1e6 >= 2**24: int path
+    assert K._counts(nb, 10, 7.0) == (int(np.count_nonzero(nb[:10])), int(np.abs(nb[:10]).sum()))
