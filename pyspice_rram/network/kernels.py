@@ -68,6 +68,12 @@ ROUND_DET, ROUND_STOCH, ROUND_COINC = 0, 1, 2
 #: stochastic rounding: pairs with |v| >= P_DENSE get one uniform each (branch-free);
 #: below it, geometric skipping + thinning (a log per candidate)
 P_DENSE = 0.04
+#: stochastic rounding with uniform linear unidirectional devices: rows whose expected
+#: pulse count sum_i |v_i| is >= ROW_FUSED are drawn and applied in place (_fused_rows)
+ROW_FUSED = 4.0
+#: stochastic rounding, geometric skipping: a block of sorted columns thinned at its largest
+#: probability may cost up to BLOCK_EXTRA expected extra candidates (vs a new block)
+BLOCK_EXTRA = 1.5
 
 STAT_UPDATES, STAT_PULSES, STAT_REFRESH = 0, 1, 2
 
@@ -122,6 +128,8 @@ def _normal_table(bits: int = 16) -> np.ndarray:
 
 #: Inverse-CDF table used by :func:`normal` (65,536 equiprobable quantiles, |z| <= 4.3).
 NORMAL_TABLE = _normal_table()
+#: the same quantiles in float32 (the fused stochastic-rounding rows work in float32)
+NORMAL_TABLE32 = NORMAL_TABLE.astype(np.float32)
 
 
 @njit(cache=True, inline="always")
@@ -424,6 +432,246 @@ def _stoch_dense(c, sd, qd, seed, fmaxp, nbuf):
 
 
 @njit(cache=True)
+def _sort_columns(delta, n_out, colbuf, sd, ad, cum):
+    """Columns with delta != 0 by decreasing |delta| into ``colbuf``; their signed and
+    absolute deltas into ``sd``/``ad``, ``cum[q] = sum(ad[:q])``; returns their number."""
+    ncol = 0
+    for i in range(n_out):
+        if delta[i] != 0.0:
+            colbuf[ncol] = i
+            ncol += 1
+    if ncol > 1:
+        mag = np.empty(ncol)
+        for q in range(ncol):
+            mag[q] = -abs(delta[colbuf[q]])
+        perm = np.argsort(mag)
+        tmp = colbuf[:ncol].copy()
+        for q in range(ncol):
+            colbuf[q] = tmp[perm[q]]
+    cum[0] = 0.0
+    for q in range(ncol):
+        sd[q] = delta[colbuf[q]]
+        ad[q] = abs(sd[q])
+        cum[q + 1] = cum[q] + ad[q]
+    return ncol
+
+
+@njit(cache=True, fastmath={"reassoc"})
+def _counts_f32(nbuf, n):
+    """(number of non-zero, sum of |.|) of ``nbuf[:n]`` summed in float32 with
+    reassociation allowed, so that the loop vectorises (an int64 reduction of int32 values
+    costs ~2x more). Exact while the sums stay below 2**24 (callers check)."""
+    cnt = np.float32(0.0)
+    pul = np.float32(0.0)
+    for i in range(n):
+        m = np.float32(abs(nbuf[i]))
+        cnt += np.float32(1.0) if m != np.float32(0.0) else np.float32(0.0)
+        pul += m
+    return int(cnt), int(pul)
+
+
+@njit(cache=True)
+def _counts(nbuf, n, fmaxp):
+    """(number of non-zero, sum of |.|) of ``nbuf[:n]`` (|nbuf| <= fmaxp), exact."""
+    if n * fmaxp < 16777216.0:
+        return _counts_f32(nbuf, n)
+    cnt = 0
+    pul = 0
+    for i in range(n):
+        m = abs(nbuf[i])
+        cnt += 1 if m != 0 else 0
+        pul += m
+    return cnt, pul
+
+
+@njit(cache=True)
+def _fused_block(cs, nr, j0, delta, seed, fmaxp, S, a, Wa, Wr, inv_n, cz, top, ga, sign_read,
+                 rs, ev_j, ev_i, ev_n, n_ev):
+    """:func:`_fused_rows` for the consecutive rows ``j0 .. j0 + nr - 1`` (factors ``cs``)
+    of a narrow layer (layer 2: 10 columns): the rows form one contiguous block, processed
+    in flat chunks of <= 1024 pairs so that the loops are long enough to vectorise (row by
+    row, 10-pair loops cost ~60 ns per row). Chunk ``q`` draws from SplitMix64 started at
+    ``splitmix(seed + q * 0xD1B54A32D192ED03)``. Same model and outputs as
+    :func:`_fused_rows` (saturated targets become events)."""
+    n_out = Wa.shape[1]
+    ch_rows = max(1, 1024 // n_out)
+    cap = ch_rows * n_out
+    vbuf = np.empty(cap)
+    nbuf = np.empty(cap, dtype=np.int32)
+    zbuf = np.empty(cap, dtype=np.float32)
+    n_upd = 0
+    n_pulse = 0
+    z0 = np.float32(0.0)
+    o1 = np.float32(1.0)
+    r = 0
+    chunk = 0
+    while r < nr:
+        r1 = min(nr, r + ch_rows)
+        ln = (r1 - r) * n_out
+        base = (j0 + r) * n_out
+        for q in range(r1 - r):
+            c = cs[r + q]
+            o = q * n_out
+            for i in range(n_out):
+                vbuf[o + i] = min(max(c * delta[i], -fmaxp), fmaxp)
+        sd = _splitmix(seed + np.uint64(chunk) * np.uint64(0xD1B54A32D192ED03))
+        for k in range(ln):
+            h = sd + np.uint64(k + 1) * np.uint64(0x9E3779B97F4A7C15)
+            h = (h ^ (h >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+            h = (h ^ (h >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+            h = h ^ (h >> np.uint64(31))
+            uq = float(np.int64(h & np.uint64(0xFFFFFFFFFFFF))) * (1.0 / 281474976710656.0)
+            n = np.int32(math.floor(vbuf[k] + uq))
+            nbuf[k] = n
+            zbuf[k] = NORMAL_TABLE32[np.int64(h >> np.uint64(48)) if n != 0 else 0]
+        cu, cp = _counts(nbuf, ln, fmaxp)
+        n_upd += cu
+        n_pulse += cp
+        Sp = S[a, 0, j0 + r:j0 + r1].reshape(ln)
+        Sm = S[a, 1, j0 + r:j0 + r1].reshape(ln)
+        War = Wa[j0 + r:j0 + r1].reshape(ln)
+        Wrr = Wr[j0 + r:j0 + r1].reshape(ln)
+        any_sat = False
+        for k in range(ln):
+            n = nbuf[k]
+            pos = n > 0
+            fm = np.float32(n if pos else -n)
+            sp = Sp[k]
+            sm = Sm[k]
+            st = sp if pos else sm
+            sat = (n != 0) & (st >= top)
+            fire = (n != 0) & (st < top)
+            snew = st + fm * inv_n + cz * np.sqrt(fm) * zbuf[k]
+            snew = min(max(snew, z0), o1)
+            ds = (snew - st) * (o1 if fire else z0)
+            w = War[k] + (ga if pos else -ga) * ds
+            if fire:          # masked stores: lanes without a pulse are not written
+                if pos:
+                    Sp[k] = snew
+                else:
+                    Sm[k] = snew
+                War[k] = w
+                Wrr[k] = w
+            nbuf[k] = n if sat else 0
+            any_sat = any_sat | sat
+        if sign_read:
+            for k in range(ln):
+                Wrr[k] = rs if War[k] >= z0 else -rs
+        if any_sat:
+            for k in range(ln):
+                n = nbuf[k]
+                if n != 0:
+                    ev_j[n_ev] = (base + k) // n_out
+                    ev_i[n_ev] = (base + k) % n_out
+                    ev_n[n_ev] = n
+                    n_ev += 1
+                    n_upd -= 1
+                    n_pulse -= n if n > 0 else -n
+        r = r1
+        chunk += 1
+    return n_ev, n_upd, n_pulse
+
+
+@njit(cache=True, inline="always")
+def _splitmix(x):
+    """SplitMix64 output for state ``x`` (after its increment)."""
+    z = x + np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+@njit(cache=True)
+def _fused_rows(rows, cs, seeds, nr, delta, fmaxp, S, a, Wa, Wr, inv_n, cz, top, ga,
+                sign_read, rs, nbuf, zbuf, ev_j, ev_i, ev_n, n_ev):
+    """Stochastic rounding of rows ``rows[:nr]`` (factors ``cs``), drawn and applied in place
+    on array ``a`` (uniform linear unidirectional devices).
+
+    Pair ``(j, i)`` gets ``n = floor(v + u) = floor(v) + [u >= 1 - frac(v)]`` pulses (up
+    with probability frac(v)), ``v = c_j delta[i]`` clipped to +-fmaxp, with the uniform
+    ``u`` (low 48 bits) and the pulse noise ``z`` (table index, high 16 bits) from the i-th
+    output of SplitMix64 started at ``seeds[r]`` (one xoshiro draw per row). ``n > 0``
+    potentiates G+, ``n < 0`` G- by ``|n| / N (1 + c2c z / sqrt|n|)``, clipped to [0, 1];
+    ``Wa`` moves by ``+-gain ds`` and ``Wr`` follows. A pair whose target device is
+    saturated (``s >= top``) is left alone and appended to the events ``ev_*`` (from
+    ``n_ev``) for :func:`apply_events` (refresh or lost pulses). Per row, both loops are
+    branch-free and vectorise (the second in float32: ``inv_n``, ``cz``, ``top``, ``ga``,
+    ``rs`` are float32). Returns (n_ev, pairs updated, pulses) -- the events excluded.
+
+    Not inlined on purpose: inlined into :func:`update_layer` the loops stay scalar; the
+    accumulator of the second loop is boolean because a float reduction would not
+    vectorise (no fastmath), and the counts have their own loop (:func:`_counts`; int64
+    reductions in the first loop cost ~0.4 ns per pair, ~0.1 ns there).
+    """
+    n_out = Wa.shape[1]
+    n_upd = 0
+    n_pulse = 0
+    z0 = np.float32(0.0)
+    o1 = np.float32(1.0)
+    for r in range(nr):
+        j = rows[r]
+        c = cs[r]
+        seed = seeds[r]
+        for i in range(n_out):
+            h = seed + np.uint64(i + 1) * np.uint64(0x9E3779B97F4A7C15)
+            h = (h ^ (h >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+            h = (h ^ (h >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+            h = h ^ (h >> np.uint64(31))
+            uq = float(np.int64(h & np.uint64(0xFFFFFFFFFFFF))) * (1.0 / 281474976710656.0)
+            # floor(v + u) = floor(v) + [u >= 1 - frac(v)]: rounds up with probability
+            # frac(v); clipping v first to the integer +-fmaxp clips n the same way
+            v = min(max(c * delta[i], -fmaxp), fmaxp)
+            n = np.int32(math.floor(v + uq))
+            nbuf[i] = n
+            # the noise of a pair without pulse is not used: index 0 keeps that lane of
+            # the (vectorised) table gather in L1 instead of a random line of the table
+            zbuf[i] = NORMAL_TABLE32[np.int64(h >> np.uint64(48)) if n != 0 else 0]
+        cu, cp = _counts(nbuf, n_out, fmaxp)   # own loop: see the docstring
+        n_upd += cu
+        n_pulse += cp
+        any_sat = False
+        for i in range(n_out):
+            n = nbuf[i]
+            pos = n > 0
+            fm = np.float32(n if pos else -n)
+            sp = S[a, 0, j, i]
+            sm = S[a, 1, j, i]
+            st = sp if pos else sm
+            sat = (n != 0) & (st >= top)
+            fire = (n != 0) & (st < top)
+            snew = st + fm * inv_n + cz * np.sqrt(fm) * zbuf[i]
+            snew = min(max(snew, z0), o1)
+            # ds by a 0/1 factor, not a select: used unconditionally, the sqrt is not
+            # sunk into a branch (which would keep the loop scalar); the stores below are
+            # conditional, which AVX-512 does as masked stores
+            ds = (snew - st) * (o1 if fire else z0)
+            w = Wa[j, i] + (ga if pos else -ga) * ds
+            if fire:          # masked stores: lanes without a pulse are not written
+                if pos:
+                    S[a, 0, j, i] = snew
+                else:
+                    S[a, 1, j, i] = snew
+                Wa[j, i] = w
+                Wr[j, i] = w
+            nbuf[i] = n if sat else 0
+            any_sat = any_sat | sat
+        if sign_read:      # separate loop: a loop-invariant branch inside blocks SIMD
+            for i in range(n_out):
+                Wr[j, i] = rs if Wa[j, i] >= z0 else -rs
+        if any_sat:        # saturated targets: refresh / lost pulses, by apply_events
+            for i in range(n_out):
+                n = nbuf[i]
+                if n != 0:
+                    ev_j[n_ev] = j
+                    ev_i[n_ev] = i
+                    ev_n[n_ev] = n
+                    n_ev += 1
+                    n_upd -= 1
+                    n_pulse -= n if n > 0 else -n
+    return n_ev, n_upd, n_pulse
+
+
+@njit(cache=True)
 def update_layer(Wa, Wr, S, G0, GR, gain, ip, fp, stats, idx, vals, nnz, delta, lr, rng,
                  colbuf, maskbuf, ev_j, ev_i, ev_n):
     """Outer-product update ``dW[j, i] = -lr * x_j * delta_i`` realised by the cell.
@@ -441,7 +689,11 @@ def update_layer(Wa, Wr, S, G0, GR, gain, ip, fp, stats, idx, vals, nnz, delta, 
       the number of coincidences (``E[n] = dW / step`` below clipping).
 
     The events are collected in ``ev_j, ev_i, ev_n`` (size >= nnz * n_out) and applied by
-    :func:`apply_events`. ``colbuf``/``maskbuf`` are scratch arrays of size ``n_out``.
+    :func:`apply_events`; with stochastic rounding on uniform linear unidirectional
+    devices, rows expecting >= ``ROW_FUSED`` pulses are drawn and applied in place by
+    :func:`_fused_rows` instead (same model; only saturated targets become events), and a
+    narrow layer (< 64 columns) whose rows are all consecutive by :func:`_fused_block`.
+    ``colbuf``/``maskbuf`` are scratch arrays of size ``n_out``.
     """
     n_out = Wa.shape[1]
     if ip[IP_KIND] == KIND_FP:
@@ -465,6 +717,9 @@ def update_layer(Wa, Wr, S, G0, GR, gain, ip, fp, stats, idx, vals, nnz, delta, 
     mode = ip[IP_ROUND]
     n_ev = 0
     s0, s1, s2, s3 = rng[0], rng[1], rng[2], rng[3]
+    fused = False
+    f_upd = 0
+    f_pulse = 0
     if mode == ROUND_DET:
         xmax = 0.0
         for p in range(nnz):
@@ -507,41 +762,80 @@ def update_layer(Wa, Wr, S, G0, GR, gain, ip, fp, stats, idx, vals, nnz, delta, 
                 ev_n[n_ev] = n
                 n_ev += 1
     elif mode == ROUND_STOCH:
-        # Columns sorted by decreasing |delta|. Per row, the prefix of columns with
-        # |v| >= P_DENSE gets n = floor(v) + Bernoulli(frac(v)) with one uniform per pair
-        # (branch-free, vectorised: the uniforms are a SplitMix64 stream seeded by one
-        # xoshiro draw per row; a log per candidate would cost more there). The rest have
-        # |v| < P_DENSE and fire one pulse with probability |v|: these are sampled in blocks
-        # of 16 columns by geometric skipping at the block's largest probability q_b and
-        # thinning (accept with |v_i| / q_b) -- exact, and ~|v|-proportional work.
-        ncol = 0
+        # Fused rows (uniform linear unidirectional devices, rows expecting >= ROW_FUSED
+        # pulses): every pair of the row is drawn and its pulse applied in place by
+        # :func:`_fused_rows` (SIMD, no event list); pairs whose target device is saturated
+        # become events for apply_events (refresh or lost pulses). Other rows: columns
+        # sorted by decreasing |delta| (once per call, only if needed). Per row, the prefix
+        # of columns with |v| >= P_DENSE gets n = floor(v) + Bernoulli(frac(v)) with one
+        # uniform per pair (branch-free, vectorised: the uniforms are a SplitMix64 stream
+        # seeded by one xoshiro draw per row; a log per candidate would cost more there).
+        # The rest have |v| < P_DENSE and fire one pulse with probability |v|: these are
+        # sampled in blocks of columns by geometric skipping at the block's largest
+        # probability q_b and thinning (accept with |v_i| / q_b) -- exact, and
+        # ~|v|-proportional work; a block is extended while that costs at most
+        # BLOCK_EXTRA expected extra candidates.
+        fused = (fp[0, FP_UNIFORM] == 1.0 and abs(fp[a, FP_BETA_P]) < 1e-9
+                 and ip[IP_UNI] == 1 and fp[a, FP_DEAD] == 0.0)
+        sumabs = 0.0
         for i in range(n_out):
-            if delta[i] != 0.0:
-                colbuf[ncol] = i
-                ncol += 1
-        if ncol > 1:
-            mag = np.empty(ncol)
-            for q in range(ncol):
-                mag[q] = -abs(delta[colbuf[q]])
-            perm = np.argsort(mag)
-            tmp = colbuf[:ncol].copy()
-            for q in range(ncol):
-                colbuf[q] = tmp[perm[q]]
-        # sorted signed / absolute deltas, contiguous for the dense loop
-        sd = np.empty(ncol)
-        ad = np.empty(ncol)
-        nbuf = np.empty(ncol, dtype=np.int32)
+            sumabs += abs(delta[i])
+        sd = np.empty(n_out)
+        ad = np.empty(n_out)
+        cum = np.empty(n_out + 1)
+        nbuf = np.empty(n_out, dtype=np.int32)
+        zbuf = np.empty(n_out, dtype=np.float32)
         fmaxp = float(maxp)
         dead = fp[a, FP_DEAD]
-        for q in range(ncol):
-            sd[q] = delta[colbuf[q]]
-            ad[q] = abs(sd[q])
-        for p in range(nnz):
+        ncol = -1          # columns not sorted yet (only rows that are not fused need it)
+        # float32 constants of the fused rows; top32 = smallest float32 >= top, so that
+        # the float32 test s >= top32 equals apply_events' float64 s >= top
+        n_states = fp[a, FP_NSTATES]
+        inv_n32 = np.float32(1.0 / n_states)
+        cz32 = np.float32(fp[a, FP_C2C] / n_states)
+        top = 1.0 - 0.5 / n_states
+        top32 = np.float32(top)
+        if float(top32) < top:
+            top32 = np.nextafter(top32, np.float32(2.0))
+        ga32 = np.float32(gain[a])
+        sign_read = ip[IP_SIGN] == 1
+        rs32 = np.float32(fp[0, FP_READ_SCALE])
+        nf = 0
+        if fused:
+            frow = np.empty(nnz, dtype=np.int64)
+            fc = np.empty(nnz)
+            fseed = np.empty(nnz, dtype=np.uint64)
+        else:
+            frow = np.empty(0, dtype=np.int64)
+            fc = np.empty(0)
+            fseed = np.empty(0, dtype=np.uint64)
+        block = fused and n_out < 64 and nnz > 0
+        for p in range(nnz if block else 0):
+            if idx[p] != idx[0] + p:
+                block = False
+                break
+        if block:       # narrow layer, consecutive rows (layer 2): one flat block
+            for p in range(nnz):
+                fc[p] = -lr * vals[p] * inv_step
+            u, s0, s1, s2, s3 = _xo(s0, s1, s2, s3)
+            n_ev, f_upd, f_pulse = _fused_block(fc, nnz, idx[0], delta, u, fmaxp, S, a, Wa,
+                                                Wr, inv_n32, cz32, top32, ga32, sign_read,
+                                                rs32, ev_j, ev_i, ev_n, n_ev)
+        for p in range(nnz if not block else 0):
             j = idx[p]
             c = -lr * vals[p] * inv_step
             ac = abs(c)
             if ac == 0.0:
                 continue
+            if fused and ac * sumabs >= ROW_FUSED:
+                u, s0, s1, s2, s3 = _xo(s0, s1, s2, s3)
+                frow[nf] = j
+                fc[nf] = c
+                fseed[nf] = u
+                nf += 1
+                continue
+            if ncol < 0:
+                ncol = _sort_columns(delta, n_out, colbuf, sd, ad, cum)
             # dense prefix: columns with |v| >= P_DENSE, one uniform per pair, branch-free
             # n = floor(v) + [u < v - floor(v)] (exact stochastic rounding)
             thr = max(P_DENSE, dead) / ac
@@ -567,23 +861,37 @@ def update_layer(Wa, Wr, S, G0, GR, gain, ip, fp, stats, idx, vals, nnz, delta, 
                     n_ev += 1 if n != 0 else 0
             q = qd if dead < P_DENSE else ncol
             while q < ncol:
-                qb = ac * abs(delta[colbuf[q]])
+                qb = ac * ad[q]
                 if qb <= 0.0 or qb < dead:
                     break
-                end = q + 16
-                if end > ncol:
-                    end = ncol
+                # block [q, end): the longest one whose extra candidates from thinning at
+                # qb, ac ((end - q) ad[q] - sum ad[q:end]), stay <= BLOCK_EXTRA (a block
+                # costs ~ a log1p and a draw, a candidate a draw)
+                lo = q + 1
+                hi = ncol
+                while lo < hi:
+                    mid = (lo + hi + 1) >> 1
+                    if ac * ((mid - q) * ad[q] - (cum[mid] - cum[q])) <= BLOCK_EXTRA:
+                        lo = mid
+                    else:
+                        hi = mid - 1
+                end = lo
                 lq = math.log1p(-qb)
                 pos = q - 1
                 while True:
                     u, s0, s1, s2, s3 = _xo(s0, s1, s2, s3)
                     uu = (float(u >> np.uint64(11)) + 1.0) * (1.0 / 9007199254740992.0)
-                    # geometric skip; compared as a float first: for a tiny q_b the
-                    # skip overflows int64 (numba's int(1e300) is INT64_MIN)
-                    skip = math.log(uu) / lq if lq < 0.0 else 0.0
-                    if skip >= end - pos - 1:
+                    if lq < 0.0:
+                        # skip length compared as a float first: for a tiny qb it can
+                        # exceed the int64 range (int() of it would wrap negative)
+                        sk = math.log(uu) / lq
+                        if sk >= end - pos - 1:
+                            break
+                        pos += int(sk) + 1
+                    else:
+                        pos += 1
+                    if pos >= end:
                         break
-                    pos += int(skip) + 1
                     i = colbuf[pos]
                     pi = ac * abs(delta[i])
                     if pi < dead:
@@ -597,6 +905,10 @@ def update_layer(Wa, Wr, S, G0, GR, gain, ip, fp, stats, idx, vals, nnz, delta, 
                     ev_n[n_ev] = 1 if c * delta[i] > 0 else -1
                     n_ev += 1
                 q = end
+        if nf > 0:
+            n_ev, f_upd, f_pulse = _fused_rows(frow, fc, fseed, nf, delta, fmaxp, S, a, Wa, Wr,
+                                               inv_n32, cz32, top32, ga32, sign_read, rs32,
+                                               nbuf, zbuf, ev_j, ev_i, ev_n, n_ev)
     else:
         bl = ip[IP_BL]
         cd = lr / (bl * step)
@@ -638,6 +950,9 @@ def update_layer(Wa, Wr, S, G0, GR, gain, ip, fp, stats, idx, vals, nnz, delta, 
     rng[1] = s1
     rng[2] = s2
     rng[3] = s3
+    if fused:
+        stats[a, STAT_UPDATES] += f_upd
+        stats[a, STAT_PULSES] += f_pulse
     if n_ev > 0:
         apply_events(Wa, Wr, S, G0, GR, gain, ip, fp, stats, a, ev_j, ev_i, ev_n, n_ev, rng)
 

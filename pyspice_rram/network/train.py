@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from . import kernels as K
 from .backend import VMMBackend, make_backend
@@ -367,40 +368,45 @@ def train(config: TrainConfig, out: str | Path | None = None, *, data: Dataset |
     bar = tqdm(total=(config.epochs - start_epoch) * n_train, disable=not progress,
                unit="sample", unit_scale=True, desc=config.name, leave=False)
     try:
-        for epoch in range(start_epoch + 1, config.epochs + 1):
-            if stop_after is not None and done_epochs >= stop_after:
-                break
-            order = np.random.default_rng([config.seed, epoch]).permutation(n_train)
-            rng_state = K.seed_state(config.seed, epoch)
-            for st in net.layers:
-                st.stats[...] = 0
-            counters = np.zeros(2)
-            t0 = time.perf_counter()
-            for c in range(n_points):
-                net.train_samples(data, order, int(bounds[c]), int(bounds[c + 1]), rng_state,
-                                  counters)
-                bar.update(int(bounds[c + 1] - bounds[c]))
-                hist.track_samples.append((epoch - 1) * n_train + int(bounds[c + 1]))
-                hist.track_weights.append(_track_values(net, hist.track_index))
-            wall = time.perf_counter() - t0
-            tr_acc, tr_mse = net.evaluate(data, "train")
-            te_acc, te_mse = net.evaluate(data, "test")
-            phase_used = net.phase
-            hist.append(train_acc=tr_acc, test_acc=te_acc, train_mse=tr_mse, test_mse=te_mse,
-                        online_acc=counters[0] / n_train, phase=phase_used,
-                        updates=np.stack([st.stats[:, K.STAT_UPDATES] for st in net.layers]),
-                        pulses=np.stack([st.stats[:, K.STAT_PULSES] for st in net.layers]),
-                        refreshes=np.stack([st.stats[:, K.STAT_REFRESH] for st in net.layers]),
-                        wall_s=wall)
-            if isinstance(net.cell, HybridCell):
-                net.phase = net.cell.next_phase(net.phase, hist.epochs["train_acc"])
-            bar.set_postfix(train=f"{tr_acc:.4f}", test=f"{te_acc:.4f}", phase=net.phase)
-            if out is not None:
-                final = [st.Wr.copy() for st in net.layers] if config.save_weights else None
-                save_run(out, hist, net.layers, final, phase=net.phase)
-            if callback is not None:
-                callback(epoch, hist)
-            done_epochs += 1
+        # per-sample training: BLAS calls (backend reads in the Python / surrogate loops) are
+        # tiny, one BLAS thread is fastest and leaves the other cores alone
+        with threadpool_limits(limits=1, user_api="blas"):
+            for epoch in range(start_epoch + 1, config.epochs + 1):
+                if stop_after is not None and done_epochs >= stop_after:
+                    break
+                order = np.random.default_rng([config.seed, epoch]).permutation(n_train)
+                rng_state = K.seed_state(config.seed, epoch)
+                for st in net.layers:
+                    st.stats[...] = 0
+                counters = np.zeros(2)
+                t0 = time.perf_counter()
+                for c in range(n_points):
+                    net.train_samples(data, order, int(bounds[c]), int(bounds[c + 1]),
+                                      rng_state, counters)
+                    bar.update(int(bounds[c + 1] - bounds[c]))
+                    hist.track_samples.append((epoch - 1) * n_train + int(bounds[c + 1]))
+                    hist.track_weights.append(_track_values(net, hist.track_index))
+                wall = time.perf_counter() - t0
+                tr_acc, tr_mse = net.evaluate(data, "train")
+                te_acc, te_mse = net.evaluate(data, "test")
+                phase_used = net.phase
+                stats = np.stack([st.stats for st in net.layers])
+                hist.append(train_acc=tr_acc, test_acc=te_acc, train_mse=tr_mse,
+                            test_mse=te_mse, online_acc=counters[0] / n_train,
+                            phase=phase_used, updates=stats[:, :, K.STAT_UPDATES],
+                            pulses=stats[:, :, K.STAT_PULSES],
+                            refreshes=stats[:, :, K.STAT_REFRESH], wall_s=wall)
+                if isinstance(net.cell, HybridCell):
+                    net.phase = net.cell.next_phase(net.phase, hist.epochs["train_acc"])
+                bar.set_postfix(train=f"{tr_acc:.4f}", test=f"{te_acc:.4f}",
+                                phase=net.phase)
+                if out is not None:
+                    final = ([st.Wr.copy() for st in net.layers] if config.save_weights
+                             else None)
+                    save_run(out, hist, net.layers, final, phase=net.phase)
+                if callback is not None:
+                    callback(epoch, hist)
+                done_epochs += 1
     finally:
         bar.close()
     if out is not None and hist.completed_epochs == 0:

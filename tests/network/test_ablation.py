@@ -16,7 +16,7 @@ label = "digits, {cell}"
 base = "B"
 cell = "single"
 dataset = "digits"
-n_hidden = 16
+n_hidden = 32
 epochs = 2
 w_max = [0.5, 1.0]
 
@@ -25,7 +25,7 @@ label = "digits hybrid, {cell_params}"
 base = "B"
 cell = "hybrid"
 dataset = "digits"
-n_hidden = 16
+n_hidden = 32
 epochs = 2
 w_max = [0.5, 1.0]
 [run.sweep]

@@ -299,3 +299,111 @@ def test_two_t_two_r_init_has_no_zero_weights():
     np.testing.assert_allclose(np.abs(st.Wa), 1.0 / 50, rtol=1e-6)
     np.testing.assert_array_equal(np.sign(st.Wa), np.where(W0 < 0, -1.0, 1.0))
     np.testing.assert_allclose(st.Wr, 0.3 * np.sign(st.Wa))
+
+
+@pytest.mark.parametrize("d2d", [0.0, 0.1])
+def test_stochastic_rounding_tiny_probabilities(d2d):
+    # columns with |v| ~ 1e-29 next to one large column: the geometric skip length
+    # log(u) / log1p(-|v|) overflows int64 -- it must end the block, not index out of bounds
+    n_out = 20
+    st = _layer(PairCell(DeviceSpec(n_states=1000, d2d=d2d), rounding="stochastic"), n_in=1,
+                n_out=n_out, w_max=100.0)                     # step 0.1
+    S0 = st.S.copy()
+    delta = np.full(n_out, -1e-30)
+    delta[0] = -0.5                                  # v = 5 pulses exactly
+    rng = K.seed_state(4)
+    for _ in range(50):
+        st.update(np.array([1.0]), delta, 1.0, rng)
+    assert st.stats[0, K.STAT_PULSES] == 2 * 50 * 5  # input row and bias row
+    assert np.array_equal(st.S[..., 1:], S0[..., 1:])
+
+
+def _fused_and_general(cell, W0, w_max, seed=0):
+    """Two copies of a uniform (no d2d) layer: the first takes the fused stochastic-rounding
+    rows of update_layer, the second (FP_UNIFORM cleared) the general event path -- the
+    same model, since all G0 are equal and GR = 1."""
+    a = cell.build_layer(W0, w_max, np.random.default_rng(seed))
+    b = a.copy()
+    assert a.fp[0, K.FP_UNIFORM] == 1.0
+    b.fp[0, K.FP_UNIFORM] = 0.0
+    return a, b
+
+
+@pytest.mark.parametrize("cell", [
+    PairCell(DeviceSpec(n_states=20), rounding="stochastic"),
+    PairCell(DeviceSpec(n_states=20, refresh=False), rounding="stochastic"),
+    HybridCell(DeviceSpec(n_states=20), rounding="stochastic", k=4),
+    BinaryPairCell(DeviceSpec(n_states=20), rounding="stochastic"),
+])
+@pytest.mark.parametrize("n_out, x_min", [(70, 0), (24, 0), (10, 1)])
+def test_fused_rows_equal_general_path_integer_pulses(cell, n_out, x_min):
+    # integer pulse counts and no noise: both paths are deterministic and must agree,
+    # including saturation, refresh and lost pulses (rows expect >= ROW_FUSED pulses;
+    # n_out < 64 with consecutive rows (x_min = 1) goes through the flat-block variant)
+    n_in, N = 4, 20
+    rng = np.random.default_rng(1)
+    W0 = rng.uniform(-0.6, 0.6, (n_in + 1, n_out)) * N
+    a, b = _fused_and_general(cell, W0, float(N))          # step = w_max / N = 1 (big array)
+    for st in (a, b):
+        st.S[0, :, 1, :6] = 1.0                             # some saturated devices
+        st.S[0, 1, 1, 6:9] = 0.0
+        st.recompute()
+    for step in range(12):
+        if isinstance(cell, HybridCell):
+            for st in (a, b):
+                st.ip[K.IP_ACTIVE] = step % 2
+        x = rng.integers(x_min, 3, n_in).astype(float)       # x in {x_min, .., 2}
+        pulse = 0.25 if isinstance(cell, HybridCell) and step % 2 else 1.0   # small: 1/k
+        delta = -rng.integers(-3, 4, n_out).astype(float) * pulse
+        for st in (a, b):
+            st.update(x, delta, 1.0, K.seed_state(step))
+        np.testing.assert_allclose(a.S, b.S, atol=1e-6)
+        np.testing.assert_allclose(a.Wa, b.Wa, atol=1e-5)
+        if a.ip[K.IP_SIGN]:     # sign read: W = 0 up to float rounding is a tie
+            clear = np.abs(b.Wa) > 1e-5
+            np.testing.assert_array_equal(a.Wr[clear], b.Wr[clear])
+            assert set(np.unique(np.abs(a.Wr))) == {np.float32(a.fp[0, K.FP_READ_SCALE])}
+        else:
+            np.testing.assert_allclose(a.Wr, b.Wr, atol=1e-5)
+        np.testing.assert_array_equal(a.stats, b.stats)
+    assert a.stats[:, K.STAT_UPDATES].sum() > 50
+    if cell.device.refresh:
+        assert a.stats[:, K.STAT_REFRESH].sum() > 0
+
+
+def test_fused_rows_hand_computed_refresh_and_noise():
+    # one fused row (v = +1 on 40 columns, N = 10, no noise): column 0 has G+ saturated and
+    # G- = 0.3 -> refresh (0.7 into G+) then the pulse: G+ = 0.8; column 1 has G+ = 1, G- = 0
+    # -> pulse lost; the others get one pulse: G+ = 0.1
+    n_out = 40
+    st = _layer(PairCell(DeviceSpec(n_states=10), rounding="stochastic"), n_in=1,
+                n_out=n_out, W0=np.zeros((2, n_out)))
+    st.S[0, 0, 0, 0], st.S[0, 1, 0, 0] = 1.0, 0.3
+    st.S[0, 0, 0, 1] = 1.0
+    st.recompute()
+    st.update(np.array([1.0]), np.full(n_out, -0.1), 1.0, K.seed_state(0))   # v = 1
+    assert st.S[0, 0, 0, 0] == pytest.approx(0.8) and st.S[0, 1, 0, 0] == 0.0
+    assert st.S[0, 0, 0, 1] == 1.0 and st.S[0, 1, 0, 1] == 0.0
+    np.testing.assert_allclose(st.S[0, 0, 0, 2:], 0.1, atol=1e-7)
+    np.testing.assert_allclose(st.Wa[0], st.S[0, 0, 0] - st.S[0, 1, 0], atol=1e-6)
+    assert st.stats[0].tolist() == [n_out - 1 + n_out, 2 * n_out - 1, 1]
+    # delta/mu of one pulse and of 4 pulses at once, on the fused path
+    N = 100
+    st = _layer(PairCell(DeviceSpec(n_states=N, c2c=0.34, refresh=False),
+                         rounding="stochastic"), n_in=1, n_out=2000, w_max=float(N),
+                W0=np.zeros((2, 2000)))
+    for m in (1, 4):
+        s0 = st.S[0, 0, 0].copy()
+        st.update(np.array([1.0]), np.full(2000, -float(m)), 1.0, K.seed_state(m))
+        d = st.S[0, 0, 0] - s0
+        assert d.mean() == pytest.approx(m / N, rel=0.02)
+        assert d.std() == pytest.approx(0.34 * np.sqrt(m) / N, rel=0.06)
+
+
+def test_pulse_counts_of_fused_rows():
+    # float32 (vectorised) and int64 counting agree with numpy
+    nb = np.random.default_rng(0).integers(-7, 8, 1000).astype(np.int32)
+    expect = (int(np.count_nonzero(nb)), int(np.abs(nb).sum()))
+    assert K._counts(nb, 1000, 7.0) == expect              # float32 path
+    assert K._counts(nb, 1000, 1e6) == expect              # 1000 * 1e6 >= 2**24: int path
+    assert K._counts(nb, 10, 7.0) == (int(np.count_nonzero(nb[:10])), int(np.abs(nb[:10]).sum()))
