@@ -4,7 +4,9 @@ Usage::
 
     OMP_NUM_THREADS=1 python benchmarks/bench_training.py [--mnist DIR] [--samples N]
 
-Uses full MNIST (784-250-10) when found (``--mnist``, ``$PYSPICE_RRAM_MNIST`` or the cache),
+Prints, per case, samples per wall-clock and per CPU second and the ratio to the plain
+NumPy loop (FP for FP, the single-pair deterministic loop for device cells) run first in
+the same process. Uses full MNIST (784-250-10) when found (``--mnist``, ``$PYSPICE_RRAM_MNIST`` or the cache),
 otherwise the 8x8 digits. Each compiled cell is timed on ``--samples`` training samples
 after a warm-up (numba compile excluded); the hybrid cell is timed both in its dynamic
 (big-array) phase from the initial state and in its fine-tuning (small-array) phase after
@@ -43,6 +45,12 @@ CASES = [
     ("hybrid k=10, coincidence, fine phase", "hybrid", {"rounding": "coincidence"}, DEV),
     ("multi-device x4, stochastic", "multi", {"rounding": "stochastic", "n_devices": 4}, DEV),
     ("2T2R, stochastic", "2t2r", {"rounding": "stochastic"}, DEV),
+    # the weight ranges the stochastic-rounding configs train with (docs/results.md)
+    ("hybrid, stoch., fine phase, |W|<=1/2 (B)", "hybrid", {"rounding": "stochastic"}, DEV,
+     [1.0, 2.0]),
+    ("single, stochastic, |W|<=1/2 (B)", "single", {"rounding": "stochastic"}, DEV, [1.0, 2.0]),
+    ("2T2R, stochastic, |W|<=0.5/1 (config)", "2t2r", {"rounding": "stochastic"}, DEV,
+     [0.5, 1.0]),
 ]
 
 
@@ -123,17 +131,22 @@ def main(argv=None):
           f"{os.getloadavg()[0]:.2f}")
     print("samples/s = per wall-clock second; per CPU s = per second of this thread's CPU time "
           "(robust to other processes sharing the cores)")
-    print(f"{'case':40s} {'samples/s':>10s} {'per CPU s':>10s} {'events/sample':>14s}")
     rows = []
-    for label, cell, params, device in CASES:
-        sps, spc, ev = time_cell(data, cell, params, device, args.samples, w_max,
-                                 fine="fine phase" in label)
-        rows.append((label, sps, spc, ev))
-        print(f"{label:40s} {sps:10.0f} {spc:10.0f} {ev:14.1f}", flush=True)
+    base = {}
     for label, dev in (("NumPy loop, fp", None), ("NumPy loop, single/big pair det.", DEV)):
         sps, spc = numpy_loop(data, args.numpy_samples, dev, w_max)
         rows.append((label, sps, spc, float("nan")))
-        print(f"{label:40s} {sps:10.0f} {spc:10.0f} {'':>14s}", flush=True)
+        base["fp" if dev is None else "device"] = spc
+    print(f"{'case':42s} {'samples/s':>10s} {'per CPU s':>10s} {'x NumPy':>8s} "
+          f"{'events/sample':>14s}")
+    for label, sps, spc, _ in rows:
+        print(f"{label:42s} {sps:10.0f} {spc:10.0f} {1.0:8.1f} {'':>14s}", flush=True)
+    for label, cell, params, device, *wm in CASES:
+        sps, spc, ev = time_cell(data, cell, params, device, args.samples,
+                                 wm[0] if wm else w_max, fine="fine phase" in label)
+        rows.append((label, sps, spc, ev))
+        ratio = spc / base["fp" if cell == "fp" else "device"]   # same-process baseline
+        print(f"{label:42s} {sps:10.0f} {spc:10.0f} {ratio:8.1f} {ev:14.1f}", flush=True)
     return rows
 
 
