@@ -375,6 +375,10 @@ class HybridCell(PairCell):
         Gain ratio G/g (area ratio of big to small device).
     small_states : float or None
         Number of states of the small devices (default: ``device.n_states``).
+    small_rounding : str or None
+        Update-to-pulse conversion of the small array (default: ``rounding``), e.g.
+        deterministic on the big pair and stochastic on the small one (an ablation of
+        docs/results.md; the paper uses one scheme for both).
     switch_threshold : float
         Epoch-to-epoch training-accuracy gain below which the phase switches.
     """
@@ -382,8 +386,20 @@ class HybridCell(PairCell):
     k: float = 10.0
     small_states: float | None = None
     switch_threshold: float = 0.005
+    small_rounding: str | None = None
 
     kind: ClassVar[str] = "hybrid"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.small_rounding is not None and self.small_rounding not in ROUNDING:
+            raise ValueError(f"small_rounding must be one of {sorted(ROUNDING)}")
+
+    def build_layer(self, W0, w_max, rng, read_scale=1.0):
+        st = super().build_layer(W0, w_max, rng, read_scale)
+        if self.small_rounding is not None:
+            st.fp[1, K.FP_ROUND] = ROUNDING[self.small_rounding] + 1
+        return st
 
     def arrays(self) -> list[tuple[float, DeviceSpec]]:
         small = self.device if self.small_states is None else \

@@ -59,7 +59,8 @@ FP_C2C = 3
 FP_READ_SCALE = 4
 FP_UNIFORM = 5     # (row 0) 1.0 when every device has G0 = G_min/dG and GR = 1 (no d2d)
 FP_DEAD = 6        # stochastic rounding: updates below this many pulses are dropped
-N_FP = 7
+FP_ROUND = 7       # per-array rounding mode + 1 (0: the layer's IP_ROUND)
+N_FP = 8
 
 KIND_FP = 0
 KIND_PAIR = 1
@@ -714,7 +715,7 @@ def update_layer(Wa, Wr, S, G0, GR, gain, ip, fp, stats, idx, vals, nnz, delta, 
     step = gain[a] / fp[a, FP_NSTATES]
     inv_step = 1.0 / step
     maxp = ip[IP_MAXP]
-    mode = ip[IP_ROUND]
+    mode = ip[IP_ROUND] if fp[a, FP_ROUND] == 0.0 else int(fp[a, FP_ROUND]) - 1
     n_ev = 0
     s0, s1, s2, s3 = rng[0], rng[1], rng[2], rng[3]
     fused = False

@@ -144,6 +144,23 @@ def test_hybrid_phase_switch_and_target_array():
     assert st.array_weights()[:, 0, 0] == pytest.approx([0.1, 0.03])
 
 
+def test_hybrid_small_rounding_per_array():
+    # big array deterministic (0.3 pulse -> nothing), small array stochastic: the same 0.3
+    # of a big pulse is 3 small pulses exactly, and 0.35 of a small pulse fires in ~35 %
+    cell = HybridCell(DeviceSpec(n_states=1000), k=10, small_rounding="stochastic")
+    st = _layer(cell, n_in=1, n_out=1, w_max=1000.0)        # big step 1, small step 0.1
+    st.update(np.array([1.0]), np.array([-0.3]), 1.0, K.seed_state(0))
+    assert st.stats[0, K.STAT_UPDATES] == 0 and np.all(st.S == 0)
+    st.ip[K.IP_ACTIVE] = 1
+    rng = K.seed_state(1)
+    for _ in range(2000):
+        st.update(np.array([1.0]), np.array([-0.035]), 1.0, rng)
+    # 2 synapses (x and bias) x 2000 updates x 0.35 expected pulses; binomial sd ~ 30
+    assert st.stats[1, K.STAT_PULSES] == pytest.approx(1400, abs=120)
+    with pytest.raises(ValueError):
+        HybridCell(small_rounding="nope")
+
+
 def test_hybrid_small_states():
     cell = HybridCell(DeviceSpec(n_states=10), k=10, small_states=400)
     st = _layer(cell, n_in=1, n_out=1)
