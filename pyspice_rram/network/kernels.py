@@ -987,6 +987,22 @@ def output_error(opre, lab, o, d2, counters):
 
 
 @njit(cache=True)
+def update_buffers(n_in, n_hid, n_out):
+    """Scratch arrays of the per-sample loops: layer-1 non-zero inputs ``idx1``/``val1``,
+    layer-2 rows ``idx2``, column buffers for :func:`update_layer` and its event lists."""
+    idx1 = np.empty(n_in + 1, dtype=np.int64)
+    val1 = np.empty(n_in + 1, dtype=np.float32)
+    idx2 = np.arange(n_hid + 1)
+    colbuf = np.empty(max(n_hid, n_out), dtype=np.int64)
+    maskbuf = np.empty(max(n_hid, n_out), dtype=np.uint64)
+    n_ev_max = max((n_in + 1) * n_hid, (n_hid + 1) * n_out)
+    ev_j = np.empty(n_ev_max, dtype=np.int32)
+    ev_i = np.empty(n_ev_max, dtype=np.int32)
+    ev_n = np.empty(n_ev_max, dtype=np.int32)
+    return idx1, val1, idx2, colbuf, maskbuf, ev_j, ev_i, ev_n
+
+
+@njit(cache=True)
 def train_samples(order, start, stop, indptr, indices, values, labels,
                   L1, L2, lr, rng, counters):
     """Per-sample SGD (batch 1) of a 1-hidden-layer sigmoid MLP with MSE loss.
@@ -1011,15 +1027,7 @@ def train_samples(order, start, stop, indptr, indices, values, labels,
     opre = np.empty(n_out, dtype=np.float32)
     d2 = np.empty(n_out, dtype=np.float32)
     d1 = np.empty(n_hid, dtype=np.float32)
-    idx1 = np.empty(n_in + 1, dtype=np.int64)
-    val1 = np.empty(n_in + 1, dtype=np.float32)
-    idx2 = np.arange(n_hid + 1)
-    colbuf = np.empty(max(n_hid, n_out), dtype=np.int64)
-    maskbuf = np.empty(max(n_hid, n_out), dtype=np.uint64)
-    n_ev_max = max((n_in + 1) * n_hid, (n_hid + 1) * n_out)
-    ev_j = np.empty(n_ev_max, dtype=np.int32)
-    ev_i = np.empty(n_ev_max, dtype=np.int32)
-    ev_n = np.empty(n_ev_max, dtype=np.int32)
+    idx1, val1, idx2, colbuf, maskbuf, ev_j, ev_i, ev_n = update_buffers(n_in, n_hid, n_out)
     for t in range(start, stop):
         s = order[t]
         a0 = indptr[s]

@@ -32,7 +32,7 @@ from numba import njit
 
 from ..device.card import ModelCard
 from ..network.backend import BACKENDS, VMMBackend
-from ..network.kernels import IP_COUNTER, output_error, update_layer
+from ..network.kernels import IP_COUNTER, output_error, update_buffers, update_layer
 from .model import CellLaw, SurrogateValidityError, TileSurrogate, canonical, line_resistances
 
 TERMS = ("dh", "d2h", "dhs")
@@ -105,15 +105,7 @@ def _train_kernel(order, start, stop, indptr, indices, values, labels, L1, L2, l
     d1 = np.empty(n_hid, dtype=np.float32)
     zpre = np.empty(n_hid)
     opre = np.empty(n_out)
-    idx1 = np.empty(n_in + 1, dtype=np.int64)
-    val1 = np.empty(n_in + 1, dtype=np.float32)
-    idx2 = np.arange(n_hid + 1)
-    colbuf = np.empty(max(n_hid, n_out), dtype=np.int64)
-    maskbuf = np.empty(max(n_hid, n_out), dtype=np.uint64)
-    n_ev_max = max((n_in + 1) * n_hid, (n_hid + 1) * n_out)
-    ev_j = np.empty(n_ev_max, dtype=np.int32)
-    ev_i = np.empty(n_ev_max, dtype=np.int32)
-    ev_n = np.empty(n_ev_max, dtype=np.int32)
+    idx1, val1, idx2, colbuf, maskbuf, ev_j, ev_i, ev_n = update_buffers(n_in, n_hid, n_out)
     n0 = n_in + 1
     n1 = n_hid + 1
     inv_h = 1.0 / (v_nl * math.sinh(v_read / v_nl))   # W_h = Wa / h(V_read) exactly
