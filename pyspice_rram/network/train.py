@@ -60,8 +60,9 @@ class TrainConfig:
     cell : str
         ``fp``, ``single``, ``hybrid``, ``multi`` or ``2t2r`` (see :mod:`.cells`).
     cell_params : dict
-        Cell parameters (``rounding``, ``bl``, ``init``, ``k``, ``small_states``,
-        ``switch_threshold``, ``n_devices``, ``max_pulses``).
+        Cell parameters (``rounding``, ``bl``, ``init``, ``max_pulses``, ``dead_zone``;
+        hybrid: ``k``, ``small_states``, ``small_rounding``, ``switch_threshold``;
+        multi-device: ``n_devices``), see :mod:`.cells`.
     device : dict
         :class:`.cells.DeviceSpec` fields (used when ``card`` is None, and as overrides
         of the card otherwise).
