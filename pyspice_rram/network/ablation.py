@@ -16,7 +16,8 @@ any :class:`~.train.TrainConfig` field as an override::
 
 Runs are stored as ``<outdir>/runs/<name>.h5`` (resumed and re-used like the figure sweeps,
 locally or on a Dask cluster); :func:`run_study` writes ``<outdir>/<study>.md`` (a table of
-every run), ``<study>.json`` (the curves) and ``<study>.png`` (final test accuracy per run).
+every run), ``<study>.json`` (the curves), ``<study>.png`` (final test accuracy per run) and,
+for studies of up to 12 runs, ``<study>_curves.png`` (accuracy vs epoch).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from __future__ import annotations
 import copy
 import itertools
 import json
+import math
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -129,5 +131,24 @@ def run_study(path: str | Path, outdir: str | Path, *, mnist: str | None = None,
         ax.set_title(title, fontsize=9)
         fig.tight_layout()
         fig.savefig(stem.with_suffix(".png"), dpi=130)
+        plt.close(fig)
+    if 0 < len(curves) <= 12:       # a few runs: accuracy vs epoch as well
+        plt = _plt()
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for r in done:
+            c = curves[r["run"]]
+            n = r["epochs"]
+            line, = ax.plot(range(n + 1), [100 * v for v in c["test_acc"][:n + 1]],
+                            label=f"{r['label']} (test)")
+            ax.plot(range(n + 1), [100 * v for v in c["train_acc"][:n + 1]], ls=":",
+                    color=line.get_color())
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("accuracy (%), dotted: training set")
+        lo = min(r["test"] for r in done)
+        ax.set_ylim(max(0.0, 5 * math.floor((lo - 5) / 5)), 100)
+        ax.legend(fontsize=7)
+        ax.set_title(title, fontsize=9)
+        fig.tight_layout()
+        fig.savefig(stem.with_name(stem.name + "_curves.png"), dpi=130)
         plt.close(fig)
     return {"title": title, "rows": rows}

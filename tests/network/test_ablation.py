@@ -54,6 +54,7 @@ def test_study_runs_tabulates_and_reuses(tmp_path):
     assert "| digits hybrid, k 20 |" in md
     data = json.loads((tmp_path / "tiny.json").read_text())
     assert len(data["curves"]) == 3 and (tmp_path / "tiny.png").stat().st_size > 0
+    assert (tmp_path / "tiny_curves.png").stat().st_size > 0
     # the same run listed again with more epochs: trained once, to the longer count, and
     # each row reads its own epoch
     study.write_text(STUDY + STUDY.split("[[run]]")[1].join(["[[run]]", ""]).replace(
