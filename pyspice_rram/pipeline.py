@@ -8,7 +8,8 @@
    ngspice and the MNA solver, report the VMM error against the ideal product
    (:func:`pyspice_rram.circuit.demo`);
 3. **training** — train floating-point, single-pair and hybrid networks on scikit-learn's
-   8x8 digits (or on MNIST when ``--mnist``/``PYSPICE_RRAM_MNIST`` is given) with the fitted
+   8x8 digits (or, when ``--mnist``/``PYSPICE_RRAM_MNIST`` is given, the paper's 784-250-10
+   network on MNIST for 20 epochs with stochastic pulse rounding, ~3 min) with the fitted
    device parameters (:func:`pyspice_rram.network.demo`);
 4. **surrogate** — train through the crossbar surrogate and check a few test images through
    ideal VMM, surrogate and ngspice (:func:`pyspice_rram.surrogate.demo`).

@@ -16,12 +16,13 @@ __all__ = ["BinaryPairCell", "DeviceSpec", "FloatingPointCell", "HybridCell", "I
            "VMMBackend", "make_cell", "train", "demo"]
 
 
-def demo(card_or_none=None, outdir="out/network", *, epochs: int = 30, progress: bool = True,
-         mnist=None):
+def demo(card_or_none=None, outdir="out/network", *, epochs: int | None = None,
+         progress: bool = True, mnist=None):
     """Main-job demo: FP, single and hybrid training, accuracy figure + HDF5 histories.
 
     See :func:`.experiments.demo`; 8x8 digits by default (seconds), the paper's MNIST
-    setting when ``mnist`` (a directory of the IDX files) is given.
+    network in setting B (stochastic rounding) when ``mnist`` (a directory of the IDX files)
+    is given.
     """
     from .experiments import demo as _demo
 
