@@ -95,3 +95,30 @@ def test_reproduce_in_local_worker_processes(tmp_path):
     paths = reproduce("4C", tmp_path, quick=True, epochs=1, progress=False, workers=2)
     assert paths[0].is_file()
     assert len(list((tmp_path / "runs").glob("*.h5"))) == 3
+
+
+def test_every_ablation_study_loads():
+    # the shipped studies parse and give valid, distinct-per-label configs
+    from pyspice_rram.network.ablation import load_study
+
+    files = sorted((ROOT / "configs" / "ablation").glob("*.toml"))
+    assert len(files) >= 4
+    for f in files:
+        title, runs = load_study(f)
+        labels = [lab for lab, _ in runs]
+        assert title and len(labels) == len(set(labels)), f
+        for _, cfg in runs:
+            cfg.build_cell()
+
+
+def test_cli_ablation(tmp_path, capsys):
+    from pyspice_rram.cli import main
+
+    study = tmp_path / "s.toml"
+    study.write_text('title = "cli"\n[[run]]\nlabel = "fp {n_hidden}"\nbase = "B"\ncell = "fp"\n'
+                     'dataset = "digits"\nepochs = 2\n[run.sweep]\nn_hidden = [8, 16]\n')
+    assert main(["ablation", str(study), "-o", str(tmp_path), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "fp 8" in out and "fp 16" in out
+    md = (tmp_path / "s.md").read_text()
+    assert md.count("| fp ") == 2 and len(list((tmp_path / "runs").glob("*.h5"))) == 2
