@@ -433,12 +433,12 @@ def _stoch_dense(c, sd, qd, seed, fmaxp, nbuf):
 
 
 @njit(cache=True)
-def _sort_columns(delta, n_out, colbuf, sd, ad, cum):
-    """Columns with delta != 0 by decreasing |delta| into ``colbuf``; their signed and
-    absolute deltas into ``sd``/``ad``, ``cum[q] = sum(ad[:q])``; returns their number."""
+def _columns_by_magnitude(delta, n_out, thr, colbuf):
+    """Non-zero columns with |delta| >= thr into ``colbuf`` by decreasing |delta|; returns
+    their number."""
     ncol = 0
     for i in range(n_out):
-        if delta[i] != 0.0:
+        if delta[i] != 0.0 and abs(delta[i]) >= thr:
             colbuf[ncol] = i
             ncol += 1
     if ncol > 1:
@@ -449,6 +449,14 @@ def _sort_columns(delta, n_out, colbuf, sd, ad, cum):
         tmp = colbuf[:ncol].copy()
         for q in range(ncol):
             colbuf[q] = tmp[perm[q]]
+    return ncol
+
+
+@njit(cache=True)
+def _sort_columns(delta, n_out, colbuf, sd, ad, cum):
+    """Columns with delta != 0 by decreasing |delta| into ``colbuf``; their signed and
+    absolute deltas into ``sd``/``ad``, ``cum[q] = sum(ad[:q])``; returns their number."""
+    ncol = _columns_by_magnitude(delta, n_out, 0.0, colbuf)
     cum[0] = 0.0
     for q in range(ncol):
         sd[q] = delta[colbuf[q]]
@@ -727,19 +735,8 @@ def update_layer(Wa, Wr, S, G0, GR, gain, ip, fp, stats, idx, vals, nnz, delta, 
             if vals[p] > xmax:
                 xmax = vals[p]
         thr = 0.5 * step / (lr * xmax) if xmax > 0 else 1e300
-        ncol = 0
-        for i in range(n_out):
-            if abs(delta[i]) >= thr:
-                colbuf[ncol] = i
-                ncol += 1
-        if ncol > 1:   # columns by decreasing |delta|: each row stops at its own threshold
-            mag = np.empty(ncol)
-            for q in range(ncol):
-                mag[q] = -abs(delta[colbuf[q]])
-            perm = np.argsort(mag)
-            tmp = colbuf[:ncol].copy()
-            for q in range(ncol):
-                colbuf[q] = tmp[perm[q]]
+        # columns by decreasing |delta|: each row stops at its own threshold
+        ncol = _columns_by_magnitude(delta, n_out, thr, colbuf)
         for p in range(nnz):
             if ncol == 0:
                 break
