@@ -21,6 +21,28 @@ saturating-exponential pulse response ``x(n) = (1 - exp(-beta n / N)) / (1 - exp
 with ``N = beta / (c r t_w)`` pulses for the full range (``N = 1/(r t_w)`` when beta = 0).
 The conductance range and the conductance step per pulse both scale with ``A`` while ``N``
 does not: this is the areal scaling that realises the hybrid synapse gain ``k``.
+
+Model families
+--------------
+The equations above are the default family ``sinh/threshold/linear`` (the Mo/TiOx cell).
+A card names its family with three fields, each one form of one part of the model
+(``x_c = clip(x, 0, 1)``, ``V_j`` the junction voltage, ``V_T`` = :data:`THERMAL_VOLTAGE`)::
+
+    g_map       linear    g(x) = g_min + (g_max - g_min) x_c
+                log       g(x) = g_min (g_max / g_min)^x_c         (spans decades)
+    read_model  sinh      I_j = A g(x) V_nl sinh(V_j / V_nl)
+                schottky  I_j = A g(x) v_f v_r / (v_f + v_r) [exp(V_j / v_f) - exp(-V_j / v_r)]
+                          v_f = n_f V_T (forward ideality), v_r = n_r V_T (reverse branch)
+                linear    I_j = A g(x) V_j
+    series      V = V_j + r_series I_j                (area-independent; 0 = none)
+    dynamics    threshold    f_p = (1 - c_p x) w(1 - x),  f_d = (1 - c_d (1 - x)) w(x)
+                soft_bounds  f_p = max(0, 1 - x)^gamma_p, f_d = max(0, x)^gamma_d
+    dx/dt = kappa [ r_p(V_j) f_p(x) - r_d(V_j) f_d(x) ]
+
+Every read form has the low-field conductance ``A g(x)``, so the conductance map and the
+areal scaling mean the same in all of them. With ``r_series`` > 0 the current of a large
+cell is series-limited at high bias (sub-linear in area) while it scales with area at low
+bias. :data:`FAMILY_PARAMETERS` lists the parameters each family uses.
 """
 
 from __future__ import annotations
@@ -36,6 +58,17 @@ from typing import Any
 #: Rate prefactor of the switching kinetics, s^-1 (fixed, so that V_p is identifiable).
 RATE_REF = 1.0
 
+#: Thermal voltage kT/q at 300 K (V), the unit of the Schottky ideality factors.
+THERMAL_VOLTAGE = 0.025852
+
+#: Fraction of the range that :meth:`ModelCard.n_states` counts for soft-bounds dynamics.
+SOFT_BOUNDS_SPAN = 0.98
+
+#: The forms of each part of the model (first = default).
+READ_MODELS = ("sinh", "schottky", "linear")
+DYNAMICS = ("threshold", "soft_bounds")
+G_MAPS = ("linear", "log")
+
 #: Parameters that a fit may vary, with (lower, upper) bounds and unit.
 PARAMETER_INFO: dict[str, tuple[float, float, str, str]] = {
     "g_min_density": (1e3, 1e10, "S/m^2", "low-field conductance per area at x = 0"),
@@ -50,6 +83,19 @@ PARAMETER_INFO: dict[str, tuple[float, float, str, str]] = {
     "c2c_sigma": (0.0, 3.0, "1", "cycle-to-cycle variability delta/mu of the step per pulse"),
     "d2d_g_sigma": (0.0, 2.0, "1", "device-to-device relative spread of the conductance range"),
     "d2d_v_sigma": (0.0, 1.0, "V", "device-to-device spread of V_p and V_d"),
+    "n_f": (1.0, 200.0, "1", "forward ideality factor of the schottky read (v_f = n_f V_T)"),
+    "n_r": (1.0, 500.0, "1", "reverse-branch slope factor of the schottky read (v_r = n_r V_T)"),
+    "r_series": (0.0, 1e8, "Ohm", "area-independent series resistance"),
+    "gamma_p": (0.05, 10.0, "1", "soft-bounds exponent of potentiation, (1 - x)^gamma_p"),
+    "gamma_d": (0.05, 10.0, "1", "soft-bounds exponent of depression, x^gamma_d"),
+}
+
+#: Parameters of the equations that each form uses (the kinetics v_p, v0_p, v_d, v0_d and
+#: the densities are common to all families; r_series is optional everywhere).
+FAMILY_PARAMETERS: dict[str, tuple[str, ...]] = {
+    "sinh": ("v_nl",), "schottky": ("n_f", "n_r"), "linear": (),
+    "threshold": ("beta_p", "beta_d"), "soft_bounds": ("gamma_p", "gamma_d"),
+    "common": ("g_min_density", "g_max_density", "v_p", "v0_p", "v_d", "v0_d"),
 }
 
 
@@ -108,6 +154,10 @@ class ModelCard:
         spread).
     d2d_v_sigma : float
         Device-to-device Gaussian spread (V) of ``v_p`` and ``v_d``.
+    n_f, n_r, r_series, gamma_p, gamma_d : float
+        Parameters of the other families (see the module docstring); unused by the default.
+    read_model, dynamics, g_map : str
+        The family: :data:`READ_MODELS`, :data:`DYNAMICS`, :data:`G_MAPS`.
     area_ref : float
         Area (m²) of the reference ("big") device, used for defaults.
     scheme : PulseScheme
@@ -130,6 +180,14 @@ class ModelCard:
     c2c_sigma: float = 0.34
     d2d_g_sigma: float = 0.1
     d2d_v_sigma: float = 0.01
+    n_f: float = 2.0
+    n_r: float = 10.0
+    r_series: float = 0.0
+    gamma_p: float = 1.0
+    gamma_d: float = 1.0
+    read_model: str = "sinh"
+    dynamics: str = "threshold"
+    g_map: str = "linear"
     area_ref: float = field(default_factory=lambda: area_from_diameter(1e-6))
     scheme: PulseScheme = field(default_factory=PulseScheme)
     name: str = "motiox-reference"
@@ -160,6 +218,28 @@ class ModelCard:
             raise ValueError("ModelCard.eps_bound must be in (0, 0.1)")
         if not self.area_ref > 0:
             raise ValueError("ModelCard.area_ref must be positive (m^2)")
+        for name, allowed in (("read_model", READ_MODELS), ("dynamics", DYNAMICS),
+                              ("g_map", G_MAPS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"ModelCard.{name} = {getattr(self, name)!r}; expected one of "
+                                 f"{list(allowed)}")
+
+    # ------------------------------------------------------------------ family
+    @property
+    def family(self) -> str:
+        """``"<read_model>/<dynamics>/<g_map>"``, e.g. ``"sinh/threshold/linear"``."""
+        return f"{self.read_model}/{self.dynamics}/{self.g_map}"
+
+    @property
+    def is_default_family(self) -> bool:
+        """True for the Mo/TiOx equations (sinh/threshold/linear, no series resistance)."""
+        return self.family == "sinh/threshold/linear" and self.r_series == 0.0
+
+    def equation_parameters(self) -> tuple[str, ...]:
+        """Names of the parameters the family's equations use (``r_series`` when > 0)."""
+        names = (FAMILY_PARAMETERS["common"] + FAMILY_PARAMETERS[self.read_model]
+                 + FAMILY_PARAMETERS[self.dynamics])
+        return names + (("r_series",) if self.r_series > 0 else ())
 
     # ------------------------------------------------------------ derived values
     @property
@@ -187,11 +267,16 @@ class ModelCard:
 
     def n_states(self, v_pulse: float | None = None, t_pulse: float | None = None,
                  polarity: str = "p") -> float:
-        """Number of identical pulses that take the state across its full range.
+        """Number of identical pulses that take the state across its range (closed form).
 
-        ``N = beta / (c r(V) t_w)`` (``1 / (r t_w)`` when beta = 0), with the card's nominal
-        potentiation pulse by default. ``polarity='d'`` uses the depression kinetics, and
-        then ``v_pulse`` must be negative.
+        threshold dynamics: ``N = beta / (c r(V) t_w)`` (``1 / (r t_w)`` when beta = 0), the
+        pulses from one bound to the other. soft_bounds dynamics (never reaches a bound when
+        gamma >= 1): the pulses that take the distance to the bound from 1 to
+        ``1 - SOFT_BOUNDS_SPAN`` (98 % of the range), ``ln(50) / (r t_w)`` for gamma = 1,
+        ``(u1^(1-g) - 1) / ((g - 1) r t_w)`` otherwise. The rate is taken at the pulse
+        voltage (the drop on ``r_series`` is neglected). Nominal potentiation pulse by
+        default; ``polarity='d'`` uses the depression kinetics and needs ``v_pulse`` < 0.
+        May be ``inf`` (no switching) or huge; never used to size an array.
         """
         from .model import rate_depression, rate_potentiation  # local: avoids a cycle
 
@@ -199,15 +284,24 @@ class ModelCard:
             v = self.scheme.v_set if v_pulse is None else v_pulse
             t = self.scheme.t_set if t_pulse is None else t_pulse
             r, beta, c = float(rate_potentiation(v, self)), self.beta_p, self.c_p
+            gamma = self.gamma_p
         elif polarity == "d":
             if v_pulse is None:
                 raise ValueError("n_states(polarity='d') needs v_pulse (< 0)")
             t = self.scheme.t_reset if t_pulse is None else t_pulse
             r, beta, c = float(rate_depression(v_pulse, self)), self.beta_d, self.c_d
+            gamma = self.gamma_d
         else:
             raise ValueError("polarity must be 'p' or 'd'")
         if r <= 0:
             return math.inf
+        if self.dynamics == "soft_bounds":
+            u1 = 1.0 - SOFT_BOUNDS_SPAN
+            if abs(gamma - 1.0) < 1e-9:
+                tau = -math.log(u1)
+            else:
+                tau = (u1 ** (1.0 - gamma) - 1.0) / (gamma - 1.0)
+            return tau / (r * t)
         return (1.0 / (r * t)) if abs(beta) < 1e-12 else beta / (c * r * t)
 
     # ----------------------------------------------------------------- I/O
