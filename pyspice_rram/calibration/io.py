@@ -464,10 +464,23 @@ def sort_table(table: Table, entry: Entry) -> Table:
             keys.append([order[lab] for lab in condition_rows(table, entry)[1]])
             continue
         cells = [_cell(v) for v in table.columns[h]]
-        try:
-            keys.append([float(c) for c in cells])
-        except ValueError:
-            keys.append(cells)
+        nums = []
+        for c in cells:
+            try:
+                nums.append(float(c))
+            except ValueError:
+                nums.append(None)
+        bad = [i for i, x in enumerate(nums) if x is None or not math.isfinite(x)]
+        if not bad:
+            keys.append(nums)
+        elif len(bad) == len(cells):
+            keys.append(cells)          # a text column (labels): sorted as text
+        else:                           # mostly numbers: a gap would sort silently wrong
+            i = bad[0]
+            shown = "an empty field" if not cells[i] else repr(cells[i])
+            raise DataError(f"{table.source}: column {h!r} (recipe sort_by), "
+                            f"{table.where[i]}: {shown} in a numeric column; the rows "
+                            f"cannot be sorted")
     order = sorted(range(table.n_rows), key=lambda i: tuple(k[i] for k in keys))
     return Table(table.source, {h: v[order] for h, v in table.columns.items()},
                  [table.where[i] for i in order], origin=table.origin)
@@ -1081,7 +1094,7 @@ def load_pulse_trains(entry: Entry) -> list[PulseTrain]:
                                 f"has the wrong sign for the read voltage {vr[j]:g} V "
                                 f"(conductance {g[j]:g} S; a conductance cannot be zero or "
                                 f"negative)")
-            check_range(table, hir, "conductance", g, how=f" (read current / {vr[0]:g} V)")
+            check_range(table, hir, "conductance", g, how=" (read current / read voltage)")
         dev = label_column(table, find_column(table, "device", entry, required=False),
                            entry.device, n, Path(entry.file).stem)
         area = area_column(table, entry)

@@ -347,7 +347,7 @@ def load_recipe(path: str | Path) -> Recipe:
             raise FileNotFoundError(f"{path}: no {' or '.join(RECIPE_NAMES)} in the data-set directory")
     if not path.exists():
         raise FileNotFoundError(f"{path}: recipe not found")
-    text = path.read_text()
+    text = path.read_text(encoding="utf-8-sig")   # a BOM (Windows editors) is dropped
     try:
         raw = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:

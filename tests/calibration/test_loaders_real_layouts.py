@@ -675,3 +675,18 @@ def test_real_crosssim_and_gong_files(tmp_path):
     assert gg.conductance.size == 2000 and np.unique(gg.cycle).size == 2
     assert gg.normalised["scale"] == pytest.approx(45e-6)
     assert gg.conductance.min() > 0
+
+
+def test_sort_by_gap_in_numeric_column(tmp_path):
+    text = _crosssim_text().replace("potentiation,2,1,", "potentiation,,1,")
+    e = _pulses(tmp_path, "ramps.csv", text, CROSSSIM_RECIPE)
+    with pytest.raises(DataError, match=r"ramps\.csv: column 'ramp' \(recipe sort_by\), line 7: "
+                                        r"an empty field in a numeric column"):
+        load_pulse_trains(e)
+
+
+def test_recipe_with_bom(tmp_path):
+    (tmp_path / "iv.csv").write_text(IV_TEXT)
+    (tmp_path / "recipe.toml").write_text('[[sweeps]]\nfile = "iv.csv"\n', encoding="utf-8-sig")
+    (s,) = load_sweeps(load_recipe(tmp_path).sweeps[0])
+    assert s.voltage.size == 21
