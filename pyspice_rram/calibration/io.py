@@ -12,14 +12,68 @@ preamble (``skip_rows``, ``#`` comments), tab/semicolon/comma separated text, HD
 HDF5 group trees (one group per sweep or device with 1-D datasets; scalar group attributes
 such as ``device``, ``cycle``, ``diameter_nm`` become constant columns).
 
+Text files are read as UTF-8 (a byte-order mark, as Excel writes, is dropped); another
+encoding is given by the entry's ``encoding`` (``encoding = "latin-1"``). A file that is not
+valid in its encoding is an error naming the byte offset and the likely encoding.
+
+Re-arranging rows (recipe keys, see :mod:`.recipe`), applied in this order before anything
+else:
+
+* ``wide``: a wide layout (one column per ramp, e.g. ``pulse_index, up_G_1, down_G_1``) is
+  melted to the long format: each listed column becomes one ramp, in the listed order, with
+  the pulse index from ``wide.index`` (or the row position), a ``ramp`` column (1, 2, ...)
+  and, with ``wide.conditions``, a ``condition`` column naming the ramp's pulse condition.
+  Trailing empty cells end a shorter ramp; an empty cell inside a ramp is an error. Row
+  locations become ``"line 7, column 'up_G_1'"``.
+* ``sort_by``: the rows are stably sorted by the listed columns (a column of ``conditions``
+  in the order the conditions are listed, numeric columns numerically, others as text);
+  row locations still name the original file lines.
+
+Pulse trains: the applied pulses come from per-row ``pulse_voltage``/``pulse_width``
+columns, from ``conditions`` (amplitude and width per label of a column, e.g.
+``direction = potentiation | depression``; an unlisted label is an error) or from a
+``protocol``. A pulse index of 0 is the read before the first pulse of its cycle, and a new
+cycle starts where the pulse index decreases (so with ``sort_by = ["ramp", "direction",
+"read_index"]`` every ramp is a cycle). The read is a conductance or a read current with a
+read voltage (column, per row, or recipe constant). A dimensionless (normalised) read column
+(unit ``1``, ``a.u.``, header suffix ``_1``) needs ``normalised = {scale = ..., offset =
+...}``: ``G = offset + scale * value``; the scale used is stored in
+:attr:`PulseTrain.normalised`. A read conductance <= 0 (or a read current of the wrong sign
+for its read voltage) is an error. ``state_from_first_read`` is carried to the fit.
+
+DC sweeps without a sweep column are split at polarity changes of the voltage (a 0 V point
+joins the leg it ends, or the one it starts, never forms a sweep of its own; voltages within
+a quarter of the median step of 0 count as 0); every sweep gets ``branch`` numbers for its
+monotone voltage legs (0 -> +V is branch 0, +V -> 0 branch 1, ...).
+
 Errors are :class:`DataError` (a ``ValueError``) naming the file, the column and the row:
-missing columns, non-numeric values, NaN/inf, unknown or mismatched units, empty sweeps.
-Compliance-clipped points of DC sweeps (recipe ``compliance`` or a flat plateau at the
-largest |I| of a sweep) are flagged and excluded with a :class:`ClippedPointsWarning`.
+missing columns, non-numeric values, NaN/inf, unknown or mismatched units, empty sweeps, and
+these sanity checks:
+
+* implausible magnitudes (:data:`LIMITS`): |V| > 100 V, |I| > 1 A, G > 10 S, G <= 0,
+  cell area > 1 mm² or <= 0, diameter <= 0, pulse width <= 0 or > 10 s;
+* a time column that goes backwards within a sweep;
+* without a time column, voltage steps that jump around (more than 20 % of the steps larger
+  than 5x the median step, or more voltage reversals than 20 % of the steps): rows out of
+  order;
+* a sweep whose current is zero at every point;
+* duplicated rows (identical in every column to another row of the same sweep, or of the
+  same cycle of a pulse train; in a sweep without a time column only rows of the same
+  monotone voltage leg are compared, and 0 V rows do not count): 25 % or more of the rows
+  -> error, fewer -> :class:`SuspiciousDataWarning` listing them.
+
+Compliance-clipped points of DC sweeps are flagged and excluded with a
+:class:`ClippedPointsWarning`: with the recipe ``compliance``, every point at it; without
+it, points at a *common* current limit only: the largest |I| of a sweep (within
+:data:`COMPLIANCE_RTOL`) is a limit if at least two sweeps of the entry top out at that same
+level and one of them has a flat top there (>= 2 points at >= 2 voltages), or if one sweep
+has >= :data:`PLATEAU_MIN_POINTS` points at >= 2 voltages there and the level is also the
+largest |I| of the whole entry. Flat tops at other levels are kept.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import math
 import warnings
@@ -28,7 +82,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .recipe import Entry, Recipe, load_recipe
+from .recipe import MAX_AREA, MAX_PULSE_WIDTH, Entry, Recipe, load_recipe
 from .units import si_factor, split_header
 
 
@@ -38,6 +92,11 @@ class DataError(ValueError):
 
 class ClippedPointsWarning(UserWarning):
     """Points of a DC sweep were at the current compliance and are excluded from the fit."""
+
+
+class SuspiciousDataWarning(UserWarning):
+    """Data that legitimate measurements rarely look like (e.g. a few duplicated rows); the
+    data are used, the warning names the rows."""
 
 
 #: role -> (quantity, header aliases). Quantity None: label or integer columns.
@@ -53,7 +112,7 @@ ROLES: dict[str, tuple[str | None, tuple[str, ...]]] = {
     "area": ("area", ("area", "device_area", "cell_area")),
     "diameter": ("length", ("diameter", "d", "dia", "device_diameter", "cell_diameter", "size")),
     "pulse": (None, ("pulse", "pulse_index", "pulse_no", "pulse_number", "n_pulse", "n",
-                     "index", "pulse_count")),
+                     "index", "pulse_count", "read_index")),
     "conductance": ("conductance", ("g", "conductance", "g_read", "read_conductance")),
     "read_current": ("current", ("i_read", "iread", "read_current", "i", "current")),
     "read_voltage": ("voltage", ("v_read", "vread", "read_voltage")),
@@ -68,8 +127,21 @@ PULSE_ROLES = ("pulse", "conductance", "read_current", "read_voltage", "pulse_vo
 
 #: Relative tolerance of the compliance test |I| >= (1 - tol) I_cc, and of the plateau test.
 COMPLIANCE_RTOL = 2e-3
-#: Points within COMPLIANCE_RTOL of a sweep's max |I| that make a plateau (no recipe value).
+#: Points within COMPLIANCE_RTOL of a sweep's max |I| that make a plateau on their own (no
+#: recipe value, the level being the largest |I| of the entry).
 PLATEAU_MIN_POINTS = 3
+
+#: Plausible values per role: (lowest, highest, compare |value|); outside -> DataError.
+#: ``None`` means no bound; the lower bound of conductance, width, area, diameter is
+#: exclusive (they must be positive).
+LIMITS: dict[str, tuple[float | None, float | None, bool]] = {
+    "voltage": (None, 100.0, True), "read_voltage": (None, 100.0, True),
+    "pulse_voltage": (None, 100.0, True), "current": (None, 1.0, True),
+    "read_current": (None, 1.0, True), "conductance": (0.0, 10.0, False),
+    "pulse_width": (0.0, MAX_PULSE_WIDTH, False), "area": (0.0, MAX_AREA, False),
+    "diameter": (0.0, None, False)}
+#: Fraction of duplicated rows from which a sweep/train is refused instead of warned about.
+DUPLICATE_ERROR_FRACTION = 0.25
 
 
 # --------------------------------------------------------------------------- tables
@@ -85,6 +157,8 @@ class Table:
     source: str
     columns: dict[str, np.ndarray]
     where: list[str]
+    #: columns made by re-arranging the file (``wide``) -> the file's headers they hold
+    origin: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def n_rows(self) -> int:
@@ -103,13 +177,50 @@ def _sniff_delimiter(path: Path, line: str, entry: Entry) -> str | None:
     return None  # whitespace
 
 
+def decode_text(path: Path, data: bytes, entry: Entry) -> str:
+    """Text of a file in the entry's ``encoding`` (default UTF-8, with or without BOM).
+
+    Raises
+    ------
+    DataError
+        If the bytes are not valid in that encoding: names the byte offset and line, and
+        suggests the likely encoding and the recipe key ``encoding``.
+    """
+    enc = entry.encoding or "utf-8"
+    if codecs.lookup(enc).name == "utf-8":
+        enc = "utf-8-sig"
+    if entry.encoding is None and data[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
+        raise DataError(f"{path}: the file is UTF-16 (it starts with a UTF-16 byte-order "
+                        f"mark, as Excel's 'Unicode text' export writes); add "
+                        f"encoding = \"utf-16\" to the recipe entry")
+    try:
+        return data.decode(enc)
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        bad = data[exc.start:exc.start + 4]
+        if entry.encoding is None:
+            try:
+                data.decode("cp1252")
+                likely = "cp1252 (Windows) or latin-1"
+            except UnicodeDecodeError:
+                likely = "latin-1 (ISO-8859-1)"
+            hint = (f"the file is probably {likely}, e.g. 'µ' written as the byte 0xB5; add "
+                    f"encoding = \"latin-1\" (or \"cp1252\") to the recipe entry")
+        else:
+            hint = ("give the file's real encoding with the recipe key encoding, e.g. "
+                    "encoding = \"latin-1\"")
+        raise DataError(f"{path}: not valid {entry.encoding or 'UTF-8'} at byte offset "
+                        f"{exc.start} (line {line}, bytes {bad!r}): {hint}") from None
+
+
 def read_text_table(path: Path, entry: Entry) -> Table:
     """Read a delimited text file: comment lines and ``skip_rows`` preamble lines skipped,
     then one header line, then data rows (blank lines ignored)."""
     try:
-        lines = path.read_text(errors="replace").splitlines()
+        data = path.read_bytes()
     except FileNotFoundError:
         raise DataError(f"{path}: file not found (listed in the recipe)") from None
+    lines = decode_text(path, data, entry).splitlines()
     numbered = [(i + 1, ln) for i, ln in enumerate(lines)]
     comment = entry.comment or None
     body = [(i, ln) for i, ln in numbered
@@ -232,8 +343,147 @@ def read_tables(entry: Entry) -> list[Table]:
     path = entry.file
     fmt = entry.format or ("hdf5" if path.suffix.lower() in (".h5", ".hdf5", ".hdf") else "text")
     if fmt in ("hdf5", "h5"):
-        return read_hdf5_tables(path, entry)
-    return [read_text_table(path, entry)]
+        tables = read_hdf5_tables(path, entry)
+    else:
+        tables = [read_text_table(path, entry)]
+    if entry.wide is not None:
+        tables = [melt_wide(t, entry) for t in tables]
+    if entry.sort_by:
+        tables = [sort_table(t, entry) for t in tables]
+    return tables
+
+
+def _cell(v) -> str:
+    return (v.decode() if isinstance(v, bytes) else str(v)).strip()
+
+
+def _is_empty(v) -> bool:
+    if v is None:
+        return True
+    if isinstance(v, (str, bytes)):
+        return not _cell(v)
+    return isinstance(v, float) and math.isnan(v)
+
+
+def melt_wide(table: Table, entry: Entry) -> Table:
+    """Long-format table of a wide layout (recipe ``wide``): one ramp per listed column.
+
+    The result has the index column (``wide.index``, or ``"pulse"`` = row position), a value
+    column ``"<wide.value> (<unit>)"`` with the cells, ``"ramp"`` (1, 2, ... in column
+    order), ``"condition"`` (with ``wide.conditions``) and every other column of the file
+    repeated. Row locations are ``"line N, column 'header'"``.
+    """
+    w = entry.wide
+    src = table.source
+    if w.index is not None and w.index not in table.columns:
+        raise DataError(f"{src}: column {w.index!r} (recipe wide.index) is missing; columns "
+                        f"are {list(table.columns)}")
+    cols = w.columns if w.columns is not None else [h for h in table.columns if h != w.index]
+    missing = [h for h in cols if h not in table.columns]
+    if missing:
+        raise DataError(f"{src}: columns {missing} (recipe wide.columns) are missing; columns "
+                        f"are {list(table.columns)}")
+    if not cols:
+        raise DataError(f"{src}: the wide layout has no value columns")
+    conds = w.conditions
+    if conds is not None and len(conds) == 1:
+        conds = conds * len(cols)
+    units = {h: entry.units.get(h, split_header(h)[1]) for h in cols}
+    kinds = set()
+    for h, u in units.items():
+        try:
+            kinds.add(None if u is None else si_factor(u))
+        except KeyError:
+            raise DataError(f"{src}: column {h!r}: unknown unit {u!r}") from None
+    if len(kinds) > 1:
+        raise DataError(f"{src}: the wide columns have different units {units}; they must "
+                        f"hold the same quantity in the same unit")
+    unit = units[cols[0]]
+    value_h = f"{w.value} ({unit})" if unit else w.value
+    index_h = w.index or "pulse"
+    other = [h for h in table.columns if h != w.index and h not in cols]
+    new_h = [index_h, value_h, "ramp"] + (["condition"] if conds else [])
+    clash = [h for h in new_h[1:] + ([index_h] if w.index is None else []) if h in other]
+    if clash:
+        raise DataError(f"{src}: the wide layout would create columns {clash} that the file "
+                        f"already has; list the ramp columns in wide.columns")
+    out: dict[str, list] = {h: [] for h in new_h + other}
+    where: list[str] = []
+    for r, h in enumerate(cols, 1):
+        raw = table.columns[h]
+        filled = [i for i, v in enumerate(raw) if not _is_empty(v)]
+        if not filled:
+            raise DataError(f"{src}: column {h!r} (ramp {r} of the wide layout) is empty")
+        for i in range(filled[-1] + 1):
+            if _is_empty(raw[i]):
+                raise DataError(f"{src}: column {h!r}, {table.where[i]}: an empty field inside "
+                                f"ramp {r} (only trailing empty fields may end a shorter ramp)")
+            out[index_h].append(table.columns[w.index][i] if w.index is not None else i)
+            out[value_h].append(raw[i])
+            out["ramp"].append(r)
+            if conds:
+                out["condition"].append(conds[r - 1])
+            for o in other:
+                out[o].append(table.columns[o][i])
+            where.append(f"{table.where[i]}, column {h!r}")
+    return Table(src, {h: np.array(v, dtype=object) for h, v in out.items()}, where,
+                 origin={value_h: list(cols)})
+
+
+def _conditions_header(entry: Entry) -> str | None:
+    if entry.conditions is None:
+        return None
+    return entry.conditions_column or ("condition" if entry.wide is not None else None)
+
+
+def condition_rows(table: Table, entry: Entry) -> tuple[str, list[str]]:
+    """Header of the conditions label column and the label of every row (all listed)."""
+    h = _conditions_header(entry)
+    if h not in table.columns:
+        raise DataError(f"{table.source}: column {h!r} (recipe conditions.column) is missing; "
+                        f"columns are {list(table.columns)}")
+    labels = [_cell(v) for v in table.columns[h]]
+    for i, lab in enumerate(labels):
+        if lab not in entry.conditions:
+            raise DataError(f"{table.source}: column {h!r}, {table.where[i]}: condition "
+                            f"{lab!r} is not listed in the recipe's conditions "
+                            f"({list(entry.conditions)})")
+    return h, labels
+
+
+def sort_table(table: Table, entry: Entry) -> Table:
+    """Rows stably sorted by the recipe's ``sort_by`` columns (locations kept)."""
+    keys = []
+    cond_h = _conditions_header(entry)
+    for h in entry.sort_by:
+        if h not in table.columns:
+            raise DataError(f"{table.source}: column {h!r} (recipe sort_by) is missing; "
+                            f"columns are {list(table.columns)}")
+        if h == cond_h:
+            order = {lab: k for k, lab in enumerate(entry.conditions)}
+            keys.append([order[lab] for lab in condition_rows(table, entry)[1]])
+            continue
+        cells = [_cell(v) for v in table.columns[h]]
+        nums = []
+        for c in cells:
+            try:
+                nums.append(float(c))
+            except ValueError:
+                nums.append(None)
+        bad = [i for i, x in enumerate(nums) if x is None or not math.isfinite(x)]
+        if not bad:
+            keys.append(nums)
+        elif len(bad) == len(cells):
+            keys.append(cells)          # a text column (labels): sorted as text
+        else:                           # mostly numbers: a gap would sort silently wrong
+            i = bad[0]
+            shown = "an empty field" if not cells[i] else repr(cells[i])
+            raise DataError(f"{table.source}: column {h!r} (recipe sort_by), "
+                            f"{table.where[i]}: {shown} in a numeric column; the rows "
+                            f"cannot be sorted")
+    order = sorted(range(table.n_rows), key=lambda i: tuple(k[i] for k in keys))
+    return Table(table.source, {h: v[order] for h, v in table.columns.items()},
+                 [table.where[i] for i in order], origin=table.origin)
 
 
 # ---------------------------------------------------------------------- role mapping
@@ -293,7 +543,43 @@ def numeric_column(table: Table, header: str, role: str, entry: Entry) -> np.nda
         if not math.isfinite(out[i]):
             raise DataError(f"{table.source}: column {header!r}, {table.where[i]}: "
                             f"value {v!r} is NaN or infinite")
-    return out * factor
+    out *= factor
+    check_range(table, header, role, out)
+    return out
+
+
+def check_range(table: Table, header: str, role: str, values: np.ndarray,
+                rows: np.ndarray | None = None, how: str = "") -> None:
+    """DataError for the first value of ``role`` outside :data:`LIMITS` (SI values).
+
+    ``rows`` maps ``values`` to table rows (default: all rows in order); ``how`` is
+    appended to the message (e.g. how a normalised value was converted).
+    """
+    if role not in LIMITS:
+        return
+    lo, hi, absolute = LIMITS[role]
+    x = np.abs(values) if absolute else values
+    bad = np.zeros(x.shape, bool)
+    if lo is not None:
+        bad |= ~(x > lo)
+    if hi is not None:
+        bad |= ~(x <= hi)
+    if not bad.any():
+        return
+    k = int(np.nonzero(bad)[0][0])
+    i = k if rows is None else int(rows[k])
+    unit = _si(ROLES[role][0])
+    bound = []
+    if lo is not None:
+        bound.append(f"> {lo:g} {unit}")
+    if hi is not None:
+        bound.append(f"{'|value| ' if absolute else ''}<= {hi:g} {unit}")
+    raw = table.columns[header][i]
+    why = {"conductance": " (a conductance cannot be zero or negative)" if values[k] <= 0
+           else ""}.get(role, "")
+    raise DataError(f"{table.source}: column {header!r}, {table.where[i]}: {role} "
+                    f"{_cell(raw)!r} = {values[k]:g} {unit}{how} is implausible: must be "
+                    f"{' and '.join(bound)}{why}")
 
 
 def _si(quantity: str) -> str:
@@ -318,23 +604,22 @@ def int_column(table: Table, header: str, role: str) -> np.ndarray:
 
 
 def area_column(table: Table, entry: Entry) -> np.ndarray:
-    """Cell area (m²) per row: area column, diameter column, or recipe constant."""
+    """Cell area (m²) per row: area column, diameter column, or recipe constant; checked
+    against :data:`LIMITS` (positive, at most 1 mm²)."""
     h = find_column(table, "area", entry, required=False)
     if h is not None:
         a = numeric_column(table, h, "area", entry)
     else:
         h = find_column(table, "diameter", entry, required=False)
         if h is not None:
-            a = math.pi * numeric_column(table, h, "diameter", entry) ** 2 / 4.0
+            d = numeric_column(table, h, "diameter", entry)
+            a = math.pi * d ** 2 / 4.0
+            check_range(table, h, "area", a, how=" (from the diameter)")
         elif entry.area is not None:
             return np.full(table.n_rows, entry.area)
         else:
             raise DataError(f"{table.source}: no area or diameter column and no 'area'/"
                             f"'diameter' in the recipe entry; the fit needs the cell area")
-    bad = np.nonzero(~(a > 0))[0]
-    if bad.size:
-        raise DataError(f"{table.source}: column {h!r}, {table.where[bad[0]]}: area must be "
-                        f"positive, got {a[bad[0]]}")
     return a
 
 
@@ -349,6 +634,8 @@ class Sweep:
     dwell : (n,) array, s: how long each voltage step was held
     valid : (n,) bool array, False for compliance-clipped points (excluded from the fit)
     where : row locations in the source, for messages
+    branch : (n,) int array, monotone voltage leg of each point within the sweep, split at
+        the voltage turning points (0 -> +V is branch 0, +V -> 0 branch 1, ...)
     """
 
     source: str
@@ -364,6 +651,11 @@ class Sweep:
     where: list[str]
     compliance: float | None = None
     initial_state: float = 0.0
+    branch: np.ndarray | None = None
+
+    def __post_init__(self):
+        if self.branch is None:
+            self.branch = voltage_branches(self.voltage)
 
     @property
     def label(self) -> str:
@@ -381,6 +673,13 @@ class PulseTrain:
     conductance : (n_reads,) array, S, read conductance ``I_read / V_read``
     v_read : (n_reads,) array, V
     cycle, pulse : (n_reads,) int arrays, cycle number and pulse index within the cycle
+    normalised : dict or None
+        ``{"scale", "offset", "quantity", "column"}`` (SI; ``column``: the file's
+        header(s)) when the reads were normalised (dimensionless) and converted with the
+        recipe's ``normalised``: the absolute scale is then an assumption; None for reads in
+        physical units
+    state_from_first_read : bool
+        The recipe asks the fit to start every cycle from the state of its first read
     """
 
     source: str
@@ -397,6 +696,8 @@ class PulseTrain:
     where: list[str]
     initial_state: float = 0.0
     label_: str | None = None
+    normalised: dict | None = None
+    state_from_first_read: bool = False
 
     @property
     def label(self) -> str:
@@ -432,20 +733,184 @@ def _groups(keys: list[tuple]) -> list[np.ndarray]:
     return [np.array(v) for v in order.values()]
 
 
-def _flag_compliance(v: np.ndarray, i: np.ndarray, compliance: float | None) -> np.ndarray:
-    """Boolean mask of compliance-clipped points of one sweep."""
-    a = np.abs(i)
+def voltage_branches(v: np.ndarray) -> np.ndarray:
+    """Monotone-leg number of every point of a sweep: a new branch starts after each voltage
+    turning point (0 -> +3 V is branch 0, 3 -> 0 V branch 1, ...). Steps smaller than a tenth
+    of the median step (read-back noise, repeated set points) do not turn a leg; the turning
+    point itself ends the earlier branch."""
+    v = np.asarray(v, float)
+    branch = np.zeros(v.size, int)
+    if v.size < 2:
+        return branch
+    dv = np.diff(v)
+    a = np.abs(dv)
+    if not (a > 0).any():
+        return branch
+    tiny = 0.1 * np.median(a[a > 0])
+    b, prev = 0, 0
+    for k in range(1, v.size):
+        d = 0 if a[k - 1] <= tiny else int(np.sign(dv[k - 1]))
+        if d and prev and d != prev:
+            b += 1
+        prev = d or prev
+        branch[k] = b
+    return branch
+
+
+def split_polarity(v: np.ndarray) -> np.ndarray:
+    """Sweep number (0, 1, ...) of every point of one device's rows, split at polarity
+    changes of the voltage.
+
+    Voltages within a quarter of the median step of 0 count as 0 V. A 0 V point never starts
+    a sweep of its own: zeros before the first non-zero point join the first sweep, the first
+    zero between two legs of opposite polarity ends the earlier sweep and further zeros
+    there start the next one, zeros between legs of the same polarity stay in that sweep.
+    """
+    v = np.asarray(v, float)
+    steps = np.abs(np.diff(v))
+    tol = 0.25 * np.median(steps[steps > 0]) if (steps > 0).any() else 0.0
+    sign = np.where(np.abs(v) <= tol, 0, np.sign(v)).astype(int)
+    out = np.zeros(v.size, int)
+    k, cur = 0, 0           # sweep number, polarity of the current sweep (0: not yet known)
+    zeros: list[int] = []   # pending 0 V points after a non-zero one
+    for j, sj in enumerate(sign):
+        if sj == 0:
+            if cur == 0:
+                out[j] = k
+            else:
+                zeros.append(j)
+            continue
+        if cur and sj != cur:
+            if zeros:
+                out[zeros[0]] = k
+            k += 1
+            for z in zeros[1:]:
+                out[z] = k
+        else:
+            for z in zeros:
+                out[z] = k
+        zeros = []
+        cur = sj
+        out[j] = k
+    for z in zeros:
+        out[z] = k
+    return out
+
+
+def check_row_order(source: str, header: str, v: np.ndarray, where: list[str], raw,
+                    label: str) -> None:
+    """DataError if a voltage sequence jumps around like shuffled rows: more than 20 % of the
+    steps larger than 5x the median |dV|, or more direction reversals than 20 % of the
+    steps (a sweep has a few)."""
+    dv = np.diff(np.asarray(v, float))
+    a = np.abs(dv)
+    nz = a > 0
+    if nz.sum() < 5:
+        return
+    med = np.median(a[nz])
+    big = a > 5.0 * med
+    sig = a > 0.1 * med
+    d = np.sign(dv[sig])
+    turns = np.nonzero(d[1:] != d[:-1])[0]
+    n_turn = turns.size
+    if big.sum() > 0.2 * nz.sum():
+        j = int(np.nonzero(big)[0][0]) + 1
+        what = (f"{int(big.sum())} of {int(nz.sum())} voltage steps are larger than 5x the "
+                f"median step {med:g} V")
+    elif n_turn > max(4, 0.2 * sig.sum()):
+        j = int(np.nonzero(sig)[0][turns[0] + 1]) + 1
+        what = (f"the voltage reverses direction {n_turn} times in {int(sig.sum())} steps")
+    else:
+        return
+    raise DataError(f"{source}: {label}: column {header!r}, {where[j]}: {_cell(raw[j])!r}: "
+                    f"{what}; the rows look out of order (shuffled?): restore the measurement "
+                    f"order, add a time column, or give a sweep column")
+
+
+def check_time_order(source: str, header: str, t: np.ndarray, where: list[str], raw,
+                     label: str) -> None:
+    """DataError at the first row whose time is earlier than the row before it."""
+    back = np.nonzero(np.diff(t) < 0)[0]
+    if back.size:
+        j = int(back[0]) + 1
+        raise DataError(f"{source}: {label}: column {header!r}, {where[j]}: time "
+                        f"{_cell(raw[j])!r} is earlier than the row before it "
+                        f"({_cell(raw[j - 1])!r}, {where[j - 1]}): rows out of time order "
+                        f"({back.size} step(s) go back in time)")
+
+
+def check_duplicates(table: Table, rows: np.ndarray, label: str, what: str,
+                     key_extra=None, ignore: np.ndarray | None = None) -> None:
+    """Rows identical in every column to an earlier row of the same group: DataError when
+    they are :data:`DUPLICATE_ERROR_FRACTION` or more of the rows, else a
+    :class:`SuspiciousDataWarning` naming them. ``key_extra`` (per row of ``rows``) is added
+    to the comparison; rows where ``ignore`` is True never count."""
+    cols = list(table.columns.values())
+    seen: dict[tuple, int] = {}
+    dups: list[tuple[int, int]] = []
+    for k, j in enumerate(rows):
+        if ignore is not None and ignore[k]:
+            continue
+        key = tuple(_cell(c[j]) for c in cols) + ((key_extra[k],) if key_extra is not None
+                                                  else ())
+        if key in seen:
+            dups.append((int(j), seen[key]))
+        else:
+            seen[key] = int(j)
+    if not dups:
+        return
+    shown = ", ".join(f"{table.where[j]} = {table.where[f]}" for j, f in dups[:6])
+    shown += " ..." if len(dups) > 6 else ""
+    if len(dups) >= DUPLICATE_ERROR_FRACTION * len(rows):
+        raise DataError(f"{table.source}: {label}: {len(dups)} of {len(rows)} rows are exact "
+                        f"duplicates of another row of the same {what} ({shown}): every row "
+                        f"duplicated? (file appended twice, or an export that repeats rows)")
+    warnings.warn(f"{table.source}: {label}: {len(dups)} row(s) identical in every column to "
+                  f"another row of the same {what} ({shown}); they are used as they are",
+                  SuspiciousDataWarning, stacklevel=4)
+
+
+def flag_compliance(sweeps: list[Sweep], compliance: float | None) -> list[np.ndarray]:
+    """Boolean masks of the compliance-clipped points of the sweeps of one entry.
+
+    With ``compliance``: every point with |I| >= (1 - COMPLIANCE_RTOL) compliance. Without:
+    points at a common current limit only (see the module docstring): the top level of a
+    sweep counts if another sweep of the entry tops out at the same level (within
+    COMPLIANCE_RTOL) and one of the two has a flat top (>= 2 points at >= 2 voltages), or if
+    it holds >= PLATEAU_MIN_POINTS points at >= 2 voltages and is the largest |I| of the
+    entry.
+    """
     if compliance is not None:
-        return a >= (1.0 - COMPLIANCE_RTOL) * compliance
-    top = a.max()
-    near = a >= (1.0 - COMPLIANCE_RTOL) * top
-    if near.sum() >= PLATEAU_MIN_POINTS and np.unique(np.round(np.abs(v[near]), 9)).size >= 2:
-        return near
-    return np.zeros_like(near)
+        return [np.abs(s.current) >= (1.0 - COMPLIANCE_RTOL) * compliance for s in sweeps]
+    if not sweeps:
+        return []
+    tops = np.array([np.abs(s.current).max() for s in sweeps])
+    near, flat, strong = [], [], []
+    for s, top in zip(sweeps, tops):
+        m = np.abs(s.current) >= (1.0 - COMPLIANCE_RTOL) * top
+        nv = np.unique(np.round(np.abs(s.voltage[m]), 9)).size
+        near.append(m)
+        flat.append(m.sum() >= 2 and nv >= 2)
+        strong.append(m.sum() >= PLATEAU_MIN_POINTS and nv >= 2)
+    out = []
+    for k, top in enumerate(tops):
+        same = np.abs(tops - top) <= COMPLIANCE_RTOL * np.maximum(tops, top)
+        same[k] = False
+        common = bool(np.any(same & (np.array(flat) | flat[k])))
+        single = strong[k] and top >= (1.0 - COMPLIANCE_RTOL) * tops.max()
+        out.append(near[k] if (common or single) else np.zeros_like(near[k]))
+    return out
 
 
 def load_sweeps(entry: Entry) -> list[Sweep]:
-    """DC sweeps of a recipe entry, one :class:`Sweep` per (device, cycle, sweep)."""
+    """DC sweeps of a recipe entry, one :class:`Sweep` per (device, cycle, sweep).
+
+    Without a sweep column each device's rows are split at polarity changes
+    (:func:`split_polarity`). Checks (each a :class:`DataError` naming file, column, row and
+    value): magnitudes (:data:`LIMITS`), time going backwards within a sweep, rows out of
+    order (no time column), a current that is zero everywhere, duplicated rows; compliance
+    points are flagged for the whole entry (:func:`flag_compliance`).
+    """
     out: list[Sweep] = []
     for table in read_tables(entry):
         n = table.n_rows
@@ -468,25 +933,47 @@ def load_sweeps(entry: Entry) -> list[Sweep]:
         if hs is None:  # split each device/cycle at polarity changes
             swp = np.empty(n, dtype=object)
             for idx in _groups(list(zip(dev, cyc))):
-                sign, k = 0, 0
-                for j in idx:
-                    s = int(np.sign(v[j]))
-                    if s and sign and s != sign:
-                        k += 1
-                    sign = s or sign
-                    swp[j] = "pos" if sign >= 0 else "neg"
-                    swp[j] = f"{k}{swp[j]}"
+                where = [table.where[j] for j in idx]
+                label = f"device {dev[idx[0]]!r}, cycle {cyc[idx[0]]}"
+                if t is not None:
+                    back = np.diff(t[idx]) < 0
+                    if back.sum() > 0.2 * max(1, idx.size - 1):
+                        check_time_order(table.source, ht, t[idx], where,
+                                         table.columns[ht][idx], label)
+                else:
+                    check_row_order(table.source, hv, v[idx], where, table.columns[hv][idx],
+                                    label)
+                k = split_polarity(v[idx])
+                pol = {kk: "neg" if np.sign(v[idx][k == kk]).sum() < 0 else "pos"
+                       for kk in np.unique(k)}
+                for j, kk in zip(idx, k):
+                    swp[j] = f"{kk}{pol[kk]}"
+        sweeps, wheres = [], []
         for idx in _groups(list(zip(dev, cyc, swp))):
             where = [table.where[j] for j in idx]
-            label = f"{table.source}: device {dev[idx[0]]!r}, cycle {cyc[idx[0]]}, sweep {swp[idx[0]]!r}"
+            name = f"device {dev[idx[0]]!r}, cycle {cyc[idx[0]]}, sweep {swp[idx[0]]!r}"
+            label = f"{table.source}: {name}"
+            if t is not None:
+                check_time_order(table.source, ht, t[idx], where, table.columns[ht][idx], name)
+            else:
+                check_row_order(table.source, hv, v[idx], where, table.columns[hv][idx], name)
             if idx.size < 3:
                 raise DataError(f"{label} ({where[0]}): empty sweep ({idx.size} point(s))")
             if np.ptp(v[idx]) == 0:
                 raise DataError(f"{label} ({where[0]}): empty sweep (voltage never changes)")
+            if np.all(cur[idx] == 0):
+                raise DataError(f"{label}: column {hi!r}, {where[0]} to {where[-1]}: the "
+                                f"current is {_cell(table.columns[hi][idx[0]])!r} = 0 at every "
+                                f"point (open circuit, or the wrong column?)")
             a = area[idx]
             if np.ptp(a) > 1e-9 * a[0]:
                 j = idx[np.nonzero(a != a[0])[0][0]]
                 raise DataError(f"{table.source}: {table.where[j]}: area changes within a sweep")
+            if t is not None:
+                check_duplicates(table, idx, name, "sweep")
+            else:   # same V, same I on the up and down legs is legitimate without a time
+                check_duplicates(table, idx, name, "voltage leg of a sweep",
+                                 key_extra=voltage_branches(v[idx]), ignore=v[idx] == 0)
             if t is not None:
                 tt = t[idx]
                 dt = np.diff(tt)
@@ -496,40 +983,86 @@ def load_sweeps(entry: Entry) -> list[Sweep]:
                 dwell = np.r_[np.median(pos), np.where(dt > 0, dt, np.median(pos))]
             else:
                 dwell = np.full(idx.size, entry.dwell)
-            clipped = _flag_compliance(v[idx], cur[idx], entry.compliance)
-            if clipped.any():
-                rows = [where[j] for j in np.nonzero(clipped)[0]]
-                how = (f"|I| >= compliance {entry.compliance:g} A" if entry.compliance
-                       else "flat plateau at the largest |I|")
-                warnings.warn(f"{label}: {int(clipped.sum())} compliance-clipped point(s) "
-                              f"excluded from the fit ({how}): {', '.join(rows[:6])}"
-                              f"{' ...' if len(rows) > 6 else ''}", ClippedPointsWarning,
-                              stacklevel=2)
-            if clipped.all():
-                raise DataError(f"{label}: every point is compliance-clipped")
-            out.append(Sweep(source=table.source, entry=entry.name, device=str(dev[idx[0]]),
-                             area=float(a[0]), cycle=int(cyc[idx[0]]), sweep=str(swp[idx[0]]),
-                             voltage=v[idx], current=cur[idx], dwell=dwell, valid=~clipped,
-                             where=where, compliance=entry.compliance,
-                             initial_state=entry.initial_state))
+            sweeps.append(Sweep(source=table.source, entry=entry.name, device=str(dev[idx[0]]),
+                                area=float(a[0]), cycle=int(cyc[idx[0]]),
+                                sweep=str(swp[idx[0]]), voltage=v[idx], current=cur[idx],
+                                dwell=dwell, valid=np.ones(idx.size, bool), where=where,
+                                compliance=entry.compliance,
+                                initial_state=entry.initial_state))
+        out.extend(sweeps)
+    for s, clipped in zip(out, flag_compliance(out, entry.compliance)):
+        label = (f"{s.source}: device {s.device!r}, cycle {s.cycle}, sweep {s.sweep!r}")
+        if clipped.any():
+            rows = [s.where[j] for j in np.nonzero(clipped)[0]]
+            top = np.abs(s.current[clipped]).max()
+            how = (f"|I| >= compliance {entry.compliance:g} A" if entry.compliance
+                   else f"current limit {top:g} A common to the entry")
+            warnings.warn(f"{label}: {int(clipped.sum())} compliance-clipped point(s) "
+                          f"excluded from the fit ({how}): {', '.join(rows[:6])}"
+                          f"{' ...' if len(rows) > 6 else ''}", ClippedPointsWarning,
+                          stacklevel=2)
+        if clipped.all():
+            raise DataError(f"{label}: every point is compliance-clipped")
+        s.valid = ~clipped
     return out
+
+
+def _read_values(table: Table, header: str, role: str, entry: Entry
+                 ) -> tuple[np.ndarray, dict | None, str]:
+    """SI values of the read column (conductance or read current), converting a
+    dimensionless column with the recipe's ``normalised``; returns (values, normalised
+    info or None, text for messages)."""
+    quantity = ROLES[role][0]
+    unit = entry.units.get(role, entry.units.get(header, split_header(header)[1]))
+    dimensionless = False
+    if unit is not None:
+        try:
+            dimensionless = si_factor(unit)[1] == "dimensionless"
+        except KeyError:
+            pass   # numeric_column reports the unknown unit
+    nm = entry.normalised
+    if nm is None:
+        if dimensionless:
+            raise DataError(f"{table.source}: column {header!r} ({role}) is dimensionless "
+                            f"(normalised, unit {unit!r}); the {quantity} needs an absolute "
+                            f"scale: add normalised = {{scale = ..., offset = ...}} to the "
+                            f"recipe entry ({role} = offset + scale * value, e.g. scale = "
+                            f"\"{'45 uS' if quantity == 'conductance' else '4.5 uA'}\", "
+                            f"offset = \"{'55 uS' if quantity == 'conductance' else '5.5 uA'}\")")
+        return numeric_column(table, header, role, entry), None, ""
+    if unit is not None and not dimensionless:
+        raise DataError(f"{table.source}: column {header!r} has the unit {unit!r}, but the "
+                        f"recipe entry says it is normalised; drop 'normalised' or the unit")
+    if nm["quantity"] not in (None, quantity):
+        raise DataError(f"{table.source}: column {header!r} is a {role} ({quantity}) but the "
+                        f"recipe's normalised scale/offset are a {nm['quantity']}")
+    raw = numeric_column(table, header, "pulse", entry)   # plain numbers, no unit
+    vals = nm["offset"] + nm["scale"] * raw
+    info = {"scale": nm["scale"], "offset": nm["offset"], "quantity": quantity,
+            "column": ", ".join(table.origin.get(header, [header]))}
+    how = (f" (= {nm['offset']:g} + {nm['scale']:g} * value, recipe normalised)")
+    check_range(table, header, role, vals, how=how)
+    return vals, info, how
 
 
 def load_pulse_trains(entry: Entry) -> list[PulseTrain]:
     """Pulse trains of a recipe entry, one :class:`PulseTrain` per device.
 
     Rows are reads. The applied pulses come from ``pulse_voltage``/``pulse_width`` columns
-    (each row = one pulse, then a read; rows with pulse index 0 are reads before the first
-    pulse of a cycle) or from the recipe ``protocol`` (one cycle = the listed segments; the
-    pulse index of a row = number of pulses of its cycle applied before the read). Cycles
-    come from a cycle column, or start where the pulse index decreases.
+    or the recipe ``conditions`` (each row = one pulse, then a read; rows with pulse index 0
+    are reads before the first pulse of a cycle) or from the recipe ``protocol`` (one cycle
+    = the listed segments; the pulse index of a row = number of pulses of its cycle applied
+    before the read). Cycles come from a cycle column, or start where the pulse index
+    decreases. Reads must give a positive conductance; duplicated rows within a cycle are
+    refused or warned about (:func:`check_duplicates`).
     """
     out: list[PulseTrain] = []
     for table in read_tables(entry):
         n = table.n_rows
         hg = find_column(table, "conductance", entry, required=False)
+        norm, how = None, ""
         if hg is not None:
-            g = numeric_column(table, hg, "conductance", entry)
+            g, norm, how = _read_values(table, hg, "conductance", entry)
             hvr = find_column(table, "read_voltage", entry, required=False)
         else:
             hir = find_column(table, "read_current", entry, required=False)
@@ -538,7 +1071,7 @@ def load_pulse_trains(entry: Entry) -> list[PulseTrain]:
                                 f"conductance column (e.g. 'G (uS)') or a read current "
                                 f"(e.g. 'I_read (A)') with a read voltage; columns are "
                                 f"{list(table.columns)}")
-            ir = numeric_column(table, hir, "read_current", entry)
+            ir, norm, how = _read_values(table, hir, "read_current", entry)
             hvr = find_column(table, "read_voltage", entry, required=False)
         if hvr is not None:
             vr = numeric_column(table, hvr, "read_voltage", entry)
@@ -553,6 +1086,15 @@ def load_pulse_trains(entry: Entry) -> list[PulseTrain]:
                             f"read voltage is 0")
         if hg is None:
             g = ir / vr
+            bad = np.nonzero(~(g > 0))[0]
+            if bad.size:
+                j = int(bad[0])
+                raise DataError(f"{table.source}: column {hir!r}, {table.where[j]}: read "
+                                f"current {_cell(table.columns[hir][j])!r} = {ir[j]:g} A{how} "
+                                f"has the wrong sign for the read voltage {vr[j]:g} V "
+                                f"(conductance {g[j]:g} S; a conductance cannot be zero or "
+                                f"negative)")
+            check_range(table, hir, "conductance", g, how=" (read current / read voltage)")
         dev = label_column(table, find_column(table, "device", entry, required=False),
                            entry.device, n, Path(entry.file).stem)
         area = area_column(table, entry)
@@ -562,15 +1104,25 @@ def load_pulse_trains(entry: Entry) -> list[PulseTrain]:
         cyc = int_column(table, hc, "cycle") if hc else None
         hpv = find_column(table, "pulse_voltage", entry, required=False)
         hpw = find_column(table, "pulse_width", entry, required=False)
-        pv = numeric_column(table, hpv, "pulse_voltage", entry) if hpv else None
-        pw = numeric_column(table, hpw, "pulse_width", entry) if hpw else None
+        if entry.conditions is not None:
+            if hpv or hpw:
+                raise DataError(f"{table.source}: the recipe gives pulse 'conditions' and the "
+                                f"file has pulse amplitude/width columns "
+                                f"({[h for h in (hpv, hpw) if h]}); use one of the two")
+            _, labels = condition_rows(table, entry)
+            pv = np.array([entry.conditions[lab][0] for lab in labels])
+            pw = np.array([entry.conditions[lab][1] for lab in labels])
+        else:
+            pv = numeric_column(table, hpv, "pulse_voltage", entry) if hpv else None
+            pw = numeric_column(table, hpw, "pulse_width", entry) if hpw else None
         if (pv is None) != (pw is None):
             raise DataError(f"{table.source}: missing column for "
                             f"{'pulse_width' if pw is None else 'pulse_voltage'} (the pulse "
                             f"amplitude and width columns go together)")
         if pv is None and entry.protocol is None:
             raise DataError(f"{table.source}: no pulse amplitude/width columns and no "
-                            f"'protocol' in the recipe entry: the applied pulses are unknown")
+                            f"'protocol' (or 'conditions') in the recipe entry: the applied "
+                            f"pulses are unknown")
         if pv is None and pidx is None:
             raise DataError(f"{table.source}: missing column for 'pulse' (index of the read "
                             f"within its cycle), needed with a recipe protocol")
@@ -593,6 +1145,7 @@ def load_pulse_trains(entry: Entry) -> list[PulseTrain]:
                 j = int(np.nonzero(np.diff(c) < 0)[0][0]) + 1
                 raise DataError(f"{table.source}: column {hc!r}, {where[j]}: cycles must be "
                                 f"in increasing order within a device")
+            check_duplicates(table, idx, f"device {dev[idx[0]]!r}", "cycle", key_extra=c)
             if pv is not None:
                 p = pidx[idx] if pidx is not None else None
                 applied = np.ones(idx.size, bool) if p is None else (p != 0)
@@ -621,7 +1174,9 @@ def load_pulse_trains(entry: Entry) -> list[PulseTrain]:
                                   read_after=read_after.astype(int), conductance=g[idx],
                                   v_read=vr[idx], cycle=c.astype(int), pulse=np.asarray(pin, int),
                                   where=where, initial_state=entry.initial_state,
-                                  label_=entry.label))
+                                  label_=entry.label,
+                                  normalised=dict(norm) if norm is not None else None,
+                                  state_from_first_read=entry.state_from_first_read))
     return out
 
 

@@ -26,6 +26,7 @@ table). Column roles are listed in :data:`pyspice_rram.calibration.io.ROLES`.
 
 from __future__ import annotations
 
+import codecs
 import json
 import tomllib
 from dataclasses import dataclass, field
@@ -38,7 +39,14 @@ RECIPE_NAMES = ("recipe.toml", "recipe.json")
 
 _ENTRY_KEYS = {"file", "name", "format", "delimiter", "skip_rows", "comment", "group",
                "dataset", "columns", "units", "device", "area", "diameter", "cycle",
-               "read_voltage", "dwell", "compliance", "initial_state", "protocol", "label"}
+               "read_voltage", "dwell", "compliance", "initial_state", "protocol", "label",
+               "encoding", "sort_by", "conditions", "wide", "normalised",
+               "state_from_first_read"}
+_PULSE_ONLY = {"conditions", "wide", "normalised", "state_from_first_read"}
+#: Plausible range of a pulse width (s): (0, MAX_PULSE_WIDTH].
+MAX_PULSE_WIDTH = 10.0
+#: Largest plausible cell area (m²): 1 mm².
+MAX_AREA = 1e-6
 _TOP_KEYS = {"name", "description", "synthetic", "generator", "sweeps", "pulses", "noise",
              "read_voltage", "scheme", "fit"}
 
@@ -75,6 +83,16 @@ class PulseSegment:
 
 
 @dataclass
+class Wide:
+    """A wide layout: one column per ramp (see the module docstring, key ``wide``)."""
+
+    index: str | None = None
+    columns: list[str] | None = None
+    conditions: list[str] | None = None
+    value: str = "conductance"
+
+
+@dataclass
 class Entry:
     """One measurement file (or HDF5 group) of a data set; see the module docstring."""
 
@@ -98,6 +116,15 @@ class Entry:
     initial_state: float = 0.0
     protocol: list[PulseSegment] | None = None
     label: str | None = None
+    encoding: str | None = None
+    sort_by: list[str] = field(default_factory=list)
+    #: label -> (V, s), in the order listed; ``conditions_column`` is the label column.
+    conditions: dict[str, tuple[float, float]] | None = None
+    conditions_column: str | None = None
+    wide: Wide | None = None
+    #: ``{"scale": ..., "offset": ..., "quantity": "conductance" | "current" | None}`` (SI).
+    normalised: dict[str, Any] | None = None
+    state_from_first_read: bool = False
 
 
 @dataclass
@@ -130,6 +157,8 @@ def _entry(kind: str, raw: dict, directory: Path, where: str, defaults: dict) ->
     unknown = set(raw) - _ENTRY_KEYS
     if unknown:
         raise ValueError(f"{where}: unknown keys {sorted(unknown)}")
+    if kind != "pulse" and _PULSE_ONLY & set(raw):
+        raise ValueError(f"{where}: {sorted(_PULSE_ONLY & set(raw))} only apply to [[pulses]]")
     if "file" not in raw:
         raise ValueError(f"{where}: missing 'file'")
     file = (directory / raw["file"]).resolve()
@@ -151,7 +180,12 @@ def _entry(kind: str, raw: dict, directory: Path, where: str, defaults: dict) ->
         if e.area is not None:
             raise ValueError(f"{where}: give either 'area' or 'diameter', not both")
         d = parse_quantity(raw["diameter"], "length", f"{where}.diameter")
+        if not d > 0:
+            raise ValueError(f"{where}.diameter must be positive, got {raw['diameter']!r}")
         e.area = 3.141592653589793 * d * d / 4.0
+    if e.area is not None and not 0 < e.area <= MAX_AREA:
+        raise ValueError(f"{where}: cell area {e.area:g} m^2 is implausible (must be in "
+                         f"(0, {MAX_AREA:g}] m^2)")
     rv = raw.get("read_voltage", defaults.get("read_voltage"))
     if rv is not None:
         e.read_voltage = parse_quantity(rv, "voltage", f"{where}.read_voltage")
@@ -170,10 +204,135 @@ def _entry(kind: str, raw: dict, directory: Path, where: str, defaults: dict) ->
             w = f"{where}.protocol[{i}]"
             if not isinstance(seg, dict) or {"v", "width"} - set(seg):
                 raise ValueError(f"{w}: needs 'v' (V), 'width' (s) and optionally 'n'")
-            segs.append(PulseSegment(parse_quantity(seg["v"], "voltage", w),
-                                     parse_quantity(seg["width"], "time", w), int(seg.get("n", 1))))
+            segs.append(PulseSegment(*_pulse(seg, w), int(seg.get("n", 1))))
         e.protocol = segs
+    _extended(e, raw, where)
     return e
+
+
+def _pulse(spec: Any, where: str) -> tuple[float, float]:
+    """(V, s) of a ``{v = ..., width = ...}`` table, with the width checked."""
+    if not isinstance(spec, dict) or {"v", "width"} - set(spec):
+        raise ValueError(f"{where}: needs 'v' (V) and 'width' (s), got {spec!r}")
+    v = parse_quantity(spec["v"], "voltage", where)
+    w = parse_quantity(spec["width"], "time", where)
+    if not 0 < w <= MAX_PULSE_WIDTH:
+        raise ValueError(f"{where}: pulse width {w:g} s is implausible (must be in "
+                         f"(0, {MAX_PULSE_WIDTH:g}] s)")
+    return v, w
+
+
+def _quantity_of(value: Any) -> str | None:
+    """Quantity of the unit in a recipe string such as ``"45 uS"`` (None for a bare number)."""
+    if isinstance(value, str):
+        parts = value.strip().split(None, 1)
+        if len(parts) == 2:
+            try:
+                return si_factor(parts[1])[1]
+            except KeyError:
+                return None   # parse_quantity reports the unknown unit
+    return None
+
+
+def _extended(e: Entry, raw: dict, where: str) -> None:
+    """Parse the keys ``encoding``, ``sort_by``, ``conditions``, ``wide``, ``normalised`` and
+    ``state_from_first_read`` into ``e``."""
+    if "encoding" in raw:
+        try:
+            codecs.lookup(str(raw["encoding"]))
+        except LookupError:
+            raise ValueError(f"{where}.encoding: unknown encoding {raw['encoding']!r}") from None
+        e.encoding = str(raw["encoding"])
+    if "sort_by" in raw:
+        sb = raw["sort_by"]
+        sb = [sb] if isinstance(sb, str) else sb
+        if not isinstance(sb, list) or not sb or not all(isinstance(c, str) for c in sb):
+            raise ValueError(f"{where}.sort_by: expected a list of column headers, got "
+                             f"{raw['sort_by']!r}")
+        e.sort_by = list(sb)
+    if "state_from_first_read" in raw:
+        if not isinstance(raw["state_from_first_read"], bool):
+            raise ValueError(f"{where}.state_from_first_read: expected true or false, got "
+                             f"{raw['state_from_first_read']!r}")
+        e.state_from_first_read = raw["state_from_first_read"]
+    if "conditions" in raw:
+        cond = raw["conditions"]
+        if not isinstance(cond, dict):
+            raise ValueError(f"{where}.conditions: expected a table {{column = ..., <label> = "
+                             f"{{v = ..., width = ...}}}}, got {cond!r}")
+        cond = dict(cond)
+        col = cond.pop("column", None)
+        if col is not None and not isinstance(col, str):
+            raise ValueError(f"{where}.conditions.column: expected a column header, got {col!r}")
+        if not cond:
+            raise ValueError(f"{where}.conditions: lists no condition")
+        e.conditions = {str(k): _pulse(v, f"{where}.conditions.{k}") for k, v in cond.items()}
+        e.conditions_column = col
+        if e.protocol is not None:
+            raise ValueError(f"{where}: give either 'protocol' or 'conditions', not both")
+    if "wide" in raw:
+        w = raw["wide"]
+        if not isinstance(w, dict):
+            raise ValueError(f"{where}.wide: expected a table {{index = ..., columns = [...], "
+                             f"conditions = [...]}}, got {w!r}")
+        bad = set(w) - {"index", "columns", "conditions", "value"}
+        if bad:
+            raise ValueError(f"{where}.wide: unknown keys {sorted(bad)}")
+        wide = Wide(index=w.get("index"), value=str(w.get("value", "conductance")))
+        if wide.value not in ("conductance", "read_current"):
+            raise ValueError(f"{where}.wide.value: 'conductance' or 'read_current', got "
+                             f"{wide.value!r}")
+        if "columns" in w:
+            if not isinstance(w["columns"], list) or not w["columns"]:
+                raise ValueError(f"{where}.wide.columns: expected a list of headers")
+            wide.columns = [str(c) for c in w["columns"]]
+        if "conditions" in w:
+            wc = w["conditions"]
+            wc = [wc] if isinstance(wc, str) else [str(c) for c in wc]
+            if wide.columns is not None and len(wc) not in (1, len(wide.columns)):
+                raise ValueError(f"{where}.wide.conditions: {len(wc)} names for "
+                                 f"{len(wide.columns)} columns (give one per column, or one "
+                                 f"for all)")
+            if wide.columns is None and len(wc) != 1:
+                raise ValueError(f"{where}.wide.conditions: one name per column needs "
+                                 f"wide.columns")
+            if e.conditions is None:
+                raise ValueError(f"{where}.wide.conditions: names {wc} but the entry has no "
+                                 f"'conditions' table")
+            missing = [c for c in wc if c not in e.conditions]
+            if missing:
+                raise ValueError(f"{where}.wide.conditions: {missing} not in conditions "
+                                 f"({list(e.conditions)})")
+            wide.conditions = wc
+        if e.conditions is not None:
+            if e.conditions_column is not None:
+                raise ValueError(f"{where}.conditions: with a wide layout the conditions are "
+                                 f"named by wide.conditions, not by a column "
+                                 f"({e.conditions_column!r})")
+            if wide.conditions is None:
+                raise ValueError(f"{where}.wide.conditions: name the condition of each "
+                                 f"column (the entry has a conditions table)")
+        e.wide = wide
+    elif e.conditions is not None and e.conditions_column is None:
+        raise ValueError(f"{where}.conditions: needs 'column' (the header of the label "
+                         f"column), e.g. conditions = {{column = \"direction\", ...}}")
+    if "normalised" in raw:
+        nm = raw["normalised"]
+        if not isinstance(nm, dict) or "scale" not in nm or set(nm) - {"scale", "offset"}:
+            raise ValueError(f"{where}.normalised: expected {{scale = ..., offset = ...}} "
+                             f"(value = offset + scale * normalised), got {nm!r}")
+        qs = {q for q in (_quantity_of(nm["scale"]), _quantity_of(nm.get("offset", 0)))
+              if q is not None}
+        if len(qs) > 1 or (qs and qs.pop() not in ("conductance", "current")):
+            raise ValueError(f"{where}.normalised: scale and offset must both be a "
+                             f"conductance (e.g. '45 uS') or both a current, got {nm!r}")
+        q = _quantity_of(nm["scale"]) or _quantity_of(nm.get("offset", 0))
+        scale = parse_quantity(nm["scale"], q or "conductance", f"{where}.normalised.scale")
+        offset = parse_quantity(nm.get("offset", 0.0), q or "conductance",
+                                f"{where}.normalised.offset")
+        if not scale > 0:
+            raise ValueError(f"{where}.normalised.scale must be positive, got {nm['scale']!r}")
+        e.normalised = {"scale": scale, "offset": offset, "quantity": q}
 
 
 def load_recipe(path: str | Path) -> Recipe:
@@ -188,7 +347,7 @@ def load_recipe(path: str | Path) -> Recipe:
             raise FileNotFoundError(f"{path}: no {' or '.join(RECIPE_NAMES)} in the data-set directory")
     if not path.exists():
         raise FileNotFoundError(f"{path}: recipe not found")
-    text = path.read_text()
+    text = path.read_text(encoding="utf-8-sig")   # a BOM (Windows editors) is dropped
     try:
         raw = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:

@@ -5,6 +5,8 @@ spreadsheets use::
 
     "Voltage (V)"   "I [mA]"   "current_uA"   "G (µS)"   "diameter (nm)"   "area (um^2)"
 
+and a dimensionless (normalised) column as ``"G (1)"``, ``"G (a.u.)"`` or ``"G_norm_1"``.
+
 :func:`split_header` separates the name from the unit, :func:`si_factor` returns the factor
 that converts a value in that unit to SI (V, A, S, s, m, m²) together with the physical
 quantity, so that a loader can check that a "current" column does not carry volts.
@@ -72,6 +74,9 @@ def split_header(header: str) -> tuple[str, str | None]:
     ``"Voltage (V)" -> ("voltage", "V")``, ``"I [mA]" -> ("i", "mA")``,
     ``"current_uA" -> ("current", "uA")``, ``"V" -> ("v", None)``. The name is lower-cased
     and stripped; a trailing ``_<unit>`` or `` <unit>`` is a unit only if it parses.
+    A trailing ``_1`` marks a dimensionless column (``"up_normalized_conductance_1" ->
+    ("up_normalized_conductance", "1")``), except after a one-letter name, where it is a
+    channel number (``"V_1" -> ("v_1", None)``).
     """
     h = header.strip().strip('"').strip()
     m = _UNIT_IN_BRACKETS.match(h)
@@ -87,4 +92,7 @@ def split_header(header: str) -> tuple[str, str | None]:
                     continue
                 if q != "dimensionless":
                     return name.strip().lower(), tail
+    name, sep, tail = h.rpartition("_")
+    if sep and tail == "1" and len(name.strip()) > 1:
+        return name.strip().lower(), "1"
     return h.lower(), None
