@@ -156,20 +156,22 @@ def decimate_minmax(x: np.ndarray, y: np.ndarray, max_points: int = MAX_POINTS
                     ) -> tuple[np.ndarray, np.ndarray, bool]:
     """At most ``max_points`` points of a trace (in its order): the min and the max of ``y``
     in each of ``max_points // 2`` consecutive bins, so the envelope and every extreme stay
-    visible. Non-finite ``y`` are dropped. Returns ``(x, y, decimated)``."""
+    visible, plus the first and the last point. Non-finite ``y`` are dropped. Returns
+    ``(x, y, decimated)``."""
     x, y = np.asarray(x), np.asarray(y, dtype=float)
     ok = np.isfinite(y)
     x, y = x[ok], y[ok]
     n = y.size
     if n <= max_points:
         return x, y, False
-    nb = max(max_points // 2, 1)
+    nb = max((max_points - 2) // 2, 1)
     b = -(-n // nb)                 # bin size (ceil)
     nbins = -(-n // b)
     pad = nbins * b - n
     yy = np.concatenate([y, np.full(pad, y[-1])]).reshape(nbins, b)
     base = np.arange(nbins) * b
-    idx = np.unique(np.concatenate([base + yy.argmin(axis=1), base + yy.argmax(axis=1)]))
+    idx = np.unique(np.concatenate([[0, n - 1], base + yy.argmin(axis=1),
+                                    base + yy.argmax(axis=1)]))
     idx = idx[idx < n]
     return x[idx], y[idx], True
 
