@@ -461,6 +461,8 @@ def figure_cycle_quality(result: "FitResult", path: Path, return_fig: bool = Fal
     iv = {k: _as_float_array(q[k]) for k in ("iv_r2_per_branch", "iv_r2_log_per_branch")
           if q.get(k) is not None and len(q[k])}
     plt = _plt()
+    from matplotlib.ticker import MaxNLocator
+
     n = 3 if iv else 2
     fig, axes = plt.subplots(1, n, figsize=(3.6 * n, 3.2), squeeze=False)
     axes = axes[0]
@@ -486,6 +488,7 @@ def figure_cycle_quality(result: "FitResult", path: Path, return_fig: bool = Fal
             _apply_scale(ax, allv)
         else:
             _residual_axis_limits_only(ax, allv)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(title, fontsize=8)
         ax.set_xlabel(xl)
         ax.set_ylabel(yl)
