@@ -30,11 +30,32 @@ import numpy as np
 
 from ..device import _kernels
 from ..device.card import ModelCard
-from ..device.model import advance, cell_current, conductance_density
+from ..device.model import (advance, cell_current, junction_voltage,
+                             junction_voltage_at_current, state_from_conductance)
 from .io import Dataset
 
 #: Use the compiled kernels where they apply (False: the NumPy reference loops).
 _COMPILED = True
+
+
+def drive_voltage(card: ModelCard, x: np.ndarray, v: np.ndarray, gs: np.ndarray,
+                  area: np.ndarray, icc: np.ndarray) -> np.ndarray:
+    """Junction voltage that drives the state over a step (V).
+
+    ``V_j`` of the terminal voltage ``v`` at the step's start state (the root of ``V = V_j +
+    r_series I_j``, frozen over the step; ``V_j = V`` without series resistance), then limited
+    by the compliance ``icc`` (A, inf = none) to the junction voltages that drive ``±icc``
+    (default family: ``V_nl asinh(I_cc / (s A g(x) V_nl))``). ``gs`` scales the area.
+    """
+    a_eff = gs * area
+    vj = junction_voltage(v, x, a_eff, card) if card.r_series > 0 else np.asarray(v, float)
+    lim = np.isfinite(icc)
+    if lim.any():
+        i_lim = np.where(lim, icc, 1.0)
+        vmax = junction_voltage_at_current(i_lim, x, a_eff, card)
+        vmin = junction_voltage_at_current(-i_lim, x, a_eff, card)
+        vj = np.where(lim, np.clip(vj, vmin, vmax), vj)
+    return vj
 
 
 def _card_args(card: ModelCard) -> tuple:
@@ -198,7 +219,8 @@ def simulate_states(prog: Program, card: ModelCard, *, g_scale: np.ndarray | Non
     vd = card.v_d + (0.0 if dv_d is None else np.asarray(dv_d)[prog.seq_device]) * np.ones(S)
     if assimilate is not None and not c2c and not sequential:
         return _conditional_states(prog, card, assimilate, gs, vp, vd, kappa_mean, return_both)
-    if _COMPILED and assimilate is None and not (c2c and card.c2c_sigma > 0):
+    if (_COMPILED and card.is_default_family and assimilate is None
+            and not (c2c and card.c2c_sigma > 0)):
         nodes, weights = _gauss_hermite(kappa_mean)
         x = _kernels.simulate_program(
             prog.v, prog.dt, np.asarray(prog.length, dtype=np.int64), np.asarray(prog.x0, float),
@@ -216,15 +238,13 @@ def simulate_states(prog: Program, card: ModelCard, *, g_scale: np.ndarray | Non
         xp = np.empty((S, K + 1))
         xp[:, 0] = prog.x0
     limited = np.isfinite(prog.compliance)
+    series = card.r_series > 0
     n_active = np.searchsorted(-prog.length, -np.arange(1, K + 1), side="right")
     for k in range(K):
         n = int(n_active[k])
         v = prog.v[:n, k]
-        if limited[:n].any():
-            lim = limited[:n]
-            g = gs[:n] * prog.area[:n] * conductance_density(x[:n, k], card) * card.v_nl
-            vmax = card.v_nl * np.arcsinh(np.where(lim, prog.compliance[:n], 1.0) / g)
-            v = np.where(lim & (np.abs(v) > vmax), np.sign(v) * vmax, v)
+        if series or limited[:n].any():
+            v = drive_voltage(card, x[:n, k], v, gs[:n], prog.area[:n], prog.compliance[:n])
         kappa = 1.0
         if c2c and card.c2c_sigma > 0:
             kappa = np.clip(1.0 + card.c2c_sigma * rng.standard_normal(n), 0.0, None)
@@ -251,11 +271,8 @@ def _step(card: ModelCard, x: np.ndarray, v: np.ndarray, dt: np.ndarray, gs: np.
           kappa_mean: float) -> np.ndarray:
     """One step of arrays of (sequence, step) pairs: compliance limit, then the exact advance
     (expected over kappa when ``kappa_mean`` > 0)."""
-    lim = np.isfinite(icc)
-    if lim.any():
-        g = gs * area * conductance_density(x, card) * card.v_nl
-        vmax = card.v_nl * np.arcsinh(np.where(lim, icc, 1.0) / g)
-        v = np.where(lim & (np.abs(v) > vmax), np.sign(v) * vmax, v)
+    if card.r_series > 0 or np.isfinite(icc).any():
+        v = drive_voltage(card, x, v, gs, area, icc)
     if kappa_mean > 0:
         t, w = np.polynomial.hermite.hermgauss(7)
         nodes = np.clip(1.0 + kappa_mean * np.sqrt(2.0) * t, 0.0, None)
@@ -270,7 +287,7 @@ def _conditional_states(prog: Program, card: ModelCard, assimilate: np.ndarray, 
     """One-step-ahead states, vectorised over all steps that start from an assimilated state
     (depth 0), then those one step further (depth 1), and so on."""
     S, K = prog.v.shape
-    if _COMPILED:
+    if _COMPILED and card.is_default_family:
         nodes, weights = _gauss_hermite(kappa_mean)
         xp, xs = _kernels.conditional_program(
             prog.v, prog.dt, np.asarray(prog.length, dtype=np.int64),
@@ -307,7 +324,11 @@ def _conditional_states(prog: Program, card: ModelCard, assimilate: np.ndarray, 
 
 def predict(prog: Program, card: ModelCard, x: np.ndarray,
             g_scale: np.ndarray | None = None) -> np.ndarray:
-    """Model value of every observation (A for sweep points, S for reads) from states ``x``."""
+    """Model value of every observation (A for sweep points, S for reads) from states ``x``.
+
+    ``g_scale`` (per device) multiplies the value: exact without series resistance, a
+    first-order approximation with it (the scale is a small device-to-device correction).
+    """
     xs = x[prog.obs_seq, prog.obs_step]
     out = cell_current(prog.obs_v, xs, prog.area[prog.obs_seq], card) / prog.obs_div
     if g_scale is not None:
@@ -319,17 +340,18 @@ def observed_states(prog: Program, card: ModelCard, g_scale: np.ndarray,
                     v_min: float = 0.05) -> np.ndarray:
     """States (S, K+1) inverted from the observations (NaN where there is none).
 
-    ``x = (y div / (s A V_nl sinh(V/V_nl)) - g_min) / (g_max - g_min)`` clipped to [0, 1], for
-    valid observations read at ``|V| >= v_min`` (near 0 V a current carries no state).
+    ``x = state_from_conductance(I / V, s A, card, V)`` with ``I = y div`` (default family:
+    ``(I / (s A V_nl sinh(V/V_nl)) - g_min) / (g_max - g_min)``) clipped to [0, 1], for valid
+    observations read at ``|V| >= v_min`` (near 0 V a current carries no state).
     """
     S, K1 = prog.v.shape[0], prog.v.shape[1] + 1
     out = np.full((S, K1), np.nan)
     m = prog.valid & (np.abs(prog.obs_v) >= v_min)
     s = np.asarray(g_scale)[prog.obs_device[m]]
     v = prog.obs_v[m]
-    gd = prog.y[m] * prog.obs_div[m] / (s * prog.area[prog.obs_seq[m]] * card.v_nl
-                                        * np.sinh(v / card.v_nl))
-    x = (gd - card.g_min_density) / (card.g_max_density - card.g_min_density)
+    i = prog.y[m] * prog.obs_div[m]
+    x = state_from_conductance(i / v, s * prog.area[prog.obs_seq[m]], card, v)
+    x = np.where(np.isnan(x), np.where(i * v > 0, 1.0, 0.0), x)
     out[prog.obs_seq[m], prog.obs_step[m]] = np.clip(x, 0.0, 1.0)
     return out
 
