@@ -196,7 +196,7 @@ def ngspice_dc_grid(card: ModelCard, v_values, x_values, areas, read_states=(),
         step that linearised the cell at the previous sweep point, a relative error of
         about ``(dV / V_nl)^2 / 2`` in the current; 1e-9 forces the extra iteration.
     abstol, vntol : float
-        ngspice ``abstol`` (A) and ``vntol`` (V). The defaults (1 µA, 1 µV) also let a point
+        ngspice ``abstol`` (A) and ``vntol`` (V). ngspice's defaults (1 pA, 1 µV) also let a point
         stop on the linearisation: a linear read cell converges at once, and the rate node
         ``V(r)`` (a B-source of the forced voltages) and the internal junction node of a
         cell with series resistance then keep the previous point's linearisation error
