@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from ..device.model import conductance_density
-from ..device.ngspice import cell_library
+from ..device.ngspice import cell_library, iv_prefactor, iv_shape_expression
 from .tile import Tile, topology
 
 #: ngspice options used for crossbar reads (tolerances tight enough for 1e-6 agreement with
@@ -96,7 +96,10 @@ def tile_netlist(tile: Tile, v_in: Any, direction: str = "forward", *, klu: bool
         Model cells as one B-source each, ``I = k sinh(V / V_nl)`` with the per-cell
         constant ``k = A g(x) V_nl`` from :func:`pyspice_rram.device.model.conductance_density`
         (``'inline'``, 1.5-2x faster in ngspice), or as instances of the device library's
-        ``motiox_read`` subcircuit (``'subckt'``). Both are the same equation.
+        ``motiox_read`` subcircuit (``'subckt'``). Both are the same equation. Other model
+        families: ``I = k shape(V_j)`` with ``k = A g(x) prefactor`` and the read shape of
+        :func:`pyspice_rram.device.ngspice.iv_shape_expression`; with ``r_series`` > 0 each
+        inline cell gets a resistor ``Rj<i>_<j>`` to an internal junction node ``j<i>_<j>``.
 
     Returns
     -------
@@ -170,14 +173,24 @@ def tile_netlist(tile: Tile, v_in: Any, direction: str = "forward", *, klu: bool
                 for i in range(R) for j in range(C)]
     else:
         card = tile.card
-        k = tile.area * conductance_density(tile.x, card) * card.v_nl
-        vnl = _f(card.v_nl)
-        out.append(f"* I = A g(x) V_nl sinh(V/V_nl), card '{card.name}': V_nl = {vnl} V, "
-                   f"g(x) = {_f(card.g_min_density)} + "
-                   f"({_f(card.g_max_density)} - {_f(card.g_min_density)}) x S/m^2")
-        out += [f"Bx{i}_{j} {rname(i, j)} {cname(i, j)} I={_f(k[i, j])}*sinh(v({rname(i, j)},"
-                f"{cname(i, j)})/{vnl})"
-                for i in range(R) for j in range(C)]
+        # I = k shape(V_j), k = A g(x) prefactor: the device library's read law
+        k = tile.area * conductance_density(tile.x, card) * iv_prefactor(card)
+        if card.is_default_family:
+            vnl = _f(card.v_nl)
+            out.append(f"* I = A g(x) V_nl sinh(V/V_nl), card '{card.name}': V_nl = {vnl} V, "
+                       f"g(x) = {_f(card.g_min_density)} + "
+                       f"({_f(card.g_max_density)} - {_f(card.g_min_density)}) x S/m^2")
+        else:
+            out.append(f"* I = A g(x) I_j(V_j) of family {card.family}, card '{card.name}', "
+                       f"r_series = {_f(card.r_series)} ohm (pyspice_rram.device.ngspice)")
+        for i in range(R):
+            for j in range(C):
+                top = rname(i, j)
+                if card.r_series > 0:  # internal junction node behind the series resistor
+                    out.append(f"Rj{i}_{j} {top} j{i}_{j} {_f(card.r_series)}")
+                    top = f"j{i}_{j}"
+                shape = iv_shape_expression(card, f"v({top},{cname(i, j)})")
+                out.append(f"Bx{i}_{j} {top} {cname(i, j)} I={_f(k[i, j])}*{shape}")
     out.append(f".dc Vidx 0 {K - 1} 1")
     out.append(".end")
     return "\n".join(out) + "\n"

@@ -169,8 +169,8 @@ def _table(index: str, values: np.ndarray) -> str:
 
 
 def ngspice_dc_grid(card: ModelCard, v_values, x_values, areas, read_states=(),
-                    *, kappa: float = 1.0, reltol: float = 1e-9,
-                    timeout: float = 120.0) -> DCGrid:
+                    *, kappa: float = 1.0, reltol: float = 1e-9, abstol: float = 1e-18,
+                    vntol: float = 1e-12, timeout: float = 120.0) -> DCGrid:
     """DC operating points of the generated subcircuits on the grid ``v_values x x_values``.
 
     One netlist and one nested ``.dc`` sweep of two index sources: the cell voltage and the
@@ -195,6 +195,12 @@ def ngspice_dc_grid(card: ModelCard, v_values, x_values, areas, read_states=(),
         ngspice ``reltol``. The default 1e-3 lets a DC-sweep point stop after the Newton
         step that linearised the cell at the previous sweep point, a relative error of
         about ``(dV / V_nl)^2 / 2`` in the current; 1e-9 forces the extra iteration.
+    abstol, vntol : float
+        ngspice ``abstol`` (A) and ``vntol`` (V). ngspice's defaults (1 pA, 1 µV) also let a point
+        stop on the linearisation: a linear read cell converges at once, and the rate node
+        ``V(r)`` (a B-source of the forced voltages) and the internal junction node of a
+        cell with series resistance then keep the previous point's linearisation error
+        (nV ... µV); 1e-18 A and 1e-12 V force the extra iteration.
     """
     v_values = np.atleast_1d(np.asarray(v_values, float))
     x_values = np.atleast_1d(np.asarray(x_values, float))
@@ -208,7 +214,7 @@ def ngspice_dc_grid(card: ModelCard, v_values, x_values, areas, read_states=(),
                   f"Xc{k} t{k} 0 xs r{k} motiox_core area={_f(a)} kappa={_f(kappa)}"]
     for j, xr in enumerate(read_states):
         lines += [f"Vr{j} in u{j} 0", f"Xr{j} u{j} 0 motiox_read area={_f(areas[0])} x={_f(xr)}"]
-    lines += [f".options klu reltol={_f(reltol)}",
+    lines += [f".options klu reltol={_f(reltol)} abstol={_f(abstol)} vntol={_f(vntol)}",
               f".dc Viv 0 {v_values.size - 1} 1 Vix 0 {x_values.size - 1} 1",
               ".end", ""]
     plot = run_ngspice("\n".join(lines), timeout=timeout)[-1]
@@ -361,13 +367,14 @@ def ngspice_pulse_train(card: ModelCard, v_pulse, t_flat, *, t_edge: float = 5e-
 
 
 def osdi_dc_currents(card: ModelCard, osdi: str | Path, v_values, x_values, area: float,
-                     *, reltol: float = 1e-9, timeout: float = 120.0) -> tuple[np.ndarray,
-                                                                               np.ndarray]:
+                     *, reltol: float = 1e-9, abstol: float = 1e-18, vntol: float = 1e-12,
+                     timeout: float = 120.0) -> tuple[np.ndarray, np.ndarray]:
     """DC currents of the compiled Verilog-A module: one instance per state (``x0``), all
     across a swept source (index table, as in :func:`ngspice_dc_grid`).
 
     Returns ``(v, current)`` with ``current[j]`` the current (A) of the instance at
-    ``x_values[j]`` for each swept voltage ``v`` (V).
+    ``x_values[j]`` for each swept voltage ``v`` (V). Tolerances as in
+    :func:`ngspice_dc_grid` (a module with series resistance has an internal node).
     """
     v_values = np.atleast_1d(np.asarray(v_values, float))
     x_values = np.atleast_1d(np.asarray(x_values, float))
@@ -376,6 +383,7 @@ def osdi_dc_currents(card: ModelCard, osdi: str | Path, v_values, x_values, area
     for j, xv in enumerate(x_values):
         lines += [f"Vm{j} in t{j} 0", f"N{j} t{j} 0 motiox_va area={_f(area)} x0={_f(xv)}"]
     lines += [".control", f"pre_osdi {Path(osdi).resolve()}", ".endc",
-              f".options klu reltol={_f(reltol)}", f".dc Viv 0 {v_values.size - 1} 1", ".end", ""]
+              f".options klu reltol={_f(reltol)} abstol={_f(abstol)} vntol={_f(vntol)}",
+              f".dc Viv 0 {v_values.size - 1} 1", ".end", ""]
     plot = run_ngspice("\n".join(lines), timeout=timeout)[-1]
     return plot["v(in)"], np.array([plot[f"i(vm{j})"] for j in range(x_values.size)])

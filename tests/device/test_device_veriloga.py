@@ -64,7 +64,13 @@ def test_current_and_rate_agree_with_numpy_on_dense_grid(card):
 
 def test_generated_parameter_set_is_the_card():
     params = veriloga.module_parameters(OTHER)
-    for name, (lo, hi, unit, _desc) in PARAMETER_INFO.items():
+    # the default family's equation parameters and the statistics; the parameters of the
+    # other families (n_f, gamma_p, ...) are only in those families' modules
+    names = OTHER.equation_parameters() + veriloga.STATISTICAL_PARAMETERS
+    assert set(names) | {"n_f", "n_r", "r_series", "gamma_p", "gamma_d"} == set(PARAMETER_INFO)
+    assert not {"n_f", "n_r", "r_series", "gamma_p", "gamma_d", "v_t"} & set(params)
+    for name in names:
+        lo, hi, unit, _desc = PARAMETER_INFO[name]
         p = params[name]
         assert p["default"] == getattr(OTHER, name), name  # 17 digits: bit-identical
         assert (p["min"], p["max"]) == (lo, hi), name
