@@ -3,40 +3,79 @@
 ::
 
     pyspice-rram fit <data set dir> [-o card.json] [--report DIR] [--no-report] [--quiet]
+                     [--family F ...] [--starts N] [--strict]
     pyspice-rram make-reference [DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import math
+import sys
 from pathlib import Path
 
 
 def _fit(args: argparse.Namespace) -> int:
-    from .fit import fit_dataset
+    import warnings
+
+    from .fit import fit_program, write_outputs
+    from .io import load_dataset
 
     dataset = Path(args.dataset)
     card_path = Path(args.output) if args.output else None
     outdir = (Path(args.report).parent if args.report else
               (card_path.parent if card_path else dataset if dataset.is_dir() else dataset.parent))
-    result = fit_dataset(dataset, outdir, progress=not args.quiet, card_path=card_path,
-                         report=False, max_nfev=args.max_nfev, max_rounds=args.max_rounds)
-    from .report import write_report
-    from .fit import reference_truth
-
-    paths = dict(result.paths)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ds = load_dataset(dataset)
+    for w in caught:  # one line each, without the module's source path
+        print(f"warning: {w.message}", file=sys.stderr)
+    families = args.family or None
+    result = fit_program(ds, progress=not args.quiet, max_nfev=args.max_nfev,
+                         max_rounds=args.max_rounds, families=families,
+                         n_starts=args.starts)
+    paths = write_outputs(result, outdir, card_path=card_path, report=False)
     if not args.no_report:
+        from .fit import reference_truth
+        from .report import write_report
+
         rdir = Path(args.report) if args.report else outdir / "report"
-        paths.update(write_report(result, rdir, truth=reference_truth(result.dataset)))
+        try:
+            paths.update(write_report(result, rdir, truth=reference_truth(result.dataset)))
+        except Exception as exc:  # noqa: BLE001 - card and quality.json are on disk already
+            print(f"error: the report could not be written ({type(exc).__name__}: {exc}); "
+                  f"card and quality.json are written", file=sys.stderr)
+    q = result.quality
     print(f"fitted {result.dataset.recipe.name} in {result.seconds:.0f} s "
-          f"({len(result.program.devices)} devices)")
+          f"({len(result.program.devices)} devices); family {q['family']}")
+    if len(result.selection) > 1:
+        print("  family selection (BIC, lower is better):")
+        for row in sorted(result.selection, key=lambda r: r.get("bic", float("inf"))):
+            if "bic" in row:
+                print(f"    {row['family']:30s} dBIC {row['delta_bic']:10.1f}  k {row['k']}")
+            else:
+                print(f"    {row['family']:30s} failed: {row['error']}")
     for name, p in result.parameters.items():
-        print(f"  {name:14s} = {p.value:12.6g} ± {p.stderr:.3g} {p.unit}")
-    print(f"  states at the nominal scheme: {result.card.n_states():.1f}; "
-          f"δ/μ (card, simulated): {result.metrics.get('delta_over_mu_card', float('nan')):.3f}")
-    for k in ("card", "lib", "va", "report"):
+        if p.vary:
+            print(f"  {name:14s} = {p.value:12.6g} ± {p.stderr:.3g} {p.unit}")
+        elif math.isfinite(p.value):
+            print(f"  {name:14s} = {p.value:12.6g} (held: {p.note})")
+        else:
+            print(f"  {name:14s}   not estimated: {p.note}")
+    print(f"  states at the nominal scheme: {result.card.n_states():.4g}")
+    for key in ("pulse_r2_median", "pulse_rms_steps_median", "iv_r2_log_median", "iv_r2_median"):
+        if key in q:
+            print(f"  {key}: {q[key]:.4g}")
+    print(f"VERDICT: {q['verdict'].upper()}")
+    for r in q["reasons"]:
+        print(f"  - {r}")
+    for k in ("card", "quality", "lib", "va", "report"):
         if k in paths:
             print(f"  {k}: {paths[k]}")
+    if args.strict and q["verdict"] == "poor":
+        print("--strict: exit 3 because the verdict is poor (the card is written and marked)",
+              file=sys.stderr)
+        return 3
     return 0
 
 
@@ -63,6 +102,15 @@ def register(subparsers) -> None:
     p.add_argument("--max-rounds", type=int, default=4,
                    help="rounds of the conditional fit alternating with per-device parameters")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--family", action="append", metavar="FAMILY",
+                   help="model family to fit, e.g. 'schottky/soft_bounds/log+rs' (repeat to "
+                        "compare several; default: the recipe's [fit] families or the "
+                        "defaults for the data)")
+    p.add_argument("--starts", type=int, default=None,
+                   help="starts of the global stage (default: recipe [fit] starts or 32)")
+    p.add_argument("--strict", action="store_true",
+                   help="exit with status 3 when the fit's verdict is 'poor' (the card and "
+                        "quality.json are still written)")
     p.set_defaults(func=_fit)
     q = subparsers.add_parser("make-reference",
                               help="regenerate the synthetic reference data set")

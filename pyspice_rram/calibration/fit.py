@@ -52,8 +52,9 @@ import numpy as np
 from ..device.card import PARAMETER_INFO, ModelCard, PulseScheme
 from ..device.model import advance, read_conductance, state_from_conductance
 from .io import Dataset, load_dataset
-from .program import (Program, build_program, observed_states, predict, profile_scales,
-                      simulate_states)
+from .families import FamilySpec, candidate_families, free_parameters
+from .program import (Program, build_program, free_states, observed_states, predict,
+                      profile_scales, simulate_states)
 
 log = logging.getLogger(__name__)
 
@@ -61,11 +62,20 @@ log = logging.getLogger(__name__)
 MEAN_PARAMETERS = ("g_min_density", "g_max_density", "v_nl", "v_p", "v0_p", "beta_p",
                    "v_d", "v0_d", "beta_d")
 STAT_PARAMETERS = ("c2c_sigma", "d2d_g_sigma", "d2d_v_sigma")
-_LOG = ("g_min_density", "g_max_density")
+_LOG = ("g_min_density", "g_max_density", "r_series")
+#: Lower bound of ``r_series`` when it is fitted (on a log scale), Ohm.
+R_SERIES_MIN = 1.0
 
 #: Generic starting values (not the reference card's), overridable by recipe ``[fit] initial``.
 DEFAULT_START = {"v_nl": 0.5, "v_p": 1.0, "v0_p": 0.1, "beta_p": 1.0, "v_d": 1.2,
-                 "v0_d": 0.1, "beta_d": 0.5}
+                 "v0_d": 0.1, "beta_d": 0.5, "n_f": 2.0, "n_r": 10.0, "gamma_p": 1.0,
+                 "gamma_d": 1.0, "r_series": 100.0}
+
+#: Box of the global stage's starts per parameter (log10 for ``r_series``).
+START_BOX = {"v_p": (0.05, 3.0), "v_d": (0.05, 3.0), "v0_p": (0.03, 0.4), "v0_d": (0.03, 0.4),
+             "beta_p": (-4.0, 6.0), "beta_d": (-4.0, 6.0), "gamma_p": (0.2, 4.0),
+             "gamma_d": (0.2, 4.0), "v_nl": (0.1, 2.0), "n_f": (1.0, 30.0), "n_r": (2.0, 100.0),
+             "r_series": (0.0, 6.0)}
 
 
 def _pname(name: str) -> str:
@@ -113,15 +123,24 @@ class FitResult:
     nuisance: Any = None
     seconds: float = 0.0
     paths: dict[str, Path] = field(default_factory=dict)
+    quality: dict[str, Any] = field(default_factory=dict)
+    selection: list[dict] = field(default_factory=list)
+
+    @property
+    def fitted(self) -> np.ndarray:
+        """Free-running fitted value of every observation, device scale applied (A or S)."""
+        return self.model * self.scales[self.program.obs_device]
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready summary: parameters with stderr, fit quality and figures of merit."""
         return {
             "dataset": self.dataset.recipe.name,
             "dataset_sha256": self.dataset.sha256,
-            "parameters": {k: {"value": p.value, "stderr": p.stderr, "unit": p.unit}
-                           for k, p in self.parameters.items()},
+            "parameters": _jsonable({k: {"value": p.value, "stderr": p.stderr, "unit": p.unit}
+                                     for k, p in self.parameters.items()}),
             "r2_median": float(np.median([g["r2"] for g in self.groups])) if self.groups else None,
+            "family": self.card.family,
+            "verdict": self.quality.get("verdict"),
             "n_states": self.card.n_states(),
             "metrics": _jsonable(self.metrics),
             "seconds": self.seconds,
@@ -140,6 +159,8 @@ def _jsonable(obj):
         return None if not math.isfinite(float(obj)) else float(obj)
     if isinstance(obj, (np.integer,)):
         return int(obj)
+    if isinstance(obj, np.bool_):
+        return bool(obj)
     return obj
 
 
@@ -187,7 +208,9 @@ class JointModel:
     """
 
     def __init__(self, prog: Program, base: ModelCard, mode: str = "free",
-                 nuisance: Nuisance | None = None, sigma: np.ndarray | None = None):
+                 nuisance: Nuisance | None = None, sigma: np.ndarray | None = None,
+                 names: tuple[str, ...] = MEAN_PARAMETERS):
+        self.names = tuple(names)
         self.prog = prog
         self.base = base
         self.mode = mode
@@ -198,7 +221,7 @@ class JointModel:
 
     def card(self, values: dict[str, float]) -> ModelCard:
         kw = {k: (10.0 ** values[_pname(k)] if k in _LOG else values[k])
-              for k in MEAN_PARAMETERS if _pname(k) in values}
+              for k in self.names if _pname(k) in values}
         # keep g_max > g_min while the optimiser explores
         if kw.get("g_max_density", self.base.g_max_density) <= kw.get("g_min_density",
                                                                       self.base.g_min_density):
@@ -208,14 +231,16 @@ class JointModel:
     def evaluate(self, card: ModelCard) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Model values (unscaled), device scales and weighted residuals."""
         if self.mode == "free":
-            x = simulate_states(self.prog, card)
+            x = free_states(self.prog, card)
             m = predict(self.prog, card, x)
-            s = profile_scales(self.prog, m)
+            s = profile_scales(self.prog, np.nan_to_num(m))
         else:
             s = self.nuis.scales
             m = conditional_prediction(self.prog, card, self.nuis)
         r = (s[self.prog.obs_device] * m - self.prog.y) / self.sigma
-        r = np.where(self.prog.valid, r, 0.0)
+        # a parameter set the model cannot evaluate (overflow, impossible state) is far away,
+        # not an exception inside the optimiser
+        r = np.where(self.prog.valid, np.nan_to_num(r, nan=1e6, posinf=1e6, neginf=-1e6), 0.0)
         self.n_eval += 1
         if self.callback:
             self.callback()
@@ -243,11 +268,14 @@ def initial_values(ds: Dataset, prog: Program, base: ModelCard, start: dict | No
     return vals
 
 
-def make_parameters(values: dict, fixed: tuple[str, ...] = ()) -> lmfit.Parameters:
-    """lmfit Parameters with the card bounds (log10 for densities)."""
+def make_parameters(values: dict, fixed: tuple[str, ...] = (),
+                    names: tuple[str, ...] = MEAN_PARAMETERS) -> lmfit.Parameters:
+    """lmfit Parameters with the card bounds (log10 for densities and ``r_series``)."""
     params = lmfit.Parameters()
-    for name in MEAN_PARAMETERS:
+    for name in names:
         lo, hi, _unit, _ = PARAMETER_INFO[name]
+        if name == "r_series":
+            lo = max(lo, R_SERIES_MIN)
         v = values[name]
         if name in _LOG:
             params.add(_pname(name), value=math.log10(v), min=math.log10(lo), max=math.log10(hi),
@@ -369,6 +397,30 @@ def update_nuisance(prog: Program, card: ModelCard, nuis: Nuisance, sigma: np.nd
 
 
 # --------------------------------------------------------------------- stage 2
+def potentiation_integral(x0: np.ndarray, x1: np.ndarray, card: ModelCard) -> np.ndarray:
+    """``kappa r t``: the rate integral that takes the state from ``x0`` to ``x1`` under
+    potentiation, linear in the cycle-to-cycle factor kappa (bulk of the state range).
+
+    threshold: ``-ln(1 - c (x1 - x0) / (1 - c x0)) / c`` (``x1 - x0`` for c = 0);
+    soft_bounds (``u = 1 - x``): ``ln(u0 / u1)`` for gamma = 1, else
+    ``(u0^(1-g) - u1^(1-g)) / (1 - g)``.
+    """
+    x0, x1 = np.asarray(x0, float), np.asarray(x1, float)
+    if card.dynamics == "soft_bounds":
+        u0 = np.maximum(1.0 - x0, 1e-12)
+        u1 = np.maximum(1.0 - x1, 1e-12)
+        g = card.gamma_p
+        if abs(g - 1.0) < 1e-9:
+            return np.log(u0 / u1)
+        return (u0 ** (1.0 - g) - u1 ** (1.0 - g)) / (1.0 - g)
+    c = card.c_p
+    dx = x1 - x0
+    if abs(c) < 1e-9:
+        return dx
+    arg = -c * dx / (1.0 - c * x0)
+    return -np.log1p(np.maximum(arg, -0.999999)) / c
+
+
 def pulse_steps(prog: Program, card: ModelCard, scales: np.ndarray) -> dict[str, np.ndarray]:
     """Consecutive read pairs around single potentiation pulses in pulse trains.
 
@@ -399,13 +451,9 @@ def pulse_steps(prog: Program, card: ModelCard, scales: np.ndarray) -> dict[str,
     # L(dx) = -ln(1 - c dx / (1 - c x)) / c that is linear in kappa in the bulk
     x_next_meas = state_from_conductance(prog.y[i1] / s, area, card, prog.obs_v[i1])
     x_prev_raw = state_from_conductance(g0, area, card, prog.obs_v[i0])
-    c = card.c_p
 
     def L(dx):
-        if abs(c) < 1e-9:
-            return dx
-        arg = -c * dx / (1.0 - c * x_prev_raw)
-        return -np.log1p(np.maximum(arg, -0.999999)) / c
+        return potentiation_integral(x_prev_raw, x_prev_raw + dx, card)
 
     return {"dg": prog.y[i1] - prog.y[i0], "dg_model": dgm, "x_prev": x_prev,
             "device": prog.obs_device[i1], "group": prog.obs_group[i1], "v": v,
@@ -505,130 +553,247 @@ def group_statistics(prog: Program, fitted: np.ndarray) -> list[dict]:
     return out
 
 
-def fit_program(ds: Dataset, *, progress: bool = True, start: dict | None = None,
-                fixed: tuple[str, ...] = (), max_nfev: int = 400, scan: bool = True,
-                statistics: bool = True, conditional: bool = True,
-                max_rounds: int = 4) -> FitResult:
-    """Fit a loaded data set; no files written (see :func:`fit_dataset`)."""
+def _window_from_data(prog: Program) -> dict[str, float]:
+    """g_min/g_max densities at the smallest/largest pulse read per area (recipe
+    ``window = "data"``)."""
+    m = prog.kind == 1
+    if not m.any():
+        raise ValueError("recipe [fit] window = 'data' needs pulse reads")
+    dens = prog.y[m] / prog.area[prog.obs_seq[m]]
+    lo, hi = float(dens.min()), float(dens.max())
+    return {"g_min_density": lo * (1 - 1e-6), "g_max_density": hi * (1 + 1e-6)}
+
+
+def _drive_reference(prog: Program, sign: int) -> tuple[float, float] | None:
+    """(V, dt) of a typical strong step of one polarity: the 90th percentile of |V| over the
+    steps of that sign, and the median duration of the steps at least that strong."""
+    live = (prog.dt > 0) & (np.sign(prog.v) == sign)
+    if not live.any():
+        return None
+    a = np.abs(prog.v[live])
+    v_ref = float(np.percentile(a, 90))
+    return sign * v_ref, float(np.median(prog.dt[live][a >= v_ref * (1 - 1e-9)]))
+
+
+def global_start(model: JointModel, params: lmfit.Parameters, n_starts: int = 32,
+                 keep: int = 3, local_nfev: int = 40, seed: int = 0) -> lmfit.Parameters:
+    """Global stage: a scrambled Sobol design (``n_starts`` rounded up to a power of 2) over
+    the varied parameters, plus the given start; the ``keep`` best by cost are refined by a
+    short least-squares run each and the best result is returned. Deterministic (fixed
+    seed): the outcome does not depend on the start values the caller gave.
+
+    The thresholds ``v_p``/``v_d`` are drawn through what they mean for the data: the state
+    change per strong step ``u = r(V_ref) dt_ref`` (log-uniform in [1e-4, 3], i.e. from
+    thousands of steps to a few across the range), ``v_p = V_ref - v0_p ln(u / dt_ref)``;
+    the other shape parameters uniformly in :data:`START_BOX`; densities within half a
+    decade of their data-based start.
+    """
+    from scipy.stats import qmc
+
+    names = [n for n, p in params.items() if p.vary]
+    if not names or n_starts <= 0:
+        return params
+    m = max(1, int(math.ceil(math.log2(max(n_starts, 2)))))
+    design = qmc.Sobol(len(names), scramble=True, seed=seed).random_base2(m)
+    refs = {"v_p": _drive_reference(model.prog, +1), "v_d": _drive_reference(model.prog, -1)}
+    candidates = [params.copy()]
+    for row in design:
+        p = params.copy()
+        draws = dict(zip(names, row))
+        for n, u in draws.items():
+            base = n[len("log10_"):] if n.startswith("log10_") else n
+            if base in ("v_p", "v_d") and refs[base] is not None:
+                continue
+            if base in START_BOX:
+                lo, hi = START_BOX[base]
+            else:  # densities: around the data-based start
+                lo, hi = p[n].value - 0.5, p[n].value + 0.5
+            p[n].value = float(np.clip(lo + u * (hi - lo), p[n].min, p[n].max))
+        for n in ("v_p", "v_d"):
+            if n in draws and refs[n] is not None:
+                v_ref, dt_ref = refs[n]
+                v0 = p["v0_p" if n == "v_p" else "v0_d"].value
+                per_step = 10.0 ** (-4.0 + draws[n] * 4.5)
+                val = abs(v_ref) - v0 * math.log(per_step / max(dt_ref, 1e-300))
+                p[n].value = float(np.clip(val, p[n].min, p[n].max))
+        candidates.append(p)
+    costs = []
+    for p in candidates:
+        r = model.residual(p)
+        costs.append(float(r @ r))
+    order = np.argsort(costs)[:keep]
+    best, best_cost = candidates[int(order[0])], costs[int(order[0])]
+    for i in order:
+        mini = lmfit.Minimizer(model.residual, candidates[int(i)])
+        res = mini.minimize(method="least_squares", max_nfev=local_nfev, x_scale="jac",
+                            ftol=1e-6, xtol=1e-6, gtol=1e-8)
+        cost = float(np.sum(res.residual ** 2))
+        if cost < best_cost:
+            best, best_cost = res.params, cost
+    return best
+
+
+def _fit_family(ds: Dataset, prog: Program, spec: FamilySpec, *, bar, start: dict,
+                fixed: tuple[str, ...], max_nfev: int, statistics: bool, conditional: bool,
+                max_rounds: int, n_starts: int) -> FitResult:
+    """Fit one family (stages of the module docstring); no files written."""
     t0 = time.time()
     rec = ds.recipe
-    prog = build_program(ds)
     scheme = PulseScheme(**rec.scheme) if rec.scheme else PulseScheme()
-    base = ModelCard(scheme=scheme, name=rec.name,
-                     **{k: v for k, v in rec.fit.get("card", {}).items()})
-    start = {**rec.fit.get("initial", {}), **(start or {})}
-    fixed = tuple(fixed) + tuple(rec.fit.get("fixed", ()))
-    model = JointModel(prog, base)
-    params = make_parameters(initial_values(ds, prog, base, start), fixed)
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(desc=f"fit {rec.name}: start", unit=" model evaluations", leave=True)
+    card_kw = {k: v for k, v in rec.fit.get("card", {}).items()}
+    base = ModelCard(scheme=scheme, name=rec.name, **{**card_kw, **spec.card_fields()})
+    names, held = free_parameters(spec, prog, fixed)
+    all_names = tuple(names) + tuple(held)
+    values = initial_values(ds, prog, base, start)
+    if rec.fit.get("window") == "data":
+        values.update(_window_from_data(prog))
+        for n in ("g_min_density", "g_max_density"):
+            held[n] = "held at the smallest/largest read of the data (recipe window = 'data')"
+        names = [n for n in names if n not in held]
+    model = JointModel(prog, base, names=all_names)
+    params = make_parameters(values, tuple(held), all_names)
+    if bar is not None:
         model.callback = bar.update
-    try:
-        if scan and "v_p" not in start:
-            _scan(model, params, "v_p", np.linspace(0.3, 2.5, 12))
-        if scan and "v_d" not in start:
-            _scan(model, params, "v_d", np.linspace(0.3, 2.5, 12))
-        # (a) free-running fit: robust start, device scales
-        mini = lmfit.Minimizer(model.residual, params)
-        if bar is not None:
-            bar.set_description(f"fit {rec.name}: free-running")
-        res = mini.minimize(method="least_squares", max_nfev=max_nfev, x_scale="jac",
-                            ftol=1e-6, xtol=1e-6, gtol=1e-8)
-        card = model.card(res.params.valuesdict())
-        m_free, scales, _ = model.evaluate(card)
-        stats_free = {"redchi": float(res.redchi), "nfev": res.nfev}
-        rounds = 0
-        nuis = Nuisance(scales, np.zeros(len(prog.devices)), np.zeros(len(prog.devices)))
-        sigma = prog.sigma
-        if conditional:
-            # (b) one-step-ahead fit, alternating with the per-device nuisance parameters
-            # (scales, V_p/V_d shifts); weights from measurement and cycle-to-cycle noise
-            c2c0 = estimate_c2c(pulse_steps(prog, card, scales))["c2c_sigma"]
-            nuis.c2c = c2c0 if math.isfinite(c2c0) else 0.3
+        bar.set_description(f"fit {rec.name} [{spec.label}]: global stage")
+    errors: list[str] = []
+    params = global_start(model, params, n_starts=n_starts)
+    # (a) free-running fit: robust start, device scales
+    if bar is not None:
+        bar.set_description(f"fit {rec.name} [{spec.label}]: free-running")
+    res = lmfit.Minimizer(model.residual, params).minimize(
+        method="least_squares", max_nfev=max_nfev, x_scale="jac", ftol=1e-8, xtol=1e-8,
+        gtol=1e-10)
+    card = model.card(res.params.valuesdict())
+    m_free, scales, r_free = model.evaluate(card)
+    stats_free = {"redchi": float(res.redchi), "nfev": res.nfev,
+                  "cost": float(r_free @ r_free)}
+    rounds = 0
+    nuis = Nuisance(scales, np.zeros(len(prog.devices)), np.zeros(len(prog.devices)))
+    sigma = prog.sigma
+    free_model = model
+    if conditional:
+        # (b) one-step-ahead fit, alternating with the per-device nuisance parameters
+        # (scales, V_p/V_d shifts); weights from measurement and cycle-to-cycle noise.
+        # Kept only if the free-running model it gives is not clearly worse (a one-step-
+        # ahead optimum can drift where the free-running behaviour is poorly constrained).
+        res_free, card_free, nuis_free = res, card, Nuisance(scales.copy(), nuis.dv_p.copy(),
+                                                              nuis.dv_d.copy())
+        c2c0 = estimate_c2c(pulse_steps(prog, card, scales))["c2c_sigma"]
+        nuis.c2c = c2c0 if math.isfinite(c2c0) else 0.3
+        try:
             for rounds in range(1, max_rounds + 1):
                 sigma = conditional_sigma(prog, card, nuis)
                 nuis = update_nuisance(prog, card, nuis, sigma)
                 sigma = conditional_sigma(prog, card, nuis)
-                model = JointModel(prog, base, "conditional", nuis, sigma)
+                model = JointModel(prog, base, "conditional", nuis, sigma, names=all_names)
                 if bar is not None:
                     model.callback = bar.update
-                    bar.set_description(f"fit {rec.name}: conditional round {rounds}")
+                    bar.set_description(f"fit {rec.name} [{spec.label}]: conditional {rounds}")
                 before = np.array(list(res.params.valuesdict().values()))
-                mini = lmfit.Minimizer(model.residual, res.params)
-                res = mini.minimize(method="least_squares", max_nfev=max_nfev, x_scale="jac",
-                                    ftol=1e-10, xtol=1e-10, gtol=1e-10)
+                res = lmfit.Minimizer(model.residual, res.params).minimize(
+                    method="least_squares", max_nfev=max_nfev, x_scale="jac", ftol=1e-10,
+                    xtol=1e-10, gtol=1e-10)
                 card = model.card(res.params.valuesdict())
                 after = np.array(list(res.params.valuesdict().values()))
                 change = float(np.max(np.abs(after - before) / np.maximum(np.abs(before), 0.05)))
-                log.info("conditional round %d: max relative change %.2g", rounds, change)
+                log.info("%s conditional round %d: max relative change %.2g", spec.label,
+                         rounds, change)
                 c2c_new = estimate_c2c(pulse_steps(prog, card, nuis.scales))["c2c_sigma"]
                 nuis.c2c = c2c_new if math.isfinite(c2c_new) else nuis.c2c
                 if change < 2e-3:
                     break
-            scales = nuis.scales
-        best = res.params
-        _, _, r = model.evaluate(card)
-        names, cov_iid, cov_rob = robust_covariance(model, best, r)
-        # the fitted card with each device's nuisance parameters, free-running: what the
-        # report overlays and R² judge
-        m = predict(prog, card, simulate_states(prog, card, g_scale=scales,
-                                                dv_p=nuis.shifts[0], dv_d=nuis.shifts[1]))
-        if not conditional:
-            scales = profile_scales(prog, m)
-    finally:
-        if bar is not None:
-            bar.close()
+        except (np.linalg.LinAlgError, ValueError) as exc:  # keep the free-running fit
+            errors.append(f"conditional stage failed ({exc}); free-running fit kept")
+            res, card, nuis, model = res_free, card_free, nuis_free, free_model
+        x_c = free_states(prog, card, g_scale=nuis.scales, dv_p=nuis.shifts[0],
+                          dv_d=nuis.shifts[1])
+        m_c = predict(prog, card, x_c)
+        r_c = np.where(prog.valid, (nuis.scales[prog.obs_device] * m_c - prog.y) / prog.sigma, 0)
+        cost_c = float(np.sum(np.nan_to_num(r_c, nan=1e6) ** 2))
+        if not math.isfinite(cost_c) or cost_c > 1.5 * stats_free["cost"]:
+            log.info("%s: conditional fit worsens the free-running cost (%.3g vs %.3g); "
+                     "free-running fit kept", spec.label, cost_c, stats_free["cost"])
+            stats_free["conditional_rejected"] = True
+            res, card, nuis, model = res_free, card_free, nuis_free, free_model
+        scales = nuis.scales
+    best = res.params
+    _, _, r = model.evaluate(card)
+    names_cov, cov_iid, cov_rob = robust_covariance(model, best, r)
+    # the fitted card with each device's nuisance parameters, free-running: what the report
+    # overlays and R² judge
+    m = predict(prog, card, free_states(prog, card, g_scale=scales, dv_p=nuis.shifts[0],
+                                        dv_d=nuis.shifts[1]))
+    if not conditional or stats_free.get("conditional_rejected"):
+        scales = profile_scales(prog, np.nan_to_num(m))
     D = len(prog.devices)
-    d2d_g = float(np.std(np.log(scales), ddof=1)) if D > 1 else 0.0
+    areas = prog.device_area
+    per_area_max = max(int(np.sum(np.isclose(areas, a, rtol=1e-9, atol=0))) for a in areas)
+    d2d_ok = per_area_max >= 2
+    d2d_g = float(np.std(np.log(scales), ddof=1)) if D > 1 else math.nan
     ests: dict[str, ParameterEstimate] = {}
-    for name in MEAN_PARAMETERS:
+    for name in all_names:
         pn = _pname(name)
         unit = PARAMETER_INFO[name][2]
-        if pn in names:
-            j = names.index(pn)
+        if pn in names_cov:
+            j = names_cov.index(pn)
             si, sr = math.sqrt(max(cov_iid[j, j], 0)), math.sqrt(max(cov_rob[j, j], 0))
             val = getattr(card, name)
+            note = ""
             if name in _LOG:  # d g = g ln10 d log10 g; plus sampling error of the mean
                 si, sr = val * math.log(10) * si, val * math.log(10) * sr
-                samp = val * d2d_g / math.sqrt(D)
+                samp = val * d2d_g / math.sqrt(D) if (d2d_ok and name != "r_series") else 0.0
                 se = math.hypot(max(si, sr), samp)
-                note = "stderr includes the sampling error of the device mean"
+                if samp:
+                    note = "stderr includes the sampling error of the device mean"
             elif name in ("v_p", "v_d") and conditional:
                 dv = nuis.dv_p if name == "v_p" else nuis.dv_d
                 dv = dv[np.isfinite(dv)]
                 samp = float(np.std(dv, ddof=1) / math.sqrt(dv.size)) if dv.size > 2 else 0.0
                 se = math.hypot(max(si, sr), samp)
-                note = "stderr includes the sampling error of the device mean"
+                note = "stderr includes the sampling error of the device mean" if samp else ""
             else:
-                se, note = max(si, sr), ""
+                se = max(si, sr) if D > 1 else si
             ests[name] = ParameterEstimate(name, val, se, si, sr, unit, True, note)
         else:
-            ests[name] = ParameterEstimate(name, getattr(card, name), 0.0, unit=unit, vary=False,
-                                           note="fixed")
+            ests[name] = ParameterEstimate(name, getattr(card, name), math.nan, unit=unit,
+                                           vary=False, note=held.get(name, "fixed"))
+    corr = _correlation(names_cov, cov_iid if D <= 1 else cov_rob)
     stats: dict[str, Any] = {"n_devices": D, "lmfit_nfev": res.nfev, "free_stage": stats_free,
-                             "conditional_rounds": rounds,
+                             "conditional_rounds": rounds, "family": spec.label,
                              "mode": model.mode, "redchi": float(res.redchi),
-                             "success": bool(res.success), "message": str(res.message)}
-    ests["d2d_g_sigma"] = ParameterEstimate(
-        "d2d_g_sigma", d2d_g, d2d_g / math.sqrt(2 * max(D - 1, 1)), unit="1",
-        note=f"sd of ln(scale) over {D} devices")
-    card = card.replace(d2d_g_sigma=float(np.clip(d2d_g, *PARAMETER_INFO["d2d_g_sigma"][:2])))
+                             "success": bool(res.success), "message": str(res.message),
+                             "held": held, "correlations": corr, "errors": errors,
+                             "restarts": bool(prog.has_restarts)}
+    if d2d_ok:
+        ests["d2d_g_sigma"] = ParameterEstimate(
+            "d2d_g_sigma", d2d_g, d2d_g / math.sqrt(2 * max(D - 1, 1)), unit="1",
+            note=f"sd of ln(scale) over {D} devices")
+        card = card.replace(d2d_g_sigma=float(np.clip(d2d_g, *PARAMETER_INFO["d2d_g_sigma"][:2])))
+    else:
+        ests["d2d_g_sigma"] = ParameterEstimate(
+            "d2d_g_sigma", math.nan, math.nan, unit="1", vary=False,
+            note="needs at least two devices of one area")
+        card = card.replace(d2d_g_sigma=None)
+    card = card.replace(c2c_sigma=None, d2d_v_sigma=None)
+    ests["c2c_sigma"] = ParameterEstimate("c2c_sigma", math.nan, math.nan, unit="1", vary=False,
+                                          note="statistics stage not run")
+    ests["d2d_v_sigma"] = ParameterEstimate("d2d_v_sigma", math.nan, math.nan, unit="V",
+                                            vary=False, note="statistics stage not run")
     if statistics:
         steps = pulse_steps(prog, card, scales)
         c2c = estimate_c2c(steps)
         stats["c2c"] = {k: v for k, v in c2c.items()}
-        if math.isfinite(c2c["c2c_sigma"]):
+        n_cycles = _pulse_cycles(prog)
+        if math.isfinite(c2c["c2c_sigma"]) and n_cycles >= 2:
             ests["c2c_sigma"] = ParameterEstimate("c2c_sigma", c2c["c2c_sigma"], c2c["stderr"],
                                                   unit="1", note="δ/μ of ΔG per pulse, read noise removed")
             card = card.replace(c2c_sigma=float(np.clip(c2c["c2c_sigma"], 0, 3)))
         else:
-            ests["c2c_sigma"] = ParameterEstimate("c2c_sigma", card.c2c_sigma, math.nan, unit="1",
-                                                  vary=False, note="no pulse data: not identified")
-        if conditional:
-            d2d_v = estimate_d2d_v(prog, card, nuis, sigma)
+            ests["c2c_sigma"].note = ("needs potentiation pulses over at least two cycles "
+                                      f"(data: {n_cycles} cycle(s), {c2c['n']} usable steps)")
+        if conditional and D >= 3:
+            d2d_v = estimate_d2d_v(prog, card.replace(c2c_sigma=card.c2c_sigma or 0.0), nuis,
+                                   sigma)
             stats["d2d_v"] = d2d_v
             if math.isfinite(d2d_v["d2d_v_sigma"]):
                 ests["d2d_v_sigma"] = ParameterEstimate(
@@ -636,27 +801,137 @@ def fit_program(ds: Dataset, *, progress: bool = True, start: dict | None = None
                     note="per-device V_p/V_d shifts minus estimator noise"
                     + ("" if d2d_v["identifiable"] else " (not significant)"))
                 card = card.replace(d2d_v_sigma=float(np.clip(d2d_v["d2d_v_sigma"], 0, 1)))
-        if "d2d_v_sigma" not in ests:
-            ests["d2d_v_sigma"] = ParameterEstimate("d2d_v_sigma", card.d2d_v_sigma, math.nan,
-                                                    unit="V", vary=False, note="not identified")
-    fitted = m * scales[prog.obs_device]
+        if card.d2d_v_sigma is None:
+            ests["d2d_v_sigma"].note = "needs at least three devices with identified shifts"
     result = FitResult(card=card, parameters=ests, dataset=ds, program=prog, model=m,
-                       scales=scales, groups=group_statistics(prog, fitted), statistics=stats,
-                       lmfit_result=res, nuisance=nuis)
-    from .metrics import figures_of_merit
-
-    result.metrics = figures_of_merit(result)
+                       scales=scales, groups=group_statistics(prog, m * scales[prog.obs_device]),
+                       statistics=stats, lmfit_result=res, nuisance=nuis)
     result.seconds = time.time() - t0
+    return result
+
+
+def _pulse_cycles(prog: Program) -> int:
+    """Number of (train, cycle) pairs with pulse reads."""
+    m = prog.kind == 1
+    if not m.any() or prog.obs_part is None:
+        return int(m.any())
+    return int(np.unique(np.c_[prog.obs_group[m], prog.obs_part[m]], axis=0).shape[0])
+
+
+def _correlation(names: list[str], cov: np.ndarray) -> dict[str, dict[str, float]]:
+    """Correlation matrix of the varied parameters (internal scale) as nested dicts."""
+    d = np.sqrt(np.maximum(np.diag(cov), 0))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        c = cov / np.outer(d, d)
+    return {a: {b: (float(c[i, j]) if np.isfinite(c[i, j]) else None)
+                for j, b in enumerate(names)} for i, a in enumerate(names)}
+
+
+def information_criteria(result: FitResult) -> dict[str, float]:
+    """Weighted SSR of the free-running fitted model and its AIC/BIC (Gaussian errors with
+    the recipe's sigma scaled by a common factor): ``BIC = n ln(SSR/n) + k ln n``."""
+    prog = result.program
+    r = (result.fitted - prog.y) / prog.sigma
+    r = np.nan_to_num(r[prog.valid], nan=1e6, posinf=1e6, neginf=1e6)
+    n = r.size
+    k = sum(1 for p in result.parameters.values() if p.vary) + len(prog.devices) - 1
+    ssr = float(r @ r)
+    ll = n * math.log(max(ssr, 1e-300) / n)
+    return {"n": n, "k": k, "ssr": ssr, "aic": ll + 2 * k, "bic": ll + k * math.log(n)}
+
+
+def fit_program(ds: Dataset, *, progress: bool = True, start: dict | None = None,
+                fixed: tuple[str, ...] = (), max_nfev: int = 400, scan: bool = True,
+                statistics: bool = True, conditional: bool = True,
+                max_rounds: int = 4, families=None, n_starts: int | None = None) -> FitResult:
+    """Fit a loaded data set with every candidate family and keep the best by BIC; no files
+    written (see :func:`fit_dataset`).
+
+    ``families``: list of family strings (:mod:`.families`), default the recipe's ``[fit]
+    families`` or the defaults for the data's kinds. ``n_starts``: starts of the global stage
+    (default recipe ``[fit] starts`` or 32; ``scan=False`` means 0: local fit from the start
+    values only). The result carries ``selection`` (one row per family: k, SSR, AIC, BIC,
+    median per-part R²) and ``quality`` (:func:`.quality.verdict`).
+    """
+    from .metrics import figures_of_merit
+    from .quality import part_statistics, verdict
+
+    t0 = time.time()
+    rec = ds.recipe
+    prog = build_program(ds)
+    specs = candidate_families(prog, families if families is not None else rec.fit.get("families"))
+    start = {**rec.fit.get("initial", {}), **(start or {})}
+    fixed = tuple(fixed) + tuple(rec.fit.get("fixed", ()))
+    if n_starts is None:
+        n_starts = int(rec.fit.get("starts", 32)) if scan else 0
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(desc=f"fit {rec.name}: start", unit=" model evaluations", leave=True)
+    results: list[FitResult] = []
+    selection: list[dict] = []
+    try:
+        for spec in specs:
+            try:
+                r = _fit_family(ds, prog, spec, bar=bar, start=start, fixed=fixed,
+                                max_nfev=max_nfev, statistics=statistics,
+                                conditional=conditional, max_rounds=max_rounds,
+                                n_starts=n_starts)
+            except (ValueError, FloatingPointError, np.linalg.LinAlgError) as exc:
+                log.warning("family %s failed: %s", spec.label, exc)
+                selection.append({"family": spec.label, "error": str(exc)})
+                continue
+            ic = information_criteria(r)
+            ps = part_statistics(r)
+            row = {"family": spec.label, **ic, "seconds": round(r.seconds, 1)}
+            for key in ("iv_r2_log_per_branch", "pulse_r2_per_cycle",
+                        "pulse_rms_steps_per_cycle"):
+                vals = np.asarray(ps[key], float)
+                vals = vals[np.isfinite(vals)]
+                row[key.replace("per_branch", "median").replace("per_cycle", "median")] = (
+                    float(np.median(vals)) if vals.size else None)
+            selection.append(row)
+            results.append(r)
+    finally:
+        if bar is not None:
+            bar.close()
+    if not results:
+        raise ValueError(f"{rec.name}: every family failed to fit: "
+                         + "; ".join(f"{row['family']}: {row['error']}" for row in selection))
+    ok = [row for row in selection if "bic" in row]
+    best_bic = min(row["bic"] for row in ok)
+    for row in ok:
+        row["delta_bic"] = row["bic"] - best_bic
+    result = results[int(np.argmin([row["bic"] for row in ok]))]
+    result.selection = selection
+    try:
+        result.metrics = figures_of_merit(result)
+    except Exception as exc:  # noqa: BLE001 - a fit is never lost to its figures of merit
+        log.warning("figures of merit failed: %s", exc)
+        result.metrics = {"error": f"{type(exc).__name__}: {exc}",
+                          "n_states_card": result.card.n_states()}
+        result.statistics.setdefault("errors", []).append(
+            f"figures of merit failed ({type(exc).__name__}: {exc})")
+    result.quality = verdict(result)
+    result.seconds = time.time() - t0
+    ests, card = result.parameters, result.card
     card.provenance = {}
     card.stamp(dataset=rec.name, dataset_sha256=ds.sha256, dataset_files=ds.files,
-               synthetic_dataset=rec.synthetic,
+               synthetic_dataset=rec.synthetic, family=card.family,
+               verdict=result.quality["verdict"],
                fit_date=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-               method="pyspice_rram.calibration.fit (lmfit least_squares + statistics stage)",
+               method="pyspice_rram.calibration.fit (Sobol multi-start + lmfit least_squares, "
+                      "BIC family selection, statistics stage)",
                stderr={k: p.stderr for k, p in ests.items()},
                stderr_iid={k: p.stderr_iid for k, p in ests.items() if p.vary},
-               redchi=float(res.redchi), n_devices=D, seconds=round(result.seconds, 1))
-    card.provenance["stderr"] = _jsonable(card.provenance["stderr"])
-    card.provenance["stderr_iid"] = _jsonable(card.provenance["stderr_iid"])
+               not_estimated={n: ests[n].note for n in card.not_estimated if n in ests},
+               redchi=float(result.statistics["redchi"]), n_devices=len(prog.devices),
+               seconds=round(result.seconds, 1))
+    if result.quality["verdict"] == "poor":
+        card.name = f"{rec.name} (POOR FIT: see quality.json)"
+    for key in ("stderr", "stderr_iid"):
+        card.provenance[key] = _jsonable(card.provenance[key])
     return result
 
 
@@ -673,27 +948,89 @@ def reference_truth(ds: Dataset) -> ModelCard | None:
         return None
 
 
+def quality_record(result: FitResult) -> dict[str, Any]:
+    """What ``quality.json`` holds: the verdict with its reasons and figures, the family
+    selection table, parameters with uncertainties and correlations, and the data set."""
+    q = dict(result.quality)
+    q.pop("thresholds", None)
+    return _jsonable({
+        "verdict": q.pop("verdict", None), "reasons": q.pop("reasons", []),
+        "family": q.pop("family", result.card.family), **q,
+        "thresholds": result.quality.get("thresholds", {}),
+        "restart": ("each cycle of the entries with state_from_first_read starts from the "
+                    "state of its first read" if result.program.has_restarts
+                    else "state carried from cycle to cycle"),
+        "selection": result.selection,
+        "parameters": {k: {"value": p.value, "stderr": p.stderr, "unit": p.unit,
+                           "vary": p.vary, "note": p.note}
+                       for k, p in result.parameters.items()},
+        "correlations": result.statistics.get("correlations", {}),
+        "dataset": result.dataset.recipe.name, "dataset_sha256": result.dataset.sha256,
+        "synthetic_dataset": result.dataset.recipe.synthetic,
+        "seconds": round(result.seconds, 1),
+    })
+
+
+def _write_text_atomic(path: Path, text: str) -> Path:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+    return path
+
+
 def write_outputs(result: FitResult, outdir: str | Path, *, card_path: str | Path | None = None,
                   report: bool = True) -> dict[str, Path]:
-    """Write the card JSON, ngspice ``.lib``, Verilog-A ``.va`` (when the generator is
-    available) and the report into ``outdir``."""
+    """Write the card JSON and ``quality.json`` beside it, the ngspice ``.lib``, the Verilog-A
+    ``.va`` and the report into ``outdir``.
+
+    The card and its quality record are written first; a failure in the ``.lib``/``.va``
+    generators or the report is recorded in ``quality.json`` (verdict ``poor`` with the
+    reason) and logged, never lost with the fit.
+    """
+    import json
+
     from ..device.ngspice import write_cell_library
 
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {}
     paths["card"] = result.card.save(card_path or outdir / "card.json")
-    paths["lib"] = write_cell_library(result.card, outdir / "motiox_fit.lib")
+    qpath = paths["card"].with_name("quality.json")
+
+    def save_quality():
+        _write_text_atomic(qpath, json.dumps(quality_record(result), indent=1) + "\n")
+
+    save_quality()
+    paths["quality"] = qpath
+    failures = []
+    steps = [("lib", lambda: write_cell_library(result.card, outdir / "motiox_fit.lib"))]
     try:
         from ..device.veriloga import write_veriloga
     except ImportError:  # pragma: no cover - depends on the device layer build
         log.warning("pyspice_rram.device.veriloga not available: no .va written")
     else:
-        paths["va"] = write_veriloga(result.card, outdir / "motiox_fit.va")
+        steps.append(("va", lambda: write_veriloga(result.card, outdir / "motiox_fit.va")))
     if report:
         from .report import write_report
 
-        paths.update(write_report(result, outdir / "report", truth=reference_truth(result.dataset)))
+        steps.append(("report", lambda: write_report(
+            result, outdir / "report", truth=reference_truth(result.dataset))))
+    for key, step in steps:
+        try:
+            out = step()
+        except Exception as exc:  # noqa: BLE001 - the fit is already on disk
+            log.error("writing the %s failed: %s", key, exc)
+            failures.append(f"writing the {key} failed ({type(exc).__name__}: {exc})")
+            continue
+        if isinstance(out, dict):
+            paths.update(out)
+        else:
+            paths[key] = out
+    if failures:
+        result.quality["reasons"] = list(result.quality.get("reasons", [])) + [
+            f"poor: {f}" for f in failures]
+        result.quality["verdict"] = "poor"
+        save_quality()
     result.paths.update(paths)
     return paths
 

@@ -38,6 +38,26 @@ if TYPE_CHECKING:  # pragma: no cover
     from .fit import FitResult
 
 
+#: Largest state count for which the card's δ/μ is simulated (arrays of N x cycles x devices).
+MAX_SIMULATED_STATES = 2000
+
+
+def nonlinearity_of_card(card: ModelCard, points: int = 51) -> float:
+    """max |x(n) - n/N| of the card's potentiation response from x = 0 over the N pulses of
+    :meth:`ModelCard.n_states` at the nominal pulse (closed form: one exact advance per point,
+    NaN when N is not finite)."""
+    from ..device.model import advance
+
+    n = card.n_states()
+    if not (math.isfinite(n) and n > 0):
+        return math.nan
+    frac = np.linspace(0.0, 1.0, points)
+    x = advance(np.zeros(points), card.scheme.v_set, frac * n * card.scheme.t_set, card)
+    if x[-1] <= 0:
+        return math.nan
+    return float(np.max(np.abs(x / x[-1] - frac)))
+
+
 def delta_over_mu_of_steps(dg: np.ndarray, lo: int = 0, hi: int | None = None) -> float:
     """δ/μ of ΔG: for each pulse index n (columns of ``dg``, rows = cycles x devices) the
     ratio sd/mean over rows, averaged over ``lo <= n < hi``."""
@@ -50,9 +70,14 @@ def simulated_delta_over_mu(card: ModelCard, n_devices: int = 200, cycles: int =
     """δ/μ and number of states of ``card`` at its nominal scheme, simulated.
 
     ``cycles`` x (N pulses + 1 reset) with cycle-to-cycle noise on, no device-to-device
-    spread, no read noise; δ/μ over the pulses with ``x <= 0.85`` (linear region).
+    spread, no read noise; δ/μ over the pulses with ``x <= 0.85`` (linear region). Not
+    simulated (NaN) when the card has no ``c2c_sigma`` or N is outside [2, MAX_SIMULATED_STATES]:
+    the arrays are never sized by an implausible state count.
     """
-    n = max(int(round(card.n_states())), 2)
+    n_card = card.n_states()
+    if card.c2c_sigma is None or not (2 <= n_card <= MAX_SIMULATED_STATES):
+        return {"delta_over_mu": math.nan, "n_pulses": n_card, "linear_pulses": 0}
+    n = max(int(round(n_card)), 2)
     sc = card.scheme
     v, t = potentiation_depression_train(n, 1, cycles, sc.v_set, sc.t_set, sc.v_reset, sc.t_reset)
     res = simulate_pulse_train(card, v, t, n_devices=n_devices, c2c=True, rng=rng)
@@ -111,7 +136,7 @@ def figures_of_merit(result: "FitResult") -> dict[str, Any]:
     fom["per_area"] = per_area
     fom["on_off_card"] = card.on_off
     fom["n_states_card"] = card.n_states()
-    fom["d2d_scale_sigma"] = float(np.std(np.log(s), ddof=1)) if s.size > 1 else 0.0
+    fom["d2d_scale_sigma"] = float(np.std(np.log(s), ddof=1)) if s.size > 1 else math.nan
     # --- nominal-scheme potentiation: states, nonlinearity, ΔG vs area
     seqs = _nominal_trains(result)
     curves, n_to_98 = [], []
@@ -148,10 +173,11 @@ def figures_of_merit(result: "FitResult") -> dict[str, Any]:
         fom["nonlinearity_data"] = float(np.max(np.abs(mean - lin)))
         fom["mean_potentiation_curve"] = mean.tolist()
         fom["n_cycles_nominal"] = len(curves)
-    lin_card = np.arange(51) / 50
-    xc = (1 - np.exp(-card.beta_p * lin_card)) / (1 - np.exp(-card.beta_p)) if card.beta_p else lin_card
-    fom["nonlinearity_card"] = float(np.max(np.abs(xc - lin_card)))
-    fom["beta_p"], fom["beta_d"] = card.beta_p, card.beta_d
+    fom["nonlinearity_card"] = nonlinearity_of_card(card)
+    if card.dynamics == "soft_bounds":
+        fom["gamma_p"], fom["gamma_d"] = card.gamma_p, card.gamma_d
+    else:
+        fom["beta_p"], fom["beta_d"] = card.beta_p, card.beta_d
     # --- δ/μ
     from .fit import pulse_steps
 

@@ -88,6 +88,8 @@ class Program:
     y, sigma, valid : (R,) measured value (A or S), weighting sigma, False = excluded
     kind : (R,) 0 = DC sweep current, 1 = pulse-train read conductance
     obs_group : (R,) int, index into ``groups`` (one per sweep or pulse train)
+    obs_part : (R,) int, branch of a sweep point (monotone voltage leg) or cycle of a read
+    obs_restart : (R,) bool, the read sets the state of its cycle (``state_from_first_read``)
     devices : list of device labels; device_area : (D,) m²
     """
 
@@ -111,6 +113,13 @@ class Program:
     group_kind: list[str]
     devices: list[str]
     device_area: np.ndarray
+    obs_part: np.ndarray | None = None
+    obs_restart: np.ndarray | None = None
+
+    @property
+    def has_restarts(self) -> bool:
+        """True when some cycles start from the state of their first read."""
+        return self.obs_restart is not None and bool(self.obs_restart.any())
 
     @property
     def obs_device(self) -> np.ndarray:
@@ -149,6 +158,8 @@ def build_program(ds: Dataset, noise: dict | None = None) -> Program:
             obs.append(dict(seq=np.full(n, si), step=k0 + 1 + np.arange(n), v=s.voltage,
                             div=np.ones(n), y=s.current, valid=s.valid.copy(), kind=np.zeros(n, int),
                             group=np.full(n, len(groups) - 1),
+                            part=np.asarray(getattr(s, "branch", np.zeros(n)), int),
+                            restart=np.zeros(n, bool),
                             sigma=noise["sweep_rel"] * np.abs(s.current) + noise["sweep_floor"]))
             k0 += n
     for t in ds.trains:
@@ -157,9 +168,12 @@ def build_program(ds: Dataset, noise: dict | None = None) -> Program:
         n = t.conductance.size
         groups.append(t.label)
         group_kind.append("pulse")
+        first = np.r_[True, t.cycle[1:] != t.cycle[:-1]]
+        restart = first & bool(getattr(t, "state_from_first_read", False))
         obs.append(dict(seq=np.full(n, si), step=t.read_after, v=t.v_read, div=t.v_read,
                         y=t.conductance, valid=np.ones(n, bool), kind=np.ones(n, int),
-                        group=np.full(n, len(groups) - 1),
+                        group=np.full(n, len(groups) - 1), part=np.asarray(t.cycle, int),
+                        restart=restart,
                         sigma=noise["pulse_rel"] * np.abs(t.conductance) + noise["pulse_floor"]))
     if not seqs:
         raise ValueError("the data set has no sweeps and no pulse trains")
@@ -181,6 +195,7 @@ def build_program(ds: Dataset, noise: dict | None = None) -> Program:
         seq_device=np.array([seqs[i][5] for i in order]), obs_seq=rank[cat["seq"]],
         obs_step=cat["step"].astype(int), obs_v=cat["v"], obs_div=cat["div"], y=cat["y"],
         sigma=cat["sigma"], valid=cat["valid"], kind=cat["kind"], obs_group=cat["group"],
+        obs_part=cat["part"], obs_restart=cat["restart"],
         groups=groups, group_kind=group_kind, devices=devices, device_area=device_area)
 
 
@@ -336,8 +351,21 @@ def predict(prog: Program, card: ModelCard, x: np.ndarray,
     return out
 
 
+def free_states(prog: Program, card: ModelCard, *, g_scale: np.ndarray | None = None,
+                dv_p: np.ndarray | None = None, dv_d: np.ndarray | None = None) -> np.ndarray:
+    """Free-running states (S, K+1): each sequence from its initial state, except that the
+    cycles of entries with ``state_from_first_read`` start from the state inverted from their
+    first read (:attr:`Program.obs_restart`)."""
+    if not prog.has_restarts:
+        return simulate_states(prog, card, g_scale=g_scale, dv_p=dv_p, dv_d=dv_d)
+    gs = np.ones(len(prog.devices)) if g_scale is None else g_scale
+    xa = observed_states(prog, card, gs, v_min=0.0, mask=prog.obs_restart)
+    return simulate_states(prog, card, g_scale=g_scale, dv_p=dv_p, dv_d=dv_d, assimilate=xa,
+                           return_both=True)[1]
+
+
 def observed_states(prog: Program, card: ModelCard, g_scale: np.ndarray,
-                    v_min: float = 0.05) -> np.ndarray:
+                    v_min: float = 0.05, mask: np.ndarray | None = None) -> np.ndarray:
     """States (S, K+1) inverted from the observations (NaN where there is none).
 
     ``x = state_from_conductance(I / V, s A, card, V)`` with ``I = y div`` (default family:
@@ -347,6 +375,8 @@ def observed_states(prog: Program, card: ModelCard, g_scale: np.ndarray,
     S, K1 = prog.v.shape[0], prog.v.shape[1] + 1
     out = np.full((S, K1), np.nan)
     m = prog.valid & (np.abs(prog.obs_v) >= v_min)
+    if mask is not None:
+        m = m & mask
     s = np.asarray(g_scale)[prog.obs_device[m]]
     v = prog.obs_v[m]
     i = prog.y[m] * prog.obs_div[m]

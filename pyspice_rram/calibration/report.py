@@ -557,7 +557,7 @@ def figure_delta_mu(result: "FitResult", path: Path, return_fig: bool = False):
     ax.hist(q, bins=80, range=(lo, hi), density=True, alpha=0.6,
             label="data ΔG / ΔG_model" + (f" ({n_out} outside)" if n_out else ""))
     s = result.card.c2c_sigma
-    if s > 0:
+    if s is not None and s > 0:
         xx = np.linspace(lo, hi, 300)
         ax.plot(xx, np.exp(-0.5 * ((xx - 1) / s) ** 2) / (s * math.sqrt(2 * math.pi)), "C3",
                 label=f"N(1, {s:.3f}) (read noise removed)")
@@ -589,6 +589,61 @@ def figure_scales(result: "FitResult", path: Path, return_fig: bool = False):
     return _finish(fig, path, return_fig)
 
 
+def verdict_markdown(result: "FitResult") -> list[str]:
+    """The verdict section: verdict, reasons, and the per-branch / per-cycle medians."""
+    q = getattr(result, "quality", None) or {}
+    if not q:
+        return []
+    lines = ["## Verdict", "", f"**{q['verdict'].upper()}** (`quality.json` beside the card has "
+             "every figure)", ""]
+    for r in q.get("reasons", []):
+        lines.append(f"- {r}")
+    rows = [("I-V: median per-branch R² of log10|I|", q.get("iv_r2_log_median")),
+            ("I-V: median per-branch R² of I", q.get("iv_r2_median")),
+            ("pulses: median per-cycle R²", q.get("pulse_r2_median")),
+            ("pulses: median per-cycle RMS error (state steps)", q.get("pulse_rms_steps_median"))]
+    rows = [(k, v) for k, v in rows if v is not None]
+    if rows:
+        lines += ["", "| quality | value |", "|---|---|"]
+        lines += [f"| {k} | {_fmt(v)} |" for k, v in rows]
+    held = result.statistics.get("held", {})
+    if held:
+        lines += ["", "Parameters held (not fitted) and why:", ""]
+        lines += [f"- `{k}` = {_fmt(getattr(result.card, k))}: {why}" for k, why in held.items()]
+    corr = result.statistics.get("correlations", {})
+    strong = sorted({tuple(sorted((a, b))): v for a, row in corr.items() for b, v in row.items()
+                     if a != b and v is not None and abs(v) > 0.9}.items(),
+                    key=lambda kv: -abs(kv[1]))
+    if strong:
+        lines += ["", "Strong correlations (|r| > 0.9) of the fitted parameters:", ""]
+        lines += [f"- `{a}` – `{b}`: {v:+.3f}" for (a, b), v in strong[:10]]
+    return lines + [""]
+
+
+def selection_markdown(result: "FitResult") -> list[str]:
+    """The model-selection table across the families that were fitted."""
+    sel = getattr(result, "selection", None) or []
+    if not sel:
+        return []
+    lines = ["## Model selection", "",
+             "Each family fitted from the same global stage; ranked by BIC of the free-running "
+             "weighted residuals (`n ln(SSR/n) + k ln n`).", "",
+             "| family | k | ΔBIC | ΔAIC | median R² log I (branch) | median R² (cycle) | "
+             "median RMS (steps) | fit time |", "|---|---|---|---|---|---|---|---|"]
+    ok = [r for r in sel if "bic" in r]
+    aic0 = min((r["aic"] for r in ok), default=0.0)
+    for r in sorted(ok, key=lambda r: r["bic"]):
+        chosen = " (chosen)" if r["family"].split("+")[0] == result.card.family else ""
+        lines.append(f"| {r['family']}{chosen} | {r['k']} | {r['delta_bic']:.1f} | "
+                     f"{r['aic'] - aic0:.1f} | {_fmt(r.get('iv_r2_log_median'))} | "
+                     f"{_fmt(r.get('pulse_r2_median'))} | {_fmt(r.get('pulse_rms_steps_median'))} "
+                     f"| {r['seconds']:.0f} s |")
+    for r in sel:
+        if "bic" not in r:
+            lines.append(f"| {r['family']} | failed: {r['error']} | | | | | | |")
+    return lines + [""]
+
+
 def report_markdown(result: "FitResult", figures: dict[str, Path], link_prefix: str = "",
                     truth=None) -> str:
     """The report as markdown; figure links are ``link_prefix + file name``.
@@ -607,7 +662,15 @@ def report_markdown(result: "FitResult", figures: dict[str, Path], link_prefix: 
               f"{len(ds.trains)}, observations: {result.program.y.size} "
               f"({int((~result.program.valid).sum())} compliance-clipped, excluded)",
               f"- fit time: {result.seconds:.0f} s; reduced χ² of the one-step-ahead residuals: "
-              f"{result.statistics.get('redchi', math.nan):.3g}", ""]
+              f"{result.statistics.get('redchi', math.nan):.3g}",
+              f"- model family: **{card.family}**"
+              + (f", series resistance {card.r_series:.4g} Ω" if card.r_series > 0 else ""),
+              "- state: " + ("each cycle of the entries with `state_from_first_read` starts from "
+                             "the state of its first read" if result.program.has_restarts
+                             else "carried from cycle to cycle (free-running from the initial "
+                                  "state)"), ""]
+    lines += verdict_markdown(result)
+    lines += selection_markdown(result)
     head = "| parameter | value | stderr | stderr (iid) | stderr (cluster-robust) | unit |"
     sep = "|---|---|---|---|---|---|"
     if truth is not None:
@@ -615,6 +678,12 @@ def report_markdown(result: "FitResult", figures: dict[str, Path], link_prefix: 
         sep += "---|---|---|"
     lines += ["## Parameters", "", head, sep]
     for name, p in result.parameters.items():
+        if not p.vary and not math.isfinite(p.value):
+            row = f"| `{name}` | not estimated | – | – | – | {p.unit} |"
+            if truth is not None:
+                row += " – | – | – |"
+            lines.append(row + f" <!-- {p.note} -->")
+            continue
         row = (f"| `{name}` | {_fmt(p.value)} | {_fmt(p.stderr)} | {_fmt(p.stderr_iid)} | "
                f"{_fmt(p.stderr_robust)} | {PARAMETER_INFO.get(name, ('', '', p.unit))[2]} |")
         if truth is not None:
@@ -650,7 +719,10 @@ def report_markdown(result: "FitResult", figures: dict[str, Path], link_prefix: 
             ("states (data: pulses to 98 % of the range)", fom.get("n_states_data")),
             ("pulse nonlinearity (data, max over n of abs(y_n - n/N))", fom.get("nonlinearity_data")),
             ("pulse nonlinearity (card, same measure)", fom.get("nonlinearity_card")),
-            ("beta_p / beta_d (card curvature)", f"{_fmt(card.beta_p)} / {_fmt(card.beta_d)}"),
+            (("gamma_p / gamma_d (soft-bounds exponents)" if card.dynamics == "soft_bounds"
+              else "beta_p / beta_d (card curvature)"),
+             (f"{_fmt(card.gamma_p)} / {_fmt(card.gamma_d)}" if card.dynamics == "soft_bounds"
+              else f"{_fmt(card.beta_p)} / {_fmt(card.beta_d)}")),
             ("δ/μ raw (read noise included)", fom.get("delta_over_mu_raw")),
             ("δ/μ read-noise corrected (= c2c_sigma)", fom.get("delta_over_mu_corrected")),
             ("δ/μ of the fitted card, simulated", fom.get("delta_over_mu_card")),

@@ -90,6 +90,9 @@ PARAMETER_INFO: dict[str, tuple[float, float, str, str]] = {
     "gamma_d": (0.05, 10.0, "1", "soft-bounds exponent of depression, x^gamma_d"),
 }
 
+#: Statistics of a card; ``None`` means *not estimated* (the data could not give it).
+STATISTICAL_PARAMETERS = ("c2c_sigma", "d2d_g_sigma", "d2d_v_sigma")
+
 #: Parameters of the equations that each form uses (the kinetics v_p, v0_p, v_d, v0_d and
 #: the densities are common to all families; r_series is optional everywhere).
 FAMILY_PARAMETERS: dict[str, tuple[str, ...]] = {
@@ -145,8 +148,9 @@ class ModelCard:
         Depression kinetics for negative bias, ``v_d`` is a magnitude (V).
     eps_bound : float
         Width of the soft saturation window at the state bounds (dimensionless).
-    c2c_sigma : float
-        Cycle-to-cycle variability δ/μ: the rate of each pulse is scaled by
+    c2c_sigma : float or None
+        Cycle-to-cycle variability δ/μ (``None`` = not estimated, for this and the two
+        device-to-device statistics: see :meth:`statistic`): the rate of each pulse is scaled by
         ``kappa ~ N(1, c2c_sigma)`` (clipped at 0).
     d2d_g_sigma : float
         Device-to-device relative (log-normal) spread of the device conductance: G_min and
@@ -203,6 +207,8 @@ class ModelCard:
         """Raise ``ValueError`` naming the first parameter that is out of its bounds."""
         for name, (lo, hi, unit, _desc) in PARAMETER_INFO.items():
             raw = value = getattr(self, name)
+            if raw is None and name in STATISTICAL_PARAMETERS:
+                continue  # not estimated from the data (see statistic())
             try:
                 value = float(value)  # accepts NumPy scalars; rejects strings, arrays
             except (TypeError, ValueError):
@@ -223,6 +229,21 @@ class ModelCard:
             if getattr(self, name) not in allowed:
                 raise ValueError(f"ModelCard.{name} = {getattr(self, name)!r}; expected one of "
                                  f"{list(allowed)}")
+
+    def statistic(self, name: str) -> float:
+        """Value of a statistic (``c2c_sigma``, ``d2d_g_sigma``, ``d2d_v_sigma``); raises
+        ``ValueError`` when the card says it was not estimated (``None``)."""
+        value = getattr(self, name)
+        if value is None:
+            raise ValueError(f"model card {self.name!r}: {name} was not estimated from its "
+                             f"data (null in the card); set it explicitly, e.g. "
+                             f"card.replace({name}=...)")
+        return float(value)
+
+    @property
+    def not_estimated(self) -> list[str]:
+        """Statistics stored as not estimated (``None``)."""
+        return [n for n in STATISTICAL_PARAMETERS if getattr(self, n) is None]
 
     # ------------------------------------------------------------------ family
     @property
@@ -327,7 +348,9 @@ class ModelCard:
         out = self.to_dict()
         out["units"] = {k: v[2] for k, v in PARAMETER_INFO.items()} | {
             "eps_bound": "1", "area_ref": "m^2", "scheme": "V, s"}
-        path.write_text(json.dumps(out, indent=2, sort_keys=False) + "\n")
+        tmp = path.with_name(path.name + ".tmp")  # atomic: never a half-written card
+        tmp.write_text(json.dumps(out, indent=2, sort_keys=False) + "\n")
+        tmp.replace(path)
         return path
 
     @classmethod

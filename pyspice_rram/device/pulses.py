@@ -56,9 +56,9 @@ class DevicePopulation:
         """Draw ``n`` devices with the card's device-to-device spread."""
         rng = np.random.default_rng(rng)
         area = np.broadcast_to(np.asarray(area, float), (n,)).copy()
-        g_scale = np.exp(rng.normal(0.0, card.d2d_g_sigma, n))
-        v_p = card.v_p + rng.normal(0.0, card.d2d_v_sigma, n)
-        v_d = card.v_d + rng.normal(0.0, card.d2d_v_sigma, n)
+        g_scale = np.exp(rng.normal(0.0, card.statistic("d2d_g_sigma"), n))
+        v_p = card.v_p + rng.normal(0.0, card.statistic("d2d_v_sigma"), n)
+        v_d = card.v_d + rng.normal(0.0, card.statistic("d2d_v_sigma"), n)
         return cls(area, g_scale, v_p, v_d)
 
 
@@ -115,7 +115,7 @@ def simulate_pulse_train(card: ModelCard, v_pulse, t_pulse, *, area: float | np.
     n, m = devices.n, v_pulse.size
     x = np.empty((n, m + 1))
     x[:, 0] = np.clip(np.broadcast_to(np.asarray(x0, float), (n,)), 0.0, 1.0)
-    sigma = card.c2c_sigma if c2c else 0.0
+    sigma = card.statistic("c2c_sigma") if c2c else 0.0
     for j in range(m):
         kappa = np.clip(1.0 + sigma * rng.standard_normal(n), 0.0, None) if sigma > 0 else 1.0
         x[:, j + 1] = advance(x[:, j], v_pulse[j], t_pulse[j], card, kappa=kappa,

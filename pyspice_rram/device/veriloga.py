@@ -319,6 +319,9 @@ def veriloga_source(card: ModelCard, *, module_name: str = MODULE_NAME) -> str:
     lines.append("    // statistics for Monte Carlo harnesses (not used by the equations)")
     for name in STATISTICAL_PARAMETERS:
         lo, hi, unit, desc = PARAMETER_INFO[name]
+        if getattr(card, name) is None:  # not estimated: no default a harness could mistake
+            lines.append(f"    // {name}: not estimated from the data of this card")
+            continue
         lines.append(_param_line(name, getattr(card, name), _range(lo, hi), unit, desc))
     lines += ["", *_analog_lines(card), "endmodule", ""]
     return "\n".join(lines)

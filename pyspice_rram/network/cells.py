@@ -107,8 +107,8 @@ class DeviceSpec:
         win.
         """
         vals = dict(n_states=float(card.n_states()), beta_p=float(card.beta_p),
-                    beta_d=float(card.beta_d), c2c=float(card.c2c_sigma),
-                    d2d_area=float(card.d2d_g_sigma),
+                    beta_d=float(card.beta_d), c2c=card.statistic("c2c_sigma"),
+                    d2d_area=card.statistic("d2d_g_sigma"),
                     g_ratio=float(card.g_max()) / float(card.g_min()))
         if not math.isfinite(vals["n_states"]):
             raise ValueError("model card gives an infinite number of states at its pulse")

@@ -1,0 +1,185 @@
+"""Fit quality per sweep branch and per pulse cycle, and the verdict written beside a card.
+
+Every fit gets a :func:`verdict`: ``good``, ``usable`` or ``poor``, with the reasons. The
+figures it rests on are computed from the free-running fitted model (each sequence from its
+initial state, or each cycle from its first read where the recipe asks for it):
+
+``iv_r2_per_branch``, ``iv_r2_log_per_branch``
+    R² of the current and of ``log10 |I|`` on every monotone voltage leg (branch) of every
+    DC sweep (compliance-clipped points excluded; the log form only where ``|I| > 0``).
+``pulse_r2_per_cycle``, ``pulse_rms_steps_per_cycle``
+    R² of the read conductance and its RMS error in units of one *state step* on every cycle
+    of every pulse train; a state step is the cycle's range divided by its number of pulses.
+
+Thresholds (:data:`THRESHOLDS`) of the verdict: a fit is ``poor`` if the median per-branch
+log R² or linear R² of the I-V is below ``iv_r2_poor`` or the median per-cycle R² below
+``pulse_r2_poor`` or the median RMS above ``rms_steps_poor`` state steps, if the state count
+at the nominal scheme is implausible, or if the fit did not converge; ``usable`` if a median
+misses the ``good`` thresholds, a branch or cycle falls far below them, a varied parameter
+ends on a bound, or one is undetermined (relative standard error > 1). Statistics the data
+cannot give (``c2c_sigma`` from fewer than two cycles, device-to-device spread from one
+device per area) are listed as *not estimated*; that alone does not lower the verdict.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .fit import FitResult
+
+#: Verdict thresholds (see the module docstring).
+THRESHOLDS = {
+    "iv_r2_good": 0.95, "iv_r2_poor": 0.8,
+    "pulse_r2_good": 0.95, "pulse_r2_poor": 0.8,
+    "rms_steps_good": 8.0, "rms_steps_poor": 25.0,
+    "part_r2_floor": 0.5,
+    "n_states_min": 2.0, "n_states_max": 1e5,
+    "bound_tol": 1e-3, "rel_stderr_max": 1.0,
+}
+
+
+def _r2(y: np.ndarray, f: np.ndarray) -> float:
+    ss_tot = float(np.sum((y - y.mean()) ** 2))
+    if y.size < 3 or ss_tot <= 0:
+        return math.nan
+    return 1.0 - float(np.sum((y - f) ** 2)) / ss_tot
+
+
+def part_statistics(result: "FitResult") -> dict[str, Any]:
+    """Per-branch (sweeps) and per-cycle (pulse trains) figures of the fitted model."""
+    prog = result.program
+    fitted = result.fitted
+    part = prog.obs_part if prog.obs_part is not None else np.zeros(prog.y.size, int)
+    out: dict[str, Any] = {"iv_branches": [], "iv_r2_per_branch": [], "iv_r2_log_per_branch": [],
+                           "pulse_cycles": [], "pulse_r2_per_cycle": [],
+                           "pulse_rms_steps_per_cycle": []}
+    for gi, label in enumerate(prog.groups):
+        gm = prog.obs_group == gi
+        if prog.group_kind[gi] == "sweep":
+            for b in np.unique(part[gm]):
+                m = gm & (part == b) & prog.valid
+                y, f = prog.y[m], fitted[m]
+                if y.size < 3:
+                    continue
+                pos = (np.abs(y) > 0) & (np.abs(f) > 0)
+                out["iv_branches"].append(f"{label}#b{b}")
+                out["iv_r2_per_branch"].append(_r2(y, f))
+                out["iv_r2_log_per_branch"].append(
+                    _r2(np.log10(np.abs(y[pos])), np.log10(np.abs(f[pos])))
+                    if pos.sum() >= 3 else math.nan)
+        else:
+            for c in np.unique(part[gm]):
+                m = np.nonzero(gm & (part == c))[0]
+                y, f = prog.y[m], fitted[m]
+                if y.size < 3:
+                    continue
+                steps = prog.obs_step[m]
+                n_pulses = max(int(steps.max() - steps.min()), 1)
+                step = float(np.ptp(y)) / n_pulses
+                rms = math.sqrt(float(np.mean((y - f) ** 2)))
+                out["pulse_cycles"].append(f"{label}#c{c}")
+                out["pulse_r2_per_cycle"].append(_r2(y, f))
+                out["pulse_rms_steps_per_cycle"].append(rms / step if step > 0 else math.nan)
+    return out
+
+
+def _median(values) -> float:
+    a = np.asarray(values, float)
+    a = a[np.isfinite(a)]
+    return float(np.median(a)) if a.size else math.nan
+
+
+def verdict(result: "FitResult", thresholds: dict | None = None) -> dict[str, Any]:
+    """The quality record of a fit: ``verdict``, ``reasons`` and the figures behind them.
+
+    Reasons are strings prefixed with the verdict they imply (``"poor: ..."``,
+    ``"usable: ..."``) or ``"info: ..."`` for what does not lower it (statistics not
+    estimated, model selection).
+    """
+    th = {**THRESHOLDS, **(thresholds or {})}
+    q = part_statistics(result)
+    reasons: list[str] = []
+    prog = result.program
+    has_iv, has_pulse = bool((prog.kind == 0).any()), bool((prog.kind == 1).any())
+    if has_iv:
+        for key, what in (("iv_r2_log_per_branch", "log10|I| R²"), ("iv_r2_per_branch", "I R²")):
+            med = _median(q[key])
+            vals = np.asarray(q[key], float)
+            q[key.replace("per_branch", "median")] = med
+            if not math.isfinite(med) or med < th["iv_r2_poor"]:
+                reasons.append(f"poor: I-V median per-branch {what} {med:.3f} < {th['iv_r2_poor']}")
+            elif med < th["iv_r2_good"]:
+                reasons.append(f"usable: I-V median per-branch {what} {med:.3f} < "
+                               f"{th['iv_r2_good']}")
+            low = int(np.sum(vals[np.isfinite(vals)] < th["part_r2_floor"]))
+            if low:
+                worst = int(np.nanargmin(vals))
+                reasons.append(f"usable: {low} of {vals.size} sweep branches have {what} < "
+                               f"{th['part_r2_floor']} (worst {q['iv_branches'][worst]}: "
+                               f"{vals[worst]:.3f})")
+    if has_pulse:
+        r2 = np.asarray(q["pulse_r2_per_cycle"], float)
+        rms = np.asarray(q["pulse_rms_steps_per_cycle"], float)
+        q["pulse_r2_median"], q["pulse_rms_steps_median"] = _median(r2), _median(rms)
+        med, medr = q["pulse_r2_median"], q["pulse_rms_steps_median"]
+        if not math.isfinite(med) or med < th["pulse_r2_poor"]:
+            reasons.append(f"poor: median per-cycle pulse R² {med:.3f} < {th['pulse_r2_poor']}")
+        elif med < th["pulse_r2_good"]:
+            reasons.append(f"usable: median per-cycle pulse R² {med:.3f} < {th['pulse_r2_good']}")
+        if not math.isfinite(medr) or medr > th["rms_steps_poor"]:
+            reasons.append(f"poor: median per-cycle RMS error {medr:.1f} state steps > "
+                           f"{th['rms_steps_poor']}")
+        elif medr > th["rms_steps_good"]:
+            reasons.append(f"usable: median per-cycle RMS error {medr:.1f} state steps > "
+                           f"{th['rms_steps_good']}")
+        low = int(np.sum(r2[np.isfinite(r2)] < th["part_r2_floor"]))
+        if low and r2.size > 1:
+            reasons.append(f"info: {low} of {r2.size} cycles have R² < {th['part_r2_floor']}")
+    # parameters: on bounds, undetermined
+    from ..device.card import PARAMETER_INFO
+
+    for name, p in result.parameters.items():
+        if not p.vary or name not in PARAMETER_INFO or name in ("c2c_sigma", "d2d_g_sigma",
+                                                                 "d2d_v_sigma"):
+            continue
+        lo, hi = PARAMETER_INFO[name][:2]
+        if name in ("g_min_density", "g_max_density", "r_series"):
+            lo_t, hi_t, v_t = (math.log10(max(lo, 1e-300)), math.log10(hi),
+                               math.log10(max(p.value, 1e-300)))
+        else:
+            lo_t, hi_t, v_t = lo, hi, p.value
+        tol = th["bound_tol"] * (hi_t - lo_t)
+        if v_t <= lo_t + tol or v_t >= hi_t - tol:
+            side = "lower" if v_t <= lo_t + tol else "upper"
+            reasons.append(f"usable: {name} = {p.value:.4g} {p.unit} is at its {side} bound "
+                           f"[{lo:g}, {hi:g}]: the family cannot place it inside")
+        elif not (math.isfinite(p.stderr) and 0 < p.stderr <= th["rel_stderr_max"] * abs(p.value)):
+            reasons.append(f"usable: {name} is undetermined by the data (stderr {p.stderr:.3g} "
+                           f"vs value {p.value:.4g} {p.unit})")
+    # state count at the nominal scheme
+    n_states = result.metrics.get("n_states_card", math.nan)
+    if not (th["n_states_min"] <= n_states <= th["n_states_max"]):
+        reasons.append(f"poor: implausible state count {n_states:.3g} at the nominal scheme "
+                       f"(outside [{th['n_states_min']:g}, {th['n_states_max']:g}])")
+    if not result.statistics.get("success", True):
+        reasons.append(f"usable: the optimiser reports no convergence "
+                       f"({result.statistics.get('message', '')})")
+    for name in result.card.not_estimated:
+        why = result.parameters[name].note if name in result.parameters else ""
+        reasons.append(f"info: {name} not estimated ({why})")
+    for name, why in result.statistics.get("held", {}).items():
+        reasons.append(f"info: {name} held at {getattr(result.card, name):.4g}: {why}")
+    for err in result.statistics.get("errors", []):
+        reasons.append(f"poor: {err}")
+    level = "good"
+    if any(r.startswith("usable:") for r in reasons):
+        level = "usable"
+    if any(r.startswith("poor:") for r in reasons):
+        level = "poor"
+    return {"verdict": level, "reasons": reasons, "family": result.card.family
+            + (f" + r_series {result.card.r_series:.4g} Ohm" if result.card.r_series > 0 else ""),
+            "thresholds": th, **q}
