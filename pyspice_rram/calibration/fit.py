@@ -576,7 +576,7 @@ def _drive_reference(prog: Program, sign: int) -> tuple[float, float] | None:
 
 
 def global_start(model: JointModel, params: lmfit.Parameters, n_starts: int = 32,
-                 keep: int = 3, local_nfev: int = 40, seed: int = 0) -> lmfit.Parameters:
+                 keep: int = 2, local_nfev: int = 25, seed: int = 0) -> lmfit.Parameters:
     """Global stage: a scrambled Sobol design (``n_starts`` rounded up to a power of 2) over
     the varied parameters, plus the given start; the ``keep`` best by cost are refined by a
     short least-squares run each and the best result is returned. Deterministic (fixed

@@ -228,6 +228,9 @@ v_reset = {sc.v_reset}
 t_reset = {sc.t_reset}
 v_read = {cfg.read_voltage}
 
+[fit]              # the generating family is known here; real data sets list several to compare
+families = ["sinh/threshold/linear"]
+
 [[sweeps]]
 file = "dc_sweeps.csv"
 compliance = {cfg.compliance}
