@@ -59,8 +59,7 @@ def drive_voltage(card: ModelCard, x: np.ndarray, v: np.ndarray, gs: np.ndarray,
 
 
 def _card_args(card: ModelCard) -> tuple:
-    return (card.g_min_density, card.g_max_density, card.v_nl, card.v0_p, card.v0_d, card.c_p,
-            card.c_d, card.eps_bound)
+    return _kernels.card_args(card)
 
 
 def _gauss_hermite(kappa_mean: float) -> tuple[np.ndarray, np.ndarray]:
@@ -234,8 +233,7 @@ def simulate_states(prog: Program, card: ModelCard, *, g_scale: np.ndarray | Non
     vd = card.v_d + (0.0 if dv_d is None else np.asarray(dv_d)[prog.seq_device]) * np.ones(S)
     if assimilate is not None and not c2c and not sequential:
         return _conditional_states(prog, card, assimilate, gs, vp, vd, kappa_mean, return_both)
-    if (_COMPILED and card.is_default_family and assimilate is None
-            and not (c2c and card.c2c_sigma > 0)):
+    if _COMPILED and assimilate is None and not (c2c and card.c2c_sigma > 0):
         nodes, weights = _gauss_hermite(kappa_mean)
         x = _kernels.simulate_program(
             prog.v, prog.dt, np.asarray(prog.length, dtype=np.int64), np.asarray(prog.x0, float),
@@ -302,7 +300,7 @@ def _conditional_states(prog: Program, card: ModelCard, assimilate: np.ndarray, 
     """One-step-ahead states, vectorised over all steps that start from an assimilated state
     (depth 0), then those one step further (depth 1), and so on."""
     S, K = prog.v.shape
-    if _COMPILED and card.is_default_family:
+    if _COMPILED:
         nodes, weights = _gauss_hermite(kappa_mean)
         xp, xs = _kernels.conditional_program(
             prog.v, prog.dt, np.asarray(prog.length, dtype=np.int64),

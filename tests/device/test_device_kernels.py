@@ -7,7 +7,7 @@ import pytest
 
 from pyspice_rram.calibration import program as prog_mod
 from pyspice_rram.calibration.program import Program, simulate_states
-from pyspice_rram.device import _kernels
+from pyspice_rram.device import _kernels, model
 from pyspice_rram.device.card import ModelCard
 from pyspice_rram.device.model import advance
 
@@ -109,3 +109,146 @@ def test_compiled_program_simulation_matches_numpy_loops(kappa_mean, monkeypatch
     for got, ref in zip(cond, simulate_states(prog, card, assimilate=assim, return_both=True,
                                               **kw)):
         np.testing.assert_allclose(got, ref, **TOL)
+
+
+# ------------------------------------------------------------------- model families
+#: Cards of the agreement tests by id, ``<family>[+rs]`` (``+rs``: series resistance).
+FAMILIES = {
+    "sinh/threshold/linear": dict(),
+    "sinh/threshold/linear+rs": dict(r_series=5e3),
+    "sinh/soft_bounds/log": dict(dynamics="soft_bounds", g_map="log", gamma_p=0.6,
+                                 gamma_d=1.7, g_min_density=1e6, g_max_density=1e8),
+    "schottky/soft_bounds/log+rs": dict(read_model="schottky", dynamics="soft_bounds",
+                                        g_map="log", n_f=20.0, n_r=40.0, r_series=2e3,
+                                        gamma_p=1.0, gamma_d=2.5, g_min_density=1e6,
+                                        g_max_density=1e8, v_p=0.7, v_d=0.8),
+    "schottky/threshold/linear": dict(read_model="schottky", n_f=15.0, n_r=60.0),
+    "linear/threshold/linear": dict(read_model="linear", beta_p=-1.0, beta_d=2.0),
+    "linear/soft_bounds/linear+rs": dict(read_model="linear", dynamics="soft_bounds",
+                                         gamma_p=3.0, gamma_d=0.3, r_series=1e4),
+}
+
+
+def family_program(rng) -> Program:
+    """DC sweeps (0 -> +V -> 0 -> -V -> 0, 1 ms dwell, several cycles in one sequence) and
+    pulse trains (+V/-V blocks of 1-100 µs pulses) on cells of 0.1-2 µm; sequences of
+    different lengths, compliance on half of the sweeps."""
+    seqs = []
+    for _ in range(6):  # sweep sequences
+        vmax, vmin, st = rng.uniform(1.2, 2.5), rng.uniform(1.2, 2.8), rng.uniform(0.04, 0.1)
+        up = np.arange(st, vmax + st / 2, st)
+        dn = np.arange(st, vmin + st / 2, st)
+        cyc = np.concatenate([up, up[::-1][1:], [0.0], -dn, -dn[::-1][1:], [0.0]])
+        v = np.tile(cyc, rng.integers(1, 4))
+        seqs.append((v, np.full(v.size, 1e-3 * rng.uniform(0.5, 2)), len(seqs) % 2 == 1))
+    for _ in range(5):  # pulse trains
+        n = rng.integers(20, 120)
+        blocks = np.repeat(rng.choice([1.0, -1.0], 4), n // 4 + 1)[:n]
+        v = np.where(blocks > 0, rng.uniform(1.2, 2.2), -rng.uniform(1.2, 2.8)) * np.ones(n)
+        seqs.append((v, np.full(n, 10.0 ** rng.uniform(-6, -4)), False))
+    lengths = np.array([s[0].size for s in seqs])
+    order = np.argsort(-lengths, kind="stable")
+    S, K = len(seqs), int(lengths.max())
+    v, dt = np.zeros((S, K)), np.zeros((S, K))
+    for r, i in enumerate(order):
+        v[r, :lengths[i]], dt[r, :lengths[i]] = seqs[i][0], seqs[i][1]
+    area = np.pi * (10.0 ** rng.uniform(-7, -5.7, S)) ** 2 / 4
+    # compliance: about the low-field current at 0.1-3 V of g = 1e8 S/m²
+    limited = np.array([seqs[i][2] for i in order])
+    icc = np.where(limited, 1e8 * area * 10.0 ** rng.uniform(-1.0, 0.5, S), np.inf)
+    D = 4
+    R = S
+    return Program(v=v, dt=dt, length=lengths[order], area=area, x0=rng.uniform(0, 1, S),
+                   compliance=icc, seq_device=rng.integers(0, D, S), obs_seq=np.arange(S),
+                   obs_step=lengths[order].copy(), obs_v=np.full(R, 0.2),
+                   obs_div=np.full(R, 0.2), y=np.ones(R), sigma=np.ones(R),
+                   valid=np.ones(R, bool), kind=np.ones(R, int), obs_group=np.zeros(R, int),
+                   groups=["g"], group_kind=["pulse"], devices=[f"d{i}" for i in range(D)],
+                   device_area=np.ones(D))
+
+
+ABS = dict(rtol=0.0, atol=1e-12)
+
+
+@pytest.mark.parametrize("kappa_mean", [0.0, 0.3])
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_compiled_program_matches_numpy_every_family(family, kappa_mean, monkeypatch):
+    rng = np.random.default_rng(list(FAMILIES).index(family))
+    card = ModelCard(**FAMILIES[family])
+    assert card.family == family.split("+")[0]
+    prog = family_program(rng)
+    D = len(prog.devices)
+    kw = dict(g_scale=np.exp(0.2 * rng.standard_normal(D)), dv_p=0.03 * rng.standard_normal(D),
+              dv_d=0.03 * rng.standard_normal(D), kappa_mean=kappa_mean)
+    shape = (prog.v.shape[0], prog.v.shape[1] + 1)
+    assim = np.where(rng.random(shape) < 0.3, rng.uniform(0, 1, shape), np.nan)
+    monkeypatch.setattr(prog_mod, "_COMPILED", True)
+    free = simulate_states(prog, card, **kw)
+    cond = simulate_states(prog, card, assimilate=assim, return_both=True, **kw)
+    monkeypatch.setattr(prog_mod, "_COMPILED", False)
+    ref_free = simulate_states(prog, card, **kw)
+    np.testing.assert_allclose(free, ref_free, **ABS)
+    ref_cond = simulate_states(prog, card, assimilate=assim, return_both=True, **kw)
+    for got, ref in zip(cond, ref_cond):
+        np.testing.assert_allclose(got, ref, **ABS)
+    # the programs switch the cells (states spread over the range, both directions)
+    steps = np.diff(ref_free, axis=1)
+    assert np.ptp(ref_free) > 0.5 and steps.max() > 1e-3 and steps.min() < -1e-3
+    # the compliance limits the drive voltage of many steps that switch the cell
+    lim = np.flatnonzero(np.isfinite(prog.compliance))
+    gs = kw["g_scale"][prog.seq_device[lim]]
+    clipped = []
+    for j in range(prog.length[lim].min()):
+        args = (card, ref_free[lim, j], prog.v[lim, j], gs, prog.area[lim])
+        clipped.append((np.abs(prog_mod.drive_voltage(*args, prog.compliance[lim])
+                               - prog_mod.drive_voltage(*args, np.full(lim.size, np.inf))) > 1e-3)
+                       & (np.abs(steps[lim, j]) > 1e-4))
+    assert np.mean(clipped) > 0.05
+
+
+def test_default_family_card_args_are_the_default():
+    card = ModelCard()
+    args = dict(zip(_kernels.CARD_ARGS, _kernels.card_args(card)))
+    assert (args["read"], args["dyn"], args["gmap"], args["r_series"]) == (0, 0, 0, 0.0)
+    assert card.is_default_family
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_compiled_scalar_forms_match_numpy(family):
+    """Conductance map, iv_shape inverse, junction voltage, compliance voltages, advance."""
+    card = ModelCard(**FAMILIES[family])
+    rng = np.random.default_rng(5)
+    a = dict(zip(_kernels.CARD_ARGS, _kernels.card_args(card)))
+    rd = (a["read"], a["v_nl"], a["v_f"], a["v_r"], a["c_s"])
+    n = 3000
+    x = rng.uniform(-0.1, 1.1, n)
+    v = np.where(rng.random(n) < 0.05, 0.0, rng.uniform(-4, 4, n))
+    area = np.pi * (10.0 ** rng.uniform(-7.5, -5.5, n)) ** 2 / 4
+    gd = np.array([_kernels._density(x[i], a["gmap"], a["g_min"], a["g_max"], a["log_ratio"])
+                   for i in range(n)])
+    np.testing.assert_allclose(gd, model.conductance_density(x, card), rtol=1e-14, atol=0)
+    vj = np.array([_kernels._junction(v[i], area[i], gd[i], *rd, card.r_series)
+                   for i in range(n)])
+    np.testing.assert_allclose(vj, model.junction_voltage(v, x, area, card), **ABS)
+    i_cc = 10.0 ** rng.uniform(-7, -3, n) * np.where(rng.random(n) < 0.5, 1, -1)
+    vc = np.array([_kernels._iv_inverse(i_cc[i] / (area[i] * gd[i]), *rd) for i in range(n)])
+    np.testing.assert_allclose(vc, model.junction_voltage_at_current(i_cc, x, area, card), **ABS)
+    xs, vs, dt, kappa = random_inputs(rng, 20000, card.eps_bound)
+    vp = card.v_p + 0.05 * rng.standard_normal(xs.size)
+    np.testing.assert_allclose(_kernels.advance(xs, vs, dt, card, kappa=kappa, v_p=vp),
+                               model.advance(xs, vs, dt, card, kappa=kappa, v_p=vp), **ABS)
+
+
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")  # inf rate * 0 s (both)
+@pytest.mark.parametrize("gamma", [0.05, 0.5, 1.0, 1.0 + 1e-10, 1.5, 10.0])
+def test_compiled_power_law_matches_numpy(gamma):
+    rng = np.random.default_rng(2)
+    n = 20000
+    u0 = np.where(rng.random(n) < 0.1, rng.choice([0.0, 1.0, -0.1, 1e-300], n),
+                  rng.uniform(0, 1, n))
+    k = 10.0 ** rng.uniform(-3, 8, n)
+    k = np.where(rng.random(n) < 0.02, np.inf, k)
+    t = np.where(rng.random(n) < 0.05, 0.0, 10.0 ** rng.uniform(-9, 0, n))
+    ref = model._advance_power_law(u0, k, gamma, t)
+    got = np.array([_kernels._power_law(u0[i], k[i], gamma, t[i]) for i in range(n)])
+    np.testing.assert_allclose(got, ref, **ABS)
