@@ -10,13 +10,20 @@ initial state, or each cycle from its first read where the recipe asks for it):
 ``pulse_r2_per_cycle``, ``pulse_rms_steps_per_cycle``
     R² of the read conductance and its RMS error in units of one *state step* on every cycle
     of every pulse train; a state step is the cycle's range divided by its number of pulses.
+``pulse_noise_steps_per_cycle``, ``pulse_misfit_steps_per_cycle``
+    The RMS split into read noise (:func:`read_noise`: the data about their own moving
+    average, no model involved) and model misfit ``sqrt(RMS² - noise²)``, both in state steps. The verdict judges the misfit: a model
+    cannot be asked to fit read noise (noisy data with 1000 pulses per ramp have an RMS of
+    many state steps however good the model is).
 
 Thresholds (:data:`THRESHOLDS`) of the verdict: a fit is ``poor`` if the median per-branch
 log R² or linear R² of the I-V is below ``iv_r2_poor`` or the median per-cycle R² below
-``pulse_r2_poor`` or the median RMS above ``rms_steps_poor`` state steps, if the state count
+``pulse_r2_poor`` or the median model misfit above ``misfit_range_poor`` of the cycle's
+range, if the state count
 at the nominal scheme is implausible, or if the fit did not converge; ``usable`` if a median
 misses the ``good`` thresholds, a branch or cycle falls far below them, a varied parameter
-ends on a bound, or one is undetermined (relative standard error > 1). Statistics the data
+ends on a bound, or one is undetermined (relative standard error > 1), or the misfit
+exceeds ``rms_steps_good`` state steps. Statistics the data
 cannot give (``c2c_sigma`` from fewer than two cycles, device-to-device spread from one
 device per area) are listed as *not estimated*; that alone does not lower the verdict.
 """
@@ -35,7 +42,7 @@ if TYPE_CHECKING:  # pragma: no cover
 THRESHOLDS = {
     "iv_r2_good": 0.95, "iv_r2_poor": 0.8,
     "pulse_r2_good": 0.95, "pulse_r2_poor": 0.8,
-    "rms_steps_good": 8.0, "rms_steps_poor": 25.0,
+    "rms_steps_good": 8.0, "misfit_range_poor": 0.10,
     "part_r2_floor": 0.5,
     "n_states_min": 2.0, "n_states_max": 1e5,
     "bound_tol": 1e-3, "rel_stderr_max": 1.0,
@@ -56,7 +63,8 @@ def part_statistics(result: "FitResult") -> dict[str, Any]:
     part = prog.obs_part if prog.obs_part is not None else np.zeros(prog.y.size, int)
     out: dict[str, Any] = {"iv_branches": [], "iv_r2_per_branch": [], "iv_r2_log_per_branch": [],
                            "pulse_cycles": [], "pulse_r2_per_cycle": [],
-                           "pulse_rms_steps_per_cycle": []}
+                           "pulse_rms_steps_per_cycle": [], "pulse_noise_steps_per_cycle": [],
+                           "pulse_misfit_steps_per_cycle": [], "pulse_misfit_range_per_cycle": []}
     for gi, label in enumerate(prog.groups):
         gm = prog.obs_group == gi
         if prog.group_kind[gi] == "sweep":
@@ -80,11 +88,34 @@ def part_statistics(result: "FitResult") -> dict[str, Any]:
                 steps = prog.obs_step[m]
                 n_pulses = max(int(steps.max() - steps.min()), 1)
                 step = float(np.ptp(y)) / n_pulses
-                rms = math.sqrt(float(np.mean((y - f) ** 2)))
+                res = y - f
+                rms = math.sqrt(float(np.mean(res ** 2)))
+                noise = read_noise(y)
+                misfit = math.sqrt(max(rms ** 2 - noise ** 2, 0.0))
                 out["pulse_cycles"].append(f"{label}#c{c}")
                 out["pulse_r2_per_cycle"].append(_r2(y, f))
-                out["pulse_rms_steps_per_cycle"].append(rms / step if step > 0 else math.nan)
+                for key, val in (("rms", rms), ("noise", noise), ("misfit", misfit)):
+                    out[f"pulse_{key}_steps_per_cycle"].append(val / step if step > 0 else math.nan)
+                out["pulse_misfit_range_per_cycle"].append(misfit / float(np.ptp(y))
+                                                           if np.ptp(y) > 0 else math.nan)
     return out
+
+
+def read_noise(y: np.ndarray) -> float:
+    """RMS read noise of a smooth response: ``y`` minus its centred moving average over
+    ``w = max(5, n / 40)`` reads, scaled by ``sqrt(w / (w - 1))`` (the average contains the
+    read itself). A model-free yardstick: short-range correlated noise (digitised or
+    filtered data) is counted as noise, a trend over tens of reads is not."""
+    y = np.asarray(y, float)
+    n = y.size
+    w = max(5, n // 40)
+    if n < 2 * w:
+        return math.sqrt(float(np.mean(np.diff(y) ** 2)) / 2.0) if n > 2 else math.nan
+    kernel = np.ones(w) / w
+    smooth = np.convolve(y, kernel, mode="valid")
+    lo = (w - 1) // 2
+    dev = y[lo:lo + smooth.size] - smooth
+    return math.sqrt(float(np.mean(dev ** 2)) * w / (w - 1))
 
 
 def _median(values) -> float:
@@ -123,19 +154,30 @@ def verdict(result: "FitResult", thresholds: dict | None = None) -> dict[str, An
                                f"{vals[worst]:.3f})")
     if has_pulse:
         r2 = np.asarray(q["pulse_r2_per_cycle"], float)
-        rms = np.asarray(q["pulse_rms_steps_per_cycle"], float)
-        q["pulse_r2_median"], q["pulse_rms_steps_median"] = _median(r2), _median(rms)
-        med, medr = q["pulse_r2_median"], q["pulse_rms_steps_median"]
+        q["pulse_r2_median"] = _median(r2)
+        q["pulse_rms_steps_median"] = _median(q["pulse_rms_steps_per_cycle"])
+        q["pulse_noise_steps_median"] = _median(q["pulse_noise_steps_per_cycle"])
+        q["pulse_misfit_steps_median"] = medr = _median(q["pulse_misfit_steps_per_cycle"])
+        med = q["pulse_r2_median"]
         if not math.isfinite(med) or med < th["pulse_r2_poor"]:
             reasons.append(f"poor: median per-cycle pulse R² {med:.3f} < {th['pulse_r2_poor']}")
         elif med < th["pulse_r2_good"]:
             reasons.append(f"usable: median per-cycle pulse R² {med:.3f} < {th['pulse_r2_good']}")
-        if not math.isfinite(medr) or medr > th["rms_steps_poor"]:
-            reasons.append(f"poor: median per-cycle RMS error {medr:.1f} state steps > "
-                           f"{th['rms_steps_poor']}")
+        noisy = (f" (RMS {q['pulse_rms_steps_median']:.1f} steps of which read noise "
+                 f"{q['pulse_noise_steps_median']:.1f})")
+        frac = _median(q["pulse_misfit_range_per_cycle"])
+        q["pulse_misfit_range_median"] = frac
+        if not math.isfinite(medr) or frac > th["misfit_range_poor"]:
+            reasons.append(f"poor: median per-cycle model misfit {medr:.1f} state steps = "
+                           f"{100 * frac:.1f} % of the cycle's range > "
+                           f"{100 * th['misfit_range_poor']:g} %{noisy}")
         elif medr > th["rms_steps_good"]:
-            reasons.append(f"usable: median per-cycle RMS error {medr:.1f} state steps > "
-                           f"{th['rms_steps_good']}")
+            reasons.append(f"usable: median per-cycle model misfit {medr:.1f} state steps "
+                           f"({100 * frac:.1f} % of the range) > {th['rms_steps_good']}{noisy}")
+        elif q["pulse_rms_steps_median"] > th["rms_steps_good"]:
+            reasons.append(f"info: per-cycle RMS error {q['pulse_rms_steps_median']:.1f} state "
+                           f"steps is read noise ({q['pulse_noise_steps_median']:.1f} steps); "
+                           f"the model misfit is {medr:.1f} steps")
         low = int(np.sum(r2[np.isfinite(r2)] < th["part_r2_floor"]))
         if low and r2.size > 1:
             reasons.append(f"info: {low} of {r2.size} cycles have R² < {th['part_r2_floor']}")
@@ -168,6 +210,11 @@ def verdict(result: "FitResult", thresholds: dict | None = None) -> dict[str, An
     if not result.statistics.get("success", True):
         reasons.append(f"usable: the optimiser reports no convergence "
                        f"({result.statistics.get('message', '')})")
+    c2c = result.statistics.get("c2c", {}).get("c2c_sigma", math.nan)
+    if math.isfinite(c2c) and c2c > PARAMETER_INFO["c2c_sigma"][1]:
+        reasons.append(f"usable: cycle-to-cycle δ/μ {c2c:.3g} exceeds the card's range (stored "
+                       f"clipped at {PARAMETER_INFO['c2c_sigma'][1]:g}): the mean change per "
+                       f"pulse is below the read resolution")
     for name in result.card.not_estimated:
         why = result.parameters[name].note if name in result.parameters else ""
         reasons.append(f"info: {name} not estimated ({why})")
