@@ -50,7 +50,7 @@ import lmfit
 import numpy as np
 
 from ..device.card import PARAMETER_INFO, ModelCard, PulseScheme
-from ..device.model import advance, read_conductance, state_from_conductance
+from ..device.model import advance, junction_voltage, read_conductance, state_from_conductance
 from .io import Dataset, load_dataset
 from .families import FamilySpec, candidate_families, free_parameters
 from .program import (Program, build_program, free_states, observed_states, predict,
@@ -140,7 +140,7 @@ class FitResult:
                                      for k, p in self.parameters.items()}),
             "r2_median": float(np.median([g["r2"] for g in self.groups])) if self.groups else None,
             "family": self.card.family,
-            "verdict": self.quality.get("verdict"),
+            "verdict": (self.quality or {}).get("verdict"),
             "n_states": self.card.n_states(),
             "metrics": _jsonable(self.metrics),
             "seconds": self.seconds,
@@ -444,6 +444,8 @@ def pulse_steps(prog: Program, card: ModelCard, scales: np.ndarray) -> dict[str,
     area = prog.area[seq]
     g0 = prog.y[i0] / s
     x_prev = np.clip(state_from_conductance(g0, area, card, prog.obs_v[i0]), 0.0, 1.0)
+    if card.r_series > 0:  # the junction takes what the series resistance leaves
+        v = junction_voltage(v, x_prev, area * s, card)
     x_next = advance(x_prev, v, t, card)
     dgm = s * (read_conductance(x_next, area, card, prog.obs_v[i1])
                - read_conductance(x_prev, area, card, prog.obs_v[i0]))
@@ -827,6 +829,27 @@ def _correlation(names: list[str], cov: np.ndarray) -> dict[str, dict[str, float
                 for j, b in enumerate(names)} for i, a in enumerate(names)}
 
 
+#: ΔBIC above which the evidence for the better family is strong (Kass & Raftery 1995).
+BIC_STRONG = 10.0
+
+
+def _at_bounds(result: FitResult, tol: float = 1e-3) -> list[str]:
+    """Varied parameters that ended within ``tol`` of the range of a bound (log scale for
+    densities and ``r_series``)."""
+    out = []
+    for name, p in result.parameters.items():
+        if not p.vary or name not in PARAMETER_INFO:
+            continue
+        lo, hi = PARAMETER_INFO[name][:2]
+        v = p.value
+        if name in _LOG:
+            lo, hi, v = (math.log10(max(lo, R_SERIES_MIN if name == "r_series" else lo)),
+                         math.log10(hi), math.log10(max(v, 1e-300)))
+        if v <= lo + tol * (hi - lo) or v >= hi - tol * (hi - lo):
+            out.append(name)
+    return out
+
+
 def information_criteria(result: FitResult) -> dict[str, float]:
     """Weighted SSR of the free-running fitted model and its AIC/BIC (Gaussian errors with
     the recipe's sigma scaled by a common factor): ``BIC = n ln(SSR/n) + k ln n``."""
@@ -901,9 +924,24 @@ def fit_program(ds: Dataset, *, progress: bool = True, start: dict | None = None
                          + "; ".join(f"{row['family']}: {row['error']}" for row in selection))
     ok = [row for row in selection if "bic" in row]
     best_bic = min(row["bic"] for row in ok)
-    for row in ok:
+    for row, r in zip(ok, results):
         row["delta_bic"] = row["bic"] - best_bic
-    result = results[int(np.argmin([row["bic"] for row in ok]))]
+        row["at_bounds"] = _at_bounds(r)
+    pick = int(np.argmin([row["bic"] for row in ok]))
+    if ok[pick]["at_bounds"]:
+        # a family whose parameters end on bounds has collapsed towards another form; prefer
+        # the best one that is interior unless the evidence against it is strong (ΔBIC > 10)
+        inner = [i for i, row in enumerate(ok) if not row["at_bounds"]
+                 and row["delta_bic"] <= BIC_STRONG]
+        if inner:
+            pick = min(inner, key=lambda i: ok[i]["bic"])
+            log.info("family %s has parameters on bounds (%s); %s chosen (ΔBIC %.1f)",
+                     ok[int(np.argmin([row['bic'] for row in ok]))]["family"],
+                     ", ".join(ok[int(np.argmin([row['bic'] for row in ok]))]["at_bounds"]),
+                     ok[pick]["family"], ok[pick]["delta_bic"])
+    for i, row in enumerate(ok):
+        row["chosen"] = i == pick
+    result = results[pick]
     result.selection = selection
     try:
         result.metrics = figures_of_merit(result)

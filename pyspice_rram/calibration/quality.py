@@ -10,6 +10,8 @@ initial state, or each cycle from its first read where the recipe asks for it):
 ``pulse_r2_per_cycle``, ``pulse_rms_steps_per_cycle``
     R² of the read conductance and its RMS error in units of one *state step* on every cycle
     of every pulse train; a state step is the cycle's range divided by its number of pulses.
+    A cycle whose reads span more than a decade is judged on ``log10 G`` (R², RMS and steps
+    in decades): on a linear scale its top decade alone would decide.
 ``pulse_noise_steps_per_cycle``, ``pulse_misfit_steps_per_cycle``
     The RMS split into read noise (:func:`read_noise`: the data about their own moving
     average, no model involved) and model misfit ``sqrt(RMS² - noise²)``, both in state steps. The verdict judges the misfit: a model
@@ -49,6 +51,10 @@ THRESHOLDS = {
 }
 
 
+#: A cycle whose reads span more than this ratio is judged on log10 G.
+DECADE = 10.0
+
+
 def _r2(y: np.ndarray, f: np.ndarray) -> float:
     ss_tot = float(np.sum((y - y.mean()) ** 2))
     if y.size < 3 or ss_tot <= 0:
@@ -85,6 +91,9 @@ def part_statistics(result: "FitResult") -> dict[str, Any]:
                 y, f = prog.y[m], fitted[m]
                 if y.size < 3:
                     continue
+                if y.min() > 0 and f.min() > 0 and y.max() > DECADE * y.min():
+                    y, f = np.log10(y), np.log10(f)  # spans decades: judge log10 G
+                    out["pulse_log_cycles"] = out.get("pulse_log_cycles", 0) + 1
                 steps = prog.obs_step[m]
                 n_pulses = max(int(steps.max() - steps.min()), 1)
                 step = float(np.ptp(y)) / n_pulses

@@ -592,7 +592,7 @@ def figure_scales(result: "FitResult", path: Path, return_fig: bool = False):
 def verdict_markdown(result: "FitResult") -> list[str]:
     """The verdict section: verdict, reasons, and the per-branch / per-cycle medians."""
     q = getattr(result, "quality", None) or {}
-    if not q:
+    if "verdict" not in q:
         return []
     lines = ["## Verdict", "", f"**{q['verdict'].upper()}** (`quality.json` beside the card has "
              "every figure)", ""]
@@ -627,13 +627,16 @@ def selection_markdown(result: "FitResult") -> list[str]:
         return []
     lines = ["## Model selection", "",
              "Each family fitted from the same global stage; ranked by BIC of the free-running "
-             "weighted residuals (`n ln(SSR/n) + k ln n`).", "",
+             "weighted residuals (`n ln(SSR/n) + k ln n`); a family whose parameters end on "
+             "their bounds gives way to the best interior one within ΔBIC 10.", "",
              "| family | k | ΔBIC | ΔAIC | median R² log I (branch) | median R² (cycle) | "
              "median RMS (steps) | fit time |", "|---|---|---|---|---|---|---|---|"]
     ok = [r for r in sel if "bic" in r]
     aic0 = min((r["aic"] for r in ok), default=0.0)
     for r in sorted(ok, key=lambda r: r["bic"]):
-        chosen = " (chosen)" if r["family"].split("+")[0] == result.card.family else ""
+        chosen = " (chosen)" if r.get("chosen") else ""
+        if r.get("at_bounds"):
+            chosen += f" — at bounds: {', '.join(r['at_bounds'])}"
         lines.append(f"| {r['family']}{chosen} | {r['k']} | {r['delta_bic']:.1f} | "
                      f"{r['aic'] - aic0:.1f} | {_fmt(r.get('iv_r2_log_median'))} | "
                      f"{_fmt(r.get('pulse_r2_median'))} | {_fmt(r.get('pulse_rms_steps_median'))} "

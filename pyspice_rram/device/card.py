@@ -316,6 +316,8 @@ class ModelCard:
             raise ValueError("polarity must be 'p' or 'd'")
         if r <= 0:
             return math.inf
+        if self.r_series > 0:
+            return self._n_states_series(v, t, polarity)
         if self.dynamics == "soft_bounds":
             u1 = 1.0 - SOFT_BOUNDS_SPAN
             if abs(gamma - 1.0) < 1e-9:
@@ -324,6 +326,29 @@ class ModelCard:
                 tau = (u1 ** (1.0 - gamma) - 1.0) / (gamma - 1.0)
             return tau / (r * t)
         return (1.0 / (r * t)) if abs(beta) < 1e-12 else beta / (c * r * t)
+
+    def _n_states_series(self, v: float, t: float, polarity: str, points: int = 400) -> float:
+        """Pulses across the range when a series resistance takes part of the pulse: the
+        junction voltage, and with it the rate, depends on the state, so
+        ``N = integral dx / (r(V_j(x)) f(x) t)`` over the range (98 % of it for soft bounds,
+        ``1 - eps_bound`` for threshold dynamics) by the trapezoidal rule on ``points``
+        states of the reference area (bounded cost, never sized by N)."""
+        import numpy as np
+
+        from .model import junction_voltage, rate_depression, rate_potentiation, state_factors
+
+        span = SOFT_BOUNDS_SPAN if self.dynamics == "soft_bounds" else 1.0 - self.eps_bound
+        if polarity == "p":
+            x = np.linspace(0.0, span, points)
+        else:
+            x = np.linspace(1.0, 1.0 - span, points)
+        vj = junction_voltage(np.full(points, float(v)), x, self.area_ref, self)
+        fp, fd = state_factors(x, self)
+        speed = (rate_potentiation(vj, self) * fp if polarity == "p"
+                 else rate_depression(vj, self) * fd) * t
+        if np.any(speed <= 0) or not np.all(np.isfinite(speed)):
+            return math.inf
+        return float(np.trapezoid(1.0 / speed, dx=span / (points - 1)))
 
     # ----------------------------------------------------------------- I/O
     def to_dict(self) -> dict[str, Any]:

@@ -2,7 +2,9 @@
 
 Three areas, DC sweeps 0 -> +2 -> 0 -> -2 -> 0 V under a 300 µA compliance, and pulse trains
 whose depression takes the conductance down about three decades: the kind of device the
-symmetric sinh read with one linear state cannot describe. Generated from a
+symmetric sinh read with one linear state cannot describe. Under forward bias most of the
+voltage drops on the series resistance once the cell conducts, so potentiation needs long
+(1 ms) pulses and limits itself; depression (reverse, little current) is fast. Generated from a
 ``schottky/soft_bounds/log`` card with series resistance through the calibration program
 itself (same loaders, same step semantics), with cycle-to-cycle noise and 2 % read noise.
 """
@@ -19,9 +21,9 @@ from pyspice_rram.device.card import ModelCard, PulseScheme
 
 TRUTH = ModelCard(read_model="schottky", dynamics="soft_bounds", g_map="log",
                   g_min_density=2e5, g_max_density=2e8, n_f=3.0, n_r=25.0, r_series=4e3,
-                  v_p=1.0, v0_p=0.1, v_d=1.0, v0_d=0.1, gamma_p=1.0, gamma_d=1.0,
+                  v_p=0.3, v0_p=0.1, v_d=1.0, v0_d=0.1, gamma_p=1.0, gamma_d=1.0,
                   c2c_sigma=0.1, d2d_g_sigma=0.0, d2d_v_sigma=0.0,
-                  scheme=PulseScheme(v_set=2.0, t_set=10e-6, v_reset=-2.0, t_reset=10e-6,
+                  scheme=PulseScheme(v_set=2.0, t_set=1e-3, v_reset=-2.0, t_reset=10e-6,
                                      v_read=0.2), name="rectifying-truth")
 DIAMETERS_NM = (100.0, 300.0, 1000.0)
 COMPLIANCE = 300e-6
@@ -36,7 +38,7 @@ pulse_rel = 0.02
 pulse_floor = 1e-12
 [scheme]
 v_set = 2.0
-t_set = 1e-05
+t_set = 1e-03
 v_reset = -2.0
 t_reset = 1e-05
 v_read = 0.2
@@ -68,10 +70,10 @@ def write_rectifying_dataset(directory: Path, fit: str = "", seed: int = 3) -> P
         dev = f"d{int(d)}"
         for c in (1, 2):
             rows_iv += [(dev, d, c, vv) for vv in v]
-        for c in (1, 2, 3):  # 40 depression then 40 potentiation pulses per cycle
+        for c in (1, 2, 3):  # 40 depression (10 µs) then 40 potentiation (1 ms) pulses
             for k in range(81):
                 vp = 0.0 if k == 0 else (-2.0 if k <= 40 else 2.0)
-                rows_p.append((dev, d, c, k, vp))
+                rows_p.append((dev, d, c, k, vp, 1e-3 if vp > 0 else 1e-5))
 
     def write(iv_values, g_values):
         with open(directory / "iv.csv", "w") as fh:
@@ -80,8 +82,8 @@ def write_rectifying_dataset(directory: Path, fit: str = "", seed: int = 3) -> P
                 fh.write(f"{dev},{d:g},{c},{vv:.4f},{i:.6e}\n")
         with open(directory / "pulses.csv", "w") as fh:
             fh.write("device,diameter (nm),cycle,pulse,V_pulse (V),t_pulse (s),G (S)\n")
-            for (dev, d, c, k, vp), g in zip(rows_p, g_values):
-                fh.write(f"{dev},{d:g},{c},{k},{vp:g},{1e-5:g},{g:.6e}\n")
+            for (dev, d, c, k, vp, w), g in zip(rows_p, g_values):
+                fh.write(f"{dev},{d:g},{c},{k},{vp:g},{w:g},{g:.6e}\n")
 
     # placeholders with the right signs, then the model's values through the same program
     write([1e-7 * vv + (1e-9 if vv == 0 else 0.0) for *_, vv in rows_iv],
