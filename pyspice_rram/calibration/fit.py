@@ -901,9 +901,9 @@ def fit_program(ds: Dataset, *, progress: bool = True, start: dict | None = None
                                 max_nfev=max_nfev, statistics=statistics,
                                 conditional=conditional, max_rounds=max_rounds,
                                 n_starts=n_starts)
-            except (ValueError, FloatingPointError, np.linalg.LinAlgError) as exc:
-                log.warning("family %s failed: %s", spec.label, exc)
-                selection.append({"family": spec.label, "error": str(exc)})
+            except Exception as exc:  # noqa: BLE001 - one family failing must not lose the rest
+                log.warning("family %s failed: %s: %s", spec.label, type(exc).__name__, exc)
+                selection.append({"family": spec.label, "error": f"{type(exc).__name__}: {exc}"})
                 continue
             ic = information_criteria(r)
             ps = part_statistics(r)

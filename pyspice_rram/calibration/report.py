@@ -779,6 +779,14 @@ def write_report(result: "FitResult", outdir: str | Path, truth=None) -> dict[st
     paths["groups"] = outdir / "groups.csv"
     (outdir / "summary.json").write_text(json.dumps(result.summary(), indent=1) + "\n")
     paths["summary"] = outdir / "summary.json"
+    res = getattr(result, "lmfit_result", None)
+    if res is not None and hasattr(res, "params"):
+        import lmfit
+
+        text = (f"# lmfit report of the chosen family {result.card.family} (internal scale: "
+                f"log10 for densities and r_series)\n" + lmfit.fit_report(res, min_correl=0.3))
+        (outdir / "lmfit_report.txt").write_text(text + "\n")
+        paths["lmfit_report"] = outdir / "lmfit_report.txt"
     (outdir / "report.md").write_text(report_markdown(result, figs, truth=truth))
     paths["report"] = outdir / "report.md"
     return paths
