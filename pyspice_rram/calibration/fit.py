@@ -1,15 +1,25 @@
-"""Joint fit of the model card to DC sweeps and pulse trains at several areas.
+"""Joint fit of model cards to DC sweeps and pulse trains at several areas.
+
+Every candidate family (:mod:`.families`: the recipe's ``[fit] families`` or the defaults
+for the data's kinds) is fitted by the stages below; the families are ranked by BIC of the
+free-running weighted residuals (a family with parameters on bounds gives way to an interior
+one within ΔBIC :data:`BIC_STRONG`), and the chosen fit is judged by
+:func:`.quality.verdict`.
 
 Stage 1 — mean behaviour (lmfit ``least_squares``, bounds from ``PARAMETER_INFO``)
-    Free: ``log10 g_min_density``, ``log10 g_max_density``, ``v_nl``, ``v_p``, ``v0_p``,
-    ``beta_p``, ``v_d``, ``v0_d``, ``beta_d``. Every device's measurement program (sweeps
+    Free: the family's parameters (default family: ``log10 g_min_density``,
+    ``log10 g_max_density``, ``v_nl``, ``v_p``, ``v0_p``, ``beta_p``, ``v_d``, ``v0_d``,
+    ``beta_d``; ``log10 r_series`` with ``+rs``) except those the data cannot determine,
+    which are held with the reason (:func:`.families.free_parameters`). Every device's measurement program (sweeps
     step by step, pulses pulse by pulse, exact constant-voltage solution per step, all areas
     at once) is simulated by :mod:`.program`. The residual of observation ``i`` (sweep
     current or read conductance) is ``r_i = (s_d m_i - y_i) / sigma_i``.
 
-    (a) free-running start: each sequence from its initial state, cycle-to-cycle noise off,
-        device scales ``s_d`` profiled in closed form (``sum w^2 m y / sum w^2 m^2``), after a
-        coarse scan of ``v_p`` and ``v_d``;
+    (0) global stage (:func:`global_start`): a seeded Sobol design of starts, the best two
+        refined briefly: the outcome does not depend on the caller's start values;
+    (a) free-running fit: each sequence from its initial state (each cycle from its first
+        read with ``state_from_first_read``), cycle-to-cycle noise off, device scales ``s_d``
+        profiled in closed form (``sum w^2 m y / sum w^2 m^2``);
     (b) one-step-ahead (conditional) fit: the state before each step is inverted from the
         previous observation, ``x = (y / (s A V_nl sinh(V/V_nl)) - g_min)/(g_max - g_min)``,
         and ``m_i`` is the *expected* state after the step over the cycle-to-cycle factor
@@ -18,7 +28,9 @@ Stage 1 — mean behaviour (lmfit ``least_squares``, bounds from ``PARAMETER_INF
         Weights ``sigma^2 = (rel |y| + floor)^2 + (δ/μ |Δm|)^2``.
     (c) per-device nuisance parameters (:class:`Nuisance`: scale ``s_d`` with geometric mean
         1, shifts ``dV_p``, ``dV_d`` with mean 0) by block Gauss-Newton over all devices at
-        once, alternating with (b) until no card parameter moves by more than 0.2 %.
+        once, alternating with (b) until no card parameter moves by more than 0.2 %. The
+        conditional result is dropped (free-running fit kept) if its free-running cost is
+        1.5x worse: a one-step-ahead optimum can drift where the trajectory is loosely tied.
 
     Uncertainties: lmfit-style iid standard errors and cluster-robust (sandwich) ones with
     devices as clusters, ``Cov = (J^T J)^-1 [sum_d (J_d^T r_d)(J_d^T r_d)^T] (J^T J)^-1
@@ -28,11 +40,13 @@ Stage 1 — mean behaviour (lmfit ``least_squares``, bounds from ``PARAMETER_INF
 Stage 2 — statistics
     ``d2d_g_sigma`` = sd of ``ln s_d`` (ddof 1), stderr ``sigma/sqrt(2(D-1))``.
     ``c2c_sigma``: per potentiation step in the linear region (``0.02 <= x <= 0.85``) the
-    factor ``q = L(Δx_meas)/L(Δx_model)`` with ``L(Δx) = -ln(1 - c Δx/(1 - c x))/c`` (exactly
-    kappa in the bulk), normalised per train; read noise is removed with
+    factor ``q = L(Δx_meas)/L(Δx_model)`` with ``L`` the rate integral of the family
+    (:func:`potentiation_integral`, exactly kappa in the bulk), normalised per train; read noise is removed with
     ``sigma_c^2 = var(q) + 2 cov(q_n, q_n+1)``; stderr from the spread over devices.
     ``d2d_v_sigma``: variance of the fitted shifts ``dV_p``, ``dV_d`` minus the variance the
     same estimator shows on a replica simulated from the fitted card without voltage spread.
+    A statistic the data cannot give (fewer than two cycles, one device per area, fewer than
+    three devices) is stored as not estimated (``None`` in the card), never copied.
 """
 
 from __future__ import annotations
