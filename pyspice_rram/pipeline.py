@@ -128,6 +128,8 @@ def headline(name: str, summary: dict) -> str:
             parts.append(f"delta/mu {c2c:.3f}")
         if r2 is not None:
             parts.append(f"median R^2 {r2:.4f}")
+        if summary.get("verdict"):
+            parts.append(f"verdict {summary['verdict']} ({summary.get('family', '')})")
     elif name == "crossbar":
         for d in ("forward", "transposed"):
             e = _get(summary, d, "vmm_error_vs_ideal_circuit", "max_rel")

@@ -677,8 +677,8 @@ def _fit_family(ds: Dataset, prog: Program, spec: FamilySpec, *, bar, start: dic
     if bar is not None:
         bar.set_description(f"fit {rec.name} [{spec.label}]: free-running")
     res = lmfit.Minimizer(model.residual, params).minimize(
-        method="least_squares", max_nfev=max_nfev, x_scale="jac", ftol=1e-8, xtol=1e-8,
-        gtol=1e-10)
+        method="least_squares", max_nfev=max_nfev, x_scale="jac", ftol=1e-6, xtol=1e-6,
+        gtol=1e-8)
     card = model.card(res.params.valuesdict())
     m_free, scales, r_free = model.evaluate(card)
     stats_free = {"redchi": float(res.redchi), "nfev": res.nfev,
