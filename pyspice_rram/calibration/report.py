@@ -291,6 +291,10 @@ def _cycle_starts(result: "FitResult", gi: int) -> np.ndarray | None:
     return None
 
 
+#: Pulse figures of more than 2 x this many cycles get a second panel with the first cycles.
+ZOOM_CYCLES = 3
+
+
 def figure_pulses(result: "FitResult", outdir: Path, return_fig: bool = False) -> list:
     """Read conductance per area vs cumulative pulse number of one train per area and pulse
     entry, every pulse, with the fitted model; one file per entry ([] without pulse trains).
@@ -311,7 +315,11 @@ def figure_pulses(result: "FitResult", outdir: Path, return_fig: bool = False) -
         if not per_area:
             continue
         plt = _plt()
-        fig, ax = plt.subplots(figsize=(7.5, 3.6))
+        first = _cycle_starts(result, sorted(per_area.items())[0][1])
+        zoom = first is not None and first.size > ZOOM_CYCLES * 2
+        fig, axes = plt.subplots(2 if zoom else 1, 1, figsize=(7.5, 6.6 if zoom else 3.6),
+                                 squeeze=False)
+        ax = axes[0][0]
         cols = _area_colors(np.array(list(per_area)))
         vals, decimated, n_reads, n_pulses, marked = [], False, 0, 0, None
         for a, gi in sorted(per_area.items()):
@@ -327,6 +335,10 @@ def figure_pulses(result: "FitResult", outdir: Path, return_fig: bool = False) -
             ax.plot(kd, yd, ".", ms=1.6, color=cols[a],
                     label=f"{prog.devices[prog.obs_device[m[0]]]} ({_diam_nm(a):.0f} nm)")
             ax.plot(kf, fd, "-", lw=0.8, color="k", alpha=0.7)
+            if zoom:  # every read of the first cycles, undecimated
+                z = k < first[ZOOM_CYCLES]
+                axes[1][0].plot(k[z], y[z], ".", ms=2.5, color=cols[a])
+                axes[1][0].plot(k[z], f[z], "-", lw=0.9, color="k", alpha=0.8)
             vals += [y, f]
             if marked is None:
                 starts = _cycle_starts(result, gi)
@@ -350,6 +362,14 @@ def figure_pulses(result: "FitResult", outdir: Path, return_fig: bool = False) -
         ax.set_title(t, fontsize=8)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, markerscale=4, ncol=2)
+        if zoom:
+            az = axes[1][0]
+            _apply_scale(az, vals)
+            az.set_xlabel("pulse number (cumulative)")
+            az.set_ylabel("G / area (S/cm²)")
+            az.set_title(f"first {ZOOM_CYCLES} cycles, every read", fontsize=8)
+            az.grid(alpha=0.3)
+            fig.tight_layout()
         p = outdir / (f"{entry}.png" if entry.startswith("pulses") else f"pulses_{entry}.png")
         out.append(_finish(fig, p, return_fig))
     return out
