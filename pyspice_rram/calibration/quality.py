@@ -12,6 +12,10 @@ initial state, or each cycle from its first read where the recipe asks for it):
     of every pulse train; a state step is the cycle's range divided by its number of pulses.
     A cycle whose reads span more than a decade is judged on ``log10 G`` (R², RMS and steps
     in decades): on a linear scale its top decade alone would decide.
+``pulse_r2_per_ramp``, ``pulse_ramp_polarity``, ``iv_branch_polarity``
+    R² of every run of reads after pulses of one polarity (a ramp), and the polarity of each
+    ramp and sweep branch: when one polarity is poorly described and the other is not, the
+    verdict names it ("the family does not describe the depression ramps").
 ``pulse_noise_steps_per_cycle``, ``pulse_misfit_steps_per_cycle``
     The RMS split into read noise (:func:`read_noise`: the data about their own moving
     average, no model involved) and model misfit ``sqrt(RMS² - noise²)``, both in state steps. The verdict judges the misfit: a model
@@ -68,6 +72,8 @@ def part_statistics(result: "FitResult") -> dict[str, Any]:
     fitted = result.fitted
     part = prog.obs_part if prog.obs_part is not None else np.zeros(prog.y.size, int)
     out: dict[str, Any] = {"iv_branches": [], "iv_r2_per_branch": [], "iv_r2_log_per_branch": [],
+                           "iv_branch_polarity": [], "pulse_cycle_polarity": [],
+                           "pulse_r2_per_ramp": [], "pulse_ramp_polarity": [],
                            "pulse_cycles": [], "pulse_r2_per_cycle": [],
                            "pulse_rms_steps_per_cycle": [], "pulse_noise_steps_per_cycle": [],
                            "pulse_misfit_steps_per_cycle": [], "pulse_misfit_range_per_cycle": []}
@@ -81,6 +87,7 @@ def part_statistics(result: "FitResult") -> dict[str, Any]:
                     continue
                 pos = (np.abs(y) > 0) & (np.abs(f) > 0)
                 out["iv_branches"].append(f"{label}#b{b}")
+                out["iv_branch_polarity"].append(int(np.sign(np.mean(prog.obs_v[m]))))
                 out["iv_r2_per_branch"].append(_r2(y, f))
                 out["iv_r2_log_per_branch"].append(
                     _r2(np.log10(np.abs(y[pos])), np.log10(np.abs(f[pos])))
@@ -101,7 +108,13 @@ def part_statistics(result: "FitResult") -> dict[str, Any]:
                 rms = math.sqrt(float(np.mean(res ** 2)))
                 noise = read_noise(y)
                 misfit = math.sqrt(max(rms ** 2 - noise ** 2, 0.0))
+                _ramps(prog, m, y, f, out)
                 out["pulse_cycles"].append(f"{label}#c{c}")
+                seq = prog.obs_seq[m[0]]
+                k0, k1 = int(steps.min()), int(steps.max())
+                out["pulse_cycle_polarity"].append(int(np.sign(np.sum(
+                    prog.v[seq, k0:k1] * prog.dt[seq, k0:k1] > 0) - np.sum(
+                    prog.v[seq, k0:k1] * prog.dt[seq, k0:k1] < 0))))
                 out["pulse_r2_per_cycle"].append(_r2(y, f))
                 for key, val in (("rms", rms), ("noise", noise), ("misfit", misfit)):
                     out[f"pulse_{key}_steps_per_cycle"].append(val / step if step > 0 else math.nan)
@@ -127,10 +140,48 @@ def read_noise(y: np.ndarray) -> float:
     return math.sqrt(float(np.mean(dev ** 2)) * w / (w - 1))
 
 
+def _ramps(prog, m: np.ndarray, y: np.ndarray, f: np.ndarray, out: dict) -> None:
+    """R² of every run of reads after pulses of one polarity (a ramp) within a cycle."""
+    seq = prog.obs_seq[m[0]]
+    k = prog.obs_step[m]
+    pol = np.sign(prog.v[seq, np.clip(k - 1, 0, None)]) * (k > 0)
+    run_start = np.r_[True, pol[1:] != pol[:-1]]
+    ids = np.cumsum(run_start)
+    for r in np.unique(ids):
+        sel = ids == r
+        if pol[sel][0] == 0 or sel.sum() < 5:
+            continue
+        out["pulse_r2_per_ramp"].append(_r2(y[sel], f[sel]))
+        out["pulse_ramp_polarity"].append(int(pol[sel][0]))
+
+
 def _median(values) -> float:
     a = np.asarray(values, float)
     a = a[np.isfinite(a)]
     return float(np.median(a)) if a.size else math.nan
+
+
+def _what_is_missed(q: dict, th: dict) -> list[str]:
+    """Name the part of the data the family does not describe: I-V branches of one polarity,
+    or pulse cycles of one direction, whose median R² is poor while the other's is not."""
+    out = []
+    for key, pol_key, what, names in (
+            ("iv_r2_log_per_branch", "iv_branch_polarity", "I-V branches (log10|I| R²)",
+             {1: "positive-bias", -1: "negative-bias"}),
+            ("pulse_r2_per_ramp", "pulse_ramp_polarity", "pulse ramps (R²)",
+             {1: "potentiation (V > 0)", -1: "depression (V < 0)"})):
+        vals = np.asarray(q.get(key, []), float)
+        pol = np.asarray(q.get(pol_key, []), int)
+        if vals.size == 0 or pol.size != vals.size:
+            continue
+        med = {p: _median(vals[pol == p]) for p in (1, -1) if np.any(pol == p)}
+        if len(med) == 2:
+            for p, other in ((1, -1), (-1, 1)):
+                if med[p] < th["part_r2_floor"] and med[other] >= th["iv_r2_poor"]:
+                    out.append(f"poor: the family does not describe the {names[p]} {what}: "
+                               f"median {med[p]:.3f} (the {names[other]} ones: "
+                               f"{med[other]:.3f})")
+    return out
 
 
 def verdict(result: "FitResult", thresholds: dict | None = None) -> dict[str, Any]:
@@ -190,6 +241,7 @@ def verdict(result: "FitResult", thresholds: dict | None = None) -> dict[str, An
         low = int(np.sum(r2[np.isfinite(r2)] < th["part_r2_floor"]))
         if low and r2.size > 1:
             reasons.append(f"info: {low} of {r2.size} cycles have R² < {th['part_r2_floor']}")
+    reasons += _what_is_missed(q, th)
     # parameters: on bounds, undetermined
     from ..device.card import PARAMETER_INFO
 
