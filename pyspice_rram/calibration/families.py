@@ -97,24 +97,16 @@ def free_parameters(spec: FamilySpec, prog: Program,
             if n in names:
                 held[n] = "not identifiable: no DC I-V data (reads at one voltage)"
     live = prog.dt > 0
-    v_pos = np.unique(np.round(prog.v[live & (prog.v > 0)], 6))
-    v_neg = np.unique(np.round(prog.v[live & (prog.v < 0)], 6))
-    p_names = ("v_p", "v0_p", "beta_p", "gamma_p")
-    d_names = ("v_d", "v0_d", "beta_d", "gamma_d")
-    if v_pos.size == 0:
-        for n in p_names:
-            if n in names:
-                held[n] = "not identifiable: no potentiating (V > 0) step in the data"
-    elif v_pos.size == 1 and not has_iv:
-        held["v0_p"] = (f"not identifiable: one potentiation amplitude ({v_pos[0]:g} V); "
-                        f"v_p carries the rate at that pulse")
-    if v_neg.size == 0:
-        for n in d_names:
-            if n in names:
-                held[n] = "not identifiable: no depressing (V < 0) step in the data"
-    elif v_neg.size == 1 and not has_iv:
-        held["v0_d"] = (f"not identifiable: one depression amplitude ({v_neg[0]:g} V); "
-                        f"v_d carries the rate at that pulse")
+    for sign, sfx, what, step in ((1, "p", "potentiation", "potentiating (V > 0)"),
+                                  (-1, "d", "depression", "depressing (V < 0)")):
+        amps = np.unique(np.round(prog.v[live & (np.sign(prog.v) == sign)], 6))
+        if amps.size == 0:
+            for n in (f"v_{sfx}", f"v0_{sfx}", f"beta_{sfx}", f"gamma_{sfx}"):
+                if n in names:
+                    held[n] = f"not identifiable: no {step} step in the data"
+        elif amps.size == 1 and not has_iv:
+            held[f"v0_{sfx}"] = (f"not identifiable: one {what} amplitude ({amps[0]:g} V); "
+                                 f"v_{sfx} carries the rate at that pulse")
     for n in fixed:
         if n in names:
             held.setdefault(n, "fixed by the recipe")
