@@ -6,7 +6,8 @@ initial state, or each cycle from its first read where the recipe asks for it):
 
 ``iv_r2_per_branch``, ``iv_r2_log_per_branch``
     R² of the current and of ``log10 |I|`` on every monotone voltage leg (branch) of every
-    DC sweep (compliance-clipped points excluded; the log form only where ``|I| > 0``).
+    DC sweep (compliance-clipped points excluded; the log form only where ``|I|`` exceeds
+    three times the recipe's ``sweep_floor``: below it a read is the instrument's offset).
 ``pulse_r2_per_cycle``, ``pulse_rms_steps_per_cycle``
     R² of the read conductance and its RMS error in units of one *state step* on every cycle
     of every pulse train; a state step is the cycle's range divided by its number of pulses.
@@ -71,6 +72,7 @@ def part_statistics(result: "FitResult") -> dict[str, Any]:
     prog = result.program
     fitted = result.fitted
     part = prog.obs_part if prog.obs_part is not None else np.zeros(prog.y.size, int)
+    floor = float(result.dataset.recipe.noise.get("sweep_floor", 0.0))
     out: dict[str, Any] = {"iv_branches": [], "iv_r2_per_branch": [], "iv_r2_log_per_branch": [],
                            "iv_branch_polarity": [], "pulse_cycle_polarity": [],
                            "pulse_r2_per_ramp": [], "pulse_ramp_polarity": [],
@@ -85,7 +87,9 @@ def part_statistics(result: "FitResult") -> dict[str, Any]:
                 y, f = prog.y[m], fitted[m]
                 if y.size < 3:
                     continue
-                pos = (np.abs(y) > 0) & (np.abs(f) > 0)
+                # log form: points above the noise floor of the recipe (3 x sweep_floor);
+                # below it a read is the instrument's offset, not the cell
+                pos = (np.abs(y) > 3 * floor) & (np.abs(f) > 0)
                 out["iv_branches"].append(f"{label}#b{b}")
                 out["iv_branch_polarity"].append(int(np.sign(np.mean(prog.obs_v[m]))))
                 out["iv_r2_per_branch"].append(_r2(y, f))
