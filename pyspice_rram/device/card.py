@@ -380,13 +380,28 @@ class ModelCard:
 
     @classmethod
     def load(cls, path: str | Path) -> "ModelCard":
-        """Read a card written by :meth:`save`."""
+        """Read a card written by :meth:`save`.
+
+        Every parameter the card's family uses (and the three statistics, ``null`` allowed)
+        must be in the file: a missing one is an error naming it, never a default.
+        """
         path = Path(path)
         try:
             data = json.loads(path.read_text())
         except json.JSONDecodeError as exc:
             raise ValueError(f"{path}: not a JSON model card ({exc})") from exc
-        return cls.from_dict(data)
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: not a JSON model card (top level is not an object)")
+        try:
+            card = cls.from_dict(data)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{path}: {exc}") from None
+        missing = [n for n in card.equation_parameters() + STATISTICAL_PARAMETERS
+                   if n not in data]
+        if missing:
+            raise ValueError(f"{path}: model card lacks {missing} (family {card.family}); "
+                             f"a card must give every parameter its family uses")
+        return card
 
     @classmethod
     def reference(cls) -> "ModelCard":

@@ -104,3 +104,20 @@ def test_reference_card_is_paper_like():
     assert card.g_max() == pytest.approx(50e-6, rel=1e-3)
     assert round(card.n_states()) == 50
     assert card.c2c_sigma == 0.34
+
+
+def test_load_refuses_a_card_missing_a_parameter_of_its_family(tmp_path):
+    """A card file without ``v_nl`` (sinh read) is an error naming it, not the default."""
+    import json
+
+    p = ModelCard().save(tmp_path / "card.json")
+    data = json.loads(p.read_text())
+    del data["v_nl"]
+    p.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="v_nl"):
+        ModelCard.load(p)
+    # a parameter the family does not use may be absent (cards written before families)
+    data = json.loads(ModelCard().save(tmp_path / "ok.json").read_text())
+    del data["gamma_p"], data["n_f"]
+    (tmp_path / "ok.json").write_text(json.dumps(data))
+    assert ModelCard.load(tmp_path / "ok.json").v_nl == ModelCard().v_nl
