@@ -141,7 +141,7 @@ class FitResult:
             "r2_median": float(np.median([g["r2"] for g in self.groups])) if self.groups else None,
             "family": self.card.family,
             "verdict": (self.quality or {}).get("verdict"),
-            "n_states": self.card.n_states(),
+            "n_states": self.metrics.get("n_states_card", self.card.n_states()),
             "metrics": _jsonable(self.metrics),
             "seconds": self.seconds,
             "paths": {k: str(v) for k, v in self.paths.items()},
@@ -322,6 +322,14 @@ def robust_covariance(model: JointModel, params: lmfit.Parameters,
     np.add.at(score, dev, J * r0[:, None])
     meat = score.T @ score
     cov_rob = bread @ meat @ bread * D / max(D - 1, 1)
+    # a parameter the residuals do not depend on (e.g. v_d when the only depression is a
+    # saturating reset) is not determined: infinite variance, not the 0 of the pseudo-inverse
+    norm = np.linalg.norm(J, axis=0)
+    dead = ~(norm > 1e-9 * max(float(norm.max(initial=0.0)), 1e-300))
+    for cov in (cov_iid, cov_rob):
+        cov[dead, :] = np.nan
+        cov[:, dead] = np.nan
+        cov[dead, dead] = np.inf
     return names, cov_iid, cov_rob
 
 
@@ -882,7 +890,9 @@ def fit_program(ds: Dataset, *, progress: bool = True, start: dict | None = None
     t0 = time.time()
     rec = ds.recipe
     prog = build_program(ds)
-    specs = candidate_families(prog, families if families is not None else rec.fit.get("families"))
+    specs = (candidate_families(prog, families, "families (--family)") if families is not None
+             else candidate_families(prog, rec.fit.get("families"),
+                                     f"{rec.path.name} [fit] families"))
     start = {**rec.fit.get("initial", {}), **(start or {})}
     fixed = tuple(fixed) + tuple(rec.fit.get("fixed", ()))
     if n_starts is None:
@@ -1017,9 +1027,10 @@ def _write_text_atomic(path: Path, text: str) -> Path:
 
 
 def write_outputs(result: FitResult, outdir: str | Path, *, card_path: str | Path | None = None,
-                  report: bool = True) -> dict[str, Path]:
+                  report: bool = True, report_dir: str | Path | None = None) -> dict[str, Path]:
     """Write the card JSON and ``quality.json`` beside it, the ngspice ``.lib``, the Verilog-A
-    ``.va`` and the report into ``outdir``.
+    ``.va`` and the report into ``outdir`` (the report into ``report_dir``, default
+    ``outdir/report``).
 
     The card and its quality record are written first; a failure in the ``.lib``/``.va``
     generators or the report is recorded in ``quality.json`` (verdict ``poor`` with the
@@ -1051,8 +1062,9 @@ def write_outputs(result: FitResult, outdir: str | Path, *, card_path: str | Pat
     if report:
         from .report import write_report
 
+        rdir = Path(report_dir) if report_dir is not None else outdir / "report"
         steps.append(("report", lambda: write_report(
-            result, outdir / "report", truth=reference_truth(result.dataset))))
+            result, rdir, truth=reference_truth(result.dataset))))
     for key, step in steps:
         try:
             out = step()
