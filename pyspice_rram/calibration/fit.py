@@ -509,7 +509,11 @@ def estimate_c2c(steps: dict[str, np.ndarray], x_lo: float = 0.02, x_hi: float =
         if dm.sum() >= 20 and pm.sum() >= 10:
             per.append(np.mean(dq[dm] ** 2) + 2 * np.mean(dq[:-1][pm] * dq[1:][pm]))
     per = np.array(per)
-    se2 = np.std(per, ddof=1) / math.sqrt(per.size) if per.size > 2 else math.nan
+    if per.size > 2:
+        se2 = np.std(per, ddof=1) / math.sqrt(per.size)
+    else:  # too few devices for a spread: the pooled terms' standard error (never NaN)
+        terms = np.r_[var_terms, 2.0 * cov_terms]
+        se2 = float(np.std(terms, ddof=1) * math.sqrt(2.0 / max(terms.size - 1, 1)))
     sigma = math.sqrt(max(sig2, 0.0))
     return {"c2c_sigma": sigma, "stderr": se2 / (2 * max(sigma, 1e-12)),
             "raw_q_sd": math.sqrt(var), "read_noise_part": math.sqrt(max(-2 * cov1, 0.0)),

@@ -167,3 +167,12 @@ def test_write_outputs_report_failure_keeps_card(small_set, tmp_path, monkeypatc
     assert paths["card"].exists() and paths["quality"].exists()
     q = json.loads(paths["quality"].read_text())
     assert q["verdict"] == "poor" and any("MemoryError" in x for x in q["reasons"])
+
+
+def test_c2c_from_two_devices_has_a_finite_stderr(tmp_path):
+    """δ/μ from two devices (one cycle each) was printed as '0.23 ± nan': a value without
+    an uncertainty. Its stderr now comes from the pooled steps."""
+    rows = ramp("d1", n_dep=10, n_pot=60) + ramp("d2", n_dep=10, n_pot=60)
+    r = fit_program(load_dataset(write_pulses(tmp_path / "d", rows)), **FAST)
+    p = r.parameters["c2c_sigma"]
+    assert p.vary and math.isfinite(p.value) and 0 < p.stderr < math.inf
