@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, OSError) as exc:  # bad input, unreadable/unwritable path: one line
         print(f"pyspice-rram {args.command}: error: {exc}", file=sys.stderr)
         return 1
 

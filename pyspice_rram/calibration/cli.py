@@ -15,6 +15,20 @@ import sys
 from pathlib import Path
 
 
+def _check_writable(directory: Path) -> None:
+    """Create ``directory`` (and parents) and check that files can be written in it;
+    ``ValueError`` naming the path otherwise."""
+    import os
+
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"output directory {str(directory)!r} cannot be created: "
+                         f"{exc.strerror or exc}") from None
+    if not directory.is_dir() or not os.access(directory, os.W_OK | os.X_OK):
+        raise ValueError(f"output directory {str(directory)!r} is not a writable directory")
+
+
 def _fit(args: argparse.Namespace) -> int:
     import warnings
 
@@ -30,21 +44,16 @@ def _fit(args: argparse.Namespace) -> int:
         ds = load_dataset(dataset)
     for w in caught:  # one line each, without the module's source path
         print(f"warning: {w.message}", file=sys.stderr)
+    rdir = None if args.no_report else (Path(args.report) if args.report else outdir / "report")
+    for d in dict.fromkeys(x for x in (outdir, card_path.parent if card_path else None, rdir) if x):
+        _check_writable(d)  # before the fit: a fit must not be lost to an unwritable path
     families = args.family or None
     result = fit_program(ds, progress=not args.quiet, max_nfev=args.max_nfev,
                          max_rounds=args.max_rounds, families=families,
                          n_starts=args.starts)
-    paths = write_outputs(result, outdir, card_path=card_path, report=False)
-    if not args.no_report:
-        from .fit import reference_truth
-        from .report import write_report
-
-        rdir = Path(args.report) if args.report else outdir / "report"
-        try:
-            paths.update(write_report(result, rdir, truth=reference_truth(result.dataset)))
-        except Exception as exc:  # noqa: BLE001 - card and quality.json are on disk already
-            print(f"error: the report could not be written ({type(exc).__name__}: {exc}); "
-                  f"card and quality.json are written", file=sys.stderr)
+    # a report that fails is recorded in quality.json (verdict poor), never loses the card
+    paths = write_outputs(result, outdir, card_path=card_path, report=rdir is not None,
+                          report_dir=rdir)
     q = result.quality
     print(f"fitted {result.dataset.recipe.name} in {result.seconds:.0f} s "
           f"({len(result.program.devices)} devices); family {q['family']}")
@@ -62,7 +71,10 @@ def _fit(args: argparse.Namespace) -> int:
             print(f"  {name:14s} = {p.value:12.6g} (held: {p.note})")
         else:
             print(f"  {name:14s}   not estimated: {p.note}")
-    print(f"  states at the nominal scheme: {result.card.n_states():.4g}")
+    if result.metrics.get("n_states_card_note"):
+        print(f"  states at the nominal scheme: {result.metrics['n_states_card_note']}")
+    else:
+        print(f"  states at the nominal scheme: {result.card.n_states():.4g}")
     for key in ("pulse_r2_median", "pulse_rms_steps_median", "iv_r2_log_median", "iv_r2_median"):
         if key in q:
             print(f"  {key}: {q[key]:.4g}")

@@ -74,12 +74,15 @@ def parse_family(text: str, where: str = "family") -> FamilySpec:
     return FamilySpec(*parts, series=bool(plus))
 
 
-def candidate_families(prog: Program, requested=None) -> list[FamilySpec]:
-    """The families to fit: the recipe's list, else the defaults for the data's kinds."""
+def candidate_families(prog: Program, requested=None,
+                       where: str = "recipe [fit] families") -> list[FamilySpec]:
+    """The families to fit: the requested list (``where`` names its source in error
+    messages: the recipe's ``[fit] families`` or the caller's), else the defaults for the
+    data's kinds."""
     if requested:
         if isinstance(requested, str):
             requested = [requested]
-        return [parse_family(t, f"recipe [fit] families[{i}]") for i, t in enumerate(requested)]
+        return [parse_family(t, f"{where}[{i}]") for i, t in enumerate(requested)]
     has_iv = bool((prog.kind == 0).any())
     return [parse_family(t) for t in (DEFAULT_FAMILIES_IV if has_iv else DEFAULT_FAMILIES_PULSE)]
 

@@ -155,7 +155,7 @@ class FitResult:
             "r2_median": float(np.median([g["r2"] for g in self.groups])) if self.groups else None,
             "family": self.card.family,
             "verdict": (self.quality or {}).get("verdict"),
-            "n_states": self.card.n_states(),
+            "n_states": self.metrics.get("n_states_card", self.card.n_states()),
             "metrics": _jsonable(self.metrics),
             "seconds": self.seconds,
             "paths": {k: str(v) for k, v in self.paths.items()},
@@ -336,6 +336,14 @@ def robust_covariance(model: JointModel, params: lmfit.Parameters,
     np.add.at(score, dev, J * r0[:, None])
     meat = score.T @ score
     cov_rob = bread @ meat @ bread * D / max(D - 1, 1)
+    # a parameter the residuals do not depend on (e.g. v_d when the only depression is a
+    # saturating reset) is not determined: infinite variance, not the 0 of the pseudo-inverse
+    norm = np.linalg.norm(J, axis=0)
+    dead = ~(norm > 1e-9 * max(float(norm.max(initial=0.0)), 1e-300))
+    for cov in (cov_iid, cov_rob):
+        cov[dead, :] = np.nan
+        cov[:, dead] = np.nan
+        cov[dead, dead] = np.inf
     return names, cov_iid, cov_rob
 
 
@@ -515,7 +523,11 @@ def estimate_c2c(steps: dict[str, np.ndarray], x_lo: float = 0.02, x_hi: float =
         if dm.sum() >= 20 and pm.sum() >= 10:
             per.append(np.mean(dq[dm] ** 2) + 2 * np.mean(dq[:-1][pm] * dq[1:][pm]))
     per = np.array(per)
-    se2 = np.std(per, ddof=1) / math.sqrt(per.size) if per.size > 2 else math.nan
+    if per.size > 2:
+        se2 = np.std(per, ddof=1) / math.sqrt(per.size)
+    else:  # too few devices for a spread: the pooled terms' standard error (never NaN)
+        terms = np.r_[var_terms, 2.0 * cov_terms]
+        se2 = float(np.std(terms, ddof=1) * math.sqrt(2.0 / max(terms.size - 1, 1)))
     sigma = math.sqrt(max(sig2, 0.0))
     return {"c2c_sigma": sigma, "stderr": se2 / (2 * max(sigma, 1e-12)),
             "raw_q_sd": math.sqrt(var), "read_noise_part": math.sqrt(max(-2 * cov1, 0.0)),
@@ -896,7 +908,9 @@ def fit_program(ds: Dataset, *, progress: bool = True, start: dict | None = None
     t0 = time.time()
     rec = ds.recipe
     prog = build_program(ds)
-    specs = candidate_families(prog, families if families is not None else rec.fit.get("families"))
+    specs = (candidate_families(prog, families, "families (--family)") if families is not None
+             else candidate_families(prog, rec.fit.get("families"),
+                                     f"{rec.path.name} [fit] families"))
     start = {**rec.fit.get("initial", {}), **(start or {})}
     fixed = tuple(fixed) + tuple(rec.fit.get("fixed", ()))
     if n_starts is None:
@@ -1031,9 +1045,10 @@ def _write_text_atomic(path: Path, text: str) -> Path:
 
 
 def write_outputs(result: FitResult, outdir: str | Path, *, card_path: str | Path | None = None,
-                  report: bool = True) -> dict[str, Path]:
+                  report: bool = True, report_dir: str | Path | None = None) -> dict[str, Path]:
     """Write the card JSON and ``quality.json`` beside it, the ngspice ``.lib``, the Verilog-A
-    ``.va`` and the report into ``outdir``.
+    ``.va`` and the report into ``outdir`` (the report into ``report_dir``, default
+    ``outdir/report``).
 
     The card and its quality record are written first; a failure in the ``.lib``/``.va``
     generators or the report is recorded in ``quality.json`` (verdict ``poor`` with the
@@ -1065,8 +1080,9 @@ def write_outputs(result: FitResult, outdir: str | Path, *, card_path: str | Pat
     if report:
         from .report import write_report
 
+        rdir = Path(report_dir) if report_dir is not None else outdir / "report"
         steps.append(("report", lambda: write_report(
-            result, outdir / "report", truth=reference_truth(result.dataset))))
+            result, rdir, truth=reference_truth(result.dataset))))
     for key, step in steps:
         try:
             out = step()

@@ -136,6 +136,12 @@ def figures_of_merit(result: "FitResult") -> dict[str, Any]:
     fom["per_area"] = per_area
     fom["on_off_card"] = card.on_off
     fom["n_states_card"] = card.n_states()
+    why = result.statistics.get("held", {}).get("v_p", "")
+    if why.startswith("not identifiable"):
+        # the potentiation kinetics were held at generic start values: a state count (and a
+        # nonlinearity) from them would describe the start values, not the device
+        fom["n_states_card"] = math.nan
+        fom["n_states_card_note"] = f"not estimated: v_p {why}"
     fom["d2d_scale_sigma"] = float(np.std(np.log(s), ddof=1)) if s.size > 1 else math.nan
     # --- nominal-scheme potentiation: states, nonlinearity, ΔG vs area
     seqs = _nominal_trains(result)
@@ -173,7 +179,8 @@ def figures_of_merit(result: "FitResult") -> dict[str, Any]:
         fom["nonlinearity_data"] = float(np.max(np.abs(mean - lin)))
         fom["mean_potentiation_curve"] = mean.tolist()
         fom["n_cycles_nominal"] = len(curves)
-    fom["nonlinearity_card"] = nonlinearity_of_card(card)
+    fom["nonlinearity_card"] = (nonlinearity_of_card(card) if "n_states_card_note" not in fom
+                                else math.nan)
     if card.dynamics == "soft_bounds":
         fom["gamma_p"], fom["gamma_d"] = card.gamma_p, card.gamma_d
     else:
@@ -185,7 +192,8 @@ def figures_of_merit(result: "FitResult") -> dict[str, Any]:
     c2c = result.statistics.get("c2c", {})
     fom["delta_over_mu_raw"] = c2c.get("raw_q_sd", math.nan)
     fom["delta_over_mu_corrected"] = c2c.get("c2c_sigma", math.nan)
-    sim = simulated_delta_over_mu(card)
+    sim = (simulated_delta_over_mu(card) if "n_states_card_note" not in fom
+           else {"delta_over_mu": math.nan})
     fom["delta_over_mu_card"] = sim["delta_over_mu"]
     # --- ΔG per pulse vs area (nominal set pulse, low half of the range)
     m = np.isclose(st["v"], card.scheme.v_set) & (st["x_prev"] >= 0.02) & (st["x_prev"] <= 0.5)

@@ -267,9 +267,19 @@ def verdict(result: "FitResult", thresholds: dict | None = None) -> dict[str, An
         elif not (math.isfinite(p.stderr) and 0 < p.stderr <= th["rel_stderr_max"] * abs(p.value)):
             reasons.append(f"usable: {name} is undetermined by the data (stderr {p.stderr:.3g} "
                            f"vs value {p.value:.4g} {p.unit})")
+    # more free parameters (device scales included) than observations: any "fit" is exact
+    n_obs = int(np.count_nonzero(prog.valid))
+    k = sum(1 for p in result.parameters.values() if p.vary) + max(len(prog.devices) - 1, 0)
+    q["n_observations"], q["n_free"] = n_obs, k
+    if n_obs <= k:
+        reasons.append(f"poor: underdetermined: {k} free parameters (device scales included) "
+                       f"from {n_obs} observations; R² and standard errors mean nothing")
     # state count at the nominal scheme
     n_states = result.metrics.get("n_states_card", math.nan)
-    if not (th["n_states_min"] <= n_states <= th["n_states_max"]):
+    if result.metrics.get("n_states_card_note"):
+        reasons.append(f"info: state count at the nominal scheme "
+                       f"{result.metrics['n_states_card_note']}")
+    elif not (th["n_states_min"] <= n_states <= th["n_states_max"]):
         reasons.append(f"poor: implausible state count {n_states:.3g} at the nominal scheme "
                        f"(outside [{th['n_states_min']:g}, {th['n_states_max']:g}])")
     if not result.statistics.get("success", True):
