@@ -217,6 +217,12 @@ def verdict(result: "FitResult", thresholds: dict | None = None) -> dict[str, An
                                f"{th['part_r2_floor']} (worst {q['iv_branches'][worst]}: "
                                f"{vals[worst]:.3f})")
     if has_pulse:
+        m = prog.kind == 1
+        noise = read_noise(prog.y[m]) if m.sum() > 4 else math.nan
+        if math.isfinite(noise) and np.ptp(prog.y[m]) <= 5 * max(noise, 1e-300):
+            reasons.append(f"poor: the pulse reads do not change beyond their noise (range "
+                           f"{np.ptp(prog.y[m]):.3g} S, noise {noise:.3g} S): a stuck or dead "
+                           f"device, or pulses that do not switch it")
         r2 = np.asarray(q["pulse_r2_per_cycle"], float)
         q["pulse_r2_median"] = _median(r2)
         q["pulse_rms_steps_median"] = _median(q["pulse_rms_steps_per_cycle"])
@@ -262,8 +268,9 @@ def verdict(result: "FitResult", thresholds: dict | None = None) -> dict[str, An
         tol = th["bound_tol"] * (hi_t - lo_t)
         if v_t <= lo_t + tol or v_t >= hi_t - tol:
             side = "lower" if v_t <= lo_t + tol else "upper"
-            reasons.append(f"usable: {name} = {p.value:.4g} {p.unit} is at its {side} bound "
-                           f"[{lo:g}, {hi:g}]: the family cannot place it inside")
+            reasons.append(f"usable: {name} = {p.value:.4g} {p.unit} is at the {side} end of "
+                           f"the card's range [{lo:g}, {hi:g}]: the family (or that range) "
+                           f"cannot place it inside")
         elif not (math.isfinite(p.stderr) and 0 < p.stderr <= th["rel_stderr_max"] * abs(p.value)):
             reasons.append(f"usable: {name} is undetermined by the data (stderr {p.stderr:.3g} "
                            f"vs value {p.value:.4g} {p.unit})")

@@ -176,3 +176,20 @@ def test_c2c_from_two_devices_has_a_finite_stderr(tmp_path):
     r = fit_program(load_dataset(write_pulses(tmp_path / "d", rows)), **FAST)
     p = r.parameters["c2c_sigma"]
     assert p.vary and math.isfinite(p.value) and 0 < p.stderr < math.inf
+
+
+def test_dead_device_is_poor_because_the_reads_do_not_change(tmp_path):
+    """Every read the same conductance (a stuck cell) up to 0.5 % read noise: poor, and the
+    reason says that the reads do not change (not only an absurd R²)."""
+    d = tmp_path / "dead"
+    rows = ramp()
+    write_pulses(d, rows)
+    rng = np.random.default_rng(5)
+    lines = (d / "pulses.csv").read_text().splitlines()
+    out = [lines[0]] + [",".join(ln.split(",")[:-1] + [f"{2e-6 * (1 + 0.005 * rng.standard_normal()):.8e}"])
+                        for ln in lines[1:]]
+    (d / "pulses.csv").write_text("\n".join(out) + "\n")
+    r = fit_program(load_dataset(d), **FAST)
+    assert r.quality["verdict"] == "poor"
+    assert any("do not change beyond their noise" in x for x in r.quality["reasons"]), \
+        r.quality["reasons"]
