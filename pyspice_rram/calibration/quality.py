@@ -76,6 +76,7 @@ def part_statistics(result: "FitResult") -> dict[str, Any]:
     out: dict[str, Any] = {"iv_branches": [], "iv_r2_per_branch": [], "iv_r2_log_per_branch": [],
                            "iv_branch_polarity": [], "pulse_cycle_polarity": [],
                            "pulse_r2_per_ramp": [], "pulse_ramp_polarity": [],
+                           "pulse_range_over_noise_per_cycle": [],
                            "pulse_cycles": [], "pulse_r2_per_cycle": [],
                            "pulse_rms_steps_per_cycle": [], "pulse_noise_steps_per_cycle": [],
                            "pulse_misfit_steps_per_cycle": [], "pulse_misfit_range_per_cycle": []}
@@ -111,6 +112,8 @@ def part_statistics(result: "FitResult") -> dict[str, Any]:
                 res = y - f
                 rms = math.sqrt(float(np.mean(res ** 2)))
                 noise = read_noise(y)
+                out["pulse_range_over_noise_per_cycle"].append(
+                    float(np.ptp(y)) / noise if noise > 0 else math.inf)
                 misfit = math.sqrt(max(rms ** 2 - noise ** 2, 0.0))
                 _ramps(prog, m, y, f, out)
                 out["pulse_cycles"].append(f"{label}#c{c}")
@@ -217,12 +220,11 @@ def verdict(result: "FitResult", thresholds: dict | None = None) -> dict[str, An
                                f"{th['part_r2_floor']} (worst {q['iv_branches'][worst]}: "
                                f"{vals[worst]:.3f})")
     if has_pulse:
-        m = prog.kind == 1
-        noise = read_noise(prog.y[m]) if m.sum() > 4 else math.nan
-        if math.isfinite(noise) and np.ptp(prog.y[m]) <= 5 * max(noise, 1e-300):
-            reasons.append(f"poor: the pulse reads do not change beyond their noise (range "
-                           f"{np.ptp(prog.y[m]):.3g} S, noise {noise:.3g} S): a stuck or dead "
-                           f"device, or pulses that do not switch it")
+        snr = _median(q["pulse_range_over_noise_per_cycle"])
+        if math.isfinite(snr) and snr <= 5:
+            reasons.append(f"poor: the pulse reads do not change beyond their noise (median "
+                           f"range / read noise per cycle {snr:.2g}): a stuck or dead device, "
+                           f"or pulses that do not switch it")
         r2 = np.asarray(q["pulse_r2_per_cycle"], float)
         q["pulse_r2_median"] = _median(r2)
         q["pulse_rms_steps_median"] = _median(q["pulse_rms_steps_per_cycle"])

@@ -64,12 +64,13 @@ def main() -> int:
     body = md.split("\n", 1)[1].replace("\n## ", "\n### ")
     text = CAL_DOC.read_text()
     head = text.split("## 4. The reference fit")[0]
+    tail = ("\n## 5." + text.split("\n## 5.", 1)[1]) if "\n## 5." in text else ""
     CAL_DOC.write_text(
         head + "## 4. The reference fit\n\n"
         f"`pyspice-rram fit calibration/motiox-reference` (full data set, {wall:.0f} s wall time "
         "on the 2 shared cores of the development machine; regenerate with "
         "`.venv/bin/python docs/figures/calibration/make_figures.py`). The data are SYNTHETIC, "
-        "so the generating card is known: the table compares with it.\n" + body)
+        "so the generating card is known: the table compares with it.\n" + body + tail)
     # device-model.md: only the section at its end
     dev = DEV_DOC.read_text()
     if SECTION in dev:
