@@ -113,7 +113,8 @@ def part_statistics(result: "FitResult") -> dict[str, Any]:
                 rms = math.sqrt(float(np.mean(res ** 2)))
                 noise = read_noise(y)
                 out["pulse_range_over_noise_per_cycle"].append(
-                    float(np.ptp(y)) / noise if noise > 0 else math.inf)
+                    float(np.ptp(y)) / noise if noise > 0 else math.nan)
+                noise = noise if math.isfinite(noise) else 0.0  # unknown: all misfit
                 misfit = math.sqrt(max(rms ** 2 - noise ** 2, 0.0))
                 _ramps(prog, m, y, f, out)
                 out["pulse_cycles"].append(f"{label}#c{c}")
@@ -134,12 +135,13 @@ def read_noise(y: np.ndarray) -> float:
     """RMS read noise of a smooth response: ``y`` minus its centred moving average over
     ``w = max(5, n / 40)`` reads, scaled by ``sqrt(w / (w - 1))`` (the average contains the
     read itself). A model-free yardstick: short-range correlated noise (digitised or
-    filtered data) is counted as noise, a trend over tens of reads is not."""
+    filtered data) is counted as noise, a trend over tens of reads is not. NaN for fewer than
+    ``2 w`` reads."""
     y = np.asarray(y, float)
     n = y.size
     w = max(5, n // 40)
-    if n < 2 * w:
-        return math.sqrt(float(np.mean(np.diff(y) ** 2)) / 2.0) if n > 2 else math.nan
+    if n < 2 * w:  # too few reads to tell noise from the response
+        return math.nan
     kernel = np.ones(w) / w
     smooth = np.convolve(y, kernel, mode="valid")
     lo = (w - 1) // 2
