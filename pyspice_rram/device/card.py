@@ -256,6 +256,16 @@ class ModelCard:
         """True for the Mo/TiOx equations (sinh/threshold/linear, no series resistance)."""
         return self.family == "sinh/threshold/linear" and self.r_series == 0.0
 
+    def require_default_family(self, what: str) -> None:
+        """Raise ``ValueError`` when ``what`` (a layer that implements only the Mo/TiOx
+        equations: the network's device model, the tile surrogate) is given a card of another
+        family, instead of silently reading parameters the family does not use."""
+        if not self.is_default_family:
+            extra = f", r_series {self.r_series:g} Ohm" if self.r_series > 0 else ""
+            raise ValueError(f"{what} implements the sinh/threshold/linear (Mo/TiOx) cell "
+                             f"without series resistance; card {self.name!r} is "
+                             f"{self.family}{extra}")
+
     def equation_parameters(self) -> tuple[str, ...]:
         """Names of the parameters the family's equations use (``r_series`` when > 0)."""
         names = (FAMILY_PARAMETERS["common"] + FAMILY_PARAMETERS[self.read_model]

@@ -106,6 +106,8 @@ class DeviceSpec:
         scales G_min and G_max together) and ``g_max()/g_min()``; keyword ``overrides``
         win.
         """
+        if hasattr(card, "require_default_family"):
+            card.require_default_family("the network's device model (DeviceSpec.from_card)")
         vals = dict(n_states=float(card.n_states()), beta_p=float(card.beta_p),
                     beta_d=float(card.beta_d), c2c=card.statistic("c2c_sigma"),
                     d2d_area=card.statistic("d2d_g_sigma"),

@@ -222,6 +222,7 @@ class SurrogateBackend(VMMBackend):
         self.on_invalid = on_invalid
         self.second_order = bool(second_order)
         self.terms = TERMS if self.second_order else ("dh",)
+        self.card.require_default_family("the tile surrogate backend")
         self.law = CellLaw(v_nl=float(self.card.v_nl),
                            v_eff=surrogate.v_eff_frac * float(surrogate.validity.get(
                                "v_max", self.v_read)))

@@ -139,6 +139,7 @@ class DataSpec:
 # --------------------------------------------------------------------------- sampling
 def state_grid(card: ModelCard) -> np.ndarray:
     """The card's programmable states: ``x(n)`` after ``n = 0..N`` nominal pulses."""
+    card.require_default_family("the surrogate data generator")
     n_states = card.n_states()
     N = int(max(1, round(n_states))) if math.isfinite(n_states) else 50
     n = np.arange(N + 1)

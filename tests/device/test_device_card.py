@@ -121,3 +121,14 @@ def test_load_refuses_a_card_missing_a_parameter_of_its_family(tmp_path):
     del data["gamma_p"], data["n_f"]
     (tmp_path / "ok.json").write_text(json.dumps(data))
     assert ModelCard.load(tmp_path / "ok.json").v_nl == ModelCard().v_nl
+
+
+def test_layers_of_the_default_family_refuse_other_families():
+    """The network's device model reads beta_p/n_states of the threshold dynamics: a
+    soft-bounds card must be refused with the family named, not mapped silently."""
+    from pyspice_rram.network.cells import DeviceSpec
+
+    card = ModelCard(dynamics="soft_bounds", g_map="log", name="gong")
+    with pytest.raises(ValueError, match="soft_bounds"):
+        DeviceSpec.from_card(card)
+    assert DeviceSpec.from_card(ModelCard()).n_states >= 1
