@@ -534,6 +534,27 @@ def estimate_c2c(steps: dict[str, np.ndarray], x_lo: float = 0.02, x_hi: float =
             "n": int(m.sum()), "n_devices": int(per.size)}
 
 
+def c2c_replica_check(prog: Program, card: ModelCard, scales: np.ndarray, nuis: Nuisance,
+                      rng: int = 2) -> dict:
+    """Does the δ/μ estimator recover its own answer on these data? A replica of the data
+    set is simulated from the fitted card with its ``c2c_sigma`` (same program, device
+    scales and shifts, the recipe's read noise) and δ/μ is estimated again. The ratio
+    ``replica / fitted`` is 1 for an unbiased estimator; far from 1, the estimate is not to be
+    trusted on data of this kind (few steps per cycle, large steps, a strongly curved map).
+    """
+    try:
+        dp, dd = nuis.shifts
+        x = simulate_states(prog, card, g_scale=scales, dv_p=dp, dv_d=dd, c2c=True, rng=rng)
+        y = predict(prog, card, x, scales)
+        y = y + prog.sigma * np.random.default_rng(rng + 1).standard_normal(y.size)
+        rep = Program(**{**prog.__dict__, "y": y})
+        est = estimate_c2c(pulse_steps(rep, card, scales))["c2c_sigma"]
+    except (ValueError, FloatingPointError) as exc:  # a check, never a reason to lose a fit
+        return {"error": str(exc)}
+    ratio = est / card.c2c_sigma if card.c2c_sigma else math.nan
+    return {"input": card.c2c_sigma, "replica_estimate": est, "ratio": ratio}
+
+
 def estimate_d2d_v(prog: Program, card: ModelCard, nuis: Nuisance, sigma: np.ndarray,
                    rng: int = 1) -> dict:
     """``d2d_v_sigma`` from the per-device shifts of the conditional fit minus the variance
@@ -816,6 +837,7 @@ def _fit_family(ds: Dataset, prog: Program, spec: FamilySpec, *, bar, start: dic
             ests["c2c_sigma"] = ParameterEstimate("c2c_sigma", c2c["c2c_sigma"], c2c["stderr"],
                                                   unit="1", note="δ/μ of ΔG per pulse, read noise removed")
             card = card.replace(c2c_sigma=float(np.clip(c2c["c2c_sigma"], 0, 3)))
+            stats["c2c_replica"] = c2c_replica_check(prog, card, scales, nuis)
         else:
             ests["c2c_sigma"].note = ("needs potentiation pulses over at least two cycles "
                                       f"(data: {n_cycles} cycle(s), {c2c['n']} usable steps)")

@@ -32,7 +32,9 @@ misses the ``good`` thresholds, a branch or cycle falls far below them, a varied
 ends on a bound, or one is undetermined (relative standard error > 1), or the misfit
 exceeds ``rms_steps_good`` state steps. Statistics the data
 cannot give (``c2c_sigma`` from fewer than two cycles, device-to-device spread from one
-device per area) are listed as *not estimated*; that alone does not lower the verdict.
+device per area) are listed as *not estimated*; that alone does not lower the verdict. A
+``c2c_sigma`` that a replica simulated from the fitted card does not re-estimate within
+25 % (:func:`pyspice_rram.calibration.fit.c2c_replica_check`) makes the fit ``usable``.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ THRESHOLDS = {
     "rms_steps_good": 8.0, "misfit_range_poor": 0.10,
     "part_r2_floor": 0.5,
     "n_states_min": 2.0, "n_states_max": 1e5,
-    "bound_tol": 1e-3, "rel_stderr_max": 1.0,
+    "bound_tol": 1e-3, "rel_stderr_max": 1.0, "c2c_replica_tol": 0.25,
 }
 
 
@@ -301,6 +303,12 @@ def verdict(result: "FitResult", thresholds: dict | None = None) -> dict[str, An
         reasons.append(f"usable: cycle-to-cycle δ/μ {c2c:.3g} exceeds the card's range (stored "
                        f"clipped at {PARAMETER_INFO['c2c_sigma'][1]:g}): the mean change per "
                        f"pulse is below the read resolution")
+    rep = result.statistics.get("c2c_replica", {})
+    ratio = rep.get("ratio", math.nan)
+    if math.isfinite(ratio) and abs(ratio - 1.0) > th["c2c_replica_tol"]:
+        reasons.append(f"usable: c2c_sigma is not reliable on these data: a replica simulated "
+                       f"from the fitted card with δ/μ = {rep['input']:.3g} re-estimates "
+                       f"{rep['replica_estimate']:.3g}")
     for name in result.card.not_estimated:
         why = result.parameters[name].note if name in result.parameters else ""
         reasons.append(f"info: {name} not estimated ({why})")
