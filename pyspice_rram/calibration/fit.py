@@ -1053,6 +1053,8 @@ def quality_record(result: FitResult) -> dict[str, Any]:
                            "vary": p.vary, "note": p.note}
                        for k, p in result.parameters.items()},
         "correlations": result.statistics.get("correlations", {}),
+        "c2c_estimate": result.statistics.get("c2c", {}),
+        "c2c_replica": result.statistics.get("c2c_replica", {}),
         "dataset": result.dataset.recipe.name, "dataset_sha256": result.dataset.sha256,
         "synthetic_dataset": result.dataset.recipe.synthetic,
         "seconds": round(result.seconds, 1),
