@@ -1,0 +1,142 @@
+"""Safe outputs of the circuit and surrogate commands: a lock file per output, no silent
+overwrite, signals that unwind (so temporary files are removed), readable HDF5 errors.
+
+* :class:`OutputLock` -- ``<output>.lock`` created with ``O_EXCL`` and holding the writer's
+  PID; a second writer to the same output is refused with a message; the lock of a writer
+  that no longer runs (a killed job) is taken over.
+* :func:`check_output` -- an existing output is refused unless ``force`` (overwrite) or
+  ``resume`` (continue) is given.
+* :func:`signals_unwind` -- SIGTERM (and SIGHUP) raise :class:`Interrupted` in the main
+  thread, as SIGINT raises ``KeyboardInterrupt``, so ``finally`` blocks and temporary
+  directories are cleaned up.
+* :func:`open_h5` -- ``h5py.File`` whose errors name the file (not an HDF5 file, truncated,
+  missing) as a one-line ``ValueError`` / ``FileNotFoundError``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+from pathlib import Path
+from typing import Iterator
+
+
+class OutputLocked(ValueError):
+    """Another running process writes the same output."""
+
+
+class OutputExists(ValueError):
+    """The output exists and neither ``--force`` nor ``--resume`` was given."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM / SIGHUP received (handled like SIGINT)."""
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by another user
+        return True
+    return True
+
+
+class OutputLock:
+    """Exclusive lock ``<path>.lock`` (holds the PID) for writing ``path``.
+
+    Use as a context manager; the lock file is removed on exit. A lock whose PID no longer
+    runs is stale and is taken over.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.lock = self.path.with_name(self.path.name + ".lock")
+        self._held = False
+
+    def acquire(self) -> "OutputLock":
+        self.lock.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(3):
+            try:
+                fd = os.open(self.lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                try:
+                    pid = int(self.lock.read_text().strip() or "0")
+                except (OSError, ValueError):
+                    pid = 0
+                if pid and _alive(pid) and pid != os.getpid():
+                    raise OutputLocked(
+                        f"{self.path} is being written by another process (PID {pid}, lock "
+                        f"file {self.lock}); wait for it or choose another -o/--output"
+                    ) from None
+                # stale lock of a dead writer (or unreadable): take it over
+                with contextlib.suppress(FileNotFoundError):
+                    self.lock.unlink()
+                continue
+            with os.fdopen(fd, "w") as fh:
+                fh.write(f"{os.getpid()}\n")
+            self._held = True
+            return self
+        raise OutputLocked(f"could not take the lock file {self.lock} of {self.path}")
+
+    def release(self) -> None:
+        if self._held:
+            with contextlib.suppress(FileNotFoundError):
+                self.lock.unlink()
+            self._held = False
+
+    def __enter__(self) -> "OutputLock":
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def check_output(path: str | Path, *, force: bool = False, resume: bool = False,
+                 option: str = "-o/--output") -> bool:
+    """Refuse an existing ``path`` unless ``force`` or ``resume``; returns whether it exists."""
+    p = Path(path)
+    if p.exists() and not (force or resume):
+        raise OutputExists(f"{option} {p} exists: give --force to overwrite it"
+                           + (" or --resume to continue it" if resume is not None else ""))
+    return p.exists()
+
+
+@contextlib.contextmanager
+def signals_unwind() -> Iterator[None]:
+    """Within the block, SIGTERM and SIGHUP raise :class:`Interrupted` (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):  # noqa: ARG001
+        raise Interrupted(f"signal {signal.Signals(signum).name}")
+
+    old = {}
+    for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+        if sig is not None:
+            old[sig] = signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        for sig, h in old.items():
+            signal.signal(sig, h)
+
+
+def open_h5(path: str | Path, mode: str = "r", *, what: str = "HDF5 file"):
+    """``h5py.File(path, mode)`` with one-line errors that name the file and ``what``."""
+    import h5py
+
+    p = Path(path)
+    if mode == "r" and not p.is_file():
+        raise FileNotFoundError(f"{what} {p} not found")
+    try:
+        return h5py.File(p, mode)
+    except OSError as exc:
+        msg = str(exc).split("(", 1)[-1].rstrip(")") if "(" in str(exc) else str(exc)
+        raise ValueError(f"{p}: not a readable HDF5 file ({msg}); expected a {what}") from None
