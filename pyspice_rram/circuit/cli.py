@@ -80,7 +80,13 @@ def _floats(text: str, option: str = "") -> list[float]:
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter,
                     argparse.RawDescriptionHelpFormatter):
-    """``--help`` shows every option's default and keeps the description's layout."""
+    """``--help`` shows every option's default and keeps the description's layout (unset
+    optional values and off switches show no ``(default: None/False)``)."""
+
+    def _get_help_string(self, action):
+        if action.default in (None, False):
+            return action.help
+        return super()._get_help_string(action)
 
 
 def add_output(p: argparse.ArgumentParser, help: str, **kw) -> None:

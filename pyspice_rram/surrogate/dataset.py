@@ -138,7 +138,7 @@ class DataSpec:
 
 # --------------------------------------------------------------------------- sampling
 def card_data_json(card_json: str | bytes) -> str:
-    """A stored card's JSON without its ``provenance`` (timestamps, tool version), keys
+    """A stored card's JSON with its ``provenance`` (timestamps, tool version) emptied, keys
     sorted: what identifies the card's data."""
     if isinstance(card_json, bytes):
         card_json = card_json.decode()
@@ -146,7 +146,7 @@ def card_data_json(card_json: str | bytes) -> str:
         return ""
     d = json.loads(card_json)
     if isinstance(d, dict):
-        d.pop("provenance", None)
+        d["provenance"] = {}     # (stored cards without provenance hash as before)
     return json.dumps(d, sort_keys=True)
 
 
