@@ -4,12 +4,17 @@ Subcommands::
 
     xbar solve   --card CARD.json --weights W.npy [--inputs A.npy] [--tile 64] [--r-wire 1]
                  [--solver ngspice|mna|both] [--direction forward|transposed]
-                 [--workers N] [--scheduler tcp://host:8786] [--out results.h5]
-    xbar sweep   --card CARD.json [--weights W.npy] --sizes 16,32,64,128 --r-wires 0.5,1,2.5,5
-                 --figure error.png
-    xbar update  --card CARD.json [--out DIR]          parallel-update transient (8x8)
-    xbar netlist --card CARD.json --size 8 --out tile.cir   write one tile's netlist
-    xbar demo    --card CARD.json --out DIR            the main job's circuit step
+                 [--workers N] [--scheduler tcp://host:8786] [-o results.h5]
+                 [--force | --resume]
+    xbar sweep   --card CARD.json [--weights W.npy] --tile 16,32,64,128 --r-wires 0.5,1,2.5,5
+                 -o error.png
+    xbar update  --card CARD.json [-o DIR]             parallel-update transient (8x8)
+    xbar netlist --card CARD.json --tile 8 -o tile.cir write one tile's netlist
+    xbar demo    --card CARD.json -o DIR               the main job's circuit step
+
+Options: -o/--output (alias --out), -q/--quiet (alias --no-progress), --tile (aliases
+--size, --sizes), --force (overwrite an existing output; ngspice tiles above 512x512),
+--resume (continue an interrupted solve: tiles are stored as they finish).
 
 Weights: ``.npy``, ``.npz`` (``file.npz:key``), ``.csv``/``.txt``, or HDF5
 ``file.h5:dataset``; shape (n_in, n_out). Inputs are activations in [-1, 1] of shape

@@ -159,6 +159,13 @@ def test_interrupted_solve_keeps_tiles_and_resumes(tmp_path, weights, capsys, mo
         assert f.attrs["complete"]
 
 
+def test_worker_pool_stores_the_same_tiles(tmp_path, weights, capsys):
+    ref, out = tmp_path / "ref.h5", tmp_path / "pool.h5"
+    assert run(solve_argv(tmp_path, ref), capsys)[0] == 0
+    assert run(solve_argv(tmp_path, out, "--workers", "2"), capsys)[0] == 0
+    assert_same_outputs(out, ref)
+
+
 def test_resume_with_other_inputs_refused(tmp_path, weights, capsys, monkeypatch):
     out = tmp_path / "r.h5"
     monkeypatch.setattr(xcli, "_AFTER_TILE",
