@@ -180,7 +180,7 @@ def _resume_tiles(path: Path, meta: dict, tasks: list, solvers: list[str]) -> li
 
 def cmd_solve(args) -> int:
     from .mapping import encode_inputs
-    from .safeio import OutputLock, check_output, signals_unwind
+    from .safeio import OutputLock, check_output, ngspice_errors_as_one_line, signals_unwind
 
     W = load_matrix(args.weights)
     layer = _map(args, W, args.tile)
@@ -202,14 +202,14 @@ def cmd_solve(args) -> int:
     if args.resume and not args.out:
         raise ValueError("--resume needs -o/--output (the results file to continue)")
     if not args.out:
-        with signals_unwind():
+        with signals_unwind(), ngspice_errors_as_one_line():
             return _solve(args, layer, a, v, solvers, None)
     out = Path(args.out)
     with OutputLock(out):
         exists = check_output(out, force=args.force, resume=args.resume)
         if exists and args.force and not args.resume:
             out.unlink()
-        with signals_unwind():
+        with signals_unwind(), ngspice_errors_as_one_line():
             return _solve(args, layer, a, v, solvers, out)
 
 

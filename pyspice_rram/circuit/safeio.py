@@ -128,6 +128,32 @@ def signals_unwind() -> Iterator[None]:
             signal.signal(sig, h)
 
 
+class SolverFailed(ValueError):
+    """ngspice failed on a tile: one line naming the kept netlist and its log."""
+
+
+@contextlib.contextmanager
+def ngspice_errors_as_one_line() -> Iterator[None]:
+    """Turn an ngspice failure (:class:`~pyspice_rram.circuit.ngspice_run.NgspiceError`,
+    not a missing ngspice) into :class:`SolverFailed`: its first line, the kept netlist and
+    the ngspice output written beside it as ``.log``."""
+    from .ngspice_run import NgspiceError, NgspiceNotFound
+
+    try:
+        yield
+    except NgspiceNotFound:
+        raise
+    except NgspiceError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        where = ""
+        if exc.netlist_path is not None:
+            log = Path(exc.netlist_path).with_suffix(".log")
+            with contextlib.suppress(OSError):
+                log.write_text(exc.log)
+            where = f"; netlist kept at {exc.netlist_path}, ngspice output at {log}"
+        raise SolverFailed(f"{type(exc).__name__}: {first}{where}") from None
+
+
 def open_h5(path: str | Path, mode: str = "r", *, what: str = "HDF5 file"):
     """``h5py.File(path, mode)`` with one-line errors that name the file and ``what``."""
     import h5py

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 DEFAULT_DATA_CONFIG = "configs/surrogate/data.toml"
@@ -18,19 +19,29 @@ def _card(path: str | None):
 def cmd_data(args: argparse.Namespace) -> int:
     from .dataset import DataSpec
 
-    from ..circuit.safeio import OutputLock, check_output, signals_unwind
+    from ..circuit.safeio import (OutputLock, check_output, ngspice_errors_as_one_line,
+                                  signals_unwind)
 
     spec = DataSpec.load(args.config) if args.config else DataSpec()
     if args.n_items is not None:
         spec.n_items = args.n_items
     out = Path(args.out)
-    with OutputLock(out), signals_unwind():
+    with OutputLock(out), signals_unwind(), ngspice_errors_as_one_line():
         if check_output(out, force=args.force, resume=args.resume):
             if args.force and not args.resume:
                 out.unlink()
             else:
                 _check_data_file(out)
-        return _data(args, spec)
+        try:
+            return _data(args, spec)
+        except KeyboardInterrupt as exc:
+            from .dataset import summary
+
+            n = summary(out)["items"] if out.exists() else 0
+            print(f"pyspice-rram surrogate data: interrupted ({exc or 'SIGINT'}): {n} of "
+                  f"{spec.n_items} tiles kept in {out}; continue with --resume",
+                  file=sys.stderr)
+            return 130
 
 
 def _check_data_file(path: Path) -> None:
@@ -117,7 +128,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     from .check import format_check
 
-    from ..circuit.safeio import check_output, signals_unwind
+    from ..circuit.safeio import check_output, ngspice_errors_as_one_line, signals_unwind
 
     if args.out:
         check_output(args.out, force=args.force, resume=None)
@@ -127,8 +138,13 @@ def cmd_check(args: argparse.Namespace) -> int:
 
         check_tile_size(args.tile, args.tile, force=args.force)
     card = _card(args.card) if args.card else None
-    with signals_unwind():
-        res = _run_check(args, card)
+    try:
+        with signals_unwind(), ngspice_errors_as_one_line():
+            res = _run_check(args, card)
+    except KeyboardInterrupt as exc:
+        print(f"pyspice-rram check: interrupted ({exc or 'SIGINT'}): nothing written",
+              file=sys.stderr)
+        return 130
     print(format_check(res))
     return 0
 

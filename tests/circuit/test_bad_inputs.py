@@ -265,6 +265,69 @@ def test_signal_removes_temporary_netlists(tmp_path, weights, sig):
     assert not (tmp_path / "r.h5.lock").exists()
 
 
+_REJECTING_NGSPICE = """#!/bin/sh
+if [ "$1" = "-v" ]; then echo "ngspice-46 : fake"; exit 0; fi
+echo "Error: unknown subckt: xcell0_0"
+exit 1
+"""
+
+
+def test_ngspice_failure_is_one_line_with_kept_netlist_and_log(tmp_path, weights):
+    fake = tmp_path / "bad_ngspice"
+    fake.write_text(_REJECTING_NGSPICE)
+    fake.chmod(0o755)
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TMPDIR=str(tmp_path),
+               PYSPICE_RRAM_NGSPICE=str(fake))
+    r = subprocess.run([sys.executable, "-m", "pyspice_rram.cli",
+                        *map(str, solve_argv(tmp_path, tmp_path / "r.h5", solver="ngspice"))],
+                       env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    err = r.stderr.strip()
+    assert len(err.splitlines()) == 1 and "NgspiceNetlistError" in err
+    cir = Path(err.split("netlist kept at ")[1].split(",")[0])
+    log = Path(err.split("ngspice output at ")[1])
+    assert cir.read_text().rstrip().endswith(".end")
+    assert "unknown subckt" in log.read_text()
+
+
+def _data_config(tmp_path, n_items=3) -> Path:
+    p = tmp_path / "data.json"
+    p.write_text(json.dumps({"n_items": n_items, "sizes": [8], "n_vectors": 2,
+                             "seed": 4}))
+    return p
+
+
+def test_surrogate_data_interrupted_keeps_items_and_resumes(tmp_path, capsys, monkeypatch):
+    from pyspice_rram.surrogate import dataset
+
+    cfg = _data_config(tmp_path)
+    ref, out = tmp_path / "ref.h5", tmp_path / "d.h5"
+    argv = ["surrogate", "data", "--config", cfg, "--workers", "1", "-q", "-o"]
+    assert run(argv + [ref], capsys)[0] == 0
+    real, calls = dataset.solve_item, []
+
+    def flaky(*a, **kw):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*a, **kw)
+
+    monkeypatch.setattr(dataset, "solve_item", flaky)
+    rc, _, err = run(argv + [out], capsys)
+    assert rc == 130 and "1 of 3 tiles kept" in err and "--resume" in err
+    monkeypatch.setattr(dataset, "solve_item", real)
+    before = out.read_bytes()
+    rc, _, err = run(argv + [out], capsys)              # without --resume: refused
+    assert rc == 1 and str(out) in err and out.read_bytes() == before
+    assert run(argv + [out, "--resume"], capsys)[0] == 0
+    recs = {(r.index, r.direction): r for r in dataset.iter_records(out)}
+    assert len(recs) == 6
+    for r in dataset.iter_records(ref):
+        np.testing.assert_allclose(recs[r.index, r.direction].i_out, r.i_out, rtol=1e-12)
+    from pyspice_rram.surrogate.fit import data_hash
+    assert data_hash(out) == data_hash(ref)     # same data, other wall times: same hash
+
+
 # ------------------------------------------------------------------ 4. foreign files, ngspice
 def _foreign(tmp_path, kind) -> Path:
     p = tmp_path / f"{kind}.h5"
