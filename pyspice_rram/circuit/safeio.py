@@ -1,9 +1,10 @@
 """Safe outputs of the circuit and surrogate commands: a lock file per output, no silent
 overwrite, signals that unwind (so temporary files are removed), readable HDF5 errors.
 
-* :class:`OutputLock` -- ``<output>.lock`` created with ``O_EXCL`` and holding the writer's
-  PID; a second writer to the same output is refused with a message; the lock of a writer
-  that no longer runs (a killed job) is taken over.
+* :class:`OutputLock` -- ``<output>.lock`` holding the writer's PID and locked with
+  ``flock`` (``O_EXCL`` where there is no ``fcntl``); a second writer to the same output is
+  refused with a message; the lock of a writer that no longer runs (a killed job) is taken
+  over.
 * :func:`check_output` -- an existing output is refused unless ``force`` (overwrite) or
   ``resume`` (continue) is given.
 * :func:`signals_unwind` -- SIGTERM (and SIGHUP) raise :class:`Interrupted` in the main
@@ -50,17 +51,55 @@ def _alive(pid: int) -> bool:
 class OutputLock:
     """Exclusive lock ``<path>.lock`` (holds the PID) for writing ``path``.
 
-    Use as a context manager; the lock file is removed on exit. A lock whose PID no longer
-    runs is stale and is taken over.
+    Use as a context manager; the lock file is removed on exit. On POSIX the lock is an
+    ``flock`` on the lock file, which the kernel releases when its holder dies, so the lock
+    file of a killed writer is stale and is taken over (whatever PID it names); the PID is
+    only there for the message. Without ``fcntl`` the lock file is created with ``O_EXCL``
+    and a lock whose PID no longer runs is taken over.
     """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.lock = self.path.with_name(self.path.name + ".lock")
+        self._fd: int | None = None
         self._held = False
+
+    def _refuse(self, pid: int) -> OutputLocked:
+        return OutputLocked(
+            f"{self.path} is being written by another process (PID {pid or '?'}, lock file "
+            f"{self.lock}); wait for it or choose another -o/--output")
 
     def acquire(self) -> "OutputLock":
         self.lock.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - not POSIX
+            return self._acquire_excl()
+        for _ in range(20):
+            fd = os.open(self.lock, os.O_CREAT | os.O_RDWR, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                try:
+                    pid = int(os.read(fd, 32).decode().strip() or "0")
+                except ValueError:
+                    pid = 0
+                os.close(fd)
+                raise self._refuse(pid) from None
+            try:  # the file locked must still be the lock file (not one just released)
+                same = os.stat(self.lock).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if not same:
+                os.close(fd)
+                continue
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+            self._fd, self._held = fd, True
+            return self
+        raise OutputLocked(f"could not take the lock file {self.lock} of {self.path}")
+
+    def _acquire_excl(self) -> "OutputLock":  # pragma: no cover - not POSIX
         for _ in range(3):
             try:
                 fd = os.open(self.lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -70,13 +109,9 @@ class OutputLock:
                 except (OSError, ValueError):
                     pid = 0
                 if pid and _alive(pid) and pid != os.getpid():
-                    raise OutputLocked(
-                        f"{self.path} is being written by another process (PID {pid}, lock "
-                        f"file {self.lock}); wait for it or choose another -o/--output"
-                    ) from None
-                # stale lock of a dead writer (or unreadable): take it over
+                    raise self._refuse(pid) from None
                 with contextlib.suppress(FileNotFoundError):
-                    self.lock.unlink()
+                    self.lock.unlink()      # stale lock of a dead writer: take it over
                 continue
             with os.fdopen(fd, "w") as fh:
                 fh.write(f"{os.getpid()}\n")
@@ -88,6 +123,9 @@ class OutputLock:
         if self._held:
             with contextlib.suppress(FileNotFoundError):
                 self.lock.unlink()
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
             self._held = False
 
     def __enter__(self) -> "OutputLock":

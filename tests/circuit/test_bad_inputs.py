@@ -67,9 +67,12 @@ def _dead_pid() -> int:
 # ------------------------------------------------------------------ 1. lock, no overwrite
 def test_second_writer_refused_while_first_holds_the_lock(tmp_path, weights, capsys):
     out = tmp_path / "same.h5"
-    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    code = ("import sys, time; from pyspice_rram.circuit.safeio import OutputLock; "
+            "OutputLock(sys.argv[1]).acquire(); print('held', flush=True); time.sleep(30)")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(out)], stdout=subprocess.PIPE,
+                              text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
     try:
-        (tmp_path / "same.h5.lock").write_text(f"{holder.pid}\n")
+        assert holder.stdout.readline().strip() == "held"
         rc, _, err = run(solve_argv(tmp_path, out), capsys)
     finally:
         holder.kill()
@@ -101,9 +104,11 @@ def test_two_solves_at_once_one_refused(tmp_path, weights):
     assert len(load_results(out)) == 18 and not (tmp_path / "same.h5.lock").exists()
 
 
-def test_stale_lock_of_a_dead_writer_is_taken_over(tmp_path, weights, capsys):
+@pytest.mark.parametrize("pid", ["dead", "live-but-not-holding"])
+def test_stale_lock_of_a_dead_writer_is_taken_over(tmp_path, weights, capsys, pid):
+    """A lock file left by a killed writer (its PID dead, or reused by another process)."""
     out = tmp_path / "r.h5"
-    (tmp_path / "r.h5.lock").write_text(f"{_dead_pid()}\n")
+    (tmp_path / "r.h5.lock").write_text(f"{_dead_pid() if pid == 'dead' else os.getppid()}\n")
     rc, text, _ = run(solve_argv(tmp_path, out), capsys)
     assert rc == 0 and "results written" in text
     assert not (tmp_path / "r.h5.lock").exists()
