@@ -345,7 +345,7 @@ def cmd_update(args) -> int:
     card = _card(args)
     if card is None:
         raise ValueError("the update check needs a model card (dynamic cells)")
-    from .safeio import check_output
+    from .safeio import atomic_write_text, check_output
 
     out = Path(args.out)
     check_output(out / "update.json", force=args.force, resume=None)
@@ -353,7 +353,7 @@ def cmd_update(args) -> int:
     res = update_check(card, x, d, r_wire=args.r_wire, r_driver=args.r_driver)
     out.mkdir(parents=True, exist_ok=True)
     plot_update(res, out / "update.png")
-    (out / "update.json").write_text(json.dumps(res.metrics, indent=2) + "\n")
+    atomic_write_text(out / "update.json", json.dumps(res.metrics, indent=2) + "\n")
     for k, v in res.metrics.items():
         print(f"  {k:24s} {v:.4g}")
     print(f"figure and metrics written to {out}")
@@ -364,7 +364,7 @@ def cmd_netlist(args) -> int:
     from .netlist import tile_netlist
     from .tile import Tile
 
-    from .safeio import check_output
+    from .safeio import atomic_write_text, check_output
 
     check_output(args.out, force=args.force, resume=None)
     card = _card(args)
@@ -377,7 +377,7 @@ def cmd_netlist(args) -> int:
     else:
         tile = Tile.random(args.size, args.size, rng=rng, card=card, **par)
     v = rng.uniform(0, 0.2, (args.n_vectors, args.size))
-    Path(args.out).write_text(tile_netlist(tile, v, args.direction))
+    atomic_write_text(args.out, tile_netlist(tile, v, args.direction))
     print(f"netlist written to {args.out} (run: ngspice -b {args.out})")
     return 0
 

@@ -192,6 +192,25 @@ def ngspice_errors_as_one_line() -> Iterator[None]:
         raise SolverFailed(f"{type(exc).__name__}: {first}{where}") from None
 
 
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write ``text`` to ``path`` through a temporary file in the same directory and a
+    rename: a reader (or a crash) never sees half a file."""
+    import tempfile
+
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, p)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return p
+
+
 def open_h5(path: str | Path, mode: str = "r", *, what: str = "HDF5 file"):
     """``h5py.File(path, mode)`` with one-line errors that name the file and ``what``."""
     import h5py

@@ -377,6 +377,17 @@ def test_foreign_or_truncated_hdf5(tmp_path, capsys, kind, expect, cmd):
     assert p.read_bytes() == before and not o.exists()
 
 
+@pytest.mark.parametrize("kind,expect", [
+    ("text", "not a readable HDF5 file"), ("truncated", "not a readable HDF5 file"),
+    ("nogroups", "is not a pyspice-rram/circuit-results file")])
+def test_resume_of_a_foreign_file_refused(tmp_path, weights, capsys, kind, expect):
+    p = _foreign(tmp_path, kind)
+    before = p.read_bytes()
+    rc, _, err = run(solve_argv(tmp_path, p, "--resume"), capsys)
+    assert rc == 1 and str(p) in err and expect in err
+    assert p.read_bytes() == before and not (tmp_path / f"{p.name}.lock").exists()
+
+
 def test_missing_ngspice_executable(tmp_path, weights):
     env = dict(os.environ, PYTHONPATH=str(ROOT), PYSPICE_RRAM_NGSPICE=str(tmp_path / "nope"))
     r = subprocess.run([sys.executable, "-m", "pyspice_rram.cli",
