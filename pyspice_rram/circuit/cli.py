@@ -4,12 +4,17 @@ Subcommands::
 
     xbar solve   --card CARD.json --weights W.npy [--inputs A.npy] [--tile 64] [--r-wire 1]
                  [--solver ngspice|mna|both] [--direction forward|transposed]
-                 [--workers N] [--scheduler tcp://host:8786] [--out results.h5]
-    xbar sweep   --card CARD.json [--weights W.npy] --sizes 16,32,64,128 --r-wires 0.5,1,2.5,5
-                 --figure error.png
-    xbar update  --card CARD.json [--out DIR]          parallel-update transient (8x8)
-    xbar netlist --card CARD.json --size 8 --out tile.cir   write one tile's netlist
-    xbar demo    --card CARD.json --out DIR            the main job's circuit step
+                 [--workers N] [--scheduler tcp://host:8786] [-o results.h5]
+                 [--force | --resume]
+    xbar sweep   --card CARD.json [--weights W.npy] --tile 16,32,64,128 --r-wires 0.5,1,2.5,5
+                 -o error.png
+    xbar update  --card CARD.json [-o DIR]             parallel-update transient (8x8)
+    xbar netlist --card CARD.json --tile 8 -o tile.cir write one tile's netlist
+    xbar demo    --card CARD.json -o DIR               the main job's circuit step
+
+Options: -o/--output (alias --out), -q/--quiet (alias --no-progress), --tile (aliases
+--size, --sizes), --force (overwrite an existing output; ngspice tiles above 512x512),
+--resume (continue an interrupted solve: tiles are stored as they finish).
 
 Weights: ``.npy``, ``.npz`` (``file.npz:key``), ``.csv``/``.txt``, or HDF5
 ``file.h5:dataset``; shape (n_in, n_out). Inputs are activations in [-1, 1] of shape
@@ -22,7 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -70,8 +75,38 @@ def _card(args):
     return ModelCard.reference()
 
 
-def _floats(text: str) -> list[float]:
-    return [float(t) for t in text.split(",") if t.strip()]
+def _floats(text: str, option: str = "") -> list[float]:
+    try:
+        return [float(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise ValueError(f"{option or 'list'} {text!r}: expected comma-separated numbers"
+                         ) from None
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter,
+                    argparse.RawDescriptionHelpFormatter):
+    """``--help`` shows every option's default and keeps the description's layout (unset
+    optional values and off switches show no ``(default: None/False)``)."""
+
+    def _get_help_string(self, action):
+        if action.default in (None, False):
+            return action.help
+        return super()._get_help_string(action)
+
+
+def add_output(p: argparse.ArgumentParser, help: str, **kw) -> None:
+    """``-o/--output`` (alias ``--out``), stored as ``args.out``."""
+    p.add_argument("-o", "--output", "--out", dest="out", help=help, **kw)
+
+
+def add_quiet(p: argparse.ArgumentParser) -> None:
+    """``-q/--quiet`` (alias ``--no-progress``), stored as ``args.no_progress``."""
+    p.add_argument("-q", "--quiet", "--no-progress", dest="no_progress", action="store_true",
+                   help="no progress bars")
+
+
+def add_force(p: argparse.ArgumentParser, what: str = "overwrite an existing output") -> None:
+    p.add_argument("--force", action="store_true", help=what)
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -82,10 +117,11 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--r-wire-col", type=float, help="column wire Ω per segment (default r-wire)")
     p.add_argument("--r-driver", type=float, default=0.0, help="driver resistance Ω")
     p.add_argument("--r-sense", type=float, default=0.0, help="sense input resistance Ω")
-    p.add_argument("--synapse", choices=("pair", "hybrid"), default="pair")
+    p.add_argument("--synapse", choices=("pair", "hybrid"), default="pair",
+                   help="differential pair or hybrid (k-weighted) synapse")
     p.add_argument("--k", type=float, default=10.0, help="hybrid gain k")
     p.add_argument("--n-states", type=int, help="programmable levels per device")
-    p.add_argument("--no-progress", action="store_true")
+    add_quiet(p)
 
 
 def _map(args, W, tile):
@@ -100,10 +136,51 @@ def _map(args, W, tile):
                      adc_bits=getattr(args, "adc_bits", None))
 
 
+#: Test hook: called with the number of stored tiles after each tile is stored.
+_AFTER_TILE = None
+
+
+def _inputs_sha256(v: np.ndarray) -> str:
+    import hashlib
+
+    return hashlib.sha256(np.ascontiguousarray(v, dtype=float).tobytes()).hexdigest()
+
+
+def _resume_tiles(path: Path, meta: dict, tasks: list, solvers: list[str]) -> list[dict]:
+    """Outputs of the tiles already stored in ``path`` (checked against this run)."""
+    from .safeio import open_h5
+    from .store import FORMAT, _json
+
+    done: list[dict] = []
+    with open_h5(path, "a", what="xbar solve results file") as f:
+        if f.attrs.get("format") != FORMAT:
+            raise ValueError(f"{path} is not a {FORMAT} file: cannot --resume it")
+        user = json.loads(f.attrs.get("user", "{}"))
+        for key in ("settings", "inputs_sha256", "solvers", "direction", "n_tiles"):
+            mine = json.loads(_json(meta[key]))
+            if user.get(key) != mine:
+                raise ValueError(f"{path} was written by another solve ({key} "
+                                 f"{user.get(key)!r} there, {mine!r} now): cannot --resume; "
+                                 "give --force to start it again")
+        tiles = f.get("tiles", {})
+        for k, name in enumerate(sorted(tiles)):
+            g = tiles[name]
+            if k >= len(tasks) or "outputs" not in g or not all(
+                    s in g["outputs"] for s in solvers + ["ideal"]):
+                del tiles[name]            # a tile cut short by the interruption
+                for rest in sorted(tiles)[k:]:
+                    del tiles[rest]
+                break
+            if not np.array_equal(g["inputs"][()], tasks[k][1]):
+                raise ValueError(f"{path}: tile {name} has other inputs than this solve")
+            done.append({s: g["outputs"][s][()] for s in g["outputs"]} |
+                        {"_timings": json.loads(g.attrs["timings"])})
+    return done
+
+
 def cmd_solve(args) -> int:
     from .mapping import encode_inputs
-    from .store import TileResult, save_results
-    from .sweep import vmm_errors
+    from .safeio import OutputLock, check_output, ngspice_errors_as_one_line, signals_unwind
 
     W = load_matrix(args.weights)
     layer = _map(args, W, args.tile)
@@ -118,54 +195,139 @@ def cmd_solve(args) -> int:
                          f"{layer.n_in}x{layer.n_out} layer needs {n}")
     v = encode_inputs(a, layer.v_read, layer.card)
     solvers = ["ngspice", "mna"] if args.solver == "both" else [args.solver]
-    ideal, ideal_parts = layer.read(v, args.direction, solver="ideal", return_partials=True)
-    outs, parts, infos = {}, {}, {}
+    if "ngspice" in solvers:
+        from .ngspice_run import check_tile_size
+
+        check_tile_size(*layer.tile_shape, a.shape[0], force=args.force)
+    if args.resume and not args.out:
+        raise ValueError("--resume needs -o/--output (the results file to continue)")
+    if not args.out:
+        with signals_unwind(), ngspice_errors_as_one_line():
+            return _solve(args, layer, a, v, solvers, None)
+    out = Path(args.out)
+    with OutputLock(out):
+        exists = check_output(out, force=args.force, resume=args.resume)
+        if exists and args.force and not args.resume:
+            out.unlink()
+        with signals_unwind(), ngspice_errors_as_one_line():
+            return _solve(args, layer, a, v, solvers, out)
+
+
+def _solve(args, layer, a, v, solvers, out: Path | None) -> int:
+    from tqdm.auto import tqdm
+
+    from .parallel import solve_tiles
+    from .store import TileResult, save_results
+    from .sweep import vmm_errors
+
+    tasks = layer.tasks(v, args.direction)
+    meta = {"weights": args.weights, "settings": layer.settings,
+            "inputs_sha256": _inputs_sha256(v), "solvers": solvers,
+            "direction": args.direction, "n_tiles": len(tasks)}
+    parts: dict[str, list] = {s: [] for s in solvers + ["ideal"]}
+    wall = {s: 0.0 for s in solvers}
+    if out is not None and out.exists():
+        for d in _resume_tiles(out, meta, tasks, solvers):
+            for s in parts:
+                parts[s].append(d[s])
+            for s in solvers:
+                wall[s] += float(d["_timings"].get(s, 0.0))
+        print(f"resuming {out}: {len(parts['ideal'])} of {len(tasks)} tiles already stored")
+    elif out is not None:
+        save_results(out, [], attrs=meta)
+    if out is not None:
+        import h5py
+
+        with h5py.File(out, "a") as f:
+            f.attrs["complete"] = False
     print(f"layer {layer.n_in}x{layer.n_out}, {args.synapse} synapse, {len(layer.tiles)} tiles "
           f"of {layer.tile_shape[0]}x{layer.tile_shape[1]}, {a.shape[0]} input vectors, "
           f"{args.direction} read")
+    workers = args.workers or 1
+    step = 1 if (workers == 1 and not args.scheduler) else 4 * max(workers, 2)
+    start = len(parts["ideal"])
+    bar = tqdm(total=len(tasks), initial=start, desc="tiles", unit="tile",
+               disable=args.no_progress, leave=False)
+    try:
+        for k0 in range(start, len(tasks), step):
+            chunk = tasks[k0:k0 + step]
+            infos: dict[str, list] = {}
+            for s in solvers + ["ideal"]:
+                infos[s] = []
+                res = solve_tiles(chunk, solver=s, backend=args.backend, workers=workers,
+                                  scheduler=args.scheduler, infos=infos[s])
+                parts[s].extend(res)
+            for s in solvers:
+                wall[s] += sum(i["wall_s"] for i in infos[s])
+            if out is not None:
+                recs = []
+                for j, (tile, v_tile, d) in enumerate(chunk):
+                    ng = infos["ngspice"][j] if "ngspice" in infos else {}
+                    o = {s: parts[s][k0 + j] for s in solvers + ["ideal"]}
+                    recs.append(TileResult(
+                        tile, d, v_tile, o, ng.get("netlist_sha256", ""),
+                        {"ngspice": {kk: ng.get(kk) for kk in
+                                     ("backend", "klu", "options", "attempts")}},
+                        {s: infos[s][j]["wall_s"] for s in solvers}))
+                save_results(out, recs, mode="a")
+            bar.update(len(chunk))
+            if _AFTER_TILE is not None:
+                _AFTER_TILE(k0 + len(chunk))
+    except KeyboardInterrupt as exc:
+        bar.close()
+        kept = len(parts["ideal"]) if out is None else None
+        if out is not None:
+            import h5py
+
+            with h5py.File(out, "r") as f:
+                kept = len(f.get("tiles", {}))
+        what = f"{kept} of {len(tasks)} tiles kept in {out}; continue with --resume" \
+            if out is not None else "nothing stored (no -o/--output)"
+        print(f"pyspice-rram xbar solve: interrupted ({exc or 'SIGINT'}): {what}",
+              file=sys.stderr)
+        return 130
+    bar.close()
+    ideal = layer.combine(parts["ideal"], args.direction)
     for s in solvers:
-        inf: list = []
-        t0 = time.perf_counter()
-        outs[s], parts[s] = layer.read(v, args.direction, solver=s, backend=args.backend,
-                                       workers=args.workers, scheduler=args.scheduler,
-                                       progress=not args.no_progress, infos=inf,
-                                       return_partials=True)
-        infos[s] = inf
-        e = vmm_errors(outs[s], ideal)
-        et = vmm_errors(outs[s], layer.ideal_vmm(v, args.direction))
-        print(f"  {s:8s} {time.perf_counter() - t0:8.2f} s   VMM error vs ideal circuit: max "
+        o = layer.combine(parts[s], args.direction)
+        e = vmm_errors(o, ideal)
+        et = vmm_errors(o, layer.ideal_vmm(v, args.direction))
+        print(f"  {s:8s} {wall[s]:8.2f} s   VMM error vs ideal circuit: max "
               f"{e['max_rel']:.3e} rms {e['rms_rel']:.3e};  vs weight product: max "
               f"{et['max_rel']:.3e}")
     if len(solvers) == 2:
         rel = max(float(np.max(np.abs(a_ - b_) / np.maximum(np.abs(b_), 1e-300)))
                   for a_, b_ in zip(parts["ngspice"], parts["mna"]))
         print(f"  ngspice vs MNA: max relative difference per tile current {rel:.2e}")
-    if args.out:
-        recs = []
-        for k, (tile, v_tile, d) in enumerate(layer.tasks(v, args.direction)):
-            o = {s: parts[s][k] for s in solvers}
-            o["ideal"] = ideal_parts[k]
-            ng = infos.get("ngspice", [{}] * len(layer.tiles))[k]
-            recs.append(TileResult(tile, d, v_tile, o, ng.get("netlist_sha256", ""),
-                                   {"ngspice": {kk: ng.get(kk) for kk in
-                                                ("backend", "klu", "options", "attempts")}},
-                                   {s: infos[s][k]["wall_s"] for s in solvers}))
-        save_results(args.out, recs, attrs={"weights": args.weights,
-                                            "settings": layer.settings})
-        print(f"results written to {args.out}")
+    if out is not None:
+        import h5py
+
+        with h5py.File(out, "a") as f:
+            f.attrs["complete"] = True
+        print(f"results written to {out}")
     return 0
 
 
 def cmd_sweep(args) -> int:
     from .sweep import error_sweep, plot_error_sweep
 
+    from .safeio import check_output
+
     card = _card(args)
     rng = np.random.default_rng(args.seed)
     W = load_matrix(args.weights) if args.weights else rng.normal(0, 1, (128, 128))
+    sizes = [int(s) for s in _floats(args.sizes, '--tile')]
+    check_output(args.figure, force=args.force, resume=None, option="--figure")
+    if args.solver == "ngspice":
+        from .ngspice_run import check_tile_size
+
+        for size in sizes:
+            check_tile_size(min(size, W.shape[0]), min(size, W.shape[1]), args.n_vectors,
+                            force=args.force)
     a = rng.uniform(0, 1, (args.n_vectors, W.shape[0]))
     res = error_sweep(W, a, card=card, g_range=tuple(args.g_range) if args.g_range else None,
-                      tile_sizes=[int(s) for s in _floats(args.sizes)],
-                      r_wires=_floats(args.r_wires), solver=args.solver,
+                      tile_sizes=sizes,
+                      r_wires=_floats(args.r_wires, '--r-wires'), solver=args.solver,
                       progress=not args.no_progress, r_driver=args.r_driver,
                       r_sense=args.r_sense, synapse=args.synapse, k=args.k)
     print("max VMM error / max |I_ideal|  (rows: tile size, columns: wire Ω/segment)")
@@ -183,12 +345,15 @@ def cmd_update(args) -> int:
     card = _card(args)
     if card is None:
         raise ValueError("the update check needs a model card (dynamic cells)")
+    from .safeio import atomic_write_text, check_output
+
+    out = Path(args.out)
+    check_output(out / "update.json", force=args.force, resume=None)
     x, d = default_pattern(args.size, args.size)
     res = update_check(card, x, d, r_wire=args.r_wire, r_driver=args.r_driver)
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     plot_update(res, out / "update.png")
-    (out / "update.json").write_text(json.dumps(res.metrics, indent=2) + "\n")
+    atomic_write_text(out / "update.json", json.dumps(res.metrics, indent=2) + "\n")
     for k, v in res.metrics.items():
         print(f"  {k:24s} {v:.4g}")
     print(f"figure and metrics written to {out}")
@@ -199,6 +364,9 @@ def cmd_netlist(args) -> int:
     from .netlist import tile_netlist
     from .tile import Tile
 
+    from .safeio import atomic_write_text, check_output
+
+    check_output(args.out, force=args.force, resume=None)
     card = _card(args)
     rng = np.random.default_rng(args.seed)
     par = dict(r_wire_row=args.r_wire,
@@ -209,7 +377,7 @@ def cmd_netlist(args) -> int:
     else:
         tile = Tile.random(args.size, args.size, rng=rng, card=card, **par)
     v = rng.uniform(0, 0.2, (args.n_vectors, args.size))
-    Path(args.out).write_text(tile_netlist(tile, v, args.direction))
+    atomic_write_text(args.out, tile_netlist(tile, v, args.direction))
     print(f"netlist written to {args.out} (run: ngspice -b {args.out})")
     return 0
 
@@ -228,54 +396,79 @@ def cmd_demo(args) -> int:
 def register(subparsers) -> None:
     """Add ``xbar`` and its subcommands to the top-level CLI."""
     p = subparsers.add_parser("xbar", help="build and solve crossbar tiles (ngspice / MNA)",
-                              description=__doc__,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+                              description=__doc__, formatter_class=HelpFormatter)
     sub = p.add_subparsers(dest="xbar_command", metavar="ACTION")
     p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
 
-    s = sub.add_parser("solve", help="solve a layer's tiles, print the VMM error")
+    def parser(name: str, help: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, description=help, formatter_class=HelpFormatter)
+
+    s = parser("solve", "solve a layer's tiles, print the VMM error")
     _add_common(s)
     s.add_argument("--weights", required=True, help="weight matrix file (n_in x n_out)")
     s.add_argument("--inputs", help="activations file (n_vectors x n_driven), in [-1, 1]")
-    s.add_argument("--n-vectors", type=int, default=8)
-    s.add_argument("--tile", type=int, default=64, help="tile size (N x N)")
-    s.add_argument("--direction", choices=("forward", "transposed"), default="forward")
-    s.add_argument("--solver", choices=("ngspice", "mna", "both"), default="both")
-    s.add_argument("--backend", choices=("batch", "shared"), default="batch")
-    s.add_argument("--workers", type=int, default=1)
+    s.add_argument("--n-vectors", type=int, default=8,
+                   help="random input vectors (without --inputs)")
+    s.add_argument("--tile", type=int, default=64,
+                   help="tile size (N x N); ngspice refuses N > %d without --force"
+                   % _max_tile())
+    s.add_argument("--direction", choices=("forward", "transposed"), default="forward",
+                   help="read direction")
+    s.add_argument("--solver", choices=("ngspice", "mna", "both"), default="both",
+                   help="circuit solver(s)")
+    s.add_argument("--backend", choices=("batch", "shared"), default="batch",
+                   help="ngspice backend: ngspice -b subprocess or the shared library")
+    s.add_argument("--workers", type=int, default=1, help="local worker processes")
     s.add_argument("--scheduler", help="Dask scheduler address (tcp://host:8786)")
-    s.add_argument("--adc-bits", type=int)
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--out", help="HDF5 results file")
+    s.add_argument("--adc-bits", type=int, help="ADC resolution of the periphery (none: exact)")
+    s.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
+    add_output(s, "HDF5 results file (each tile stored as it finishes; locked while written)")
+    add_force(s, "overwrite an existing results file; run tiles above the ngspice limit")
+    s.add_argument("--resume", action="store_true",
+                   help="continue an interrupted solve into the same -o/--output file")
     s.set_defaults(func=cmd_solve)
 
-    s = sub.add_parser("sweep", help="VMM error vs tile size and wire resistance (figure)")
+    s = parser("sweep", "VMM error vs tile size and wire resistance (figure)")
     _add_common(s)
-    s.add_argument("--weights")
-    s.add_argument("--sizes", default="16,32,64,128")
-    s.add_argument("--r-wires", default="0.5,1,2.5,5")
-    s.add_argument("--n-vectors", type=int, default=4)
-    s.add_argument("--solver", choices=("mna", "ngspice"), default="mna")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--figure", default="error_vs_tile.png")
+    s.add_argument("--weights", help="weight matrix file (default: random 128x128)")
+    s.add_argument("--tile", "--sizes", "--size", dest="sizes", default="16,32,64,128",
+                   help="comma-separated tile sizes")
+    s.add_argument("--r-wires", default="0.5,1,2.5,5", help="comma-separated wire Ω/segment")
+    s.add_argument("--n-vectors", type=int, default=4, help="random input vectors")
+    s.add_argument("--solver", choices=("mna", "ngspice"), default="mna", help="circuit solver")
+    s.add_argument("--seed", type=int, default=0, help="seed of the weights and inputs")
+    s.add_argument("--figure", "-o", "--output", "--out", dest="figure",
+                   default="error_vs_tile.png", help="figure file")
+    add_force(s, "overwrite the figure; run tiles above the ngspice limit")
     s.set_defaults(func=cmd_sweep)
 
-    s = sub.add_parser("update", help="transient check of the parallel update")
+    s = parser("update", "transient check of the parallel update")
     _add_common(s)
-    s.add_argument("--size", type=int, default=8)
-    s.add_argument("--out", default="xbar_update")
+    s.add_argument("--tile", "--size", dest="size", type=int, default=8,
+                   help="tile size (N x N)")
+    add_output(s, "output directory (update.png, update.json)", default="xbar_update")
+    add_force(s)
     s.set_defaults(func=cmd_update, r_driver=10.0)
 
-    s = sub.add_parser("netlist", help="write the ngspice netlist of a random tile")
+    s = parser("netlist", "write the ngspice netlist of a random tile")
     _add_common(s)
-    s.add_argument("--size", type=int, default=8)
-    s.add_argument("--n-vectors", type=int, default=4)
-    s.add_argument("--direction", choices=("forward", "transposed"), default="forward")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--out", default="tile.cir")
+    s.add_argument("--tile", "--size", dest="size", type=int, default=8,
+                   help="tile size (N x N)")
+    s.add_argument("--n-vectors", type=int, default=4, help="input vectors of the DC sweep")
+    s.add_argument("--direction", choices=("forward", "transposed"), default="forward",
+                   help="read direction")
+    s.add_argument("--seed", type=int, default=0, help="seed of the tile and inputs")
+    add_output(s, "netlist file", default="tile.cir")
+    add_force(s)
     s.set_defaults(func=cmd_netlist)
 
-    s = sub.add_parser("demo", help="the main job's circuit step")
+    s = parser("demo", "the main job's circuit step")
     _add_common(s)
-    s.add_argument("--out", default="xbar_demo")
+    add_output(s, "output directory", default="xbar_demo")
     s.set_defaults(func=cmd_demo)
+
+
+def _max_tile() -> int:
+    from .ngspice_run import MAX_NGSPICE_TILE
+
+    return MAX_NGSPICE_TILE

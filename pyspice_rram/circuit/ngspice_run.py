@@ -50,8 +50,56 @@ class NgspiceError(RuntimeError):
         super().__init__(f"{message}{where}" + (f"\nngspice output (tail):\n{tail}" if tail else ""))
 
 
-class NgspiceNotFound(NgspiceError):
-    """The ngspice executable or shared library is missing."""
+class NgspiceNotFound(NgspiceError, OSError):
+    """The ngspice executable or shared library is missing (an ``OSError``: the CLI prints
+    it as one line)."""
+
+    def __str__(self) -> str:
+        return self.args[0] if self.args else ""
+
+
+class TileTooLarge(ValueError):
+    """A tile above :data:`MAX_NGSPICE_TILE` cells per line was given to ngspice without
+    ``force``."""
+
+
+#: Largest tile (cells per line) that the CLI sends through ngspice without ``--force``.
+#: ngspice's time grows faster than the cell count (about (cells)^1.5 from 64x64 to
+#: 128x128 and (cells)^2.5 from 128x128 to 192x192 on the development machine: 0.8 s,
+#: 6.5 s, 48 s for 8 vectors), so a 512x512 tile already takes of the order of an hour.
+MAX_NGSPICE_TILE = 512
+
+#: Netlist bytes per cell (measured: 125-136 B for 32x32 ... 192x192 tiles).
+NETLIST_BYTES_PER_CELL = 136
+#: Peak ngspice memory per cell (bytes) above a ~130 MB base: rough, from the peak RSS of
+#: ``ngspice -b`` on 64x64 (133 MB) and 128x128 (142 MB) tiles.
+NGSPICE_BYTES_PER_CELL = 1000
+
+
+def estimate_cost(rows: int, cols: int, n_vectors: int = 1) -> dict[str, float]:
+    """Rough ngspice cost of one tile: ``netlist_mb``, ``memory_mb``, ``time_s``.
+
+    Extrapolated from measured 64x64 ... 192x192 tiles (8 vectors, 6.5 s at 128x128) with
+    time ~ cells^2; an order of magnitude, not a promise.
+    """
+    cells = float(rows) * float(cols)
+    return {"netlist_mb": cells * NETLIST_BYTES_PER_CELL / 1e6,
+            "memory_mb": cells * NGSPICE_BYTES_PER_CELL / 1e6 + 130.0,
+            "time_s": 6.5 * (cells / 128.0 ** 2) ** 2 * max(1.0, n_vectors / 8.0)}
+
+
+def check_tile_size(rows: int, cols: int, n_vectors: int = 1, *, force: bool = False,
+                    limit: int = MAX_NGSPICE_TILE) -> dict[str, float]:
+    """Refuse a tile larger than ``limit`` cells per line unless ``force``; returns
+    :func:`estimate_cost` either way."""
+    est = estimate_cost(rows, cols, n_vectors)
+    if max(rows, cols) > limit and not force:
+        raise TileTooLarge(
+            f"tile {rows}x{cols} is above the ngspice limit of {limit}x{limit} cells: "
+            f"estimated {est['time_s'] / 3600:.3g} h, {est['memory_mb'] / 1e3:.3g} GB of "
+            f"memory and a {est['netlist_mb']:.3g} MB netlist per tile; give --force to run "
+            "it anyway, or use a smaller --tile or --solver mna")
+    return est
 
 
 class NgspiceNetlistError(NgspiceError):
@@ -68,8 +116,9 @@ def ngspice_info(executable: str = NGSPICE) -> dict[str, Any]:
     """Version and KLU support of the ngspice executable (``ngspice -v``)."""
     exe = shutil.which(executable)
     if exe is None:
-        raise NgspiceNotFound(f"ngspice executable {executable!r} not found on PATH "
-                              "(install ngspice, see README set-up)")
+        raise NgspiceNotFound(f"ngspice executable {executable!r} not found (hint: install "
+                              "ngspice, see README set-up, or set PYSPICE_RRAM_NGSPICE to "
+                              "the executable's path)")
     out = subprocess.run([exe, "-v"], capture_output=True, text=True, timeout=30).stdout
     m = re.search(r"ngspice-(\d+)", out)
     return {"executable": exe, "version": int(m.group(1)) if m else 0, "klu": "KLU" in out}
@@ -244,8 +293,9 @@ def _shared_instance():
         return NgSpiceShared.new_instance()
     except OSError as exc:
         raise NgspiceNotFound(
-            f"the ngspice shared library could not be loaded ({exc}); install libngspice "
-            "or set NGSPICE_LIBRARY_PATH") from exc
+            f"the ngspice shared library could not be loaded ({exc}) (hint: install "
+            "libngspice, set NGSPICE_LIBRARY_PATH to its path, or use the batch backend)"
+        ) from exc
 
 
 _SHARED_LOADED = False

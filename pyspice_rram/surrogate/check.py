@@ -200,8 +200,9 @@ def run_check(run: str | Path, n_images: int = 200, *, surrogate: Any = None,
         pre["surrogate"][1].argmax(1) == pre[solver][1].argmax(1)))
     result["tiles_solved"] = backends[solver].tiles_solved
     if out is not None:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).write_text(json.dumps(result, indent=2) + "\n")
+        from ..circuit.safeio import atomic_write_text
+
+        atomic_write_text(out, json.dumps(result, indent=2) + "\n")
     return result
 
 

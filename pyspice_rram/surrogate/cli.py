@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 DEFAULT_DATA_CONFIG = "configs/surrogate/data.toml"
@@ -16,11 +17,47 @@ def _card(path: str | None):
 
 
 def cmd_data(args: argparse.Namespace) -> int:
-    from .dataset import DataSpec, compact, generate, summary
+    from .dataset import DataSpec
+
+    from ..circuit.safeio import (OutputLock, check_output, ngspice_errors_as_one_line,
+                                  signals_unwind)
 
     spec = DataSpec.load(args.config) if args.config else DataSpec()
     if args.n_items is not None:
         spec.n_items = args.n_items
+    out = Path(args.out)
+    with OutputLock(out), signals_unwind(), ngspice_errors_as_one_line():
+        if check_output(out, force=args.force, resume=args.resume):
+            if args.force and not args.resume:
+                out.unlink()
+            else:
+                _check_data_file(out)
+        try:
+            return _data(args, spec)
+        except KeyboardInterrupt as exc:
+            from .dataset import summary
+
+            n = summary(out)["items"] if out.exists() else 0
+            print(f"pyspice-rram surrogate data: interrupted ({exc or 'SIGINT'}): {n} of "
+                  f"{spec.n_items} tiles kept in {out}; continue with --resume",
+                  file=sys.stderr)
+            return 130
+
+
+def _check_data_file(path: Path) -> None:
+    from ..circuit.safeio import open_h5
+    from .dataset import FORMAT
+
+    with open_h5(path, what="surrogate data set") as h5:
+        if h5.attrs.get("format") != FORMAT:
+            raise ValueError(f"{path}: not a surrogate data set (root attribute 'format' is "
+                             f"{h5.attrs.get('format')!r}, expected {FORMAT!r}): cannot "
+                             "--resume it")
+
+
+def _data(args: argparse.Namespace, spec) -> int:
+    from .dataset import compact, generate, summary
+
     generate(args.out, spec, _card(args.card), workers=args.workers,
              progress=not args.no_progress, limit=args.limit)
     if args.compact:
@@ -33,6 +70,10 @@ def cmd_fit(args: argparse.Namespace) -> int:
     from .fit import fit_surrogate, format_report
     from .validate import evaluate, figures, format_summary, summarise
 
+    from ..circuit.safeio import check_output
+
+    check_output(args.out, force=args.force, resume=None)
+    _check_data(args.data)
     terms = args.terms.split(",") if args.terms else None
     sur, report = fit_surrogate(args.data, ridge=args.ridge, terms=terms,
                                 v_eff_frac=args.v_eff_frac)
@@ -59,6 +100,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from .model import TileSurrogate
     from .validate import evaluate, figures, format_summary, summarise
 
+    _check_data(args.data)
     sur = TileSurrogate.load(args.surrogate)
     ev = evaluate(sur, args.data, args.split)
     summ = summarise(ev)
@@ -84,74 +126,145 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from .check import format_check, run_check
+    from .check import format_check
 
+    from ..circuit.safeio import check_output, ngspice_errors_as_one_line, signals_unwind
+
+    if args.out:
+        check_output(args.out, force=args.force, resume=None)
+    _check_run(args.run)
+    if args.solver == "ngspice":
+        from ..circuit.ngspice_run import check_tile_size
+
+        check_tile_size(args.tile, args.tile, force=args.force)
     card = _card(args.card) if args.card else None
-    res = run_check(args.run, args.n_images, surrogate=args.surrogate, card=card,
-                    solver=args.solver, tile=(args.tile, args.tile), r_wire=args.r_wire,
-                    r_driver=args.r_driver, r_sense=args.r_sense, mnist_path=args.mnist,
-                    workers=args.workers, progress=not args.no_progress, out=args.out)
+    try:
+        with signals_unwind(), ngspice_errors_as_one_line():
+            res = _run_check(args, card)
+    except KeyboardInterrupt as exc:
+        print(f"pyspice-rram check: interrupted ({exc or 'SIGINT'}): nothing written",
+              file=sys.stderr)
+        return 130
     print(format_check(res))
     return 0
 
 
+def _run_check(args: argparse.Namespace, card):
+    from .check import run_check
+
+    return run_check(args.run, args.n_images, surrogate=args.surrogate, card=card,
+                    solver=args.solver, tile=(args.tile, args.tile), r_wire=args.r_wire,
+                    r_driver=args.r_driver, r_sense=args.r_sense, mnist_path=args.mnist,
+                    workers=args.workers, progress=not args.no_progress, out=args.out)
+
+
+def _check_data(path: str) -> None:
+    """A readable surrogate data set (one-line errors naming the file and what is missing)."""
+    from ..circuit.safeio import open_h5
+    from .dataset import FORMAT
+
+    with open_h5(path, what=f"surrogate data set ({FORMAT}, written by `surrogate data`)") as h5:
+        fmt = h5.attrs.get("format")
+        if fmt != FORMAT:
+            raise ValueError(f"{path}: not a surrogate data set (root attribute 'format' is "
+                             f"{fmt!r}, expected {FORMAT!r})")
+        for key in ("spec", "card"):
+            if key not in h5.attrs:
+                raise ValueError(f"{path}: surrogate data set without the root attribute "
+                                 f"{key!r} (truncated or foreign file)")
+        if "items" not in h5 or not len(h5["items"]):
+            raise ValueError(f"{path}: surrogate data set without the group 'items' (no "
+                             "solved tiles yet: run `surrogate data`)")
+
+
+def _check_run(path: str) -> None:
+    """A readable training run file with a checkpoint (one-line errors)."""
+    from ..circuit.safeio import open_h5
+    from ..network.history import FORMAT
+
+    with open_h5(path, what="training run file (HDF5 of `pyspice-rram train`)") as f:
+        if f.attrs.get("format") != FORMAT:
+            raise ValueError(f"{path}: not a pyspice-rram training run file (root attribute "
+                             f"'format' is {f.attrs.get('format')!r}, expected {FORMAT!r})")
+        missing = [k for k in ("config", "dataset") if k not in f.attrs]
+        missing += [k for k in ("epochs", "track", "checkpoint") if k not in f]
+        if missing:
+            raise ValueError(f"{path}: training run file without {', '.join(missing)} "
+                             "(truncated, or a run saved without a checkpoint)")
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``surrogate`` (data / fit / validate / info) and ``check`` to the CLI."""
+    from ..circuit.cli import HelpFormatter, add_force, add_output, add_quiet
+
     p = subparsers.add_parser("surrogate", help="data for / fit / validate the tile surrogate",
+                              formatter_class=HelpFormatter,
                               description="Tile surrogate: ngspice training data, least-squares "
                                           "fit of the physics-informed model, validation on "
                                           "held-out tiles.")
     sub = p.add_subparsers(dest="surrogate_command", metavar="STEP")
 
-    d = sub.add_parser("data", help="generate (or extend) the ngspice data set (resumable)")
+    def parser(name: str, help: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, description=help, formatter_class=HelpFormatter)
+
+    d = parser("data", "generate (or extend) the ngspice data set (resumable)")
     d.add_argument("--config", default=DEFAULT_DATA_CONFIG if Path(DEFAULT_DATA_CONFIG).is_file()
-                   else None, help="data spec TOML/JSON (default %(default)s)")
-    d.add_argument("--out", required=True, help="HDF5 data set (appended to if it exists)")
+                   else None, help="data spec TOML/JSON")
+    add_output(d, "HDF5 data set (an existing one is extended only with --resume)",
+               required=True)
     d.add_argument("--card", help="model card JSON (default: reference card)")
     d.add_argument("--n-items", type=int, help="override the number of tiles")
     d.add_argument("--limit", type=int, help="solve at most this many new tiles now")
     d.add_argument("--workers", type=int, default=2, help="ngspice worker processes")
     d.add_argument("--compact", action="store_true", help="store states as grid indices")
-    d.add_argument("--no-progress", action="store_true")
+    add_force(d, "start an existing data set again (deletes it)")
+    d.add_argument("--resume", action="store_true",
+                   help="extend an existing data set (items already solved are skipped)")
+    add_quiet(d)
     d.set_defaults(func=cmd_data)
 
-    f = sub.add_parser("fit", help="fit the surrogate to a data set and validate on its "
-                                   "held-out tiles")
+    f = parser("fit", "fit the surrogate to a data set and validate on its held-out tiles")
     f.add_argument("data", help="HDF5 data set of `surrogate data`")
-    f.add_argument("--out", required=True, help="surrogate JSON to write")
+    add_output(f, "surrogate JSON to write", required=True)
     f.add_argument("--terms", help="comma-separated correction terms (default all)")
-    f.add_argument("--ridge", type=float, default=1e-9)
+    f.add_argument("--ridge", type=float, default=1e-9, help="ridge regularisation")
     f.add_argument("--v-eff-frac", type=float, default=0.7,
                    help="chord voltage of the ladder shunts / v_max")
     f.add_argument("--report-dir", help="write fit_report.json and figures here")
+    add_force(f, "overwrite an existing surrogate JSON")
     f.set_defaults(func=cmd_fit)
 
-    v = sub.add_parser("validate", help="errors of a surrogate on a data set split")
-    v.add_argument("data")
+    v = parser("validate", "errors of a surrogate on a data set split")
+    v.add_argument("data", help="HDF5 data set of `surrogate data`")
     v.add_argument("--surrogate", help="surrogate JSON (default: shipped)")
-    v.add_argument("--split", default="test", choices=["test", "fit"])
-    v.add_argument("--out", help="directory for validation.json and figures")
+    v.add_argument("--split", default="test", choices=["test", "fit"], help="data set split")
+    add_output(v, "directory for validation.json and figures")
     v.add_argument("--max-rms", type=float, help="exit 1 if the RMS error (%% FS) is above")
     v.set_defaults(func=cmd_validate)
 
-    i = sub.add_parser("info", help="print a surrogate's coefficients, validity, provenance")
+    i = parser("info", "print a surrogate's coefficients, validity, provenance")
     i.add_argument("--surrogate", help="surrogate JSON (default: shipped)")
     i.set_defaults(func=cmd_info)
     p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
 
-    c = subparsers.add_parser("check", help="inference through ideal VMM, surrogate and "
-                                            "ngspice on every tile")
+    c = subparsers.add_parser("check", formatter_class=HelpFormatter,
+                              help="inference through ideal VMM, surrogate and ngspice on "
+                                   "every tile",
+                              description="Inference of a trained run through ideal VMM, "
+                                          "the surrogate and ngspice (or MNA) on every tile.")
     c.add_argument("run", help="HDF5 training run with a checkpoint")
-    c.add_argument("--n-images", type=int, default=200)
-    c.add_argument("--solver", default="ngspice", choices=["ngspice", "mna"])
+    c.add_argument("--n-images", type=int, default=200, help="test images")
+    c.add_argument("--solver", default="ngspice", choices=["ngspice", "mna"],
+                   help="circuit solver of the reference path")
     c.add_argument("--surrogate", help="surrogate JSON (default: shipped)")
     c.add_argument("--card", help="model card JSON (default: the surrogate's)")
     c.add_argument("--tile", type=int, default=64, help="tile size (cells per line)")
     c.add_argument("--r-wire", type=float, default=1.0, help="Ω per wire segment")
-    c.add_argument("--r-driver", type=float, default=0.0)
-    c.add_argument("--r-sense", type=float, default=0.0)
+    c.add_argument("--r-driver", type=float, default=0.0, help="driver resistance Ω")
+    c.add_argument("--r-sense", type=float, default=0.0, help="sense input resistance Ω")
     c.add_argument("--mnist", help="MNIST directory (default: config / environment)")
-    c.add_argument("--workers", type=int, default=2)
-    c.add_argument("--out", help="JSON result file")
-    c.add_argument("--no-progress", action="store_true")
+    c.add_argument("--workers", type=int, default=2, help="local worker processes")
+    add_output(c, "JSON result file")
+    add_force(c, "overwrite the JSON result file; run tiles above the ngspice limit")
+    add_quiet(c)
     c.set_defaults(func=cmd_check)

@@ -137,6 +137,19 @@ class DataSpec:
 
 
 # --------------------------------------------------------------------------- sampling
+def card_data_json(card_json: str | bytes) -> str:
+    """A stored card's JSON with its ``provenance`` (timestamps, tool version) emptied, keys
+    sorted: what identifies the card's data."""
+    if isinstance(card_json, bytes):
+        card_json = card_json.decode()
+    if not card_json:
+        return ""
+    d = json.loads(card_json)
+    if isinstance(d, dict):
+        d["provenance"] = {}     # (stored cards without provenance hash as before)
+    return json.dumps(d, sort_keys=True)
+
+
 def state_grid(card: ModelCard) -> np.ndarray:
     """The card's programmable states: ``x(n)`` after ``n = 0..N`` nominal pulses."""
     card.require_default_family("the surrogate data generator")
@@ -384,7 +397,7 @@ def generate(path: str | Path, spec: DataSpec, card: ModelCard | None = None, *,
         if "spec" in h5.attrs:
             if json.loads(h5.attrs["spec"]) != json.loads(spec_json):
                 raise ValueError(f"{path} was generated with another data spec; use a new file")
-            if json.loads(h5.attrs["card"]) != json.loads(card_json):
+            if card_data_json(h5.attrs["card"]) != card_data_json(card_json):
                 raise ValueError(f"{path} was generated with another model card; use a new file")
         else:
             h5.attrs.update(spec=spec_json, card=card_json, format=FORMAT)

@@ -41,13 +41,18 @@ def full_scale(tile: Any, direction: str, v_max: float) -> float:
 
 
 def data_hash(path: str | Path, split: str | None = None) -> str:
-    """SHA-256 over the item hashes (and the stored spec and card) of a data set split."""
-    import h5py
+    """SHA-256 over the item hashes (and the stored spec and card) of a data set split.
+
+    Only data enter the hash: the card's ``provenance`` (fit date, tool version) and the
+    items' wall times do not, so identical data hash the same whenever they were made.
+    """
+    from ..circuit.safeio import open_h5
+    from .dataset import card_data_json
 
     h = hashlib.sha256()
-    with h5py.File(path, "r") as h5:
+    with open_h5(path, what="surrogate data set") as h5:
         h.update(str(h5.attrs.get("spec", "")).encode())
-        h.update(str(h5.attrs.get("card", "")).encode())
+        h.update(card_data_json(h5.attrs.get("card", "")).encode())
         for name in sorted(h5.get("items", {}).keys()):
             a = h5["items"][name].attrs
             if split is None or a["split"] == split:

@@ -1,0 +1,225 @@
+"""Safe outputs of the circuit and surrogate commands: a lock file per output, no silent
+overwrite, signals that unwind (so temporary files are removed), readable HDF5 errors.
+
+* :class:`OutputLock` -- ``<output>.lock`` holding the writer's PID and locked with
+  ``flock`` (``O_EXCL`` where there is no ``fcntl``); a second writer to the same output is
+  refused with a message; the lock of a writer that no longer runs (a killed job) is taken
+  over.
+* :func:`check_output` -- an existing output is refused unless ``force`` (overwrite) or
+  ``resume`` (continue) is given.
+* :func:`signals_unwind` -- SIGTERM (and SIGHUP) raise :class:`Interrupted` in the main
+  thread, as SIGINT raises ``KeyboardInterrupt``, so ``finally`` blocks and temporary
+  directories are cleaned up.
+* :func:`open_h5` -- ``h5py.File`` whose errors name the file (not an HDF5 file, truncated,
+  missing) as a one-line ``ValueError`` / ``FileNotFoundError``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+from pathlib import Path
+from typing import Iterator
+
+
+class OutputLocked(ValueError):
+    """Another running process writes the same output."""
+
+
+class OutputExists(ValueError):
+    """The output exists and neither ``--force`` nor ``--resume`` was given."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM / SIGHUP received (handled like SIGINT)."""
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by another user
+        return True
+    return True
+
+
+class OutputLock:
+    """Exclusive lock ``<path>.lock`` (holds the PID) for writing ``path``.
+
+    Use as a context manager; the lock file is removed on exit. On POSIX the lock is an
+    ``flock`` on the lock file, which the kernel releases when its holder dies, so the lock
+    file of a killed writer is stale and is taken over (whatever PID it names); the PID is
+    only there for the message. Without ``fcntl`` the lock file is created with ``O_EXCL``
+    and a lock whose PID no longer runs is taken over.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.lock = self.path.with_name(self.path.name + ".lock")
+        self._fd: int | None = None
+        self._held = False
+
+    def _refuse(self, pid: int) -> OutputLocked:
+        return OutputLocked(
+            f"{self.path} is being written by another process (PID {pid or '?'}, lock file "
+            f"{self.lock}); wait for it or choose another -o/--output")
+
+    def acquire(self) -> "OutputLock":
+        self.lock.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - not POSIX
+            return self._acquire_excl()
+        for _ in range(20):
+            fd = os.open(self.lock, os.O_CREAT | os.O_RDWR, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                try:
+                    pid = int(os.read(fd, 32).decode().strip() or "0")
+                except ValueError:
+                    pid = 0
+                os.close(fd)
+                raise self._refuse(pid) from None
+            try:  # the file locked must still be the lock file (not one just released)
+                same = os.stat(self.lock).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if not same:
+                os.close(fd)
+                continue
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+            self._fd, self._held = fd, True
+            return self
+        raise OutputLocked(f"could not take the lock file {self.lock} of {self.path}")
+
+    def _acquire_excl(self) -> "OutputLock":  # pragma: no cover - not POSIX
+        for _ in range(3):
+            try:
+                fd = os.open(self.lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                try:
+                    pid = int(self.lock.read_text().strip() or "0")
+                except (OSError, ValueError):
+                    pid = 0
+                if pid and _alive(pid) and pid != os.getpid():
+                    raise self._refuse(pid) from None
+                with contextlib.suppress(FileNotFoundError):
+                    self.lock.unlink()      # stale lock of a dead writer: take it over
+                continue
+            with os.fdopen(fd, "w") as fh:
+                fh.write(f"{os.getpid()}\n")
+            self._held = True
+            return self
+        raise OutputLocked(f"could not take the lock file {self.lock} of {self.path}")
+
+    def release(self) -> None:
+        if self._held:
+            with contextlib.suppress(FileNotFoundError):
+                self.lock.unlink()
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+            self._held = False
+
+    def __enter__(self) -> "OutputLock":
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def check_output(path: str | Path, *, force: bool = False, resume: bool = False,
+                 option: str = "-o/--output") -> bool:
+    """Refuse an existing ``path`` unless ``force`` or ``resume``; returns whether it exists."""
+    p = Path(path)
+    if p.exists() and not (force or resume):
+        raise OutputExists(f"{option} {p} exists: give --force to overwrite it"
+                           + (" or --resume to continue it" if resume is not None else ""))
+    return p.exists()
+
+
+@contextlib.contextmanager
+def signals_unwind() -> Iterator[None]:
+    """Within the block, SIGTERM and SIGHUP raise :class:`Interrupted` (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):  # noqa: ARG001
+        raise Interrupted(f"signal {signal.Signals(signum).name}")
+
+    old = {}
+    for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+        if sig is not None:
+            old[sig] = signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        for sig, h in old.items():
+            signal.signal(sig, h)
+
+
+class SolverFailed(ValueError):
+    """ngspice failed on a tile: one line naming the kept netlist and its log."""
+
+
+@contextlib.contextmanager
+def ngspice_errors_as_one_line() -> Iterator[None]:
+    """Turn an ngspice failure (:class:`~pyspice_rram.circuit.ngspice_run.NgspiceError`,
+    not a missing ngspice) into :class:`SolverFailed`: its first line, the kept netlist and
+    the ngspice output written beside it as ``.log``."""
+    from .ngspice_run import NgspiceError, NgspiceNotFound
+
+    try:
+        yield
+    except NgspiceNotFound:
+        raise
+    except NgspiceError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        where = ""
+        if exc.netlist_path is not None:
+            log = Path(exc.netlist_path).with_suffix(".log")
+            with contextlib.suppress(OSError):
+                log.write_text(exc.log)
+            where = f"; netlist kept at {exc.netlist_path}, ngspice output at {log}"
+        raise SolverFailed(f"{type(exc).__name__}: {first}{where}") from None
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write ``text`` to ``path`` through a temporary file in the same directory and a
+    rename: a reader (or a crash) never sees half a file."""
+    import tempfile
+
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, p)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return p
+
+
+def open_h5(path: str | Path, mode: str = "r", *, what: str = "HDF5 file"):
+    """``h5py.File(path, mode)`` with one-line errors that name the file and ``what``."""
+    import h5py
+
+    p = Path(path)
+    if mode == "r" and not p.is_file():
+        raise FileNotFoundError(f"{what} {p} not found")
+    try:
+        return h5py.File(p, mode)
+    except OSError as exc:
+        msg = str(exc).split("(", 1)[-1].rstrip(")") if "(" in str(exc) else str(exc)
+        raise ValueError(f"{p}: not a readable HDF5 file ({msg}); expected a {what}") from None
