@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,7 +73,21 @@ def save_run(path: str | Path, history: History, layers: list | None = None,
     """Write ``history`` (and a checkpoint of ``layers``) to ``path`` atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    fd, tmp_name = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    os.chmod(tmp, 0o644)                 # mkstemp makes 0600; a run file is a normal file
+    try:
+        _write_run(tmp, history, layers, final_weights, phase)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _write_run(tmp: Path, history: History, layers: list | None,
+               final_weights: list[np.ndarray] | None, phase: int) -> None:
     with h5py.File(tmp, "w") as f:
         f.attrs["format"] = FORMAT
         f.attrs["config"] = json.dumps(history.config)
@@ -99,8 +114,6 @@ def save_run(path: str | Path, history: History, layers: list | None = None,
             fg = f.create_group("final")
             for li, w in enumerate(final_weights):
                 fg.create_dataset(f"layer{li}/W", data=w)
-    os.replace(tmp, path)
-    return path
 
 
 def load_run(path: str | Path, with_checkpoint: bool = True):
