@@ -26,6 +26,7 @@ import copy
 import itertools
 import json
 import math
+import os
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -83,6 +84,16 @@ def load_study(path: str | Path, opts: dict | None = None) -> tuple[str, list[tu
                                   f"with a field of {sorted(fill)}", where) from None
             runs.append((text, paper_config(cell, base=base, where=where, **changes)))
     return study.get("title", path.stem), runs
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary file beside ``path``, then rename it over ``path``."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _fmt(v: Any) -> str:
@@ -144,9 +155,9 @@ def run_study(path: str | Path, outdir: str | Path, *, mnist: str | None = None,
         sw = "-" if r["switch"] is None else str(r["switch"])
         lines.append(f"| {r['label']} | {r['test']:.2f} / {r['best_test']:.2f} | "
                      f"{r['train']:.2f} | {r['epochs']} | {sw} | `{r['run']}.h5` |")
-    stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    stem.with_suffix(".json").write_text(json.dumps({"title": title, "rows": rows,
-                                                     "curves": curves}, indent=1))
+    _write_atomic(stem.with_suffix(".md"), "\n".join(lines) + "\n")
+    _write_atomic(stem.with_suffix(".json"), json.dumps({"title": title, "rows": rows,
+                                                         "curves": curves}, indent=1))
     done = [r for r in rows if r["epochs"]]
     if done:
         plt = _plt()

@@ -170,10 +170,18 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     from .experiments import STOCHASTIC_BASE, reproduce
 
     b = args.setting == "B"
+    card = _card(args.card)
+    if card is not None:
+        from .cells import DeviceSpec
+
+        try:
+            DeviceSpec.from_card(card)       # the card's device numbers, checked up front
+        except ValueError as err:
+            raise ValueError(f"{args.card}: {err}") from None
     paths = reproduce(args.figure, args.output, mnist=args.mnist, epochs=args.epochs,
                       seeds=args.seeds, quick=args.quick, workers=args.workers,
                       scheduler=args.scheduler, progress=not args.quiet,
-                      card=_card(args.card), base=STOCHASTIC_BASE if b else None,
+                      card=card, base=STOCHASTIC_BASE if b else None,
                       tag="_stochastic" if b else "", force=args.force, seed=args.seed)
     for p in paths:
         print(p)

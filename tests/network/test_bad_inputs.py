@@ -235,6 +235,31 @@ def test_ablation_missing_study_and_bad_toml(tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.parametrize("command", ["reproduce", "ablation", "train"])
+def test_output_of_the_wrong_kind(command, tmp_path, capsys):
+    """A directory output that is a file (reproduce, ablation), a run file that is a
+    directory (train): refused, nothing changed."""
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(tiny())
+    study = tmp_path / "s.toml"
+    study.write_text(STUDY.format(label="x", base="A", cell="single", epochs="1", extra=""))
+    if command == "train":
+        out = tmp_path / "outdir"
+        out.mkdir()
+        (out / "keep.txt").write_text("keep\n")
+        argv = ["train", cfg, "-o", out, "-q"]
+    else:
+        out = tmp_path / "notes.txt"
+        out.write_text("keep\n")
+        argv = [command, *(["4A", "--quick"] if command == "reproduce" else [study]),
+                "-o", out, "-q", "--epochs" if command == "reproduce" else "--seed", "1"]
+    before = _digest(tmp_path)
+    code, err = _run(argv, capsys)
+    assert code == 1 and str(out) in err
+    assert "directory" in err
+    assert _digest(tmp_path) == before
+
+
 # --------------------------------------------------------------------------- usage errors
 @pytest.mark.parametrize("argv, word", [
     (["reproduce", "4A", "--workers", "0"], "--workers"),
