@@ -339,3 +339,42 @@ def test_ablation_dask_relative_output(tmp_path, monkeypatch, capsys):
     assert all(Path(p).parent == tmp_path / "rel" / "out" / "runs" for p in seen)
     assert len(list((tmp_path / "rel" / "out" / "runs").glob("*.h5"))) == 1
     assert (tmp_path / "rel" / "out" / "study.md").is_file()
+
+
+# --------------------------------------------------------------------------- interrupts
+@pytest.mark.parametrize("sig", ["SIGKILL", "SIGINT"])
+def test_train_interrupted_keeps_results(sig, tmp_path, earlier_run):
+    """A killed / interrupted ``train`` leaves the earlier result byte-identical and its own
+    run file loadable at a complete epoch, which ``--resume`` continues."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root = Path(__file__).resolve().parents[2]
+    cfg = tmp_path / "long.toml"
+    cfg.write_text(tiny())
+    keep = tmp_path / "earlier.h5"
+    keep.write_bytes(earlier_run.read_bytes())
+    out = tmp_path / "r.h5"
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    proc = subprocess.Popen([sys.executable, "-m", "pyspice_rram.cli", "train", str(cfg),
+                             "-o", str(out), "-q", "--epochs", "100000"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    t0 = time.time()
+    while not out.exists() and time.time() - t0 < 40 and proc.poll() is None:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.send_signal(getattr(signal, sig))
+    proc.communicate(timeout=30)
+    assert proc.returncode != 0
+    assert keep.read_bytes() == earlier_run.read_bytes()
+    hist = load_run(out)[0]
+    n = hist.completed_epochs
+    assert n >= 1
+    if sig == "SIGINT":          # Python unwinds: no temporary file left behind
+        assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    assert main(["train", str(cfg), "-o", str(out), "-q", "--resume",
+                 "--epochs", str(n + 1)]) == 0
+    assert load_run(out, with_checkpoint=False)[0].completed_epochs == n + 1
