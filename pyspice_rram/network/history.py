@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -114,6 +116,57 @@ def _write_run(tmp: Path, history: History, layers: list | None,
             fg = f.create_group("final")
             for li, w in enumerate(final_weights):
                 fg.create_dataset(f"layer{li}/W", data=w)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextmanager
+def run_lock(path: str | Path | None):
+    """Hold ``<path>.lock`` while a run file is written: a second writer to the same run file
+    gets a ``ValueError`` naming the holder. A lock left by a dead process of this host (a
+    killed run) is taken over."""
+    if path is None:
+        yield
+        return
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = path.with_name(path.name + ".lock")
+    me = f"{socket.gethostname()} {os.getpid()}"
+    for attempt in range(3):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                owner = lock.read_text().strip()
+            except FileNotFoundError:
+                continue
+            host, _, pid = owner.partition(" ")
+            if host == socket.gethostname() and pid.isdigit() and not _alive(int(pid)):
+                lock.unlink(missing_ok=True)          # stale: its writer was killed
+                continue
+            raise ValueError(f"{path} is being written by another process (pid {pid or '?'} "
+                             f"on {host or '?'}); if it is gone, remove {lock}") from None
+        with os.fdopen(fd, "w") as f:
+            f.write(me)
+        break
+    else:
+        raise ValueError(f"{path}: could not take the lock {lock}")
+    try:
+        yield
+    finally:
+        try:
+            if lock.read_text().strip() == me:
+                lock.unlink()
+        except FileNotFoundError:
+            pass
 
 
 def load_run(path: str | Path, with_checkpoint: bool = True):

@@ -32,7 +32,7 @@ from .backend import VMMBackend, make_backend
 from .cells import (CELLS, ConfigError, DeviceSpec, FloatingPointCell, HybridCell, LayerState,
                     check_choice, check_finite_tree, check_number, make_cell)
 from .data import Dataset, load_dataset
-from .history import History, load_run, save_run
+from .history import History, load_run, run_lock, save_run
 
 
 @dataclass
@@ -383,7 +383,19 @@ def train(config: TrainConfig, out: str | Path | None = None, *, data: Dataset |
         Stop after this many epochs of this call (used to test resuming).
     download : bool
         Download MNIST into the cache when it is not found (needs internet).
+
+    While it runs, ``<out>.lock`` refuses a second writer to the same run file.
     """
+    with run_lock(out):     # one writer per run file
+        return _train(config, out, data=data, card=card, backend=backend, resume=resume,
+                      progress=progress, callback=callback, stop_after=stop_after,
+                      download=download)
+
+
+def _train(config: TrainConfig, out: str | Path | None, *, data: Dataset | None,
+           card: Any, backend: VMMBackend | str | None, resume: bool, progress: bool,
+           callback: Callable[[int, History], None] | None, stop_after: int | None,
+           download: bool) -> RunResult:
     from tqdm.auto import tqdm
 
     if data is None:

@@ -175,6 +175,33 @@ def test_train_force_overwrites_and_resume_continues(tmp_path, capsys, earlier_r
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
 
 
+def test_train_second_writer_refused(tmp_path, capsys, earlier_run):
+    """A run file locked by a live process (here: this one, as if a second ``train`` were
+    writing it) is refused; a lock left by a dead process is taken over."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    cfg = tmp_path / "mine.toml"
+    cfg.write_text(tiny(cell="hybrid"))
+    out = tmp_path / "r.h5"
+    out.write_bytes(earlier_run.read_bytes())
+    lock = tmp_path / "r.h5.lock"
+    lock.write_text(f"{socket.gethostname()} {os.getpid()}")
+    before = out.read_bytes()
+    code, err = _run(["train", cfg, "-o", out, "-q", "--resume", "--epochs", "2"], capsys)
+    assert code == 1 and str(out) in err and "another process" in err and str(lock) in err
+    assert out.read_bytes() == before and lock.exists()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    lock.write_text(f"{socket.gethostname()} {dead}")
+    code, err = _run(["train", cfg, "-o", out, "-q", "--resume", "--epochs", "2"], capsys)
+    assert code == 0, err
+    assert not lock.exists()
+    assert load_run(out, with_checkpoint=False)[0].completed_epochs == 2
+
+
 # --------------------------------------------------------------------------- ablation
 STUDY = """title = "bad"
 [[run]]
