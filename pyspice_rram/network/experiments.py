@@ -22,8 +22,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .history import History, load_run
 from .cells import ConfigError
+from .history import History, load_run
 from .train import TrainConfig, train
 
 #: The measured alternative: unbiased stochastic rounding with a coarse range (docs/results.md).
@@ -69,7 +69,7 @@ def paper_config(cell: str, name: str | None = None, base: dict | None = None,
         if key in changes:
             extra = changes.pop(key)
             if not isinstance(extra, dict):
-                raise ConfigError(key, extra, "must be a table")
+                raise ConfigError(key, extra, "must be a table", where)
             d[key] = {**d.get(key, {}), **extra}
     d.update(changes)
     if cell == "fp":        # FP ignores the device side: one FP run serves every base

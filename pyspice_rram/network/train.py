@@ -413,6 +413,8 @@ def _train(config: TrainConfig, out: str | Path | None, *, data: Dataset | None,
         for d in (stored, mine):
             d.pop("epochs", None)       # continuing = more epochs
             d.pop("mnist_path", None)   # where the data lie is not part of the run
+            if d.get("card"):           # the same card file, given relative or absolute
+                d["card"] = str(Path(d["card"]).resolve())
         if stored != mine:
             diff = sorted(k for k in set(stored) | set(mine) if stored.get(k) != mine.get(k))
             shown = ", ".join(f"{k}: stored {stored.get(k)!r}, given {mine.get(k)!r}"
