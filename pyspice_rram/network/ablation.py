@@ -26,10 +26,12 @@ import copy
 import itertools
 import json
 import math
+import os
 import tomllib
 from pathlib import Path
 from typing import Any
 
+from .cells import ConfigError
 from .experiments import PAPER_BASE, STOCHASTIC_BASE, _plt, paper_config, run_configs
 from .train import TrainConfig
 
@@ -42,27 +44,56 @@ def load_study(path: str | Path, opts: dict | None = None) -> tuple[str, list[tu
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"study file {path} not found")
-    study = tomllib.loads(path.read_text())
+    try:
+        study = tomllib.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: {err}") from None
     entries = study.get("run")
-    if not entries:
+    if not entries or not isinstance(entries, list):
         raise ValueError(f"{path}: no [[run]] entries")
     runs = []
     for n, entry in enumerate(entries, 1):
         entry = copy.deepcopy(entry)
+        where = f"{path}: run {n}"
         try:
             label = entry.pop("label")
             cell = entry.pop("cell")
-            base = BASES[entry.pop("base", "A")]
+            base_key = entry.pop("base", "A")
         except KeyError as err:
-            raise ValueError(f"{path}: run {n} needs 'label', 'cell' and base 'A' or 'B' "
-                             f"({err})") from None
+            raise ValueError(f"{where} needs 'label', 'cell' and base 'A' or 'B' "
+                             f"(missing {err})") from None
+        if not isinstance(label, str):
+            raise ConfigError("label", label, "must be a string", where)
+        if base_key not in BASES:
+            raise ConfigError("base", base_key, "choose base 'A' or 'B'", where)
+        base = BASES[base_key]
         sweep = entry.pop("sweep", {})
+        if not isinstance(sweep, dict) or not all(isinstance(v, list) for v in sweep.values()):
+            raise ConfigError("sweep", sweep, "must be a table of lists of values", where)
         keys = list(sweep)
         for values in itertools.product(*(sweep[k] for k in keys)) if keys else [()]:
             changes = {**copy.deepcopy(entry), **dict(zip(keys, values)), **(opts or {})}
             fill = {k: _fmt(v) for k, v in {"cell": cell, **changes}.items()}
-            runs.append((label.format(**fill), paper_config(cell, base=base, **changes)))
+            try:
+                text = label.format(**fill)
+            except KeyError as err:
+                raise ConfigError("label", label, f"unknown placeholder {{{err.args[0]}}}; "
+                                  f"known: {sorted(fill)}", where) from None
+            except (IndexError, ValueError) as err:
+                raise ConfigError("label", label, f"bad placeholder ({err}); use {{field}} "
+                                  f"with a field of {sorted(fill)}", where) from None
+            runs.append((text, paper_config(cell, base=base, where=where, **changes)))
     return study.get("title", path.stem), runs
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary file beside ``path``, then rename it over ``path``."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _fmt(v: Any) -> str:
@@ -75,17 +106,26 @@ def _fmt(v: Any) -> str:
 
 def run_study(path: str | Path, outdir: str | Path, *, mnist: str | None = None,
               workers: int = 1, scheduler: str | None = None, progress: bool = True,
-              only_existing: bool = False) -> dict:
+              only_existing: bool = False, force: bool = False,
+              seed: int | None = None) -> dict:
     """Run every run of a study (missing or incomplete ones only) and write the report.
 
+    ``force`` retrains every run from scratch; ``seed`` overrides the seed of every run.
+    Relative ``outdir`` / ``mnist`` are resolved here, before anything goes to workers.
     Returns ``{"title", "rows": [{label, run, epochs, test, best_test, train, switch}]}``
     with accuracies in percent (final epoch, best epoch).
     """
-    outdir = Path(outdir)
-    opts = {"mnist_path": str(mnist)} if mnist else None
-    title, runs = load_study(path, opts)
+    outdir = Path(outdir).resolve()
+    opts: dict[str, Any] = {}
+    if mnist:
+        opts["mnist_path"] = str(mnist)
+    if seed is not None:
+        opts["seed"] = seed
+    title, runs = load_study(path, opts or None)
+    if outdir.exists() and not outdir.is_dir():
+        raise ValueError(f"output {outdir} exists and is not a directory")
     hists = run_configs([c for _, c in runs], outdir, workers=workers, scheduler=scheduler,
-                        progress=progress, only_existing=only_existing)
+                        progress=progress, only_existing=only_existing, force=force)
     rows, curves = [], {}
     for label, cfg in runs:
         h = hists.get(cfg.name)
@@ -115,9 +155,9 @@ def run_study(path: str | Path, outdir: str | Path, *, mnist: str | None = None,
         sw = "-" if r["switch"] is None else str(r["switch"])
         lines.append(f"| {r['label']} | {r['test']:.2f} / {r['best_test']:.2f} | "
                      f"{r['train']:.2f} | {r['epochs']} | {sw} | `{r['run']}.h5` |")
-    stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    stem.with_suffix(".json").write_text(json.dumps({"title": title, "rows": rows,
-                                                     "curves": curves}, indent=1))
+    _write_atomic(stem.with_suffix(".md"), "\n".join(lines) + "\n")
+    _write_atomic(stem.with_suffix(".json"), json.dumps({"title": title, "rows": rows,
+                                                         "curves": curves}, indent=1))
     done = [r for r in rows if r["epochs"]]
     if done:
         plt = _plt()

@@ -45,6 +45,59 @@ ROUNDING = {"deterministic": K.ROUND_DET, "stochastic": K.ROUND_STOCH,
             "coincidence": K.ROUND_COINC}
 
 
+class ConfigError(ValueError):
+    """A bad parameter of a training config, device or cell: ``key = value: reason``.
+
+    ``key`` is the dotted path of the parameter (``device.c2c``); :meth:`located` prefixes
+    the file (or run) it came from. A ``ValueError``, so the CLI prints it as one line.
+    """
+
+    def __init__(self, key: str, value: Any, reason: str, where: str | None = None):
+        self.key, self.value, self.reason, self.where = key, value, reason, where
+        head = f"{where}: " if where else ""
+        super().__init__(f"{head}{key} = {value!r}: {reason}")
+
+    def located(self, where: str, prefix: str = "") -> "ConfigError":
+        """The same error, located in ``where`` and with ``prefix`` before the key."""
+        return ConfigError(prefix + self.key, self.value, self.reason, where)
+
+
+def check_number(key: str, value: Any, *, integer: bool = False, lo: float | None = None,
+                 lo_open: bool = False, hi: float | None = None,
+                 allow_none: bool = False) -> None:
+    """Raise :class:`ConfigError` unless ``value`` is a finite number in range."""
+    if value is None and allow_none:
+        return
+    kind = "an integer" if integer else "a number"
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ConfigError(key, value, f"must be {kind}")
+    if integer and not float(value).is_integer():
+        raise ConfigError(key, value, "must be an integer")
+    if not math.isfinite(float(value)):
+        raise ConfigError(key, value, "must be finite (not NaN or infinite)")
+    if lo is not None and (value <= lo if lo_open else value < lo):
+        raise ConfigError(key, value, f"must be {'>' if lo_open else '>='} {lo:g}")
+    if hi is not None and value > hi:
+        raise ConfigError(key, value, f"must be <= {hi:g}")
+
+
+def check_choice(key: str, value: Any, choices) -> None:
+    if not isinstance(value, str) or value not in choices:
+        raise ConfigError(key, value, f"choose from {sorted(choices)}")
+
+
+def check_finite_tree(key: str, value: Any) -> None:
+    """Raise :class:`ConfigError` at the first NaN or infinity anywhere in ``value``."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            check_finite_tree(f"{key}.{k}" if key else str(k), v)
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            check_finite_tree(f"{key}[{i}]", v)
+    elif isinstance(value, (float, np.floating)) and not math.isfinite(float(value)):
+        raise ConfigError(key, value, "must be finite (not NaN or infinite)")
+
+
 @dataclass
 class DeviceSpec:
     """Behavioural parameters of one RRAM device as seen by the network.
@@ -90,12 +143,36 @@ class DeviceSpec:
     refresh: bool = True
 
     def __post_init__(self) -> None:
-        if not self.n_states >= 1:
-            raise ValueError("DeviceSpec.n_states must be >= 1")
-        if min(self.c2c, self.d2d, self.d2d_range, self.d2d_area) < 0:
-            raise ValueError("DeviceSpec.c2c, d2d, d2d_range and d2d_area must be >= 0")
-        if not self.g_ratio > 1:
-            raise ValueError("DeviceSpec.g_ratio must be > 1")
+        self.validate()
+
+    def validate(self, prefix: str = "device.") -> None:
+        """Raise :class:`ConfigError` (naming ``prefix + field`` and the value) on a bad
+        field: NaN / infinity anywhere, ``n_states < 1``, negative spreads, ``g_ratio <= 1``.
+
+        ``n_states = 1`` (binary devices) is allowed here; cells other than ``multi`` need
+        ``>= 2`` (:meth:`PairCell.validate`).
+        """
+        check_number(prefix + "n_states", self.n_states, lo=1)
+        for key in ("beta_p", "beta_d"):
+            check_number(prefix + key, getattr(self, key))
+        for key in ("c2c", "d2d", "d2d_range", "d2d_area"):
+            check_number(prefix + key, getattr(self, key), lo=0)
+        check_number(prefix + "g_ratio", self.g_ratio, lo=1, lo_open=True)
+        for key in ("unidirectional", "refresh"):
+            if not isinstance(getattr(self, key), (bool, np.bool_)):
+                raise ConfigError(prefix + key, getattr(self, key), "must be true or false")
+
+    @classmethod
+    def from_dict(cls, data: dict, prefix: str = "device.") -> "DeviceSpec":
+        """A DeviceSpec from a dict; an unknown key is a :class:`ConfigError`."""
+        if not isinstance(data, dict):
+            raise ConfigError(prefix.rstrip("."), data, "must be a table of device parameters")
+        known = [f.name for f in fields(cls)]
+        for key in data:
+            if key not in known:
+                raise ConfigError(prefix + str(key), data[key],
+                                  f"unknown device parameter; known: {known}")
+        return cls(**data)
 
     @classmethod
     def from_card(cls, card: Any, **overrides: Any) -> "DeviceSpec":
@@ -278,17 +355,26 @@ class PairCell:
 
     kind: ClassVar[str] = "single"
 
+    #: smallest number of device states the cell trains with (binary devices: ``multi``)
+    min_states: ClassVar[int] = 2
+
     def __post_init__(self) -> None:
         if isinstance(self.device, dict):
-            self.device = DeviceSpec(**self.device)
-        if self.rounding not in ROUNDING:
-            raise ValueError(f"rounding must be one of {sorted(ROUNDING)}")
-        if not 1 <= self.bl <= 64:
-            raise ValueError("bl must be in 1..64")
-        if self.init not in ("low", "mid"):
-            raise ValueError("init must be 'low' or 'mid'")
-        if self.dead_zone < 0:
-            raise ValueError("dead_zone must be >= 0 (pulses)")
+            self.device = DeviceSpec.from_dict(self.device)
+        self.validate()
+
+    def validate(self, prefix: str = "cell_params.") -> None:
+        """Raise :class:`ConfigError` naming ``prefix + parameter`` and the value."""
+        check_choice(prefix + "rounding", self.rounding, ROUNDING)
+        check_number(prefix + "bl", self.bl, integer=True, lo=1, hi=64)
+        check_choice(prefix + "init", self.init, ("low", "mid"))
+        check_number(prefix + "max_pulses", self.max_pulses, integer=True, lo=1)
+        check_number(prefix + "dead_zone", self.dead_zone, lo=0)
+        self.device.validate()
+        if self.device.n_states < self.min_states:
+            raise ConfigError("device.n_states", self.device.n_states,
+                              f"cell {self.kind!r} needs >= {self.min_states} states per "
+                              "device (binary devices, n_states = 1: cell 'multi')")
 
     # the arrays of the cell: (gain relative to w_max, DeviceSpec) per array
     def arrays(self) -> list[tuple[float, DeviceSpec]]:
@@ -392,10 +478,14 @@ class HybridCell(PairCell):
 
     kind: ClassVar[str] = "hybrid"
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.small_rounding is not None and self.small_rounding not in ROUNDING:
-            raise ValueError(f"small_rounding must be one of {sorted(ROUNDING)}")
+    def validate(self, prefix: str = "cell_params.") -> None:
+        super().validate(prefix)
+        check_number(prefix + "k", self.k, lo=0, lo_open=True)
+        check_number(prefix + "small_states", self.small_states, lo=self.min_states,
+                     allow_none=True)
+        check_number(prefix + "switch_threshold", self.switch_threshold)
+        if self.small_rounding is not None:
+            check_choice(prefix + "small_rounding", self.small_rounding, ROUNDING)
 
     def build_layer(self, W0, w_max, rng, read_scale=1.0):
         st = super().build_layer(W0, w_max, rng, read_scale)
@@ -438,6 +528,11 @@ class MultiDeviceCell(PairCell):
     n_devices: int = 4
 
     kind: ClassVar[str] = "multi"
+    min_states: ClassVar[int] = 1
+
+    def validate(self, prefix: str = "cell_params.") -> None:
+        super().validate(prefix)
+        check_number(prefix + "n_devices", self.n_devices, integer=True, lo=1)
 
     def arrays(self) -> list[tuple[float, DeviceSpec]]:
         return [(1.0 / self.n_devices, self.device)] * self.n_devices
@@ -482,15 +577,15 @@ CELLS = {"fp": FloatingPointCell, "single": PairCell, "hybrid": HybridCell,
 
 def make_cell(kind: str, device: DeviceSpec | dict | None = None, **params: Any):
     """Build a cell by name (``fp``, ``single``, ``hybrid``, ``multi``, ``2t2r``)."""
-    if kind not in CELLS:
-        raise ValueError(f"unknown cell {kind!r}; choose from {sorted(CELLS)}")
+    check_choice("cell", kind, CELLS)
     cls = CELLS[kind]
     if cls is FloatingPointCell:
         return cls()
     if isinstance(device, dict):
-        device = DeviceSpec(**device)
-    allowed = {f.name for f in fields(cls)}
-    bad = set(params) - allowed
-    if bad:
-        raise ValueError(f"unknown parameters for cell {kind!r}: {sorted(bad)}")
+        device = DeviceSpec.from_dict(device)
+    allowed = sorted(f.name for f in fields(cls) if f.name != "device")
+    for key in params:
+        if key not in allowed:
+            raise ConfigError(f"cell_params.{key}", params[key],
+                              f"unknown parameter of cell {kind!r}; known: {allowed}")
     return cls(device=device or DeviceSpec(), **params)

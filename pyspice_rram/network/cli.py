@@ -1,4 +1,9 @@
-"""``pyspice-rram train``, ``reproduce`` and ``ablation`` subcommands (network layer)."""
+"""``pyspice-rram train``, ``reproduce`` and ``ablation`` subcommands (network layer).
+
+One vocabulary for the three: ``-o/--output`` (old ``--outdir`` kept as a hidden alias),
+``-q/--quiet`` (old ``--no-progress`` kept as a hidden alias), ``--force``, ``--seed``,
+``--workers``, ``--scheduler`` mean the same in each; every ``--help`` shows the defaults.
+"""
 
 from __future__ import annotations
 
@@ -8,60 +13,99 @@ from pathlib import Path
 
 from .experiments import FIGURES
 
+HELP = argparse.ArgumentDefaultsHelpFormatter
+
+
+def _int_at_least(lo: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < lo:
+            raise argparse.ArgumentTypeError(f"{value} is below {lo}")
+        return value
+    parse.__name__ = f"integer >= {lo}"
+    return parse
+
+
+def _common(p: argparse.ArgumentParser, *, output_help: str, output_default,
+            force_help: str, seed_help: str) -> None:
+    """Options shared by train, reproduce and ablation (same names, same meaning)."""
+    p.add_argument("-o", "--output", default=output_default, help=output_help)
+    p.add_argument("--outdir", dest="output", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--no-progress", dest="quiet", action="store_true",
+                   default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    p.add_argument("--force", action="store_true", help=force_help)
+    p.add_argument("--seed", type=_int_at_least(0), help=seed_help)
+    p.add_argument("--mnist", help="directory of the MNIST IDX files (else "
+                   "$PYSPICE_RRAM_MNIST / cache)")
+
+
+def _parallel(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workers", type=_int_at_least(1), default=1,
+                   help="parallel local worker processes for the runs")
+    p.add_argument("--scheduler", help="Dask scheduler address (tcp://host:8786); relative "
+                   "paths are made absolute before the runs go to the workers")
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``train``, ``reproduce`` and ``ablation`` subcommands to the top-level CLI."""
     p = subparsers.add_parser(
-        "train", help="train a network from a config (TOML/JSON)",
+        "train", help="train a network from a config (TOML/JSON)", formatter_class=HELP,
         description="Train a 784-250-10 (or 64-h-10 on 8x8 digits) network with the synapse "
-                    "cell of the config; writes an HDF5 history, resumable with --resume.")
+                    "cell of the config; writes an HDF5 history, resumable with --resume. "
+                    "An existing run file is never overwritten without --force.")
     p.add_argument("config", help="training config (.toml or .json), e.g. configs/train/hybrid.toml")
-    p.add_argument("-o", "--output", help="HDF5 run file (default runs/<config name>.h5)")
-    p.add_argument("--mnist", help="directory of the MNIST IDX files (else $PYSPICE_RRAM_MNIST / cache)")
-    p.add_argument("--epochs", type=int, help="override the number of epochs")
-    p.add_argument("--seed", type=int, help="override the seed")
+    _common(p, output_help="HDF5 run file (if not given: runs/<config file stem>.h5)", output_default=None,
+            force_help="overwrite an existing run file (replaced after the first epoch)",
+            seed_help="override the seed of the config")
+    p.add_argument("--epochs", type=_int_at_least(0), help="override the number of epochs")
     p.add_argument("--card", help="device model card JSON (fills the device parameters)")
-    p.add_argument("--resume", action="store_true", help="continue from the run file's last epoch")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in the output file from its last epoch")
     p.add_argument("--download", action="store_true",
                    help="download MNIST into the cache if it is not found (needs internet)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
 
     r = subparsers.add_parser(
-        "reproduce", help="reproduce a figure of Choi et al. (2021)",
+        "reproduce", help="reproduce a figure of Choi et al. (2021)", formatter_class=HELP,
         description="Run the training sweeps behind a figure of the seed paper and write "
                     "fig<ID>.png + fig<ID>.json (data) into the output directory; runs are "
-                    "stored under <outdir>/runs and re-used/resumed.")
+                    "stored under <output>/runs and re-used/resumed (--force: retrained).")
     r.add_argument("figure", choices=[*FIGURES, "ALL"], type=str.upper,
                    help="figure id (4D draws panels D-F; 6D is the summary table)")
-    r.add_argument("-o", "--outdir", default="out/reproduce", help="output directory")
-    r.add_argument("--mnist", help="directory of the MNIST IDX files")
-    r.add_argument("--epochs", type=int, help="epochs per run (default: config, 20)")
-    r.add_argument("--seeds", type=int, default=1, help="seeds for the 4A trio")
+    _common(r, output_help="output directory", output_default="out/reproduce",
+            force_help="retrain the runs from scratch instead of re-using / resuming them",
+            seed_help="seed of every run (None: 0; the 4A trio uses SEED .. SEED+SEEDS-1)")
+    _parallel(r)
+    r.add_argument("--epochs", type=_int_at_least(0),
+                   help="epochs per run (None: 20, or 10 with --quick)")
+    r.add_argument("--seeds", type=_int_at_least(1), default=1,
+                   help="number of seeds for the 4A trio")
     r.add_argument("--quick", action="store_true",
                    help="use the embedded 8x8 digits instead of MNIST (smoke test)")
-    r.add_argument("--workers", type=int, default=1, help="parallel local processes")
-    r.add_argument("--scheduler", help="Dask scheduler address (tcp://host:8786)")
     r.add_argument("--card", help="device model card JSON")
     r.add_argument("--setting", choices=["A", "B"], default="A", type=str.upper,
-                   help="A: deterministic rounding, |W| <= 0.15/0.5 (default); B: stochastic "
+                   help="A: deterministic rounding, |W| <= 0.15/0.5; B: stochastic "
                         "rounding, |W| <= 1/2 (figures get the suffix _stochastic)")
-    r.add_argument("--no-progress", action="store_true", help="no progress bars")
     r.set_defaults(func=cmd_reproduce)
 
     a = subparsers.add_parser(
         "ablation", help="run an ablation study (TOML list of training runs)",
+        formatter_class=HELP,
         description="Run the training runs of a study file (configs/ablation/*.toml) — "
-                    "missing or incomplete ones only — and write <outdir>/<study>.md (table), "
-                    ".json (curves) and .png (final test accuracy per run).")
+                    "missing or incomplete ones only (--force: all, from scratch) — and "
+                    "write <output>/<study>.md (table), .json (curves) and .png (final test "
+                    "accuracy per run).")
     a.add_argument("study", help="study file, e.g. configs/ablation/one_setting.toml")
-    a.add_argument("-o", "--outdir", default="out/ablation", help="output directory")
-    a.add_argument("--mnist", help="directory of the MNIST IDX files")
-    a.add_argument("--workers", type=int, default=1, help="parallel local processes")
-    a.add_argument("--scheduler", help="Dask scheduler address (tcp://host:8786)")
+    _common(a, output_help="output directory", output_default="out/ablation",
+            force_help="retrain the runs from scratch instead of re-using / resuming them",
+            seed_help="override the seed of every run of the study")
+    _parallel(a)
     a.add_argument("--only-existing", action="store_true",
                    help="tabulate the stored runs without training")
-    a.add_argument("--no-progress", action="store_true", help="no progress bars")
     a.set_defaults(func=cmd_ablation)
 
 
@@ -73,9 +117,31 @@ def _card(path):
     return ModelCard.load(path)
 
 
+def _check_output(out: Path, force: bool, resume: bool) -> None:
+    """Refuse to overwrite a run file (or anything else) without ``--force``/``--resume``."""
+    if out.is_dir():
+        raise ValueError(f"output {out} is a directory; give a run file (.h5)")
+    if not out.exists() or force:
+        return
+    from .history import load_run
+
+    try:
+        hist = load_run(out, with_checkpoint=False)[0]
+    except (OSError, ValueError, KeyError):
+        raise ValueError(f"output {out} exists and is not a training run file; refusing to "
+                         "overwrite it (--force to overwrite)") from None
+    if not resume:
+        raise ValueError(
+            f"output {out} already holds a run ({hist.config.get('name')!r}, cell "
+            f"{hist.config.get('cell')!r}, {hist.completed_epochs} epochs); --resume to "
+            "continue it, --force to overwrite it, or choose another -o")
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from .train import TrainConfig, train
 
+    if args.force and args.resume:
+        raise ValueError("--force (start over) and --resume (continue) exclude each other")
     cfg = TrainConfig.load(args.config)
     changes = {}
     if args.epochs is not None:
@@ -85,10 +151,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.mnist:
         changes["mnist_path"] = args.mnist
     if changes:
-        cfg = cfg.replace(**changes)
+        cfg = cfg.replace(where=args.config, **changes)
     out = Path(args.output) if args.output else Path("runs") / f"{Path(args.config).stem}.h5"
-    res = train(cfg, out, card=_card(args.card), resume=args.resume,
-                progress=not args.no_progress, download=args.download)
+    _check_output(out, args.force, args.resume)
+    card = _card(args.card)
+    if card is not None or cfg.card:
+        try:
+            cfg.build_cell(card)         # the card's device numbers, checked before training
+        except ValueError as err:
+            raise ValueError(f"{args.card or cfg.card}: {err}") from None
+    res = train(cfg, out, card=card, resume=args.resume, progress=not args.quiet,
+                download=args.download)
     print(json.dumps({**res.summary(), "output": str(out)}, indent=1))
     return 0
 
@@ -97,11 +170,19 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     from .experiments import STOCHASTIC_BASE, reproduce
 
     b = args.setting == "B"
-    paths = reproduce(args.figure, args.outdir, mnist=args.mnist, epochs=args.epochs,
+    card = _card(args.card)
+    if card is not None:
+        from .cells import DeviceSpec
+
+        try:
+            DeviceSpec.from_card(card)       # the card's device numbers, checked up front
+        except ValueError as err:
+            raise ValueError(f"{args.card}: {err}") from None
+    paths = reproduce(args.figure, args.output, mnist=args.mnist, epochs=args.epochs,
                       seeds=args.seeds, quick=args.quick, workers=args.workers,
-                      scheduler=args.scheduler, progress=not args.no_progress,
-                      card=_card(args.card), base=STOCHASTIC_BASE if b else None,
-                      tag="_stochastic" if b else "")
+                      scheduler=args.scheduler, progress=not args.quiet,
+                      card=card, base=STOCHASTIC_BASE if b else None,
+                      tag="_stochastic" if b else "", force=args.force, seed=args.seed)
     for p in paths:
         print(p)
     return 0
@@ -110,11 +191,11 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 def cmd_ablation(args: argparse.Namespace) -> int:
     from .ablation import run_study
 
-    res = run_study(args.study, args.outdir, mnist=args.mnist, workers=args.workers,
-                    scheduler=args.scheduler, progress=not args.no_progress,
-                    only_existing=args.only_existing)
+    res = run_study(args.study, args.output, mnist=args.mnist, workers=args.workers,
+                    scheduler=args.scheduler, progress=not args.quiet,
+                    only_existing=args.only_existing, force=args.force, seed=args.seed)
     for r in res["rows"]:
         acc = f"{r['test']:6.2f} %" if r["epochs"] else "not run"
         print(f"{acc}  {r['label']}")
-    print(Path(args.outdir) / (Path(args.study).stem + ".md"))
+    print(Path(args.output) / (Path(args.study).stem + ".md"))
     return 0

@@ -22,6 +22,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .cells import ConfigError
 from .history import History, load_run
 from .train import TrainConfig, train
 
@@ -55,28 +56,36 @@ DEVICE_C2C = 0.34
 
 
 def paper_config(cell: str, name: str | None = None, base: dict | None = None,
-                 **changes: Any) -> TrainConfig:
+                 where: str | None = None, **changes: Any) -> TrainConfig:
     """A config from :data:`PAPER_BASE` (or ``base``) with ``changes``.
 
     ``device`` and ``cell_params`` changes are merged into the base dicts. FP ignores the
-    device; hybrid gets ``k = 10`` unless given.
+    device; hybrid gets ``k = 10`` unless given. Validated (:meth:`.TrainConfig.validate`);
+    ``where`` (a study file and run) locates errors.
     """
     d = copy.deepcopy(base if base is not None else PAPER_BASE)
     d["cell"] = cell
     for key in ("device", "cell_params"):
         if key in changes:
-            d[key] = {**d.get(key, {}), **changes.pop(key)}
+            extra = changes.pop(key)
+            if not isinstance(extra, dict):
+                raise ConfigError(key, extra, "must be a table", where)
+            d[key] = {**d.get(key, {}), **extra}
     d.update(changes)
     if cell == "fp":        # FP ignores the device side: one FP run serves every base
         d["cell_params"] = {}
         d["w_max"] = list(PAPER_BASE["w_max"])
-    elif cell == "hybrid":
-        d["cell_params"].setdefault("k", 10.0)
-        d["cell_params"]["k"] = float(d["cell_params"]["k"])
-        if d["cell_params"].get("small_states") == d["device"].get("n_states"):
-            d["cell_params"].pop("small_states")      # same run as the default
+    elif cell == "hybrid" and isinstance(d.get("cell_params"), dict):
+        cp = d["cell_params"]
+        cp.setdefault("k", 10.0)
+        if isinstance(cp["k"], int) and not isinstance(cp["k"], bool):
+            cp["k"] = float(cp["k"])
+        if isinstance(d.get("device"), dict) and \
+                cp.get("small_states") == d["device"].get("n_states"):
+            cp.pop("small_states")      # same run as the default
+    TrainConfig.from_dict({**d, "name": name or "run"}, where=where)   # validate first
     d["name"] = name or run_name(d)
-    return TrainConfig.from_dict(d)
+    return TrainConfig.from_dict(d, where=where)
 
 
 def run_name(d: dict) -> str:
@@ -101,22 +110,32 @@ def run_name(d: dict) -> str:
 
 
 # --------------------------------------------------------------------------- running
-def _run_one(cfg_dict: dict, path: str, progress: bool) -> dict:
+def _run_one(cfg_dict: dict, path: str, progress: bool, resume: bool = True) -> dict:
     cfg = TrainConfig.from_dict(cfg_dict)
-    res = train(cfg, path, resume=True, progress=progress)
+    res = train(cfg, path, resume=resume, progress=progress)
     return res.summary()
+
+
+def _absolute(cfg: TrainConfig) -> TrainConfig:
+    """``cfg`` with its relative paths (MNIST directory, card) made absolute."""
+    changes = {k: str(Path(getattr(cfg, k)).resolve()) for k in ("mnist_path", "card")
+               if getattr(cfg, k)}
+    return cfg.replace(**changes) if changes else cfg
 
 
 def run_configs(configs: list[TrainConfig], outdir: str | Path, *, workers: int = 1,
                 scheduler: str | None = None, progress: bool = True,
-                only_existing: bool = False) -> dict[str, History]:
+                only_existing: bool = False, force: bool = False) -> dict[str, History]:
     """Run (or resume / re-use) every config; returns ``{name: History}``.
 
     A run whose file already holds ``config.epochs`` epochs is not re-run; configs that
     differ only in ``epochs`` are one run, trained to the largest. With ``only_existing``
     nothing is trained: the stored runs (complete or not) are returned and missing ones are
-    left out.
+    left out. ``force`` retrains every run from scratch (its file is replaced after the
+    first epoch). Paths are made absolute before anything goes to local worker processes
+    or Dask workers (whose working directory is their own).
     """
+    outdir = Path(outdir).resolve()
     if only_existing:
         out = {}
         for cfg in configs:
@@ -133,27 +152,29 @@ def run_configs(configs: list[TrainConfig], outdir: str | Path, *, workers: int 
             longest[cfg.name] = cfg
     for cfg in longest.values():
         path = rundir / f"{cfg.name}.h5"
-        if path.exists():
+        if path.exists() and not force:
             hist, _, _ = load_run(path, with_checkpoint=False)
             if hist.completed_epochs >= cfg.epochs:
                 continue
-        todo.append((cfg.to_dict(), str(path)))
+        todo.append((_absolute(cfg).to_dict(), str(path)))
     if todo:
+        resume = not force
         if scheduler:
             from dask.distributed import Client  # optional dependency
 
             with Client(scheduler) as client:
-                futs = [client.submit(_run_one, c, p, False, pure=False) for c, p in todo]
+                futs = [client.submit(_run_one, c, p, False, resume, pure=False)
+                        for c, p in todo]
                 client.gather(futs)
         elif workers > 1:
             with ProcessPoolExecutor(max_workers=workers) as ex:
                 list(ex.map(_run_one, [c for c, _ in todo], [p for _, p in todo],
-                            [False] * len(todo)))
+                            [False] * len(todo), [resume] * len(todo)))
         else:
             from tqdm.auto import tqdm
 
             for c, p in tqdm(todo, desc="runs", disable=not progress or len(todo) < 2):
-                _run_one(c, p, progress)
+                _run_one(c, p, progress, resume)
     out = {}
     for cfg in configs:
         hist, _, _ = load_run(rundir / f"{cfg.name}.h5", with_checkpoint=False)
@@ -372,18 +393,23 @@ def reproduce(figure: str, outdir: str | Path = "out/reproduce", *, mnist: str |
               epochs: int | None = None, seeds: int = 1, quick: bool = False,
               workers: int = 1, scheduler: str | None = None, progress: bool = True,
               card: Any = None, only_existing: bool = False, base: dict | None = None,
-              tag: str = "") -> list[Path]:
+              tag: str = "", force: bool = False, seed: int | None = None) -> list[Path]:
     """Run the sweeps of one figure (``4A``..``6D`` or ``all``) and write PNG + JSON.
 
     ``quick`` uses the embedded 8x8 digits (64-64-10 network) instead of MNIST, for smoke
     tests. ``seeds`` > 1 is applied to the 4A-C trio (other figures use seed 0).
     ``only_existing`` plots the stored runs without training the missing ones. ``base``
     replaces :data:`PAPER_BASE` (e.g. another rounding or weight range) and ``tag`` is
-    appended to the figure file names (``fig4A<tag>.png``).
+    appended to the figure file names (``fig4A<tag>.png``). ``force`` retrains the runs
+    from scratch; ``seed`` is the seed of every run (the 4A trio with ``seeds`` > 1 uses
+    ``seed .. seed + seeds - 1``).
     """
-    outdir = Path(outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
+    outdir = Path(outdir).resolve()
+    if outdir.exists() and not outdir.is_dir():
+        raise ValueError(f"output {outdir} exists and is not a directory")
     opts: dict[str, Any] = {}
+    if seed is not None:
+        opts["seed"] = int(seed)
     if mnist:
         opts["mnist_path"] = str(mnist)
     if epochs is not None:
@@ -402,16 +428,19 @@ def reproduce(figure: str, outdir: str | Path = "out/reproduce", *, mnist: str |
 
     def runner(cfgs):
         return run_configs(cfgs, outdir, workers=workers, scheduler=scheduler,
-                           progress=progress, only_existing=only_existing)
+                           progress=progress, only_existing=only_existing, force=force)
 
     figs = FIGURES if figure.lower() == "all" else (figure.upper(),)
-    out = []
     for fid in figs:
         if fid not in FIGURES:
             raise ValueError(f"unknown figure {fid!r}; choose from {FIGURES} or 'all'")
+    outdir.mkdir(parents=True, exist_ok=True)
+    out = []
+    for fid in figs:
         if fid in ("4A", "4B", "4C", "4D"):
             if seeds > 1 and fid == "4A":
-                runner([c for s in range(seeds) for c in _trio({**opts, "seed": s})])
+                s0 = opts.get("seed", 0)
+                runner([c for s in range(s0, s0 + seeds) for c in _trio({**opts, "seed": s})])
             out.append(fig4(fid, outdir, opts, runner))
         elif fid == "5F":
             out.append(fig5f(outdir, opts, runner))

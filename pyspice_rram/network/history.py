@@ -25,6 +25,9 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,7 +75,21 @@ def save_run(path: str | Path, history: History, layers: list | None = None,
     """Write ``history`` (and a checkpoint of ``layers``) to ``path`` atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    fd, tmp_name = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    os.chmod(tmp, 0o644)                 # mkstemp makes 0600; a run file is a normal file
+    try:
+        _write_run(tmp, history, layers, final_weights, phase)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _write_run(tmp: Path, history: History, layers: list | None,
+               final_weights: list[np.ndarray] | None, phase: int) -> None:
     with h5py.File(tmp, "w") as f:
         f.attrs["format"] = FORMAT
         f.attrs["config"] = json.dumps(history.config)
@@ -99,8 +116,57 @@ def save_run(path: str | Path, history: History, layers: list | None = None,
             fg = f.create_group("final")
             for li, w in enumerate(final_weights):
                 fg.create_dataset(f"layer{li}/W", data=w)
-    os.replace(tmp, path)
-    return path
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextmanager
+def run_lock(path: str | Path | None):
+    """Hold ``<path>.lock`` while a run file is written: a second writer to the same run file
+    gets a ``ValueError`` naming the holder. A lock left by a dead process of this host (a
+    killed run) is taken over."""
+    if path is None:
+        yield
+        return
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = path.with_name(path.name + ".lock")
+    me = f"{socket.gethostname()} {os.getpid()}"
+    for attempt in range(3):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                owner = lock.read_text().strip()
+            except FileNotFoundError:
+                continue
+            host, _, pid = owner.partition(" ")
+            if host == socket.gethostname() and pid.isdigit() and not _alive(int(pid)):
+                lock.unlink(missing_ok=True)          # stale: its writer was killed
+                continue
+            raise ValueError(f"{path} is being written by another process (pid {pid or '?'} "
+                             f"on {host or '?'}); if it is gone, remove {lock}") from None
+        with os.fdopen(fd, "w") as f:
+            f.write(me)
+        break
+    else:
+        raise ValueError(f"{path}: could not take the lock {lock}")
+    try:
+        yield
+    finally:
+        try:
+            if lock.read_text().strip() == me:
+                lock.unlink()
+        except FileNotFoundError:
+            pass
 
 
 def load_run(path: str | Path, with_checkpoint: bool = True):

@@ -29,9 +29,10 @@ from threadpoolctl import threadpool_limits
 
 from . import kernels as K
 from .backend import VMMBackend, make_backend
-from .cells import DeviceSpec, FloatingPointCell, HybridCell, LayerState, make_cell
+from .cells import (CELLS, ConfigError, DeviceSpec, FloatingPointCell, HybridCell, LayerState,
+                    check_choice, check_finite_tree, check_number, make_cell)
 from .data import Dataset, load_dataset
-from .history import History, load_run, save_run
+from .history import History, load_run, run_lock, save_run
 
 
 @dataclass
@@ -107,43 +108,104 @@ class TrainConfig:
     save_weights: bool = False
 
     def __post_init__(self) -> None:
-        if isinstance(self.w_max, (int, float)):
-            self.w_max = [float(self.w_max)] * 2
+        if isinstance(self.w_max, (int, float)) and not isinstance(self.w_max, bool):
+            self.w_max = [self.w_max] * 2
+        self.validate()
         self.w_max = [float(w) for w in self.w_max]
-        if len(self.w_max) != 2:
-            raise ValueError("w_max needs one value per layer (2)")
-        if self.lr <= 0 or self.epochs < 0 or self.n_hidden < 1:
-            raise ValueError("lr > 0, epochs >= 0, n_hidden >= 1 required")
+
+    def validate(self, where: str | None = None) -> "TrainConfig":
+        """Check every field, the device and the cell parameters; raise :class:`ConfigError`
+        (a ``ValueError``) naming ``where`` (file or run), the key and the value.
+
+        The one place of parameter validation of the network layer: used by
+        :meth:`from_dict` / :meth:`load` (so by ``train``, ``reproduce``, ``ablation`` and
+        the API). NaN or infinity anywhere is an error, as are ``k <= 0``, ``n_states < 2``
+        (``multi`` cells: ``< 1``), ``lr <= 0``, non-integer ``epochs`` and unknown keys.
+        """
+        try:
+            self._validate()
+        except ConfigError as err:
+            raise err.located(where) if where else err from None
+        return self
+
+    def _validate(self) -> None:
+        check_finite_tree("", {f.name: getattr(self, f.name) for f in fields(self)})
+        if not isinstance(self.name, str) or not self.name:
+            raise ConfigError("name", self.name, "must be a non-empty string")
+        check_choice("dataset", self.dataset, ("digits", "mnist"))
+        if self.mnist_path is not None and not isinstance(self.mnist_path, str):
+            raise ConfigError("mnist_path", self.mnist_path, "must be a path (string)")
+        for key in ("n_train", "n_test"):
+            check_number(key, getattr(self, key), integer=True, lo=1, allow_none=True)
+        check_number("n_hidden", self.n_hidden, integer=True, lo=1)
+        check_number("lr", self.lr, lo=0, lo_open=True)
+        check_number("epochs", self.epochs, integer=True, lo=0)
+        check_number("seed", self.seed, integer=True, lo=0)
+        check_choice("cell", self.cell, CELLS)
+        if not isinstance(self.w_max, (list, tuple)) or len(self.w_max) != 2:
+            raise ConfigError("w_max", self.w_max, "needs one value per layer (2)")
+        for i, w in enumerate(self.w_max):
+            check_number(f"w_max[{i}]", w, lo=0, lo_open=True)
+        check_number("init_gain", self.init_gain, lo=0, lo_open=True)
+        if self.read_scale is not None:
+            if not isinstance(self.read_scale, (list, tuple)) or len(self.read_scale) != 2:
+                raise ConfigError("read_scale", self.read_scale, "needs one value per layer (2)")
+            for i, r in enumerate(self.read_scale):
+                check_number(f"read_scale[{i}]", r, lo=0, lo_open=True)
+        if not isinstance(self.backend, str):
+            raise ConfigError("backend", self.backend, "must be a backend name")
+        check_number("n_track", self.n_track, integer=True, lo=0)
+        check_number("track_points", self.track_points, integer=True, lo=1)
+        if not isinstance(self.save_weights, bool):
+            raise ConfigError("save_weights", self.save_weights, "must be true or false")
+        if self.card is not None and not isinstance(self.card, str):
+            raise ConfigError("card", self.card, "must be a path (string)")
+        if not isinstance(self.cell_params, dict):
+            raise ConfigError("cell_params", self.cell_params, "must be a table")
+        # device (overrides of a card, or the whole device): keys and values
+        spec = DeviceSpec.from_dict(self.device)
+        if self.cell != "fp":
+            make_cell(self.cell, spec, **self.cell_params)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "TrainConfig":
-        known = {f.name for f in fields(cls)}
-        bad = set(data) - known
-        if bad:
-            raise ValueError(f"unknown training-config keys: {sorted(bad)}")
-        return cls(**data)
+    def from_dict(cls, data: dict, where: str | None = None) -> "TrainConfig":
+        """A validated config from a dict; ``where`` (file, run) locates errors."""
+        if not isinstance(data, dict):
+            raise ConfigError("config", data, "must be a table", where)
+        known = [f.name for f in fields(cls)]
+        for key in data:
+            if key not in known:
+                raise ConfigError(str(key), data[key],
+                                  f"unknown training-config key; known: {known}", where)
+        try:
+            return cls(**data)
+        except ConfigError as err:
+            raise err.located(where) if where else err from None
 
     @classmethod
     def load(cls, path: str | Path) -> "TrainConfig":
-        """Read a config from ``.toml`` or ``.json``."""
+        """Read a config from ``.toml`` or ``.json`` (validated; errors name the file)."""
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"training config {path} not found")
-        if path.suffix == ".toml":
-            data = tomllib.loads(path.read_text())
-        elif path.suffix == ".json":
-            data = json.loads(path.read_text())
-        else:
-            raise ValueError(f"{path}: config must be .toml or .json")
-        return cls.from_dict(data)
+        try:
+            if path.suffix == ".toml":
+                data = tomllib.loads(path.read_text())
+            elif path.suffix == ".json":
+                data = json.loads(path.read_text())
+            else:
+                raise ValueError("config must be .toml or .json")
+        except (ValueError, UnicodeDecodeError) as err:   # TOML/JSON syntax errors
+            raise ValueError(f"{path}: {err}") from None
+        return cls.from_dict(data, where=str(path))
 
     def to_dict(self) -> dict:
         return asdict(self)
 
-    def replace(self, **changes: Any) -> "TrainConfig":
+    def replace(self, where: str | None = None, **changes: Any) -> "TrainConfig":
         d = self.to_dict()
         d.update(changes)
-        return TrainConfig.from_dict(d)
+        return TrainConfig.from_dict(d, where=where)
 
     def device_spec(self, card: Any = None) -> DeviceSpec:
         """The DeviceSpec of this run: from ``card`` (object or ``self.card`` path) or direct."""
@@ -321,7 +383,19 @@ def train(config: TrainConfig, out: str | Path | None = None, *, data: Dataset |
         Stop after this many epochs of this call (used to test resuming).
     download : bool
         Download MNIST into the cache when it is not found (needs internet).
+
+    While it runs, ``<out>.lock`` refuses a second writer to the same run file.
     """
+    with run_lock(out):     # one writer per run file
+        return _train(config, out, data=data, card=card, backend=backend, resume=resume,
+                      progress=progress, callback=callback, stop_after=stop_after,
+                      download=download)
+
+
+def _train(config: TrainConfig, out: str | Path | None, *, data: Dataset | None,
+           card: Any, backend: VMMBackend | str | None, resume: bool, progress: bool,
+           callback: Callable[[int, History], None] | None, stop_after: int | None,
+           download: bool) -> RunResult:
     from tqdm.auto import tqdm
 
     if data is None:
@@ -337,9 +411,16 @@ def train(config: TrainConfig, out: str | Path | None = None, *, data: Dataset |
         stored = dict(hist.config)
         mine = config.to_dict()
         for d in (stored, mine):
-            d.pop("epochs", None)
+            d.pop("epochs", None)       # continuing = more epochs
+            d.pop("mnist_path", None)   # where the data lie is not part of the run
+            if d.get("card"):           # the same card file, given relative or absolute
+                d["card"] = str(Path(d["card"]).resolve())
         if stored != mine:
-            raise ValueError(f"{out}: stored config differs from this one; cannot resume")
+            diff = sorted(k for k in set(stored) | set(mine) if stored.get(k) != mine.get(k))
+            shown = ", ".join(f"{k}: stored {stored.get(k)!r}, given {mine.get(k)!r}"
+                              for k in diff[:3])
+            raise ValueError(f"{out} holds a run of another config ({shown}); cannot resume "
+                             "it (choose another output, or --force to overwrite it)")
         if layers is not None:
             net = Network(config, n_in, n_out, card=card, backend=backend, layers=layers)
             net.phase = phase
