@@ -44,6 +44,11 @@ def _best(fn, repeat: int) -> float:
     return best
 
 
+#: Smallest difference of two timings taken as a measurement (perf_counter resolution, at
+#: least 1 us); a baseline below it prints "n/a" instead of a ratio.
+TIMER_FLOOR_S = max(time.get_clock_info("perf_counter").resolution, 1e-6)
+
+
 def bench_ngspice(n: int, cells: str, card: ModelCard, k_extra: int, repeat: int,
                   backend: str) -> dict:
     tile = _tile(n, cells, card)
@@ -106,9 +111,15 @@ def main(argv: list[str] | None = None) -> int:
                      and r["backend"] == "shared")
             b = next(r for r in res["mna"] if r["n"] == n and r["cells"] == cells)
             rs = a["solve_s"] / b["solve_s"]
-            rv = a["per_extra_vector_s"] / max(b["per_extra_vector_s"], 1e-9)
+            # the MNA extra-vector time is a difference of two timings: at small sizes it is
+            # below what the timer resolves (often 0), and a ratio to it is meaningless
+            if b["per_extra_vector_s"] * (b["k"] - 1) < TIMER_FLOOR_S:
+                rv, rv_text = None, "n/a (baseline < timer resolution)"
+            else:
+                rv = a["per_extra_vector_s"] / b["per_extra_vector_s"]
+                rv_text = f"{rv:12.1f}x"
             res["ratio"].append({"n": n, "cells": cells, "solve": rs, "per_extra_vector": rv})
-            print(f"{cells:6s} {n:4d} {rs:8.1f}x {rv:12.1f}x")
+            print(f"{cells:6s} {n:4d} {rs:8.1f}x {rv_text}")
     t64 = [r for r in res["ngspice"] if r["n"] == 64 and r["backend"] == "shared"]
     print("\ntargets: ngspice 64x64 solve <= 0.5 s: "
           + ", ".join(f"{r['cells']} {r['solve_s']:.3f} s" for r in t64)

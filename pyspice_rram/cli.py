@@ -13,6 +13,12 @@ Each layer registers its own subcommands through a ``register(subparsers)`` func
 ``pyspice-rram surrogate`` generate data for / fit / validate the tile surrogate
 ``pyspice-rram check``     compare inference through ideal VMM, surrogate and ngspice
 =========================  =============================================================
+
+Errors: a user error (bad input file, option, configuration or path: ``ValueError``,
+``OSError`` or :class:`~pyspice_rram.errors.PyspiceRramError`) is printed as one line
+``pyspice-rram <command>: error: <message>`` (and ``hint: ...`` when the exception carries a
+hint) with exit status 1; a usage error (unknown option, missing argument) exits with status
+2; ``--debug`` re-raises the exception to show the traceback.
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ import argparse
 import importlib
 import logging
 import sys
+
+from .errors import PyspiceRramError
 
 #: Modules whose ``register(subparsers)`` adds subcommands, in help order.
 COMMAND_MODULES = (
@@ -41,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="RRAM device fitting, ngspice crossbar simulation and network training.")
     parser.add_argument("--version", action="version", version=f"pyspice-rram {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the Python traceback of an error instead of one line")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         try:
@@ -53,10 +63,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _error_text(exc: BaseException) -> str:
+    """One line for an exception: an ``OSError`` as ``path: reason``, newlines folded."""
+    if isinstance(exc, OSError) and exc.strerror and exc.filename is not None:
+        text = f"{exc.filename}: {exc.strerror}"
+        if getattr(exc, "filename2", None) is not None:
+            text += f" (-> {exc.filename2})"
+    else:
+        text = str(exc) or type(exc).__name__
+    return " ".join(part.strip() for part in text.splitlines() if part.strip())
+
+
+#: Exceptions reported as a user error (one line, exit 1) unless ``--debug``.
+USER_ERRORS = (PyspiceRramError, ValueError, OSError)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; returns the process exit code."""
+    """Run the CLI; returns the process exit code (0 success, 1 user error, 2 usage error,
+    other codes as documented by the subcommand)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # usage error (2), --help / --version (0)
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     if not getattr(args, "func", None):
@@ -64,8 +93,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except (ValueError, OSError) as exc:  # bad input, unreadable/unwritable path: one line
-        print(f"pyspice-rram {args.command}: error: {exc}", file=sys.stderr)
+    except USER_ERRORS as exc:  # bad input, unreadable/unwritable path: one line
+        if args.debug:
+            raise
+        print(f"pyspice-rram {args.command}: error: {_error_text(exc)}", file=sys.stderr)
+        hint = getattr(exc, "hint", None)
+        if hint:
+            print(f"hint: {' '.join(str(hint).split())}", file=sys.stderr)
         return 1
 
 

@@ -2,8 +2,8 @@
 
 ::
 
-    pyspice-rram fit <data set dir> [-o card.json] [--report DIR] [--no-report] [--quiet]
-                     [--family F ...] [--starts N] [--strict]
+    pyspice-rram fit <data set dir> [-o card.json] [--force] [--report DIR] [--no-report]
+                     [--quiet] [--family F ...] [--starts N] [--strict]
     pyspice-rram make-reference [DIR]
 """
 
@@ -29,6 +29,42 @@ def _check_writable(directory: Path) -> None:
         raise ValueError(f"output directory {str(directory)!r} is not a writable directory")
 
 
+def _check_not_overwriting(card_path: Path, default: bool, force: bool) -> None:
+    """UserInputError when a card already exists at ``card_path`` and ``--force`` is not
+    given; with the default output (no ``-o``) the card is the one beside the data (a
+    shipped data set's card), and the hint says to give ``-o``."""
+    from ..errors import UserInputError
+
+    if force or not card_path.exists():
+        return
+    if default:
+        raise UserInputError(
+            f"{card_path} exists (the card of this data set, written beside the data when "
+            f"-o is not given); not overwritten",
+            hint=f"give another output with -o OUT/card.json, or --force to overwrite "
+                 f"{card_path} and the .lib/.va/quality.json/report beside it")
+    raise UserInputError(f"output card {card_path} exists; not overwritten",
+                         hint="choose another -o path, or add --force to overwrite it")
+
+
+def _print_warnings(caught) -> None:
+    """The loader's warnings, one line each without the module's source path; the
+    compliance-clipped points are aggregated into one line per file."""
+    from .io import ClippedPointsWarning
+
+    clipped: dict[str, list[int]] = {}
+    for w in caught:
+        if issubclass(w.category, ClippedPointsWarning) and getattr(w.message, "source", None):
+            c = clipped.setdefault(w.message.source, [0, 0])
+            c[0] += w.message.n_points
+            c[1] += 1
+            continue
+        print(f"warning: {w.message}", file=sys.stderr)
+    for source, (n_points, n_sweeps) in clipped.items():
+        print(f"warning: {n_points} compliance-clipped points in {n_sweeps} sweeps of "
+              f"{source} excluded from the fit", file=sys.stderr)
+
+
 def _fit(args: argparse.Namespace) -> int:
     import warnings
 
@@ -39,11 +75,11 @@ def _fit(args: argparse.Namespace) -> int:
     card_path = Path(args.output) if args.output else None
     outdir = (Path(args.report).parent if args.report else
               (card_path.parent if card_path else dataset if dataset.is_dir() else dataset.parent))
+    _check_not_overwriting(card_path or outdir / "card.json", card_path is None, args.force)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         ds = load_dataset(dataset)
-    for w in caught:  # one line each, without the module's source path
-        print(f"warning: {w.message}", file=sys.stderr)
+    _print_warnings(caught)
     rdir = None if args.no_report else (Path(args.report) if args.report else outdir / "report")
     for d in dict.fromkeys(x for x in (outdir, card_path.parent if card_path else None, rdir) if x):
         _check_writable(d)  # before the fit: a fit must not be lost to an unwritable path
@@ -108,6 +144,9 @@ def register(subparsers) -> None:
                     ".lib, the Verilog-A .va and the fit report.")
     p.add_argument("dataset", help="data-set directory (with recipe.toml/recipe.json) or recipe")
     p.add_argument("-o", "--output", help="card JSON path (default: <outdir>/card.json)")
+    p.add_argument("--force", action="store_true",
+                   help="overwrite an existing card (and the .lib/.va/quality.json/report "
+                        "beside it); without it an existing card is an error")
     p.add_argument("--report", help="report directory (default: <outdir>/report)")
     p.add_argument("--no-report", action="store_true", help="skip the report and figures")
     p.add_argument("--max-nfev", type=int, default=400, help="evaluations per fit stage")

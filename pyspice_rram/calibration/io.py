@@ -74,24 +74,36 @@ largest |I| of the whole entry. Flat tops at other levels are kept.
 from __future__ import annotations
 
 import codecs
+import itertools
 import csv
 import math
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from ..errors import UserInputError
 from .recipe import MAX_AREA, MAX_PULSE_WIDTH, Entry, Recipe, load_recipe
 from .units import si_factor, split_header
 
 
-class DataError(ValueError):
-    """Malformed measurement data; the message names file, column and row."""
+class DataError(UserInputError):
+    """Malformed measurement data; the message names file, column and row (a
+    :class:`~pyspice_rram.errors.UserInputError`, hence also a ``ValueError``)."""
 
 
 class ClippedPointsWarning(UserWarning):
-    """Points of a DC sweep were at the current compliance and are excluded from the fit."""
+    """Points of a DC sweep were at the current compliance and are excluded from the fit.
+
+    ``source`` (the file) and ``n_points`` (clipped points of the sweep) let a caller
+    aggregate the per-sweep warnings into one line per file (the CLI does)."""
+
+    def __init__(self, message: str = "", source: str | None = None, n_points: int = 0):
+        super().__init__(message)
+        self.source = source
+        self.n_points = n_points
 
 
 class SuspiciousDataWarning(UserWarning):
@@ -145,6 +157,47 @@ DUPLICATE_ERROR_FRACTION = 0.25
 
 
 # --------------------------------------------------------------------------- tables
+class LineWhere(Sequence):
+    """Row locations ``"line N"`` of a text file, kept as an integer array and formatted
+    only when asked for (a 10^6-row file would otherwise hold 10^6 strings per copy).
+
+    Behaves as a read-only list of strings; indexing with a slice or an index array gives
+    another :class:`LineWhere`."""
+
+    __slots__ = ("lines",)
+
+    def __init__(self, lines):
+        self.lines = np.asarray(lines, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return int(self.lines.size)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice) or np.ndim(i) > 0:
+            return LineWhere(self.lines[i])
+        return f"line {int(self.lines[i])}"
+
+    def __iter__(self):
+        return (f"line {n}" for n in self.lines.tolist())
+
+    def __eq__(self, other) -> bool:
+        if isinstance(other, LineWhere):
+            return bool(np.array_equal(self.lines, other.lines))
+        if isinstance(other, (list, tuple)):
+            return list(self) == list(other)
+        return NotImplemented
+
+    def __repr__(self) -> str:
+        return f"LineWhere({self.lines!r})"
+
+
+def take_where(where, idx) -> Sequence:
+    """The row locations ``where[j] for j in idx`` (lazily for :class:`LineWhere`)."""
+    if isinstance(where, LineWhere):
+        return where[np.asarray(idx, dtype=np.int64)]
+    return [where[j] for j in idx]
+
+
 @dataclass
 class Table:
     """Raw columns of one file (or HDF5 record set) before role mapping.
@@ -156,13 +209,30 @@ class Table:
 
     source: str
     columns: dict[str, np.ndarray]
-    where: list[str]
+    where: Sequence[str]
     #: columns made by re-arranging the file (``wide``) -> the file's headers they hold
     origin: dict[str, list[str]] = field(default_factory=dict)
+    #: cache: header -> integer code of each row's (stripped) cell text
+    _codes: dict[str, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def n_rows(self) -> int:
         return len(self.where)
+
+    def cell_codes(self, header: str) -> np.ndarray:
+        """Integer code per row, equal for rows whose cell texts (stripped) are equal."""
+        codes = self._codes.get(header)
+        if codes is None:
+            col = self.columns[header]
+            try:
+                cells = list(map(str.strip, col.tolist()))
+            except TypeError:   # numbers or bytes (HDF5)
+                cells = [_cell(v) for v in col]
+            # a hash per cell: equal texts -> equal codes (unequal texts colliding is
+            # possible in principle; check_duplicates compares the texts of its findings)
+            codes = np.fromiter(map(hash, cells), dtype=np.int64, count=len(cells))
+            self._codes[header] = codes
+        return codes
 
 
 def _sniff_delimiter(path: Path, line: str, entry: Entry) -> str | None:
@@ -213,6 +283,17 @@ def decode_text(path: Path, data: bytes, entry: Entry) -> str:
                         f"{exc.start} (line {line}, bytes {bad!r}): {hint}") from None
 
 
+class _Body:
+    """(line number, text) of the kept lines of a file, without a list of tuples."""
+
+    def __init__(self, lines: list[str], keep):
+        self.lines, self.keep = lines, keep
+
+    def __getitem__(self, k: int) -> tuple[int, str]:
+        i = self.keep[k]
+        return i + 1, self.lines[i]
+
+
 def read_text_table(path: Path, entry: Entry) -> Table:
     """Read a delimited text file: comment lines and ``skip_rows`` preamble lines skipped,
     then one header line, then data rows (blank lines ignored)."""
@@ -220,14 +301,20 @@ def read_text_table(path: Path, entry: Entry) -> Table:
         data = path.read_bytes()
     except FileNotFoundError:
         raise DataError(f"{path}: file not found (listed in the recipe)") from None
-    lines = decode_text(path, data, entry).splitlines()
-    numbered = [(i + 1, ln) for i, ln in enumerate(lines)]
+    text = decode_text(path, data, entry)
+    del data
+    lines = text.splitlines()
     comment = entry.comment or None
-    body = [(i, ln) for i, ln in numbered
-            if ln.strip() and not (comment and ln.lstrip().startswith(comment))]
-    body = body[entry.skip_rows:]
-    if not body:
+    if (not comment or comment not in text) and all(map(str.strip, lines)):
+        keep = range(len(lines))            # no comment or blank line: every line counts
+    else:
+        keep = [i for i, ln in enumerate(lines)
+                if ln.strip() and not (comment and ln.lstrip().startswith(comment))]
+    del text
+    keep = keep[entry.skip_rows:]
+    if not len(keep):
         raise DataError(f"{path}: no header line (file empty after comments/preamble)")
+    body = _Body(lines, keep)
     delim = _sniff_delimiter(path, body[0][1], entry)
 
     def split(text: str) -> list[str]:
@@ -238,18 +325,38 @@ def read_text_table(path: Path, entry: Entry) -> Table:
     header = [h.strip() for h in split(body[0][1])]
     if len(set(header)) != len(header):
         raise DataError(f"{path}: line {body[0][0]}: duplicate column headers {header}")
-    rows, where = [], []
-    for lineno, text in body[1:]:
-        cells = split(text)
-        if len(cells) != len(header):
-            raise DataError(f"{path}: line {lineno}: {len(cells)} fields, the header has "
-                            f"{len(header)} ({header})")
-        rows.append([c.strip() for c in cells])
-        where.append(f"line {lineno}")
-    if not rows:
+    if len(keep) < 2:
         raise DataError(f"{path}: header but no data rows")
-    cols = {h: np.array([r[j] for r in rows], dtype=object) for j, h in enumerate(header)}
-    return Table(str(path), cols, where)
+    nrow, ncol = len(keep) - 1, len(header)
+    linenos = np.asarray(keep[1:], dtype=np.int64) + 1
+    texts = lines[keep[1]:keep[-1] + 1] if isinstance(keep, range) else [lines[i] for i in
+                                                                          keep[1:]]
+    del lines
+    cells = None
+    if delim is not None and len(delim) == 1:
+        joined = delim.join(texts)
+        if '"' not in joined:
+            # no quoting: split the whole body at once (one list of cells, no per-row lists)
+            counts = np.fromiter(map(str.count, texts, itertools.repeat(delim)),
+                                 dtype=np.int64, count=nrow)
+            if np.all(counts == ncol - 1):
+                cells = joined.split(delim)
+                if any(c in joined for c in " \t\r\x0b\x0c" if c != delim):
+                    cells = list(map(str.strip, cells))
+        del joined
+    if cells is not None:
+        cols = {h: np.array(cells[j::ncol], dtype=object) for j, h in enumerate(header)}
+        del cells
+    else:
+        rows = []
+        for lineno, text in zip(linenos.tolist(), texts):
+            row = split(text)
+            if len(row) != ncol:
+                raise DataError(f"{path}: line {lineno}: {len(row)} fields, the header has "
+                                f"{ncol} ({header})")
+            rows.append([c.strip() for c in row])
+        cols = {h: np.array([r[j] for r in rows], dtype=object) for j, h in enumerate(header)}
+    return Table(str(path), cols, LineWhere(linenos))
 
 
 def read_hdf5_tables(path: Path, entry: Entry) -> list[Table]:
@@ -532,17 +639,25 @@ def numeric_column(table: Table, header: str, role: str, entry: Entry) -> np.nda
             raise DataError(f"{table.source}: column {header!r} is used as {role} ({quantity}) "
                             f"but its unit {unit!r} is a {q}")
     raw = table.columns[header]
-    out = np.empty(len(raw))
-    for i, v in enumerate(raw):
-        try:
-            out[i] = float(v)
-        except (TypeError, ValueError):
-            shown = "an empty field" if (isinstance(v, str) and not v.strip()) else repr(v)
-            raise DataError(f"{table.source}: column {header!r}, {table.where[i]}: "
-                            f"{shown} is not a number") from None
-        if not math.isfinite(out[i]):
-            raise DataError(f"{table.source}: column {header!r}, {table.where[i]}: "
-                            f"value {v!r} is NaN or infinite")
+    try:   # one vectorised pass; the loop below only finds the row of an error
+        out = np.array(raw, dtype=float)
+    except (TypeError, ValueError):
+        out = None
+    if out is None or not np.all(np.isfinite(out)):
+        first = 0 if out is None else int(np.nonzero(~np.isfinite(out))[0][0])
+        slow = np.empty(len(raw)) if out is None else out
+        for i in range(first, len(raw)):
+            v = raw[i]
+            try:
+                x = slow[i] = float(v)
+            except (TypeError, ValueError):
+                shown = "an empty field" if (isinstance(v, str) and not v.strip()) else repr(v)
+                raise DataError(f"{table.source}: column {header!r}, {table.where[i]}: "
+                                f"{shown} is not a number") from None
+            if not math.isfinite(x):
+                raise DataError(f"{table.source}: column {header!r}, {table.where[i]}: "
+                                f"value {v!r} is NaN or infinite")
+        out = slow
     out *= factor
     check_range(table, header, role, out)
     return out
@@ -589,8 +704,13 @@ def _si(quantity: str) -> str:
 
 def label_column(table: Table, header: str | None, const, n: int, default: str) -> np.ndarray:
     if header is not None:
+        col = table.columns[header]
+        try:
+            return np.array(list(map(str.strip, col.tolist())), dtype=object)
+        except TypeError:   # numbers or bytes (HDF5)
+            pass
         return np.array([(v.decode() if isinstance(v, bytes) else str(v)).strip()
-                         for v in table.columns[header]], dtype=object)
+                         for v in col], dtype=object)
     return np.full(n, default if const is None else str(const), dtype=object)
 
 
@@ -725,6 +845,47 @@ class Dataset:
         return list(seen.items())
 
 
+def _factorize(col) -> np.ndarray:
+    """Integer code per element, equal for equal elements."""
+    a = np.asarray(col)
+    if a.dtype != object:
+        return np.unique(a, return_inverse=True)[1].reshape(-1)
+    vals = a.tolist()
+    try:
+        h = np.fromiter(map(hash, vals), dtype=np.int64, count=a.size)
+    except TypeError:
+        h = None
+    if h is not None:
+        _, first, inv = np.unique(h, return_index=True, return_inverse=True)
+        inv = inv.reshape(-1)
+        if np.all(a == a[first][inv]):      # no two different values share a hash
+            return inv
+    index: dict = {}
+    return np.fromiter((index.setdefault(v, len(index)) for v in vals),
+                       dtype=np.int64, count=a.size)
+
+
+def _group_rows(*cols) -> list[np.ndarray]:
+    """Row indices per distinct combination of the columns' values, groups in order of
+    first appearance, rows in order within a group (vectorised :func:`_groups`)."""
+    n = len(cols[0])
+    if n == 0:
+        return []
+    key = np.zeros(n, dtype=np.int64)
+    for c in cols:
+        codes = _factorize(c)
+        key = key * (int(codes.max()) + 1) + codes
+        key = np.unique(key, return_inverse=True)[1].reshape(-1)   # keep the codes small
+    _, first, inv = np.unique(key, return_index=True, return_inverse=True)
+    inv = inv.reshape(-1)
+    rank = np.empty(first.size, dtype=np.int64)
+    rank[np.argsort(first, kind="stable")] = np.arange(first.size)
+    g = rank[inv]
+    order = np.argsort(g, kind="stable")
+    bounds = np.nonzero(np.diff(g[order]))[0] + 1
+    return np.split(order, bounds)
+
+
 def _groups(keys: list[tuple]) -> list[np.ndarray]:
     """Row indices per distinct key, in order of first appearance."""
     order: dict[tuple, list[int]] = {}
@@ -747,13 +908,13 @@ def voltage_branches(v: np.ndarray) -> np.ndarray:
     if not (a > 0).any():
         return branch
     tiny = 0.1 * np.median(a[a > 0])
-    b, prev = 0, 0
-    for k in range(1, v.size):
-        d = 0 if a[k - 1] <= tiny else int(np.sign(dv[k - 1]))
-        if d and prev and d != prev:
-            b += 1
-        prev = d or prev
-        branch[k] = b
+    d = np.where(a <= tiny, 0, np.sign(dv)).astype(int)      # direction of each step
+    last = np.where(d != 0, np.arange(d.size), -1)
+    last = np.maximum.accumulate(last)                          # last turning-capable step
+    prev = np.zeros(d.size, int)                                # direction before step k
+    prev[1:] = np.where(last[:-1] >= 0, d[np.maximum(last[:-1], 0)], 0)
+    turn = (d != 0) & (prev != 0) & (d != prev)
+    branch[1:] = np.cumsum(turn)
     return branch
 
 
@@ -845,18 +1006,36 @@ def check_duplicates(table: Table, rows: np.ndarray, label: str, what: str,
     they are :data:`DUPLICATE_ERROR_FRACTION` or more of the rows, else a
     :class:`SuspiciousDataWarning` naming them. ``key_extra`` (per row of ``rows``) is added
     to the comparison; rows where ``ignore`` is True never count."""
+    rows = np.asarray(rows, dtype=np.int64)
+    keep = np.ones(rows.size, bool) if ignore is None else ~np.asarray(ignore, bool)
+    sel = rows[keep]
+    if sel.size < 2:
+        return
+    # one 64-bit key per row mixing the cell hashes (and key_extra); candidates with equal
+    # keys are then compared cell by cell, so a hash collision never makes a duplicate
+    key = np.zeros(sel.size, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for h in table.columns:
+            key = key * np.uint64(1000003) + table.cell_codes(h)[sel].view(np.uint64)
+        if key_extra is not None:
+            extra = np.asarray(key_extra)
+            extra = (extra.astype(np.int64) if extra.dtype.kind in "iub"
+                     else _factorize(extra))[keep]
+            key = key * np.uint64(1000003) + extra.view(np.uint64)
+    _, first, inv = np.unique(key, return_index=True, return_inverse=True)
+    inv = inv.reshape(-1)
+    dup_k = np.nonzero(first[inv] != np.arange(sel.size))[0]
+    if dup_k.size == 0:
+        return
     cols = list(table.columns.values())
-    seen: dict[tuple, int] = {}
-    dups: list[tuple[int, int]] = []
-    for k, j in enumerate(rows):
-        if ignore is not None and ignore[k]:
-            continue
-        key = tuple(_cell(c[j]) for c in cols) + ((key_extra[k],) if key_extra is not None
-                                                  else ())
-        if key in seen:
-            dups.append((int(j), seen[key]))
-        else:
-            seen[key] = int(j)
+    extra_l = None if key_extra is None else np.asarray(key_extra)[keep]
+
+    def same(a: int, b: int) -> bool:
+        if extra_l is not None and extra_l[a] != extra_l[b]:
+            return False
+        return all(_cell(c[sel[a]]) == _cell(c[sel[b]]) for c in cols)
+
+    dups = [(int(sel[k]), int(sel[first[inv[k]]])) for k in dup_k if same(k, first[inv[k]])]
     if not dups:
         return
     shown = ", ".join(f"{table.where[j]} = {table.where[f]}" for j, f in dups[:6])
@@ -893,10 +1072,17 @@ def flag_compliance(sweeps: list[Sweep], compliance: float | None) -> list[np.nd
         flat.append(m.sum() >= 2 and nv >= 2)
         strong.append(m.sum() >= PLATEAU_MIN_POINTS and nv >= 2)
     out = []
+    flat_a = np.array(flat, bool)
+    order = np.argsort(tops)
+    sorted_tops = tops[order]
     for k, top in enumerate(tops):
-        same = np.abs(tops - top) <= COMPLIANCE_RTOL * np.maximum(tops, top)
-        same[k] = False
-        common = bool(np.any(same & (np.array(flat) | flat[k])))
+        # sweeps whose top is within COMPLIANCE_RTOL of this one (a window of the sorted tops)
+        lo = np.searchsorted(sorted_tops, top * (1.0 - COMPLIANCE_RTOL), side="left")
+        hi = np.searchsorted(sorted_tops, top / (1.0 - COMPLIANCE_RTOL), side="right")
+        cand = order[lo:hi]
+        same = np.abs(tops[cand] - top) <= COMPLIANCE_RTOL * np.maximum(tops[cand], top)
+        same &= cand != k
+        common = bool(np.any(same & (flat_a[cand] | flat[k])))
         single = strong[k] and top >= (1.0 - COMPLIANCE_RTOL) * tops.max()
         out.append(near[k] if (common or single) else np.zeros_like(near[k]))
     return out
@@ -932,8 +1118,8 @@ def load_sweeps(entry: Entry) -> list[Sweep]:
         area = area_column(table, entry)
         if hs is None:  # split each device/cycle at polarity changes
             swp = np.empty(n, dtype=object)
-            for idx in _groups(list(zip(dev, cyc))):
-                where = [table.where[j] for j in idx]
+            for idx in _group_rows(dev, cyc):
+                where = take_where(table.where, idx)
                 label = f"device {dev[idx[0]]!r}, cycle {cyc[idx[0]]}"
                 if t is not None:
                     back = np.diff(t[idx]) < 0
@@ -944,13 +1130,13 @@ def load_sweeps(entry: Entry) -> list[Sweep]:
                     check_row_order(table.source, hv, v[idx], where, table.columns[hv][idx],
                                     label)
                 k = split_polarity(v[idx])
-                pol = {kk: "neg" if np.sign(v[idx][k == kk]).sum() < 0 else "pos"
-                       for kk in np.unique(k)}
-                for j, kk in zip(idx, k):
-                    swp[j] = f"{kk}{pol[kk]}"
+                sums = np.bincount(k, weights=np.sign(v[idx]))
+                names = np.array([f"{kk}{'neg' if sums[kk] < 0 else 'pos'}"
+                                  for kk in range(sums.size)], dtype=object)
+                swp[idx] = names[k]
         sweeps, wheres = [], []
-        for idx in _groups(list(zip(dev, cyc, swp))):
-            where = [table.where[j] for j in idx]
+        for idx in _group_rows(dev, cyc, swp):
+            where = take_where(table.where, idx)
             name = f"device {dev[idx[0]]!r}, cycle {cyc[idx[0]]}, sweep {swp[idx[0]]!r}"
             label = f"{table.source}: {name}"
             if t is not None:
@@ -969,11 +1155,12 @@ def load_sweeps(entry: Entry) -> list[Sweep]:
             if np.ptp(a) > 1e-9 * a[0]:
                 j = idx[np.nonzero(a != a[0])[0][0]]
                 raise DataError(f"{table.source}: {table.where[j]}: area changes within a sweep")
+            branch = voltage_branches(v[idx])
             if t is not None:
                 check_duplicates(table, idx, name, "sweep")
             else:   # same V, same I on the up and down legs is legitimate without a time
                 check_duplicates(table, idx, name, "voltage leg of a sweep",
-                                 key_extra=voltage_branches(v[idx]), ignore=v[idx] == 0)
+                                 key_extra=branch, ignore=v[idx] == 0)
             if t is not None:
                 tt = t[idx]
                 dt = np.diff(tt)
@@ -988,7 +1175,7 @@ def load_sweeps(entry: Entry) -> list[Sweep]:
                                 sweep=str(swp[idx[0]]), voltage=v[idx], current=cur[idx],
                                 dwell=dwell, valid=np.ones(idx.size, bool), where=where,
                                 compliance=entry.compliance,
-                                initial_state=entry.initial_state))
+                                initial_state=entry.initial_state, branch=branch))
         out.extend(sweeps)
     for s, clipped in zip(out, flag_compliance(out, entry.compliance)):
         label = (f"{s.source}: device {s.device!r}, cycle {s.cycle}, sweep {s.sweep!r}")
@@ -997,10 +1184,11 @@ def load_sweeps(entry: Entry) -> list[Sweep]:
             top = np.abs(s.current[clipped]).max()
             how = (f"|I| >= compliance {entry.compliance:g} A" if entry.compliance
                    else f"current limit {top:g} A common to the entry")
-            warnings.warn(f"{label}: {int(clipped.sum())} compliance-clipped point(s) "
-                          f"excluded from the fit ({how}): {', '.join(rows[:6])}"
-                          f"{' ...' if len(rows) > 6 else ''}", ClippedPointsWarning,
-                          stacklevel=2)
+            warnings.warn(ClippedPointsWarning(
+                f"{label}: {int(clipped.sum())} compliance-clipped point(s) "
+                f"excluded from the fit ({how}): {', '.join(rows[:6])}"
+                f"{' ...' if len(rows) > 6 else ''}", source=s.source,
+                n_points=int(clipped.sum())), stacklevel=2)
         if clipped.all():
             raise DataError(f"{label}: every point is compliance-clipped")
         s.valid = ~clipped
@@ -1126,8 +1314,8 @@ def load_pulse_trains(entry: Entry) -> list[PulseTrain]:
         if pv is None and pidx is None:
             raise DataError(f"{table.source}: missing column for 'pulse' (index of the read "
                             f"within its cycle), needed with a recipe protocol")
-        for idx in _groups([(d,) for d in dev]):
-            where = [table.where[j] for j in idx]
+        for idx in _group_rows(dev):
+            where = take_where(table.where, idx)
             label = f"{table.source}: device {dev[idx[0]]!r}"
             if idx.size < 2:
                 raise DataError(f"{label} ({where[0]}): empty pulse train ({idx.size} read)")

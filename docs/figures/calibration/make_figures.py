@@ -67,7 +67,7 @@ def main() -> int:
     tail = ("\n## 5." + text.split("\n## 5.", 1)[1]) if "\n## 5." in text else ""
     CAL_DOC.write_text(
         head + "## 4. The reference fit\n\n"
-        f"`pyspice-rram fit calibration/motiox-reference` (full data set, {wall:.0f} s wall time "
+        f"`pyspice-rram fit calibration/motiox-reference --force` (full data set, {wall:.0f} s wall time "
         "on the 2 shared cores of the development machine; regenerate with "
         "`.venv/bin/python docs/figures/calibration/make_figures.py`). The data are SYNTHETIC, "
         "so the generating card is known: the table compares with it.\n" + body + tail)

@@ -1,0 +1,34 @@
+"""Exception base of the package.
+
+Every error the package raises on purpose derives from :class:`PyspiceRramError`; errors
+caused by the user's input (a bad file, option, config value or path) derive from
+:class:`UserInputError`, which is also a ``ValueError`` so that existing ``except
+ValueError`` handlers keep working. The command line (:func:`pyspice_rram.cli.main`) prints
+these as one line ``pyspice-rram <command>: error: <message>`` (plus a ``hint:`` line when the
+exception carries a ``hint``) and exits with status 1; ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+
+class PyspiceRramError(Exception):
+    """Base of every error raised on purpose by pyspice-rram.
+
+    Parameters
+    ----------
+    message : str
+        What went wrong, naming the file / field / row / value concerned.
+    hint : str, optional
+        What to do about it; the CLI prints it on a second line ``hint: ...``.
+    """
+
+    def __init__(self, *args, hint: str | None = None):
+        super().__init__(*args)
+        self.hint = hint
+
+
+class UserInputError(PyspiceRramError, ValueError):
+    """Bad user input: a file, option, configuration value or path (also a ValueError)."""
+
+
+__all__ = ["PyspiceRramError", "UserInputError"]

@@ -1,0 +1,130 @@
+"""Top-level CLI error handling (one line, hint, exit codes, --debug) and `fit`'s refusal to
+overwrite an existing card without --force."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pyspice_rram.calibration.io import DataError
+from pyspice_rram.cli import _error_text, main
+from pyspice_rram.errors import PyspiceRramError, UserInputError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(*args):
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, "-m", "pyspice_rram.cli", *args], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=120)
+
+
+def _one_error_line(err: str, command: str) -> str:
+    assert "Traceback" not in err, err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    errors = [ln for ln in lines if ln.startswith(f"pyspice-rram {command}: error: ")]
+    assert len(errors) == 1, err
+    assert all(ln in errors or ln.startswith(("hint: ", "warning: ")) for ln in lines), err
+    return errors[0]
+
+
+def test_exception_hierarchy():
+    assert issubclass(UserInputError, PyspiceRramError) and issubclass(UserInputError, ValueError)
+    assert issubclass(DataError, UserInputError) and issubclass(DataError, ValueError)
+    assert UserInputError("x", hint="do y").hint == "do y"
+    assert PyspiceRramError("x").hint is None
+
+
+def test_user_error_is_one_line_exit_1_no_traceback(tmp_path):
+    missing = tmp_path / "no-such-dataset"
+    r = _run("fit", str(missing))
+    assert r.returncode == 1
+    line = _one_error_line(r.stderr, "fit")
+    assert str(missing) in line
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    r = _run("--debug", "fit", str(tmp_path / "no-such-dataset"))
+    assert r.returncode == 1
+    assert "Traceback (most recent call last)" in r.stderr
+    assert "no-such-dataset" in r.stderr
+
+
+@pytest.mark.parametrize("argv", [["fit", "--no-such-option", "x"], ["fit"],
+                                  ["no-such-command"], ["fit", "x", "--starts", "ten"]])
+def test_usage_error_exits_2(argv, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "usage:" in err and "Traceback" not in err
+
+
+def test_usage_error_exit_status_of_the_program():
+    assert _run("fit", "--no-such-option").returncode == 2
+
+
+def test_help_and_version_exit_0(capsys):
+    assert main(["--version"]) == 0
+    assert main(["fit", "--help"]) == 0
+    assert "--force" in capsys.readouterr().out
+
+
+def test_hint_line_and_oserror_text(tmp_path, capsys, monkeypatch):
+    """A PyspiceRramError with a hint: the message line, then 'hint: ...'; an OSError is
+    'path: reason' on one line."""
+    import pyspice_rram.calibration.cli as ccli
+
+    def boom(args):
+        raise UserInputError("bad thing in\nfile.csv", hint="fix it")
+
+    monkeypatch.setattr(ccli, "_make_reference", boom)
+    assert main(["make-reference", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err.splitlines() == ["pyspice-rram make-reference: error: bad thing in file.csv",
+                                "hint: fix it"]
+    exc = FileNotFoundError(2, "No such file or directory", "/x/y.csv")
+    assert _error_text(exc) == "/x/y.csv: No such file or directory"
+
+
+# --------------------------------------------------------------- fit: no overwrite
+def _card(path: Path, text: str = '{"shipped": true}\n') -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def test_fit_refuses_to_overwrite_the_card_beside_the_data(tmp_path, capsys):
+    card = _card(tmp_path / "card.json")
+    assert main(["fit", str(tmp_path), "-q"]) == 1
+    err = capsys.readouterr().err
+    line = _one_error_line(err, "fit")
+    assert str(card) in line and "not overwritten" in line
+    hint = [ln for ln in err.splitlines() if ln.startswith("hint: ")]
+    assert len(hint) == 1 and "-o" in hint[0] and "--force" in hint[0]
+    assert card.read_text() == '{"shipped": true}\n'
+
+
+def test_fit_refuses_to_overwrite_an_existing_output(tmp_path, capsys):
+    card = _card(tmp_path / "out" / "card.json", "old\n")
+    assert main(["fit", str(tmp_path / "data"), "-q", "-o", str(card)]) == 1
+    line = _one_error_line(capsys.readouterr().err, "fit")
+    assert str(card) in line and "exists" in line
+    assert card.read_text() == "old\n"
+
+
+def test_fit_force_goes_past_the_check(tmp_path, capsys):
+    """With --force the existing card does not stop the command: it goes on to load the data
+    (here: no recipe, so the next error is about the data set, not the card)."""
+    _card(tmp_path / "card.json")
+    assert main(["fit", str(tmp_path), "-q", "--force"]) == 1
+    line = _one_error_line(capsys.readouterr().err, "fit")
+    assert "not overwritten" not in line and "recipe" in line
+
+
+def test_fit_default_output_without_a_card_is_allowed_past_the_check(tmp_path, capsys):
+    assert main(["fit", str(tmp_path), "-q"]) == 1
+    line = _one_error_line(capsys.readouterr().err, "fit")
+    assert "not overwritten" not in line and "recipe" in line
