@@ -506,7 +506,8 @@ def estimate_c2c(steps: dict[str, np.ndarray], x_lo: float = 0.02, x_hi: float =
     groups = steps["group"]
     for g in np.unique(groups[m]):
         gm = m & (groups == g)
-        q_all[gm] /= np.mean(q_all[gm])
+        mean_q = np.mean(q_all[gm])
+        q_all[gm] = q_all[gm] / mean_q if mean_q != 0 and np.isfinite(mean_q) else np.nan
     dq = q_all - 1.0
     pair = m[:-1] & m[1:] & (groups[:-1] == groups[1:])
     var_terms = dq[m] ** 2
