@@ -101,6 +101,11 @@ def main(argv: list[str] | None = None) -> int:
         if hint:
             print(f"hint: {' '.join(str(hint).split())}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # Ctrl-C / SIGINT: one line, the conventional status
+        if args.debug:
+            raise
+        print(f"pyspice-rram {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1072,58 +1072,90 @@ def _write_text_atomic(path: Path, text: str) -> Path:
 def write_outputs(result: FitResult, outdir: str | Path, *, card_path: str | Path | None = None,
                   report: bool = True, report_dir: str | Path | None = None) -> dict[str, Path]:
     """Write the card JSON and ``quality.json`` beside it, the ngspice ``.lib``, the Verilog-A
-    ``.va`` and the report into ``outdir`` (the report into ``report_dir``, default
-    ``outdir/report``).
+    ``.va`` and the report (into ``report_dir``, default ``outdir/report``).
 
-    The card and its quality record are written first; a failure in the ``.lib``/``.va``
+    The outputs are one set: everything is written into a temporary directory next to
+    ``outdir`` and moved into place only when all of it is written, so an interrupted write
+    (SIGINT, SIGKILL) leaves the earlier set as it was. A failure of the ``.lib``/``.va``
     generators or the report is recorded in ``quality.json`` (verdict ``poor`` with the
-    reason) and logged, never lost with the fit.
+    reason) and logged: the card and its quality record are never lost with it.
     """
     import json
+    import os
+    import shutil
+    import tempfile
 
     from ..device.ngspice import write_cell_library
 
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
-    paths: dict[str, Path] = {}
-    paths["card"] = result.card.save(card_path or outdir / "card.json")
-    qpath = paths["card"].with_name("quality.json")
-
-    def save_quality():
-        _write_text_atomic(qpath, json.dumps(quality_record(result), indent=1) + "\n")
-
-    save_quality()
-    paths["quality"] = qpath
-    failures = []
-    steps = [("lib", lambda: write_cell_library(result.card, outdir / "motiox_fit.lib"))]
+    card_final = Path(card_path) if card_path else outdir / "card.json"
+    card_final.parent.mkdir(parents=True, exist_ok=True)
+    rdir_final = Path(report_dir) if report_dir is not None else outdir / "report"
+    stage = Path(tempfile.mkdtemp(prefix=".fit-", dir=outdir))
+    staged: dict[str, Path] = {}
     try:
-        from ..device.veriloga import write_veriloga
-    except ImportError:  # pragma: no cover - depends on the device layer build
-        log.warning("pyspice_rram.device.veriloga not available: no .va written")
-    else:
-        steps.append(("va", lambda: write_veriloga(result.card, outdir / "motiox_fit.va")))
-    if report:
-        from .report import write_report
+        staged["card"] = result.card.save(stage / "card.json")
 
-        rdir = Path(report_dir) if report_dir is not None else outdir / "report"
-        steps.append(("report", lambda: write_report(
-            result, rdir, truth=reference_truth(result.dataset))))
-    for key, step in steps:
-        try:
-            out = step()
-        except Exception as exc:  # noqa: BLE001 - the fit is already on disk
-            log.error("writing the %s failed: %s", key, exc)
-            failures.append(f"writing the {key} failed ({type(exc).__name__}: {exc})")
-            continue
-        if isinstance(out, dict):
-            paths.update(out)
-        else:
-            paths[key] = out
-    if failures:
-        result.quality["reasons"] = list(result.quality.get("reasons", [])) + [
-            f"poor: {f}" for f in failures]
-        result.quality["verdict"] = "poor"
+        def save_quality():
+            _write_text_atomic(stage / "quality.json",
+                               json.dumps(quality_record(result), indent=1) + "\n")
+
         save_quality()
+        staged["quality"] = stage / "quality.json"
+        failures = []
+        steps = [("lib", lambda: write_cell_library(result.card, stage / "motiox_fit.lib"))]
+        try:
+            from ..device.veriloga import write_veriloga
+        except ImportError:  # pragma: no cover - depends on the device layer build
+            log.warning("pyspice_rram.device.veriloga not available: no .va written")
+        else:
+            steps.append(("va", lambda: write_veriloga(result.card, stage / "motiox_fit.va")))
+        if report:
+            from .report import write_report
+
+            steps.append(("report", lambda: write_report(
+                result, stage / "report", truth=reference_truth(result.dataset))))
+        report_paths: dict[str, Path] = {}
+        for key, step in steps:
+            try:
+                out = step()
+            except Exception as exc:  # noqa: BLE001 - the fit is in hand; record, go on
+                log.error("writing the %s failed: %s", key, exc)
+                failures.append(f"writing the {key} failed ({type(exc).__name__}: {exc})")
+                continue
+            if isinstance(out, dict):
+                report_paths.update(out)
+            else:
+                staged[key] = out
+        if failures:
+            result.quality["reasons"] = list(result.quality.get("reasons", [])) + [
+                f"poor: {f}" for f in failures]
+            result.quality["verdict"] = "poor"
+            save_quality()
+        # move the set into place: report first, card and quality.json last
+        paths: dict[str, Path] = {}
+        if (stage / "report").is_dir():
+            from .report import FIXED_FIGURES
+
+            rdir_final.mkdir(parents=True, exist_ok=True)
+            new = {f.name for f in (stage / "report").iterdir()}
+            for name in FIXED_FIGURES:  # a stale figure of an earlier report goes
+                if f"{name}.png" not in new:
+                    (rdir_final / f"{name}.png").unlink(missing_ok=True)
+            for f in (stage / "report").iterdir():
+                shutil.move(str(f), str(rdir_final / f.name))
+            paths.update({k: rdir_final / Path(v).name for k, v in report_paths.items()})
+        for key in ("lib", "va"):
+            if key in staged:
+                os.replace(staged[key], outdir / staged[key].name)
+                paths[key] = outdir / staged[key].name
+        os.replace(staged["quality"], card_final.with_name("quality.json"))
+        paths["quality"] = card_final.with_name("quality.json")
+        os.replace(staged["card"], card_final)
+        paths["card"] = card_final
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
     result.paths.update(paths)
     return paths
 

@@ -193,3 +193,32 @@ def test_dead_device_is_poor_because_the_reads_do_not_change(tmp_path):
     assert r.quality["verdict"] == "poor"
     assert any("do not change beyond their noise" in x for x in r.quality["reasons"]), \
         r.quality["reasons"]
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGKILL"])
+def test_interrupted_fit_leaves_the_earlier_outputs_unchanged(tmp_path, sig):
+    """A `fit --force` over an earlier result, interrupted while it fits: the earlier card,
+    quality.json, .lib, .va and report are byte-identical afterwards (outputs are written as
+    one set through a temporary directory); SIGINT is one line and exit 130."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    d = write_pulses(tmp_path / "d", ramp(cycles=3))
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "pyspice_rram.cli", "fit", str(d), "-o", str(out / "card.json"),
+           "--quiet", "--family", FAMILY[0], "--starts", "0"]
+    assert subprocess.run(cmd, capture_output=True).returncode == 0
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert any(p.name == "report.md" for p in before)
+    # a slow fit of the same outputs (many starts), interrupted while it runs
+    slow = cmd[:-2] + ["--starts", "4096", "--force"]
+    proc = subprocess.Popen(slow, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    time.sleep(6.0)
+    proc.send_signal(getattr(signal, sig))
+    _, err = proc.communicate(timeout=60)
+    after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert after == before
+    if sig == "SIGINT":
+        assert proc.returncode == 130 and b"Traceback" not in err and b"interrupted" in err
