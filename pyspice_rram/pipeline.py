@@ -187,5 +187,6 @@ def register(subparsers) -> None:
                    help="MNIST directory (IDX .gz files); else $PYSPICE_RRAM_MNIST, else 8x8 digits")
     p.add_argument("--steps", default="fit,crossbar,training,surrogate",
                    help="comma-separated subset of fit,crossbar,training,surrogate")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("-q", "--quiet", "--no-progress", dest="no_progress", action="store_true",
+                   help="no progress bars (same flag as the other commands)")
     p.set_defaults(func=_cmd_run)
