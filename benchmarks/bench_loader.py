@@ -34,7 +34,7 @@ def write_big_sweeps(directory: Path, n_rows: int, n_devices: int = 50, seed: in
     v = np.resize(cyc, per_dev)
     devs, vs, cur = [], [], []
     for d in range(n_devices):
-        i = 1e-5 * np.sinh(2.0 * v) * (1 + 0.02 * rng.standard_normal(v.size))
+        i = 3e-5 * np.sinh(2.0 * v) * (1 + 0.02 * rng.standard_normal(v.size))
         i = np.clip(i, -2e-4, 2e-4)                               # compliance 200 uA
         devs.append(np.full(v.size, f"D{d:03d}"))
         vs.append(v)

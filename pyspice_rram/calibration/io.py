@@ -65,8 +65,8 @@ these sanity checks:
 Compliance-clipped points of DC sweeps are flagged and excluded with a
 :class:`ClippedPointsWarning`: with the recipe ``compliance``, every point at it; without
 it, points at a *common* current limit only: the largest |I| of a sweep (within
-:data:`COMPLIANCE_RTOL`) is a limit if at least two sweeps of the entry top out at that same
-level and one of them has a flat top there (>= 2 points at >= 2 voltages), or if one sweep
+:data:`COMPLIANCE_RTOL`) is a limit if the sweep has a flat top there (>= 2 points at >= 2
+voltages) and another sweep of the entry has a flat top at the same level, or if one sweep
 has >= :data:`PLATEAU_MIN_POINTS` points at >= 2 voltages there and the level is also the
 largest |I| of the whole entry. Flat tops at other levels are kept.
 """
@@ -1054,8 +1054,8 @@ def flag_compliance(sweeps: list[Sweep], compliance: float | None) -> list[np.nd
 
     With ``compliance``: every point with |I| >= (1 - COMPLIANCE_RTOL) compliance. Without:
     points at a common current limit only (see the module docstring): the top level of a
-    sweep counts if another sweep of the entry tops out at the same level (within
-    COMPLIANCE_RTOL) and one of the two has a flat top (>= 2 points at >= 2 voltages), or if
+    sweep counts if it has a flat top (>= 2 points at >= 2 voltages) and another sweep of the
+    entry has a flat top at the same level (within COMPLIANCE_RTOL), or if
     it holds >= PLATEAU_MIN_POINTS points at >= 2 voltages and is the largest |I| of the
     entry.
     """
@@ -1082,7 +1082,9 @@ def flag_compliance(sweeps: list[Sweep], compliance: float | None) -> list[np.nd
         cand = order[lo:hi]
         same = np.abs(tops[cand] - top) <= COMPLIANCE_RTOL * np.maximum(tops[cand], top)
         same &= cand != k
-        common = bool(np.any(same & (flat_a[cand] | flat[k])))
+        # both this sweep and another one flat at the same level: with thousands of noisy
+        # sweeps, one flat top and a coincident maximum elsewhere happen by chance
+        common = flat[k] and bool(np.any(same & flat_a[cand]))
         single = strong[k] and top >= (1.0 - COMPLIANCE_RTOL) * tops.max()
         out.append(near[k] if (common or single) else np.zeros_like(near[k]))
     return out
