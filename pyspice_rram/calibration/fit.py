@@ -299,20 +299,6 @@ def make_parameters(values: dict, fixed: tuple[str, ...] = (),
     return params
 
 
-def _scan(model: JointModel, params: lmfit.Parameters, name: str, grid: np.ndarray) -> None:
-    """Set ``name`` to the grid value with the lowest cost (a coarse start for thresholds)."""
-    if not params[name].vary:
-        return
-    best, arg = math.inf, params[name].value
-    for val in grid:
-        p = params.copy()
-        p[name].value = float(val)
-        c = float(np.sum(model.residual(p) ** 2))
-        if c < best:
-            best, arg = c, float(val)
-    params[name].value = arg
-
-
 def robust_covariance(model: JointModel, params: lmfit.Parameters,
                       r0: np.ndarray) -> tuple[list[str], np.ndarray, np.ndarray]:
     """Cluster-robust (sandwich) and iid covariances of the free parameters (internal
