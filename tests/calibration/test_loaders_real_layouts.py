@@ -312,36 +312,25 @@ def test_wide_ramps_of_one_condition(tmp_path):
         load_pulse_trains(load_recipe(tmp_path).pulses[0])
 
 
-def test_wide_recipe_errors(tmp_path):
-    (tmp_path / "recipe.toml").write_text(
-        '[[pulses]]\nfile = "g.csv"\nwide = {columns = ["a", "b"], conditions = ["up", "x"]}\n'
-        'conditions = {up = {v = 1, width = 1e-6}}\n')
-    with pytest.raises(ValueError, match=r"wide\.conditions: \['x'\] not in conditions"):
-        load_recipe(tmp_path)
-    (tmp_path / "recipe.toml").write_text(
-        '[[pulses]]\nfile = "g.csv"\nwide = {columns = ["a", "b", "c"], conditions = ["u", "u"]}\n'
-        'conditions = {u = {v = 1, width = 1e-6}}\n')
-    with pytest.raises(ValueError, match=r"2 names for 3 columns"):
-        load_recipe(tmp_path)
-    (tmp_path / "recipe.toml").write_text(
-        '[[pulses]]\nfile = "g.csv"\nconditions = {up = {v = 1, width = 1e-6}}\n')
-    with pytest.raises(ValueError, match=r"conditions: needs 'column'"):
-        load_recipe(tmp_path)
-    (tmp_path / "recipe.toml").write_text(
-        '[[pulses]]\nfile = "g.csv"\nconditions = {column = "d", up = {v = 1, width = 20}}\n')
-    with pytest.raises(ValueError, match=r"conditions\.up: pulse width 20 s is implausible"):
-        load_recipe(tmp_path)
-    (tmp_path / "recipe.toml").write_text(
-        '[[sweeps]]\nfile = "g.csv"\nnormalised = {scale = 1}\n')
-    with pytest.raises(ValueError, match=r"\['normalised'\] only apply to \[\[pulses\]\]"):
-        load_recipe(tmp_path)
-    (tmp_path / "recipe.toml").write_text(
-        '[[pulses]]\nfile = "g.csv"\nnormalised = {scale = "1 V"}\n')
-    with pytest.raises(ValueError, match=r"normalised: scale and offset must both be a "
-                                         r"conductance"):
-        load_recipe(tmp_path)
-    (tmp_path / "recipe.toml").write_text('[[pulses]]\nfile = "g.csv"\nencoding = "klingon"\n')
-    with pytest.raises(ValueError, match=r"encoding: unknown encoding 'klingon'"):
+@pytest.mark.parametrize("recipe, message", [
+    ('[[pulses]]\nfile = "g.csv"\nwide = {columns = ["a", "b"], conditions = ["up", "x"]}\n'
+     'conditions = {up = {v = 1, width = 1e-6}}\n', r"wide\.conditions: \['x'\] not in conditions"),
+    ('[[pulses]]\nfile = "g.csv"\nwide = {columns = ["a", "b", "c"], conditions = ["u", "u"]}\n'
+     'conditions = {u = {v = 1, width = 1e-6}}\n', r"2 names for 3 columns"),
+    ('[[pulses]]\nfile = "g.csv"\nconditions = {up = {v = 1, width = 1e-6}}\n',
+     r"conditions: needs 'column'"),
+    ('[[pulses]]\nfile = "g.csv"\nconditions = {column = "d", up = {v = 1, width = 20}}\n',
+     r"conditions\.up: pulse width 20 s is implausible"),
+    ('[[sweeps]]\nfile = "g.csv"\nnormalised = {scale = 1}\n',
+     r"\['normalised'\] only apply to \[\[pulses\]\]"),
+    ('[[pulses]]\nfile = "g.csv"\nnormalised = {scale = "1 V"}\n',
+     r"normalised: scale and offset must both be a conductance"),
+    ('[[pulses]]\nfile = "g.csv"\nencoding = "klingon"\n',
+     r"encoding: unknown encoding 'klingon'"),
+])
+def test_wide_recipe_errors(tmp_path, recipe, message):
+    (tmp_path / "recipe.toml").write_text(recipe)
+    with pytest.raises(ValueError, match=message):
         load_recipe(tmp_path)
 
 
