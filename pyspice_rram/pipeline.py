@@ -57,11 +57,12 @@ def step_crossbar(card: ModelCard, outdir: Path, progress: bool = True) -> dict:
     return demo(card, outdir, progress=progress)
 
 
-def step_training(card: ModelCard, outdir: Path, mnist: str | None, progress: bool = True) -> dict:
+def step_training(card: ModelCard, outdir: Path, mnist: str | None, progress: bool = True,
+                  force: bool = False) -> dict:
     """Train FP, single and hybrid networks with the fitted card's device parameters."""
     from .network import demo
 
-    return demo(card, outdir, mnist=mnist, progress=progress)
+    return demo(card, outdir, mnist=mnist, progress=progress, force=force)
 
 
 def step_surrogate(card: ModelCard, outdir: Path, progress: bool = True) -> dict:
@@ -74,9 +75,16 @@ def step_surrogate(card: ModelCard, outdir: Path, progress: bool = True) -> dict
 def run_chain(outdir: str | Path, dataset: str | Path = REFERENCE_DATASET, *,
               mnist: str | None = None, steps: tuple[str, ...] = ("fit", "crossbar", "training",
                                                                    "surrogate"),
-              progress: bool = True, echo: Callable[[str], None] = print) -> list[StepResult]:
-    """Run the chain ``fit -> crossbar -> training -> surrogate`` into ``outdir``."""
+              progress: bool = True, echo: Callable[[str], None] = print,
+              force: bool = False) -> list[StepResult]:
+    """Run the chain ``fit -> crossbar -> training -> surrogate`` into ``outdir``.
+
+    An ``outdir`` that already holds a result of the chain (``summary.json`` or a step's
+    directory) is refused unless ``force``: a :class:`~pyspice_rram.errors.UserInputError`
+    naming it.
+    """
     outdir = Path(outdir)
+    check_output_dir(outdir, force)
     outdir.mkdir(parents=True, exist_ok=True)
     dataset = Path(dataset)
     results: list[StepResult] = []
@@ -98,14 +106,34 @@ def run_chain(outdir: str | Path, dataset: str | Path = REFERENCE_DATASET, *,
     if "crossbar" in steps:
         timed("crossbar", lambda: step_crossbar(card, outdir / "crossbar", progress))
     if "training" in steps:
-        timed("training", lambda: step_training(card, outdir / "training", mnist, progress))
+        timed("training", lambda: step_training(card, outdir / "training", mnist, progress,
+                                                force))
     if "surrogate" in steps:
         timed("surrogate", lambda: step_surrogate(card, outdir / "surrogate", progress))
 
+    from .circuit.safeio import atomic_write_text
+
     summary = {r.name: {"seconds": round(r.seconds, 2), **_jsonable(r.summary)} for r in results}
-    (outdir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    atomic_write_text(outdir / "summary.json", json.dumps(summary, indent=2) + "\n")
     echo(f"summary written to {outdir / 'summary.json'}")
     return results
+
+
+#: What the chain writes into its output directory.
+OUTPUTS = ("summary.json", "fit", "crossbar", "training", "surrogate")
+
+
+def check_output_dir(outdir: Path, force: bool) -> None:
+    """Refuse an ``outdir`` holding a result of the chain (or a file at ``outdir``)."""
+    from .errors import UserInputError
+
+    if outdir.exists() and not outdir.is_dir():
+        raise UserInputError(f"-o/--output {outdir} is a file; give a directory")
+    found = [name for name in OUTPUTS if (outdir / name).exists()]
+    if found and not force:
+        raise UserInputError(f"-o/--output {outdir} already holds results of the main job "
+                             f"({', '.join(found)}); not overwritten",
+                             hint="give another -o/--output, or --force to overwrite them")
 
 
 def _get(d: Any, *keys: str) -> Any:
@@ -172,21 +200,25 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if unknown:
         raise ValueError(f"unknown steps {sorted(unknown)}")
     run_chain(args.output, args.dataset, mnist=args.mnist, steps=steps,
-              progress=not args.no_progress)
+              progress=not args.no_progress, force=args.force)
     return 0
 
 
 def register(subparsers) -> None:
     """Add the ``run`` subcommand (the main job)."""
+    from .circuit.cli import HelpFormatter
+
     p = subparsers.add_parser("run", help="main job: fit -> crossbar -> training -> surrogate",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("-o", "--output", default="out", help="output directory (default: out/)")
+                              description=__doc__, formatter_class=HelpFormatter)
+    p.add_argument("-o", "--output", default="out", help="output directory")
     p.add_argument("--dataset", default=str(REFERENCE_DATASET),
-                   help="device data set directory (default: the shipped synthetic reference)")
+                   help="device data set directory (the shipped synthetic reference)")
     p.add_argument("--mnist", default=None,
                    help="MNIST directory (IDX .gz files); else $PYSPICE_RRAM_MNIST, else 8x8 digits")
     p.add_argument("--steps", default="fit,crossbar,training,surrogate",
                    help="comma-separated subset of fit,crossbar,training,surrogate")
     p.add_argument("-q", "--quiet", "--no-progress", dest="no_progress", action="store_true",
                    help="no progress bars (same flag as the other commands)")
+    p.add_argument("--force", action="store_true",
+                   help="overwrite the results of an earlier run in -o/--output")
     p.set_defaults(func=_cmd_run)

@@ -11,9 +11,9 @@ import argparse
 import json
 from pathlib import Path
 
+from ..cli import DefaultsHelpFormatter as HELP
 from .experiments import FIGURES
 
-HELP = argparse.ArgumentDefaultsHelpFormatter
 
 
 def _int_at_least(lo: int):
@@ -161,7 +161,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         except ValueError as err:
             raise ValueError(f"{args.card or cfg.card}: {err}") from None
     res = train(cfg, out, card=card, resume=args.resume, progress=not args.quiet,
-                download=args.download)
+                download=args.download, force=args.force)
     print(json.dumps({**res.summary(), "output": str(out)}, indent=1))
     return 0
 

@@ -70,9 +70,12 @@ def cmd_fit(args: argparse.Namespace) -> int:
     from .fit import fit_surrogate, format_report
     from .validate import evaluate, figures, format_summary, summarise
 
-    from ..circuit.safeio import check_output
+    from ..circuit.safeio import atomic_write_text, check_output
 
     check_output(args.out, force=args.force, resume=None)
+    if args.report_dir:
+        check_output(Path(args.report_dir) / "fit_report.json", force=args.force, resume=None,
+                     option="--report-dir")
     _check_data(args.data)
     terms = args.terms.split(",") if args.terms else None
     sur, report = fit_surrogate(args.data, ridge=args.ridge, terms=terms,
@@ -89,8 +92,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
     if args.report_dir:
         rd = Path(args.report_dir)
         rd.mkdir(parents=True, exist_ok=True)
-        (rd / "fit_report.json").write_text(json.dumps({"fit": report, "heldout": summ},
-                                                       indent=1) + "\n")
+        atomic_write_text(rd / "fit_report.json",
+                          json.dumps({"fit": report, "heldout": summ}, indent=1) + "\n")
         for p in figures(ev, rd):
             print(f"figure {p}")
     return 0
@@ -100,6 +103,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from .model import TileSurrogate
     from .validate import evaluate, figures, format_summary, summarise
 
+    from ..circuit.safeio import atomic_write_text, check_output
+
+    if args.out:
+        check_output(Path(args.out) / "validation.json", force=args.force, resume=None)
     _check_data(args.data)
     sur = TileSurrogate.load(args.surrogate)
     ev = evaluate(sur, args.data, args.split)
@@ -108,7 +115,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "validation.json").write_text(json.dumps(summ, indent=1) + "\n")
+        atomic_write_text(out / "validation.json", json.dumps(summ, indent=1) + "\n")
         for p in figures(ev, out):
             print(f"figure {p}")
     if args.max_rms is not None and summ["rms_pct"] > args.max_rms:
@@ -239,6 +246,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     v.add_argument("--surrogate", help="surrogate JSON (default: shipped)")
     v.add_argument("--split", default="test", choices=["test", "fit"], help="data set split")
     add_output(v, "directory for validation.json and figures")
+    add_force(v, "overwrite validation.json and the figures of an earlier validation")
     v.add_argument("--max-rms", type=float, help="exit 1 if the RMS error (%% FS) is above")
     v.set_defaults(func=cmd_validate)
 
