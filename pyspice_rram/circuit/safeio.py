@@ -103,6 +103,7 @@ class OutputLock:
             os.ftruncate(fd, 0)
             os.write(fd, f"{os.getpid()}\n".encode())
             self._fd, self._held = fd, True
+            self._remove_stale_temporaries()
             return self
         raise OutputLocked(f"could not take the lock file {self.lock} of {self.path}")
 
@@ -125,6 +126,13 @@ class OutputLock:
             self._held = True
             return self
         raise OutputLocked(f"could not take the lock file {self.lock} of {self.path}")
+
+    def _remove_stale_temporaries(self) -> None:
+        """Temporary files of :func:`atomic_h5` / :func:`atomic_write_text` for this output
+        left by a killed writer (the lock is ours: no other writer of it runs)."""
+        for tmp in self.path.parent.glob(f".{self.path.name}.*.tmp"):
+            with contextlib.suppress(OSError):
+                tmp.unlink()
 
     def release(self) -> None:
         if self._held:

@@ -217,7 +217,7 @@ def check_overwrite(path: str | Path | None, config: dict, *, force: bool = Fals
         diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
         shown = ", ".join(f"{k}: stored {a.get(k)!r}, given {b.get(k)!r}" for k in diff[:3])
         raise UserInputError(
-            f"{path} holds another run ({stored.get('name')!r}; {shown}); not "
+            f"{path} holds a run of another config ({stored.get('name')!r}; {shown}); not "
             f"{'resumed' if resume else 'overwritten'}",
             hint="choose another output, or force=True (--force) to overwrite it")
 
