@@ -27,13 +27,14 @@ def cmd_data(args: argparse.Namespace) -> int:
         spec.n_items = args.n_items
     out = Path(args.out)
     with OutputLock(out), signals_unwind(), ngspice_errors_as_one_line():
+        new = False
         if check_output(out, force=args.force, resume=args.resume):
             if args.force and not args.resume:
-                out.unlink()
+                new = True       # replaced at the first commit of the new data set
             else:
                 _check_data_file(out)
         try:
-            return _data(args, spec)
+            return _data(args, spec, new)
         except KeyboardInterrupt as exc:
             from .dataset import summary
 
@@ -55,11 +56,11 @@ def _check_data_file(path: Path) -> None:
                              "--resume it")
 
 
-def _data(args: argparse.Namespace, spec) -> int:
+def _data(args: argparse.Namespace, spec, new: bool = False) -> int:
     from .dataset import compact, generate, summary
 
     generate(args.out, spec, _card(args.card), workers=args.workers,
-             progress=not args.no_progress, limit=args.limit)
+             progress=not args.no_progress, limit=args.limit, new=new)
     if args.compact:
         compact(args.out)
     print(json.dumps(summary(args.out), indent=1))
