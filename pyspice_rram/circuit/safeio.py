@@ -251,12 +251,13 @@ def _tmp_beside(p: Path) -> Path:
 
 
 @contextlib.contextmanager
-def atomic_h5(path: str | Path, *, append: bool = False):
+def atomic_h5(path: str | Path, *, append: bool = False, timing: dict | None = None):
     """An ``h5py.File`` open on a temporary file in the directory of ``path``; when the block
     ends without an error the file is closed and renamed to ``path`` (``os.replace``), else
     it is removed. ``append=True`` starts from a copy of the existing ``path`` (which must
     exist), so appending never modifies the earlier file in place: a kill (even SIGKILL)
-    at any moment leaves ``path`` as it was before, byte for byte.
+    at any moment leaves ``path`` as it was before, byte for byte. ``timing`` (a dict), if
+    given, receives ``copy_s``: the seconds spent copying.
 
     Yields
     ------
@@ -271,7 +272,12 @@ def atomic_h5(path: str | Path, *, append: bool = False):
     tmp = _tmp_beside(p)
     try:
         if append:
+            import time
+
+            t0 = time.perf_counter()
             shutil.copyfile(p, tmp)
+            if timing is not None:
+                timing["copy_s"] = time.perf_counter() - t0
         with h5py.File(tmp, "a" if append else "w") as f:
             yield f
         os.replace(tmp, p)
@@ -291,8 +297,8 @@ class H5Checkpoints:
     Records given to :meth:`add` are buffered and committed with ``write(h5file, records)``
     through :func:`atomic_h5` (a copy of the file, appended to and renamed over it): when
     ``CHECKPOINT_S`` seconds have passed since the last commit and at least ``1/overhead``
-    times the last commit's duration (so the copies cost at most ``overhead`` of the run's
-    time as the file grows), on :meth:`commit` and on leaving the ``with`` block (also on
+    times the last copy's duration (so the copies of the growing file cost at most
+    ``overhead`` of the run's time; writing the records costs what it would in place), on :meth:`commit` and on leaving the ``with`` block (also on
     an exception such as ``KeyboardInterrupt``). A SIGKILL loses at most the uncommitted
     records, never what was committed.
 
@@ -320,8 +326,10 @@ class H5Checkpoints:
         self.pending: list = []
         self.committed = 0
         self.commit_s = 0.0          # total seconds spent committing
+        self.n_commits = 0
         self._last = time.perf_counter()
-        self._last_cost = 0.0
+        self._last_cost = 0.0        # seconds of the last commit's copy of the file
+        self.copy_s = 0.0            # total seconds spent copying
 
     def add(self, *records) -> None:
         """Buffer ``records``; commit when due."""
@@ -339,13 +347,16 @@ class H5Checkpoints:
 
         if self.pending or always:
             t0 = time.perf_counter()
-            with atomic_h5(self.path, append=not self._new) as f:
+            timing = {"copy_s": 0.0}
+            with atomic_h5(self.path, append=not self._new, timing=timing) as f:
                 self.write(f, self.pending)
             self._new = False
+            self.n_commits += 1
             self.committed += len(self.pending)
             self.pending = []
-            self._last_cost = time.perf_counter() - t0
-            self.commit_s += self._last_cost
+            self._last_cost = timing["copy_s"]
+            self.copy_s += timing["copy_s"]
+            self.commit_s += time.perf_counter() - t0
             self._last = time.perf_counter()
         return self.committed
 
