@@ -10,6 +10,25 @@ from pathlib import Path
 DEFAULT_DATA_CONFIG = "configs/surrogate/data.toml"
 
 
+def _named(path, load):
+    """``load()``, with a ``ValueError`` that does not name ``path`` prefixed by it."""
+    from ..errors import UserInputError
+
+    try:
+        return load()
+    except ValueError as exc:
+        if path is None or str(path) in str(exc):
+            raise
+        raise UserInputError(f"{path}: {exc}") from None
+
+
+def _surrogate(path: str | None):
+    """The surrogate JSON at ``path`` (None: the shipped one); errors name the file."""
+    from .model import TileSurrogate
+
+    return _named(path, lambda: TileSurrogate.load(path))
+
+
 def _card(path: str | None):
     from ..device.card import ModelCard
 
@@ -22,7 +41,7 @@ def cmd_data(args: argparse.Namespace) -> int:
     from ..circuit.safeio import (OutputLock, check_output, ngspice_errors_as_one_line,
                                   signals_unwind)
 
-    spec = DataSpec.load(args.config) if args.config else DataSpec()
+    spec = _named(args.config, lambda: DataSpec.load(args.config)) if args.config else DataSpec()
     if args.n_items is not None:
         spec.n_items = args.n_items
     out = Path(args.out)
@@ -101,7 +120,6 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from .model import TileSurrogate
     from .validate import evaluate, figures, format_summary, summarise
 
     from ..circuit.safeio import atomic_write_text, check_output
@@ -109,7 +127,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if args.out:
         check_output(Path(args.out) / "validation.json", force=args.force, resume=None)
     _check_data(args.data)
-    sur = TileSurrogate.load(args.surrogate)
+    sur = _surrogate(args.surrogate)
     ev = evaluate(sur, args.data, args.split)
     summ = summarise(ev)
     print(format_summary(summ))
@@ -126,9 +144,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from .model import TileSurrogate
-
-    sur = TileSurrogate.load(args.surrogate)
+    sur = _surrogate(args.surrogate)
     print(json.dumps({k: v for k, v in sur.to_dict().items() if k != "card"}, indent=1))
     return 0
 
@@ -141,6 +157,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     if args.out:
         check_output(args.out, force=args.force, resume=None)
     _check_run(args.run)
+    if args.surrogate:
+        _surrogate(args.surrogate)
     if args.solver == "ngspice":
         from ..circuit.ngspice_run import check_tile_size
 

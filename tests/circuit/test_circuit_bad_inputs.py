@@ -356,26 +356,7 @@ def test_resume_of_a_foreign_file_refused(tmp_path, weights, capsys, kind, expec
     assert p.read_bytes() == before and not (tmp_path / f"{p.name}.lock").exists()
 
 
-def test_missing_ngspice_executable(tmp_path, weights):
-    env = dict(os.environ, PYTHONPATH=str(ROOT), PYSPICE_RRAM_NGSPICE=str(tmp_path / "nope"))
-    r = subprocess.run([sys.executable, "-m", "pyspice_rram.cli",
-                        *map(str, solve_argv(tmp_path, tmp_path / "r.h5", solver="ngspice"))],
-                       env=env, capture_output=True, text=True, timeout=120)
-    assert r.returncode == 1 and "Traceback" not in r.stderr
-    assert str(tmp_path / "nope") in r.stderr and "hint" in r.stderr
-    assert "PYSPICE_RRAM_NGSPICE" in r.stderr
-
-
-def test_missing_ngspice_shared_library(tmp_path, weights):
-    env = dict(os.environ, PYTHONPATH=str(ROOT),
-               NGSPICE_LIBRARY_PATH=str(tmp_path / "libnope.so"))
-    r = subprocess.run([sys.executable, "-m", "pyspice_rram.cli",
-                        *map(str, solve_argv(tmp_path, tmp_path / "r.h5", "--backend",
-                                             "shared", solver="ngspice"))],
-                       env=env, capture_output=True, text=True, timeout=120)
-    assert r.returncode == 1 and "Traceback" not in r.stderr
-    assert "libnope.so" in r.stderr and "hint" in r.stderr
-    assert "NGSPICE_LIBRARY_PATH" in r.stderr
+# missing ngspice executable / shared library: tests/test_bad_inputs_table.py
 
 
 # ------------------------------------------------------------------ 5. data hash
