@@ -31,53 +31,11 @@ import numpy as np
 import pytest
 
 from pyspice_rram.cli import main
+from common_inputs import study, tiny
 
 ROOT = Path(__file__).resolve().parents[1]
 
 # ---------------------------------------------------------------------------- inputs
-TINY = """name = "tiny"
-dataset = "digits"
-n_hidden = 8
-n_train = 200
-n_test = 100
-epochs = 1
-cell = "{cell}"
-lr = 0.1
-w_max = [0.5, 1.0]
-{top}
-[cell_params]
-rounding = "stochastic"
-{cell_params}
-[device]
-n_states = 20
-c2c = {c2c}
-{device}
-"""
-
-
-def tiny(cell="single", c2c="0.34", top="", cell_params="", device="") -> str:
-    return TINY.format(cell=cell, c2c=c2c, top=top, cell_params=cell_params, device=device)
-
-
-STUDY = """title = "bad"
-[[run]]
-label = "{label}"
-base = "A"
-cell = "{cell}"
-dataset = "digits"
-n_hidden = 8
-n_train = 200
-n_test = 100
-epochs = {epochs}
-w_max = [0.5, 1.0]
-{extra}
-"""
-
-
-def study(label="x", cell="single", epochs="1", extra="") -> str:
-    return STUDY.format(label=label, cell=cell, epochs=epochs, extra=extra)
-
-
 SWEEP_HEAD = "device,diameter (nm),time (s),voltage (V),current (A)"
 V_SWEEP = np.round(np.r_[np.arange(0, 1.01, 0.05), np.arange(0.95, -0.01, -0.05)], 2)
 
@@ -192,9 +150,32 @@ def fit(d: Path, out: Path, *extra) -> list:
     return ["fit", d, "-q", "-o", out / "card.json", "--no-report", *extra]
 
 
+def train_config(text: str, *words: str) -> Case:
+    """``train`` of the config ``text`` with ``--force`` over an earlier run file."""
+    return Case(lambda t, r, o: ["train", write(t / "c.toml", text), "-o", o / "r.h5", "-q",
+                                 "--force"], 1, ["{tmp}/c.toml", *words], RUN)
+
+
+def ablation_study(text: str, *words: str) -> Case:
+    """``ablation`` of the study ``text`` with ``--force`` into a directory with a report."""
+    return Case(lambda t, r, o: ["ablation", write(t / "s.toml", text), "-o", o, "-q",
+                                 "--force"], 1, ["{tmp}/s.toml", *words],
+                {"s.md": "earlier report\n"})
+
+
+def xbar_card(action: str, output: str, earlier: dict) -> Case:
+    """``xbar ACTION --card`` with a card that lacks ``v_nl``, ``--force`` over ``earlier``
+    in the output location (``output``: the file in it, "" for the directory itself)."""
+    return Case(lambda t, r, o: ["xbar", action, "--card", card_without(t / "nov.json", "v_nl"),
+                                 "-q", "-o", o / output if output else o, "--force"], 1,
+                ["{tmp}/nov.json", "v_nl"], earlier)
+
+
 CARD = {"card.json": "card.json"}
 RUN = {"r.h5": "run.h5"}
 XBAR = {"r.h5": "xbar.h5"}
+
+
 
 CASES: dict[str, Case] = {
     # ---- fit: the calibration rows (shuffled, duplicated, negative diameter, all-zero
@@ -229,27 +210,15 @@ CASES: dict[str, Case] = {
         lambda t, r, o: ["make-reference", o], 1, ["{out}", "recipe.toml", "--force"],
         {"recipe.toml": "name = 'earlier'\n"}),
     # ---- train: config values, card, output
-    "train-c2c-nan": Case(
-        lambda t, r, o: ["train", write(t / "c.toml", tiny(c2c="nan")), "-o", o / "r.h5",
-                         "-q", "--force"], 1, ["{tmp}/c.toml", "device.c2c", "nan"], RUN),
-    "train-k-zero": Case(
-        lambda t, r, o: ["train", write(t / "c.toml", tiny(cell="hybrid", cell_params="k = 0")),
-                         "-o", o / "r.h5", "-q", "--force"], 1,
-        ["{tmp}/c.toml", "cell_params.k", "0"], RUN),
-    "train-epochs-text": Case(
-        lambda t, r, o: ["train", write(t / "c.toml", tiny().replace("epochs = 1",
-                                                                     'epochs = "ten"')),
-                         "-o", o / "r.h5", "-q", "--force"], 1,
-        ["{tmp}/c.toml", "epochs", "'ten'"], RUN),
-    "train-unknown-device-key": Case(
-        lambda t, r, o: ["train", write(t / "c.toml", tiny(device="c2cc = 0.1")), "-o",
-                         o / "r.h5", "-q", "--force"], 1,
-        ["{tmp}/c.toml", "device.c2cc", "unknown"], RUN),
-    "train-n-states-1": Case(
-        lambda t, r, o: ["train", write(t / "c.toml", tiny().replace("n_states = 20",
-                                                                     "n_states = 1")),
-                         "-o", o / "r.h5", "-q", "--force"], 1,
-        ["{tmp}/c.toml", "device.n_states", "1"], RUN),
+    "train-c2c-nan": train_config(tiny(c2c="nan"), "device.c2c", "nan"),
+    "train-k-zero": train_config(tiny(cell="hybrid", cell_params="k = 0"), "cell_params.k",
+                                 "0"),
+    "train-epochs-text": train_config(tiny().replace("epochs = 1", 'epochs = "ten"'),
+                                      "epochs", "'ten'"),
+    "train-unknown-device-key": train_config(tiny(device="c2cc = 0.1"), "device.c2cc",
+                                             "unknown"),
+    "train-n-states-1": train_config(tiny().replace("n_states = 20", "n_states = 1"),
+                                     "device.n_states", "1"),
     "train-card-missing-v_nl": Case(
         lambda t, r, o: ["train", write(t / "c.toml", tiny()), "--card",
                          card_without(t / "nov.json", "v_nl"), "-o", o / "r.h5", "-q",
@@ -273,23 +242,12 @@ CASES: dict[str, Case] = {
         ["{tmp}/nov.json", "v_nl"], {"runs/x.h5": "run.h5"}),
     "reproduce-unknown-figure": Case(
         lambda t, r, o: ["reproduce", "9Z", "-o", o], 2, ["figure", "'9Z'"]),
-    "ablation-k-zero": Case(
-        lambda t, r, o: ["ablation", write(t / "s.toml", study(
-            cell="hybrid", extra="sweep = { cell_params = [{ k = 0 }] }")), "-o", o, "-q",
-            "--force"], 1, ["{tmp}/s.toml", "run 1", "cell_params.k", "0"],
-        {"s.md": "earlier report\n"}),
-    "ablation-epochs-text": Case(
-        lambda t, r, o: ["ablation", write(t / "s.toml", study(epochs='"ten"')), "-o", o, "-q",
-                         "--force"], 1, ["{tmp}/s.toml", "epochs", "'ten'"],
-        {"s.md": "earlier report\n"}),
-    "ablation-unknown-device-key": Case(
-        lambda t, r, o: ["ablation", write(t / "s.toml", study(extra="device = { foo = 2 }")),
-                         "-o", o, "-q", "--force"], 1, ["{tmp}/s.toml", "device.foo", "2"],
-        {"s.md": "earlier report\n"}),
-    "ablation-label-placeholder": Case(
-        lambda t, r, o: ["ablation", write(t / "s.toml", study(label="run {foo}")), "-o", o,
-                         "-q", "--force"], 1, ["{tmp}/s.toml", "label", "{foo}"],
-        {"s.md": "earlier report\n"}),
+    "ablation-k-zero": ablation_study(study(cell="hybrid", extra="sweep = { cell_params = "
+                                            "[{ k = 0 }] }"), "run 1", "cell_params.k", "0"),
+    "ablation-epochs-text": ablation_study(study(epochs='"ten"'), "epochs", "'ten'"),
+    "ablation-unknown-device-key": ablation_study(study(extra="device = { foo = 2 }"),
+                                                  "device.foo", "2"),
+    "ablation-label-placeholder": ablation_study(study(label="run {foo}"), "label", "{foo}"),
     "ablation-output-is-a-file": Case(
         lambda t, r, o: ["ablation", write(t / "s.toml", study()), "-o", o / "notes.txt",
                          "-q"], 1, ["{out}/notes.txt"]),
@@ -301,22 +259,11 @@ CASES: dict[str, Case] = {
         lambda t, r, o: xbar(r, "--card", card_without(t / "nan.json", "v_nl", "__nan__"),
                              "--force", out=o / "r.h5"), 1, ["{tmp}/nan.json", "v_nl", "nan"],
         XBAR),
-    "xbar-sweep-card-missing-v_nl": Case(
-        lambda t, r, o: ["xbar", "sweep", "--card", card_without(t / "nov.json", "v_nl"),
-                         "-q", "-o", o / "e.png", "--force"], 1, ["{tmp}/nov.json", "v_nl"],
-        {"e.png": "earlier figure"}),
-    "xbar-update-card-missing-v_nl": Case(
-        lambda t, r, o: ["xbar", "update", "--card", card_without(t / "nov.json", "v_nl"),
-                         "-q", "-o", o, "--force"], 1, ["{tmp}/nov.json", "v_nl"],
-        {"update.json": "{}\n"}),
-    "xbar-netlist-card-missing-v_nl": Case(
-        lambda t, r, o: ["xbar", "netlist", "--card", card_without(t / "nov.json", "v_nl"),
-                         "-o", o / "tile.cir", "--force"], 1, ["{tmp}/nov.json", "v_nl"],
-        {"tile.cir": "* earlier netlist\n"}),
-    "xbar-demo-card-missing-v_nl": Case(
-        lambda t, r, o: ["xbar", "demo", "--card", card_without(t / "nov.json", "v_nl"),
-                         "-q", "-o", o, "--force"], 1, ["{tmp}/nov.json", "v_nl"],
-        {"results.h5": "xbar.h5"}),
+    "xbar-sweep-card-missing-v_nl": xbar_card("sweep", "e.png", {"e.png": "earlier figure"}),
+    "xbar-update-card-missing-v_nl": xbar_card("update", "", {"update.json": "{}\n"}),
+    "xbar-netlist-card-missing-v_nl": xbar_card("netlist", "tile.cir",
+                                                {"tile.cir": "* earlier netlist\n"}),
+    "xbar-demo-card-missing-v_nl": xbar_card("demo", "", {"results.h5": "xbar.h5"}),
     "xbar-demo-over-an-earlier-demo": Case(
         lambda t, r, o: ["xbar", "demo", "-q", "-o", o], 1, ["{out}", "results.h5", "--force"],
         {"results.h5": "xbar.h5"}),

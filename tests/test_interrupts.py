@@ -24,26 +24,10 @@ import pytest
 from pyspice_rram.circuit.store import load_results
 from pyspice_rram.cli import main
 from pyspice_rram.network.history import load_run
+from common_inputs import assert_same_outputs, tiny
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = dict(os.environ, PYTHONPATH=str(ROOT))
-
-TINY = """name = "tiny"
-dataset = "digits"
-n_hidden = 8
-n_train = 200
-n_test = 100
-epochs = 1
-cell = "{cell}"
-lr = 0.1
-w_max = [0.5, 1.0]
-[cell_params]
-rounding = "stochastic"
-[device]
-n_states = 20
-c2c = 0.34
-"""
-
 
 def _cli(argv, capsys):
     rc = main([str(a) for a in argv])
@@ -67,13 +51,13 @@ def test_train_interrupted_then_resumed_equals_uninterrupted(sig, tmp_path, caps
     file at a complete epoch; ``--resume`` to N epochs gives the numbers and weights of an
     uninterrupted N-epoch run."""
     other = tmp_path / "other.toml"
-    other.write_text(TINY.format(cell="hybrid"))
+    other.write_text(tiny(cell="hybrid"))
     earlier = tmp_path / "earlier.h5"
     assert _cli(["train", other, "-o", earlier, "-q"], capsys)[0] == 0
     before = earlier.read_bytes()
 
     cfg = tmp_path / "tiny.toml"
-    cfg.write_text(TINY.format(cell="single"))
+    cfg.write_text(tiny(cell="single"))
     out = tmp_path / "r.h5"
     proc = subprocess.Popen([sys.executable, "-m", "pyspice_rram.cli", "train", str(cfg),
                              "-o", str(out), "-q", "--epochs", "100000"], env=ENV,
@@ -129,19 +113,6 @@ def _solve_argv(tmp_path, out, *extra):
             "3", "--solver", "mna", "-q", "-o", out, *extra]
 
 
-def _outputs(path):
-    return [{s: r.outputs[s] for s in sorted(r.outputs)} for r in load_results(path)]
-
-
-def _assert_same_outputs(a, b):
-    ra, rb = _outputs(a), _outputs(b)
-    assert len(ra) == len(rb)
-    for x, y in zip(ra, rb):
-        assert x.keys() == y.keys()
-        for s in x:
-            np.testing.assert_array_equal(x[s], y[s])
-
-
 def _slow_solve(tmp_path, out, interval_s, *extra):
     marker = tmp_path / "marker"
     marker.unlink(missing_ok=True)
@@ -186,7 +157,7 @@ def test_xbar_solve_interrupted_then_resumed_equals_uninterrupted(sig, tmp_path,
     assert solved.read_bytes() == before
     rc, text, _ = _cli(_solve_argv(tmp_path, out, "--resume"), capsys)
     assert rc == 0 and "tiles already stored" in text
-    _assert_same_outputs(out, solved)
+    assert_same_outputs(out, solved)
     with h5py.File(out) as f:
         assert f.attrs["complete"]
     # no temporary file of the killed writer is left once the output is taken over

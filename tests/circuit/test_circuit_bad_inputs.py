@@ -22,6 +22,7 @@ import pytest
 from pyspice_rram.circuit import cli as xcli
 from pyspice_rram.circuit.store import load_results
 from pyspice_rram.cli import build_parser, main
+from common_inputs import assert_same_outputs
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -42,19 +43,6 @@ def solve_argv(tmp_path, out, *extra, solver="mna"):
 def weights(tmp_path):
     np.save(tmp_path / "W.npy", np.random.default_rng(1).normal(size=(24, 20)))
     return tmp_path / "W.npy"
-
-
-def outputs(path):
-    return [{s: r.outputs[s] for s in sorted(r.outputs)} for r in load_results(path)]
-
-
-def assert_same_outputs(a, b):
-    ra, rb = outputs(a), outputs(b)
-    assert len(ra) == len(rb)
-    for x, y in zip(ra, rb):
-        assert x.keys() == y.keys()
-        for s in x:
-            np.testing.assert_array_equal(x[s], y[s])
 
 
 def _dead_pid() -> int:

@@ -17,30 +17,7 @@ from pyspice_rram.cli import build_parser, main
 from pyspice_rram.network import experiments
 from pyspice_rram.network.history import load_run
 from pyspice_rram.network.train import TrainConfig
-
-TINY = """name = "tiny"
-dataset = "digits"
-n_hidden = 8
-n_train = 200
-n_test = 100
-epochs = 1
-cell = "{cell}"
-lr = {lr}
-w_max = [0.5, 1.0]
-{top}
-[cell_params]
-rounding = "stochastic"
-{cell_params}
-[device]
-n_states = 20
-c2c = {c2c}
-{device}
-"""
-
-
-def tiny(cell="single", lr="0.1", c2c="0.34", top="", cell_params="", device=""):
-    return TINY.format(cell=cell, lr=lr, c2c=c2c, top=top, cell_params=cell_params,
-                       device=device)
+from common_inputs import STUDY, tiny
 
 
 def _digest(root: Path) -> dict:
@@ -202,20 +179,6 @@ def test_train_second_writer_refused(tmp_path, capsys, earlier_run):
 
 
 # --------------------------------------------------------------------------- ablation
-STUDY = """title = "bad"
-[[run]]
-label = "{label}"
-base = "{base}"
-cell = "{cell}"
-dataset = "digits"
-n_hidden = 8
-n_train = 200
-n_test = 100
-epochs = {epochs}
-w_max = [0.5, 1.0]
-{extra}
-"""
-
 #: More cases (label {foo}, k = 0 in a sweep, epochs = "ten", an unknown [device] key):
 #: tests/test_bad_inputs_table.py.
 ABLATION_CASES = {
