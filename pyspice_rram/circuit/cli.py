@@ -219,7 +219,7 @@ def _solve(args, layer, a, v, solvers, out: Path | None) -> int:
     from tqdm.auto import tqdm
 
     from .parallel import solve_tiles
-    from .safeio import H5Checkpoints
+    from .safeio import H5Checkpoints, raise_if_interrupted
     from .store import TileResult, write_results
     from .sweep import vmm_errors
 
@@ -279,6 +279,7 @@ def _solve(args, layer, a, v, solvers, out: Path | None) -> int:
             bar.update(len(chunk))
             if _AFTER_TILE is not None:
                 _AFTER_TILE(k0 + len(chunk))
+            raise_if_interrupted()       # a Ctrl-C swallowed by a library (h5py)
     except KeyboardInterrupt as exc:
         bar.close()
         kept = len(parts["ideal"])

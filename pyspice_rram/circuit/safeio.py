@@ -9,7 +9,8 @@ overwrite, signals that unwind (so temporary files are removed), readable HDF5 e
   ``resume`` (continue) is given.
 * :func:`signals_unwind` -- SIGTERM (and SIGHUP) raise :class:`Interrupted` in the main
   thread, as SIGINT raises ``KeyboardInterrupt``, so ``finally`` blocks and temporary
-  directories are cleaned up.
+  directories are cleaned up; :func:`raise_if_interrupted` raises such a signal again at a
+  safe point when a library swallowed it.
 * :func:`open_h5` -- ``h5py.File`` whose errors name the file (not an HDF5 file, truncated,
   missing) as a one-line ``ValueError`` / ``FileNotFoundError``.
 * :func:`atomic_h5` -- write (or append to a copy of) an HDF5 file beside its final path and
@@ -160,25 +161,60 @@ def check_output(path: str | Path, *, force: bool = False, resume: bool = False,
     return p.exists()
 
 
+#: Signals received inside :func:`signals_unwind` (for :func:`raise_if_interrupted`).
+_SEEN: list[int] = []
+
+
 @contextlib.contextmanager
 def signals_unwind() -> Iterator[None]:
-    """Within the block, SIGTERM and SIGHUP raise :class:`Interrupted` (main thread only)."""
+    """Within the block, SIGTERM and SIGHUP raise :class:`Interrupted` (main thread only), as
+    SIGINT raises ``KeyboardInterrupt``; every such signal is also remembered, so that
+    :func:`raise_if_interrupted` raises it again when a library swallowed it."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def handler(signum, frame):  # noqa: ARG001
+        _SEEN.append(signum)
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
         raise Interrupted(f"signal {signal.Signals(signum).name}")
 
+    import sys
+
+    old_hook = sys.unraisablehook
+
+    def unraisable(info):   # the signal lost in a weakref callback / __del__: no traceback
+        if isinstance(info.exc_value, KeyboardInterrupt) and _SEEN:
+            return          # raised again by raise_if_interrupted
+        old_hook(info)
+
     old = {}
-    for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
-        if sig is not None:
+    _SEEN.clear()
+    for sig in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+        if sig is not None and signal.getsignal(sig) is not signal.SIG_IGN:
             old[sig] = signal.signal(sig, handler)
+    sys.unraisablehook = unraisable
     try:
         yield
     finally:
+        sys.unraisablehook = old_hook
         for sig, h in old.items():
             signal.signal(sig, h)
+        _SEEN.clear()
+
+
+def raise_if_interrupted() -> None:
+    """Raise ``KeyboardInterrupt`` / :class:`Interrupted` again if a signal arrived inside
+    :func:`signals_unwind`: called at safe points of a long job (after an epoch, a tile,
+    a commit). A ``KeyboardInterrupt`` raised while a library runs a weakref callback or
+    ``__del__`` (h5py closing a file) is printed as "Exception ignored" and lost; without
+    this the job would go on after Ctrl-C."""
+    if _SEEN:
+        signum = _SEEN[-1]
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        raise Interrupted(f"signal {signal.Signals(signum).name}")
 
 
 class SolverFailed(PyspiceRramError, ValueError):
@@ -336,6 +372,7 @@ class H5Checkpoints:
         import time
 
         self.pending.extend(records)
+        raise_if_interrupted()       # a Ctrl-C swallowed by a library: stop here
         wait = max(self.interval_s, self._last_cost / self.overhead if self.overhead else 0.0)
         if time.perf_counter() - self._last >= wait:
             self.commit()
