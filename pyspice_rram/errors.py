@@ -31,4 +31,10 @@ class UserInputError(PyspiceRramError, ValueError):
     """Bad user input: a file, option, configuration value or path (also a ValueError)."""
 
 
-__all__ = ["PyspiceRramError", "UserInputError"]
+class SimulatorError(PyspiceRramError, RuntimeError):
+    """A circuit simulator or model compiler (ngspice, OpenVAF) is missing, failed, timed out
+    or did not converge (also a RuntimeError). The subclasses live in
+    :mod:`pyspice_rram.spice.errors`."""
+
+
+__all__ = ["PyspiceRramError", "SimulatorError", "UserInputError"]
