@@ -4,10 +4,16 @@ Both backends run the netlist of :func:`pyspice_rram.circuit.netlist.tile_netlis
 sweep of an index source applies all input vectors, so the matrix is ordered once per tile.
 Only the sense-source branch currents are saved (``.save``), which keeps the sweep small.
 
-Failures become exceptions that carry the saved netlist and the ngspice log:
+The runs go through the simulator layer (:func:`pyspice_rram.spice.runner.run`: its
+``'shared'`` and ``'batch'`` modes, time limit, temporary files removed on every exit path);
+this module adds what is particular to a tile: the ``.save`` of the sense currents, the point
+count of the sweep and the convergence-aid retries. Failures are the layer's exceptions
+(re-exported here under the names this module always had); they carry the kept netlist and
+the ngspice log:
 
 * :class:`NgspiceNotFound` -- no ``ngspice`` executable / no ``libngspice`` shared library;
 * :class:`NgspiceNetlistError` -- ngspice rejected the netlist;
+* :class:`NgspiceTimeout` -- the run passed its time limit;
 * :class:`NgspiceConvergenceError` -- no solution for every input vector, after the
   convergence aids of :data:`pyspice_rram.circuit.netlist.CONVERGENCE_AIDS` (more DC
   iterations, gmin stepping, source stepping) were retried.

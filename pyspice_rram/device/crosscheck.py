@@ -72,7 +72,7 @@ def run_ngspice(netlist: str, *, timeout: float = 120.0, workdir: str | Path | N
     as :func:`read_raw` does.
 
     ``workdir``: folder where the netlist is kept (``circuit.cir``). Raises
-    :class:`~pyspice_rram.spice.errors.NgspiceError` subclasses (``RuntimeError``\ s) with
+    :class:`~pyspice_rram.spice.errors.NgspiceError` subclasses (``RuntimeError`` too) with
     ngspice's log when ngspice fails, writes no data or passes ``timeout`` (s).
     """
     res = _runner.run(netlist, mode="batch", timeout=timeout, keep_dir=workdir, stem="circuit")

@@ -202,6 +202,7 @@ def classify(log: str, got: int, want: int | None = None) -> type[NgspiceFailed]
     want : int, optional
         Points expected (a DC sweep's length); None: any number >= 1.
     """
+    known = want is not None
     want = max(got, 1) if want is None else want
     complete = got >= want > 0
     if complete:
@@ -218,6 +219,8 @@ def classify(log: str, got: int, want: int | None = None) -> type[NgspiceFailed]
         return NgspiceConvergenceError
     if got == 0 and _NETLIST_PAT.search(log):
         return NgspiceNetlistError
+    if got == 0 and not known:
+        return NgspiceFailed  # no result, no message that says why
     return NgspiceConvergenceError if got < want else NgspiceNetlistError
 
 
