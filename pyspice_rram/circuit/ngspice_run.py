@@ -153,8 +153,9 @@ def solve_tile(tile: Tile, v_in: Any, direction: str = "forward", *, backend: st
     klu : bool, optional
         Use ``.options klu``; default: when the installed ngspice has KLU.
     timeout : float, optional
-        Wall-clock limit (s) of one ngspice run (either backend);
-        :data:`pyspice_rram.spice.runner.DEFAULT_TIMEOUT_S` when None.
+        Wall-clock limit (s) of one ngspice run (either backend); when None, the larger of
+        :data:`pyspice_rram.spice.runner.DEFAULT_TIMEOUT_S` (1 h) and ten times
+        :func:`estimate_cost`'s time, so that a large tile run with ``force`` is not cut.
     cell_form : {'inline', 'subckt'}
         Netlist form of model cells (see :func:`~pyspice_rram.circuit.netlist.tile_netlist`).
     info : dict, optional
@@ -172,6 +173,9 @@ def solve_tile(tile: Tile, v_in: Any, direction: str = "forward", *, backend: st
     v = tile.check_inputs(v_in, direction)
     if klu is None:
         klu = has_klu()
+    if timeout is None:
+        timeout = max(_runner.DEFAULT_TIMEOUT_S,
+                      10.0 * estimate_cost(tile.rows, tile.cols, v.shape[0])["time_s"])
     sources = sense_source_names(tile, direction)
     vectors = [f"i({s})" for s in sources]
     stem = f"tile_{tile.rows}x{tile.cols}_{direction}"
