@@ -6,13 +6,13 @@
    the generated ``.va``/``.lib`` and the fit report (:func:`pyspice_rram.calibration.fit_dataset`);
 2. **crossbar** — build tiles of a small weight matrix with the fitted card, solve them in
    ngspice and the MNA solver, report the VMM error against the ideal product
-   (:func:`pyspice_rram.circuit.demo`);
+   (:func:`pyspice_rram.paper.crossbar_step.demo`);
 3. **training** — train floating-point, single-pair and hybrid networks on scikit-learn's
    8x8 digits (or, when ``--mnist``/``PYSPICE_RRAM_MNIST`` is given, the paper's 784-250-10
    network on MNIST for 20 epochs with stochastic pulse rounding, ~3 min) with the fitted
-   device parameters (:func:`pyspice_rram.network.demo`);
+   device parameters (:func:`pyspice_rram.paper.experiments.demo`);
 4. **surrogate** — train through the crossbar surrogate and check a few test images through
-   ideal VMM, surrogate and ngspice (:func:`pyspice_rram.surrogate.demo`).
+   ideal VMM, surrogate and ngspice (:func:`pyspice_rram.paper.surrogate_step.demo`).
 
 Each step is a plain function of the previous step's output, callable alone. A summary
 (``summary.json``) with every step's numbers, timings and output paths is written at the end.
@@ -52,21 +52,21 @@ def step_fit(dataset: Path, outdir: Path, progress: bool = True) -> tuple[ModelC
 
 def step_crossbar(card: ModelCard, outdir: Path, progress: bool = True) -> dict:
     """Solve crossbar tiles of the fitted card in ngspice and MNA; return the errors."""
-    from .circuit import demo
+    from .paper.crossbar_step import demo
 
     return demo(card, outdir, progress=progress)
 
 
 def step_training(card: ModelCard, outdir: Path, mnist: str | None, progress: bool = True) -> dict:
     """Train FP, single and hybrid networks with the fitted card's device parameters."""
-    from .network import demo
+    from .paper.experiments import demo
 
     return demo(card, outdir, mnist=mnist, progress=progress)
 
 
 def step_surrogate(card: ModelCard, outdir: Path, progress: bool = True) -> dict:
     """Train through the tile surrogate and check inference against ngspice."""
-    from .surrogate import demo
+    from .paper.surrogate_step import demo
 
     return demo(card, outdir, progress=progress, epochs=15)
 
