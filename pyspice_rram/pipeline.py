@@ -14,8 +14,12 @@
 4. **surrogate** — train through the crossbar surrogate and check a few test images through
    ideal VMM, surrogate and ngspice (:func:`pyspice_rram.paper.surrogate_step.demo`).
 
-Each step is a plain function of the previous step's output, callable alone. A summary
-(``summary.json``) with every step's numbers, timings and output paths is written at the end.
+Each step is a plain function of the previous step's output, callable alone. ``--steps``
+runs a subset; without ``fit`` the later steps use ``--card``, else the card an earlier fit
+wrote into the same output directory (``OUTPUT/fit/card.json``), else the fitted card beside
+the data set (the embedded set ships one); the card used is printed. A summary
+(``summary.json``) with the card, every step's numbers, timings and output paths is written
+at the end.
 """
 
 from __future__ import annotations
