@@ -42,8 +42,9 @@ class ConfigError(UserInputError):
 
 
 class SimulatorError(PyspiceRramError, RuntimeError):
-    """A circuit simulator (ngspice, the nodal solver) failed or is missing (also a
-    ``RuntimeError``)."""
+    """A circuit simulator (ngspice, the nodal solver) or model compiler (OpenVAF) failed, is
+    missing, timed out or did not converge (also a ``RuntimeError``); the ngspice and compiler
+    subclasses live in :mod:`pyspice_rram.spice.errors`."""
 
 
 class ValidityError(PyspiceRramError, ValueError):
