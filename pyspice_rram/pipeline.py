@@ -6,16 +6,20 @@
    the generated ``.va``/``.lib`` and the fit report (:func:`pyspice_rram.calibration.fit_dataset`);
 2. **crossbar** — build tiles of a small weight matrix with the fitted card, solve them in
    ngspice and the MNA solver, report the VMM error against the ideal product
-   (:func:`pyspice_rram.circuit.demo`);
+   (:func:`pyspice_rram.paper.crossbar_step.demo`);
 3. **training** — train floating-point, single-pair and hybrid networks on scikit-learn's
    8x8 digits (or, when ``--mnist``/``PYSPICE_RRAM_MNIST`` is given, the paper's 784-250-10
    network on MNIST for 20 epochs with stochastic pulse rounding, ~3 min) with the fitted
-   device parameters (:func:`pyspice_rram.network.demo`);
+   device parameters (:func:`pyspice_rram.paper.experiments.demo`);
 4. **surrogate** — train through the crossbar surrogate and check a few test images through
-   ideal VMM, surrogate and ngspice (:func:`pyspice_rram.surrogate.demo`).
+   ideal VMM, surrogate and ngspice (:func:`pyspice_rram.paper.surrogate_step.demo`).
 
-Each step is a plain function of the previous step's output, callable alone. A summary
-(``summary.json``) with every step's numbers, timings and output paths is written at the end.
+Each step is a plain function of the previous step's output, callable alone. ``--steps``
+runs a subset; without ``fit`` the later steps use ``--card``, else the card an earlier fit
+wrote into the same output directory (``OUTPUT/fit/card.json``), else the fitted card beside
+the data set (the embedded set ships one); the card used is printed. A summary
+(``summary.json``) with the card, every step's numbers, timings and output paths is written
+at the end.
 """
 
 from __future__ import annotations
@@ -28,9 +32,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .device.card import ModelCard
+from .errors import UserInputError
 
-#: The embedded default data set.
-REFERENCE_DATASET = Path(__file__).resolve().parent.parent / "calibration" / "motiox-reference"
+#: The embedded default data set (package data; ``calibration/motiox-reference`` in a checkout
+#: links to it). Its fitted card ``card.json`` lies beside the data.
+REFERENCE_DATASET = Path(__file__).resolve().parent / "data" / "motiox-reference"
 
 
 @dataclass
@@ -50,9 +56,37 @@ def step_fit(dataset: Path, outdir: Path, progress: bool = True) -> tuple[ModelC
     return result.card, result.summary()
 
 
+def chain_card(outdir: Path, dataset: Path, card: str | Path | None = None) -> tuple[ModelCard, Path]:
+    """The card the steps after ``fit`` use when ``fit`` is not among the steps.
+
+    In this order: ``card`` when given; the card a previous ``fit`` step wrote into the same
+    output directory (``outdir/fit/card.json``); the fitted card shipped beside the data set
+    (``dataset/card.json``, e.g. the embedded reference data set's). Returns the card and its
+    path.
+
+    Raises
+    ------
+    UserInputError
+        If ``card`` does not exist, or none of the other two does (naming both paths).
+    """
+    if card is not None:
+        path = Path(card)
+        if not path.is_file():
+            raise UserInputError(f"--card {path}: no such file")
+        return ModelCard.load(path), path
+    candidates = [outdir / "fit" / "card.json", dataset / "card.json"]
+    for path in candidates:
+        if path.is_file():
+            return ModelCard.load(path), path
+    raise UserInputError(
+        f"no fitted card for the steps after fit: neither {candidates[0]} (written by the fit "
+        f"step into this output directory) nor {candidates[1]} (a card beside the data set) "
+        "exists", hint="add 'fit' to --steps, or give --card CARD.json")
+
+
 def step_crossbar(card: ModelCard, outdir: Path, progress: bool = True) -> dict:
     """Solve crossbar tiles of the fitted card in ngspice and MNA; return the errors."""
-    from .circuit import demo
+    from .paper.crossbar_step import demo
 
     return demo(card, outdir, progress=progress)
 
@@ -60,14 +94,14 @@ def step_crossbar(card: ModelCard, outdir: Path, progress: bool = True) -> dict:
 def step_training(card: ModelCard, outdir: Path, mnist: str | None, progress: bool = True,
                   force: bool = False) -> dict:
     """Train FP, single and hybrid networks with the fitted card's device parameters."""
-    from .network import demo
+    from .paper.experiments import demo
 
     return demo(card, outdir, mnist=mnist, progress=progress, force=force)
 
 
 def step_surrogate(card: ModelCard, outdir: Path, progress: bool = True) -> dict:
     """Train through the tile surrogate and check inference against ngspice."""
-    from .surrogate import demo
+    from .paper.surrogate_step import demo
 
     return demo(card, outdir, progress=progress, epochs=15)
 
@@ -75,16 +109,21 @@ def step_surrogate(card: ModelCard, outdir: Path, progress: bool = True) -> dict
 def run_chain(outdir: str | Path, dataset: str | Path = REFERENCE_DATASET, *,
               mnist: str | None = None, steps: tuple[str, ...] = ("fit", "crossbar", "training",
                                                                    "surrogate"),
-              progress: bool = True, echo: Callable[[str], None] = print,
-              force: bool = False) -> list[StepResult]:
+              card: str | Path | None = None, progress: bool = True,
+              echo: Callable[[str], None] = print, force: bool = False) -> list[StepResult]:
     """Run the chain ``fit -> crossbar -> training -> surrogate`` into ``outdir``.
 
-    An ``outdir`` that already holds a result of the chain (``summary.json`` or a step's
-    directory) is refused unless ``force``: a :class:`~pyspice_rram.errors.UserInputError`
-    naming it.
+    Without ``fit`` among ``steps`` the later steps use the card :func:`chain_card` finds
+    (``card``, else ``outdir/fit/card.json``, else ``dataset/card.json``); its path is echoed
+    and recorded in ``summary.json`` under ``"card"``. ``card`` together with ``fit`` is an
+    error (the fit's card would be ignored).
+
+    A step whose output directory (``outdir/<step>``) already exists is refused unless
+    ``force``: a :class:`~pyspice_rram.errors.UserInputError` naming it (``summary.json``
+    describes the last run and is replaced).
     """
     outdir = Path(outdir)
-    check_output_dir(outdir, force)
+    check_output_dir(outdir, steps, force)
     outdir.mkdir(parents=True, exist_ok=True)
     dataset = Path(dataset)
     results: list[StepResult] = []
@@ -99,37 +138,38 @@ def run_chain(outdir: str | Path, dataset: str | Path = REFERENCE_DATASET, *,
         return value
 
     if "fit" in steps:
-        card, _ = timed("fit", lambda: step_fit(dataset, outdir / "fit", progress))
+        if card is not None:
+            raise UserInputError(f"--card {card} and the fit step exclude each other (the "
+                                 "steps after fit use the fitted card)")
+        the_card, _ = timed("fit", lambda: step_fit(dataset, outdir / "fit", progress))
+        card_path = outdir / "fit" / "card.json"
     else:
-        card_path = dataset / "fitted" / "card.json"
-        card = ModelCard.load(card_path) if card_path.exists() else ModelCard.reference()
+        the_card, card_path = chain_card(outdir, dataset, card)
+        echo(f"card: {card_path}")
     if "crossbar" in steps:
-        timed("crossbar", lambda: step_crossbar(card, outdir / "crossbar", progress))
+        timed("crossbar", lambda: step_crossbar(the_card, outdir / "crossbar", progress))
     if "training" in steps:
-        timed("training", lambda: step_training(card, outdir / "training", mnist, progress,
+        timed("training", lambda: step_training(the_card, outdir / "training", mnist, progress,
                                                 force))
     if "surrogate" in steps:
-        timed("surrogate", lambda: step_surrogate(card, outdir / "surrogate", progress))
+        timed("surrogate", lambda: step_surrogate(the_card, outdir / "surrogate", progress))
 
     from .circuit.safeio import atomic_write_text
 
-    summary = {r.name: {"seconds": round(r.seconds, 2), **_jsonable(r.summary)} for r in results}
+    summary: dict[str, Any] = {"card": str(card_path)}
+    summary.update({r.name: {"seconds": round(r.seconds, 2), **_jsonable(r.summary)}
+                    for r in results})
     atomic_write_text(outdir / "summary.json", json.dumps(summary, indent=2) + "\n")
     echo(f"summary written to {outdir / 'summary.json'}")
     return results
 
 
-#: What the chain writes into its output directory.
-OUTPUTS = ("summary.json", "fit", "crossbar", "training", "surrogate")
-
-
-def check_output_dir(outdir: Path, force: bool) -> None:
-    """Refuse an ``outdir`` holding a result of the chain (or a file at ``outdir``)."""
-    from .errors import UserInputError
-
+def check_output_dir(outdir: Path, steps: tuple[str, ...], force: bool) -> None:
+    """Refuse an ``outdir`` holding the output directory of one of ``steps`` (a result of
+    an earlier run) unless ``force``, and an ``outdir`` that is a file."""
     if outdir.exists() and not outdir.is_dir():
         raise UserInputError(f"-o/--output {outdir} is a file; give a directory")
-    found = [name for name in OUTPUTS if (outdir / name).exists()]
+    found = [f"{name}/" for name in steps if (outdir / name).exists()]
     if found and not force:
         raise UserInputError(f"-o/--output {outdir} already holds results of the main job "
                              f"({', '.join(found)}); not overwritten",
@@ -199,7 +239,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     unknown = set(steps) - {"fit", "crossbar", "training", "surrogate"}
     if unknown:
         raise ValueError(f"unknown steps {sorted(unknown)}")
-    run_chain(args.output, args.dataset, mnist=args.mnist, steps=steps,
+    run_chain(args.output, args.dataset, mnist=args.mnist, steps=steps, card=args.card,
               progress=not args.no_progress, force=args.force)
     return 0
 
@@ -217,6 +257,9 @@ def register(subparsers) -> None:
                    help="MNIST directory (IDX .gz files); else $PYSPICE_RRAM_MNIST, else 8x8 digits")
     p.add_argument("--steps", default="fit,crossbar,training,surrogate",
                    help="comma-separated subset of fit,crossbar,training,surrogate")
+    p.add_argument("--card", default=None,
+                   help="model card JSON for the steps after fit when fit is not run (default: "
+                        "OUTPUT/fit/card.json, else the card beside the data set)")
     p.add_argument("-q", "--quiet", "--no-progress", dest="no_progress", action="store_true",
                    help="no progress bars (same flag as the other commands)")
     p.add_argument("--force", action="store_true",

@@ -396,7 +396,7 @@ DEMO_OUTPUTS = ("results.h5", "summary.json", "error_vs_tile.png", "update.png",
 
 def cmd_demo(args) -> int:
     from ..errors import UserInputError
-    from .main_job import demo
+    from ..paper.crossbar_step import demo
 
     out = Path(args.out)
     if out.exists() and not out.is_dir():

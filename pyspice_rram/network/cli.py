@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 from ..cli import DefaultsHelpFormatter as HELP
-from .experiments import FIGURES
+from ..paper.experiments import FIGURES
 
 
 
@@ -171,7 +171,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
-    from .experiments import STOCHASTIC_BASE, reproduce
+    from ..paper.experiments import STOCHASTIC_BASE, reproduce
 
     b = args.setting == "B"
     card = _card(args.card)
@@ -193,7 +193,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def cmd_ablation(args: argparse.Namespace) -> int:
-    from .ablation import run_study
+    from ..paper.ablation import run_study
 
     res = run_study(args.study, args.output, mnist=args.mnist, workers=args.workers,
                     scheduler=args.scheduler, progress=not args.quiet,
