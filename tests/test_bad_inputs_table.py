@@ -340,8 +340,8 @@ CASES: dict[str, Case] = {
         ["card.json", "surrogate"]),
     # ---- run (the main job) and the top level
     "run-over-an-earlier-run": Case(
-        lambda t, r, o: ["run", "-o", o, "-q"], 1, ["{out}", "summary.json", "--force"],
-        {"summary.json": "{}\n"}),
+        lambda t, r, o: ["run", "-o", o, "-q"], 1, ["{out}", "fit/", "--force"],
+        {"summary.json": "{}\n", "fit/card.json": "card.json"}),
     "run-unknown-step": Case(
         lambda t, r, o: ["run", "-o", o, "-q", "--steps", "fit,dance", "--force"], 1,
         ["dance"], {"summary.json": "{}\n"}),
