@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .fit import FitResult
+    from .fitting import FitResult
 
 
 #: Traces with more reads than this are decimated (min and max per bin) in the figures.
@@ -530,7 +530,7 @@ def figure_dg_area(result: "FitResult", path: Path, return_fig: bool = False):
     fom = result.metrics
     if "dg_area_slope" not in fom:
         return None
-    from .fit import pulse_steps
+    from .fitting import pulse_steps
 
     prog, card = result.program, result.card
     st = pulse_steps(prog, card, result.scales)
@@ -559,7 +559,7 @@ def figure_dg_area(result: "FitResult", path: Path, return_fig: bool = False):
 
 
 def figure_delta_mu(result: "FitResult", path: Path, return_fig: bool = False):
-    from .fit import pulse_steps
+    from .fitting import pulse_steps
 
     st = pulse_steps(result.program, result.card, result.scales)
     m = (st["v"] > 0) & (st["x_prev"] >= 0.02) & (st["x_prev"] <= 0.85) & (st["dg_model"] > 0)
@@ -807,6 +807,9 @@ def write_report(result: "FitResult", outdir: str | Path, truth=None) -> dict[st
                 f"log10 for densities and r_series)\n" + lmfit.fit_report(res, min_correl=0.3))
         (outdir / "lmfit_report.txt").write_text(text + "\n")
         paths["lmfit_report"] = outdir / "lmfit_report.txt"
+    if hasattr(result, "report"):
+        (outdir / "fit_report.txt").write_text(result.report())
+        paths["fit_report"] = outdir / "fit_report.txt"
     (outdir / "report.md").write_text(report_markdown(result, figs, truth=truth))
     paths["report"] = outdir / "report.md"
     return paths

@@ -235,7 +235,7 @@ def test_fit_of_another_labs_layout(tmp_path):
         _write_foreign(src, tmp_path / "other")
         ds = load_dataset(tmp_path / "other")
     assert len(ds.sweeps) == len(src.sweeps) and len(ds.trains) == len(src.trains)
-    from pyspice_rram.calibration.fit import fit_program
+    from pyspice_rram.calibration.fitting import fit_program
 
     res = fit_program(ds, progress=False, max_rounds=2, statistics=False)
     truth = ModelCard.reference()

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pyspice_rram.calibration import fit as fit_mod
+from pyspice_rram.calibration import fitting as fit_mod
 from pyspice_rram.calibration import report as report_mod
-from pyspice_rram.calibration.fit import fit_program, write_outputs
+from pyspice_rram.calibration.fitting import fit_program, write_outputs
 from pyspice_rram.calibration.io import load_dataset
 from pyspice_rram.calibration.program import build_program, predict, simulate_states
 from pyspice_rram.cli import main as cli_main
@@ -133,7 +133,7 @@ def test_cli_family_typo_names_the_option(small_set, capsys):
 def test_cli_unwritable_output_fails_before_the_fit(small_set, tmp_path, capsys, monkeypatch):
     """An output path under a file raised FileExistsError with a traceback, after the fit."""
     called = []
-    monkeypatch.setattr(fit_mod, "fit_program", lambda *a, **k: called.append(1))
+    monkeypatch.setattr(fit_mod, "fit", lambda *a, **k: called.append(1))
     blocker = tmp_path / "a_file"
     blocker.write_text("")
     rc = cli_main(["fit", str(small_set), "-q", "-o", str(blocker / "card.json")])
