@@ -68,7 +68,8 @@ def _fit(args: argparse.Namespace) -> int:
     for d in dict.fromkeys(x for x in (outdir, card_path.parent if card_path else None, rdir) if x):
         _check_writable(d)  # before the fit: a fit must not be lost to an unwritable path
     result = fit(ds, args.family or None, args.starts, progress=not args.quiet,
-                 max_nfev=args.max_nfev, max_rounds=args.max_rounds)
+                 max_nfev=args.max_nfev, max_rounds=args.max_rounds,
+                 max_points=args.max_points or None, subset_points=args.subset_points)
     # a report that fails is recorded in quality.json (verdict poor), never loses the card
     paths = result.save(outdir, force=True, card_path=card_path, report=rdir is not None,
                         report_dir=rdir)
@@ -145,6 +146,11 @@ def register(subparsers) -> None:
                         "defaults for the data)")
     p.add_argument("--starts", type=int, default=None,
                    help="starts of the global stage (default: recipe [fit] starts or 32)")
+    p.add_argument("--max-points", type=int, default=100_000,
+                   help="observations above which the fit runs on a subset of whole sweeps / "
+                        "cycles of every device (the verdict uses all); 0: never")
+    p.add_argument("--subset-points", type=int, default=None,
+                   help="observations of that subset (default: 50000 / families tried)")
     p.add_argument("--strict", action="store_true",
                    help="exit with status 3 when the fit's verdict is 'poor' (the card and "
                         "quality.json are still written)")

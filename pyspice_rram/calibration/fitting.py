@@ -113,6 +113,9 @@ class ParameterEstimate:
 #: Observations above which the fit runs on a representative subset
 #: (:func:`.program.subset_program`); the verdict is still computed on every observation.
 FIT_MAX_POINTS = 100_000
+#: Size of that subset: points x families tried (the work of one family on 50 000 points,
+#: about the shipped reference fit), i.e. 10 000 points for the five default sweep families.
+FIT_SUBSET_WORK = 50_000
 
 
 @dataclass
@@ -1172,7 +1175,8 @@ def stamp_card(result: FitResult) -> ModelCard:
 def fit(dataset: Dataset, family: str | list[str] | None = None, starts: int | None = None, *,
         start: dict | None = None, fixed: tuple[str, ...] = (), max_nfev: int = 400,
         max_rounds: int = 4, statistics: bool = True, conditional: bool = True,
-        max_points: int | None = FIT_MAX_POINTS, progress: bool = False) -> FitResult:
+        max_points: int | None = FIT_MAX_POINTS, subset_points: int | None = None,
+        progress: bool = False) -> FitResult:
     """Fit a loaded data set in memory (nothing is written; :meth:`FitResult.save` writes
     the outputs).
 
@@ -1196,6 +1200,8 @@ def fit(dataset: Dataset, family: str | list[str] | None = None, starts: int | N
         fit
     statistics, conditional : run the statistics stage; the one-step-ahead stage
     max_points : observations above which the fit uses a subset (None: always all)
+    subset_points : observations of that subset (default ``min(max_points,
+        FIT_SUBSET_WORK // number of families)``)
     progress : a tqdm bar over model evaluations
 
     Returns
@@ -1205,12 +1211,16 @@ def fit(dataset: Dataset, family: str | list[str] | None = None, starts: int | N
     t0 = time.time()
     rec = dataset.recipe
     full = build_program(dataset)
-    prog, subset = subset_program(full, max_points)
     if family is not None:
         fams = [family] if isinstance(family, str) else list(family)
-        specs = candidate_families(prog, fams, "families (--family)")
+        specs = candidate_families(full, fams, "families (--family)")
     else:
-        specs = candidate_families(prog, rec.fit.get("families"), f"{rec.path.name} [fit] families")
+        specs = candidate_families(full, rec.fit.get("families"), f"{rec.path.name} [fit] families")
+    prog, subset = full, subset_program(full, None)[1]
+    if max_points is not None and full.y.size > max_points:
+        if subset_points is None:
+            subset_points = min(max_points, FIT_SUBSET_WORK // max(len(specs), 1))
+        prog, subset = subset_program(full, subset_points)
     start = {**rec.fit.get("initial", {}), **(start or {})}
     fixed = tuple(fixed) + tuple(rec.fit.get("fixed", ()))
     n_starts = int(rec.fit.get("starts", 32)) if starts is None else int(starts)
@@ -1241,12 +1251,14 @@ def fit_program(ds: Dataset, *, progress: bool = True, start: dict | None = None
                 fixed: tuple[str, ...] = (), max_nfev: int = 400, scan: bool = True,
                 statistics: bool = True, conditional: bool = True,
                 max_rounds: int = 4, families=None, n_starts: int | None = None,
-                max_points: int | None = FIT_MAX_POINTS) -> FitResult:
+                max_points: int | None = FIT_MAX_POINTS,
+                subset_points: int | None = None) -> FitResult:
     """:func:`fit` under its earlier name and keywords (``families``, ``n_starts``;
     ``scan=False`` means no global starts)."""
     return fit(ds, families, n_starts if (scan or n_starts is not None) else 0, start=start,
                fixed=fixed, max_nfev=max_nfev, max_rounds=max_rounds, statistics=statistics,
-               conditional=conditional, max_points=max_points, progress=progress)
+               conditional=conditional, max_points=max_points, subset_points=subset_points,
+               progress=progress)
 
 
 def reference_truth(ds: Dataset) -> ModelCard | None:

@@ -425,7 +425,7 @@ def subset_program(prog: Program, max_points: int | None) -> tuple[Program, dict
     """
     n_total = int(prog.y.size)
     info = {"n_fit": n_total, "n_total": n_total, "subsampled": False,
-            "n_sequences": int(prog.v.shape[0]), "max_points": max_points}
+            "n_sequences": int(prog.v.shape[0])}
     if max_points is None or n_total <= max_points:
         return prog, info
     S = prog.v.shape[0]
@@ -488,7 +488,8 @@ def subset_program(prog: Program, max_points: int | None) -> tuple[Program, dict
         groups=prog.groups, group_kind=prog.group_kind, devices=prog.devices,
         device_area=prog.device_area, obs_part=obs(prog.obs_part),
         obs_restart=obs(prog.obs_restart))
-    info.update(n_fit=int(sel.size), subsampled=True, n_units_kept=int(keep_unit.sum()),
+    info.update(n_fit=int(sel.size), subsampled=True, budget=int(max_points),
+                n_units_kept=int(keep_unit.sum()),
                 n_units=int(n_unit.size), steps_fit=int(sub.length.sum()),
                 steps_total=int(prog.length.sum()),
                 rule=("each sequence (the sweeps of a device in one entry, or a device's pulse "

@@ -40,9 +40,10 @@ FAMILY = ["linear/threshold/linear"]
 FAST = dict(progress=False, families=FAMILY, n_starts=0, max_rounds=1, max_nfev=100)
 
 
-def write_pulses(directory: Path, rows, init: float = 0.0, seed: int = 1) -> Path:
-    """Rows ``(device, diameter_nm, cycle, pulse, V, width)``; reads simulated from the
-    reference card with cycle-to-cycle noise and 0.5 % read noise."""
+def write_pulses(directory: Path, rows, init: float = 0.0, seed: int = 1,
+                 card: ModelCard | None = None) -> Path:
+    """Rows ``(device, diameter_nm, cycle, pulse, V, width)``; reads simulated from ``card``
+    (default the reference card) with cycle-to-cycle noise and 0.5 % read noise."""
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "recipe.toml").write_text(RECIPE.format(init=init))
 
@@ -55,7 +56,7 @@ def write_pulses(directory: Path, rows, init: float = 0.0, seed: int = 1) -> Pat
     write([1e-6] * len(rows))
     prog = build_program(load_dataset(directory))
     rng = np.random.default_rng(seed)
-    card = ModelCard.reference()
+    card = card or ModelCard.reference()
     y = predict(prog, card, simulate_states(prog, card, c2c=True, rng=rng))
     write(y * (1 + 0.005 * rng.standard_normal(y.size)))
     return directory
