@@ -414,10 +414,11 @@ def subset_program(prog: Program, max_points: int | None) -> tuple[Program, dict
     (sweeps, or cycles of a train), so that the simulation of what is kept is exact (the
     state is carried from the start, as in the whole program).
 
-    Every sequence, hence every device and area, keeps at least its first unit; the budget of
-    ``max_points`` observations is shared between the sequences by water-filling (a
-    sequence with fewer points than the common level keeps all of them, the others keep
-    whole units up to the level). ``max_points=None`` or a program within the budget:
+    Every sequence, hence every device and area, keeps at least its first unit, and at least
+    the units up to the first step of each polarity it applies (both kinetics stay in the
+    fit); the budget of ``max_points`` observations is shared between the sequences by
+    water-filling (a sequence with fewer points than the common level keeps all of them,
+    the others keep the number of whole units nearest to the level). ``max_points=None`` or a program within the budget:
     returned unchanged.
 
     Returns the program and a record ``{"n_fit": N, "n_total": M, "subsampled": bool,
@@ -450,16 +451,22 @@ def subset_program(prog: Program, max_points: int | None) -> tuple[Program, dict
             lo = mid
     level = lo
     keep_unit = np.zeros(n_unit.size, bool)
-    cum = np.zeros(S)
     start = np.r_[0, np.cumsum(np.bincount(unit_seq[order], minlength=S))]
     for s in range(S):
         us = order[start[s]:start[s + 1]]
         if us.size == 0:
             continue
         c = np.cumsum(n_unit[us])
-        k = max(int(np.searchsorted(c, level, side="right")), 1)
-        keep_unit[us[:k]] = True
-        cum[s] = c[k - 1]
+        k = int(np.searchsorted(c, level, side="right"))   # whole units within the level
+        if k < us.size and (k == 0 or c[k] - level < level - c[k - 1]):
+            k += 1                                         # one more is nearer the level
+        # at least up to the first step of every polarity the sequence applies (a prefix of
+        # positive sweeps alone would leave the depression kinetics undetermined)
+        live = prog.v[s, :prog.length[s]] * (prog.dt[s, :prog.length[s]] > 0)
+        firsts = [int(np.argmax(live > 0)) if (live > 0).any() else 0,
+                  int(np.argmax(live < 0)) if (live < 0).any() else 0]
+        k_min = int(np.searchsorted(last_step[us], max(firsts) + 1, side="left")) + 1
+        keep_unit[us[:max(k, min(k_min, us.size), 1)]] = True
     keep = keep_unit[unit]
     # each sequence up to the last step it still observes
     new_len = np.zeros(S, np.int64)
@@ -493,8 +500,9 @@ def subset_program(prog: Program, max_points: int | None) -> tuple[Program, dict
                 n_units=int(n_unit.size), steps_fit=int(sub.length.sum()),
                 steps_total=int(prog.length.sum()),
                 rule=("each sequence (the sweeps of a device in one entry, or a device's pulse "
-                      "train) truncated to its first whole sweeps / cycles, at least one, the "
-                      f"budget of {max_points} points shared by water-filling (level "
-                      f"{level:.0f} points per sequence); the verdict, R² and figures of "
-                      f"merit are computed on all {n_total} points"))
+                      "train) truncated to its first whole sweeps / cycles (at least one, and "
+                      "at least up to its first step of each polarity), the budget of "
+                      f"{max_points} points shared by water-filling (level {level:.0f} points "
+                      f"per sequence); the verdict, R² and figures of merit are computed on all "
+                      f"{n_total} points"))
     return sub, info
