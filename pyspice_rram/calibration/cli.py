@@ -148,7 +148,7 @@ def register(subparsers) -> None:
                    help="starts of the global stage (default: recipe [fit] starts or 32)")
     p.add_argument("--max-points", type=int, default=100_000,
                    help="observations above which the fit runs on a subset of whole sweeps / "
-                        "cycles of every device (the verdict uses all); 0: never")
+                        "cycles of every device (the verdict uses all; default 100000); 0: never")
     p.add_argument("--subset-points", type=int, default=None,
                    help="observations of that subset (default: 50000 / families tried)")
     p.add_argument("--strict", action="store_true",

@@ -129,8 +129,11 @@ def test_reference_data_regenerates_byte_for_byte(tmp_path):
 
 
 def test_reference_loads_with_compliance_warnings():
-    with pytest.warns(ClippedPointsWarning, match=r"dc_sweeps\.csv: device 'D1000-"):
+    with pytest.warns(ClippedPointsWarning, match=r"dc_sweeps\.csv: \d+ compliance-clipped "
+                                                  r"point\(s\) excluded from the fit in \d+ "
+                                                  r"sweeps .*; first: device 'D1000-") as rec:
         ds = load_dataset(DEFAULT_DIR)
+    assert len([w for w in rec if issubclass(w.category, ClippedPointsWarning)]) == 1
     assert len(ds.sweeps) == 40
     clipped = sum(int((~s.valid).sum()) for s in ds.sweeps)
     assert 0 < clipped <= 40
