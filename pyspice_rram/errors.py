@@ -31,4 +31,26 @@ class UserInputError(PyspiceRramError, ValueError):
     """Bad user input: a file, option, configuration value or path (also a ValueError)."""
 
 
-__all__ = ["PyspiceRramError", "UserInputError"]
+class DataError(UserInputError):
+    """Malformed measurement data; the message names file, column and row (a
+    :class:`UserInputError`, hence also a ``ValueError``)."""
+
+
+class ConfigError(UserInputError):
+    """A bad value of a configuration (training config, cell, device, tile, solver option);
+    the message names the field and the value (also a ``ValueError``)."""
+
+
+class SimulatorError(PyspiceRramError, RuntimeError):
+    """A circuit simulator (ngspice, the nodal solver) or model compiler (OpenVAF) failed, is
+    missing, timed out or did not converge (also a ``RuntimeError``); the ngspice and compiler
+    subclasses live in :mod:`pyspice_rram.spice.errors`."""
+
+
+class ValidityError(PyspiceRramError, ValueError):
+    """An input is outside the range in which a model was fitted or validated (e.g. a tile
+    or a conductance outside a surrogate's range; also a ``ValueError``)."""
+
+
+__all__ = ["ConfigError", "DataError", "PyspiceRramError", "SimulatorError", "UserInputError",
+           "ValidityError"]

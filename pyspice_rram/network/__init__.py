@@ -2,8 +2,9 @@
 
 Modules: :mod:`.data` (data sets), :mod:`.cells` (unit cells, device spec),
 :mod:`.kernels` (numba loops), :mod:`.backend` (VMM read models), :mod:`.train` (config,
-network, training), :mod:`.history` (HDF5 run store), :mod:`.experiments` (figures and
-sweeps of Choi et al. 2021), :mod:`.cli` (``train``/``reproduce`` subcommands).
+network, training), :mod:`.history` (HDF5 run store), :mod:`.cli`
+(``train``/``reproduce``/``ablation`` subcommands). The figure sweeps and ablation studies of
+Choi et al. (2021) are in :mod:`pyspice_rram.paper`.
 """
 
 from .backend import IdealBackend, ReadNoiseBackend, VMMBackend
@@ -13,17 +14,4 @@ from .train import Network, TrainConfig, train
 
 __all__ = ["BinaryPairCell", "DeviceSpec", "FloatingPointCell", "HybridCell", "IdealBackend",
            "MultiDeviceCell", "Network", "PairCell", "ReadNoiseBackend", "TrainConfig",
-           "VMMBackend", "make_cell", "train", "demo"]
-
-
-def demo(card_or_none=None, outdir="out/network", *, epochs: int | None = None,
-         progress: bool = True, mnist=None):
-    """Main-job demo: FP, single and hybrid training, accuracy figure + HDF5 histories.
-
-    See :func:`.experiments.demo`; 8x8 digits by default (seconds), the paper's MNIST
-    network in setting B (stochastic rounding) when ``mnist`` (a directory of the IDX files)
-    is given.
-    """
-    from .experiments import demo as _demo
-
-    return _demo(card_or_none, outdir, epochs=epochs, progress=progress, mnist=mnist)
+           "VMMBackend", "make_cell", "train"]

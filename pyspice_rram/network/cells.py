@@ -39,13 +39,14 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from .. import errors
 from . import kernels as K
 
 ROUNDING = {"deterministic": K.ROUND_DET, "stochastic": K.ROUND_STOCH,
             "coincidence": K.ROUND_COINC}
 
 
-class ConfigError(ValueError):
+class ConfigError(errors.ConfigError):
     """A bad parameter of a training config, device or cell: ``key = value: reason``.
 
     ``key`` is the dotted path of the parameter (``device.c2c``); :meth:`located` prefixes
