@@ -115,17 +115,26 @@ def _fit(args: argparse.Namespace) -> int:
 
 
 def _make_reference(args: argparse.Namespace) -> int:
+    from ..errors import UserInputError
     from .reference import DEFAULT_DIR, make_reference
 
-    for name, p in make_reference(Path(args.outdir) if args.outdir else DEFAULT_DIR).items():
+    out = Path(args.outdir) if args.outdir else DEFAULT_DIR
+    if (out / "recipe.toml").exists() and not args.force:
+        raise UserInputError(f"{out} already holds a data set ({out / 'recipe.toml'}); not "
+                             "overwritten", hint="give another directory, or --force to "
+                                                 "regenerate it in place")
+    for name, p in make_reference(out).items():
         print(f"{name}: {p}")
     return 0
 
 
 def register(subparsers) -> None:
     """Add the calibration subcommands to the top-level parser."""
+    from ..cli import DefaultsHelpFormatter
+
     p = subparsers.add_parser(
         "fit", help="fit a device data set: model card, .lib/.va and report",
+        formatter_class=DefaultsHelpFormatter,
         description="Fit the model card jointly to the DC sweeps and pulse trains of a data "
                     "set (a directory with recipe.toml), write the card JSON, the ngspice "
                     ".lib, the Verilog-A .va and the fit report.")
@@ -156,6 +165,9 @@ def register(subparsers) -> None:
                         "quality.json are still written)")
     p.set_defaults(func=_fit)
     q = subparsers.add_parser("make-reference",
-                              help="regenerate the synthetic reference data set")
+                              help="regenerate the synthetic reference data set",
+                              formatter_class=DefaultsHelpFormatter)
     q.add_argument("outdir", nargs="?", help="target directory (default: calibration/motiox-reference)")
+    q.add_argument("--force", action="store_true",
+                   help="regenerate over an existing data set in the target directory")
     q.set_defaults(func=_make_reference)
