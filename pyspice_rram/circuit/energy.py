@@ -64,7 +64,7 @@ from ..spice import runner as _runner
 from ..spice.format import element, fmt, options_line, save_lines, time_pwl
 from .netlist import tile_netlist
 from .tile import Tile, Topology, check_direction, topology
-from .update import _pwl, update_pulses
+from .update import _pwl, pwl_corners, update_pulses
 
 #: PWL corners per read edge (the ramp of the index source): ngspice puts a time point on each,
 #: so the trapezoidal energy integral resolves the edge (error ~ 1 / (6 RAMP_CORNERS²) of the
@@ -101,9 +101,11 @@ def _default_sources() -> dict[str, str]:
         "adc_bits": _KULL,
         "adc_energy_per_step_J": "Walden figure of merit from " + _KULL + ": 2.58 pJ / 2^8 "
                                  "= 10.1 fJ per conversion step (nominal bits). Energy at b "
-                                 "bits = FoM 2^b (constant FoM; the Murmann ADC survey, "
-                                 "https://github.com/bmurmann/ADC-survey, lists SAR ADCs "
-                                 "near 1 GS/s at 10-50 fJ/step: swap it from there)",
+                                 "bits = FoM 2^b. ASSUMPTION: constant FoM across "
+                                 "resolutions (the Murmann ADC survey, "
+                                 "https://github.com/bmurmann/ADC-survey, tabulates the "
+                                 "Walden FoM of published ADCs: take another one from "
+                                 "there)",
         "adc_time_s": _KULL + ": 1 / 1.2 GS/s = 0.83 ns per conversion",
         "lines_per_adc": "ASSUMPTION: one ADC per sensed line (ISAAC shares one ADC between "
                          "128 columns: set 128)",
@@ -706,15 +708,8 @@ def update_energy(card: ModelCard, x_act: Any, delta: Any, *, x0: float | np.nda
 
 def _pwl_values(points: list[tuple[float, float]], t: np.ndarray) -> np.ndarray:
     """Values at times ``t`` of the source :func:`~pyspice_rram.circuit.update._pwl` writes
-    for ``points`` (corners after (0, 0); coincident corners 1 fs apart)."""
-    times, values, last = [], [], -1.0
-    for tp, vp in [(0.0, 0.0)] + points:
-        if tp <= last:
-            tp = last + 1e-15
-        times.append(tp)
-        values.append(vp)
-        last = tp
-    return np.interp(t, times, values)
+    for ``points``."""
+    return np.interp(t, *pwl_corners(points))
 
 
 # ============================================================================ all events

@@ -63,9 +63,10 @@ class UpdateResult:
     wall_s: float = 0.0
 
 
-def _pwl(points: list[tuple[float, float]]) -> str:
-    """PWL text of the corners ``points`` after (0 s, 0 V); a corner that does not come
-    after the previous one is moved 1 fs later (ngspice needs increasing times)."""
+def pwl_corners(points: list[tuple[float, float]]) -> tuple[list[float], list[float]]:
+    """Times (s) and values of a PWL source with the corners ``points`` after (0 s, 0 V); a
+    corner that does not come after the previous one is moved 1 fs later (ngspice needs
+    increasing times)."""
     times, values = [], []
     last = -1.0
     for t, v in [(0.0, 0.0)] + points:
@@ -74,7 +75,12 @@ def _pwl(points: list[tuple[float, float]]) -> str:
         times.append(t)
         values.append(v)
         last = t
-    return time_pwl(times, values)
+    return times, values
+
+
+def _pwl(points: list[tuple[float, float]]) -> str:
+    """PWL text of :func:`pwl_corners` of ``points``."""
+    return time_pwl(*pwl_corners(points))
 
 
 def _trapezoid(t0: float, te: float, plateau: float, v: float) -> list[tuple[float, float]]:
@@ -196,7 +202,7 @@ def update_check(card: ModelCard, x_act: Any, delta: Any, *, n_slots: int = 10,
     if r_wire < 0 or r_driver < 0:
         raise UserInputError("non-negative resistances required")
     xa, de, R, C = P.x_act, P.delta, P.rows, P.cols
-    t_on, v_set, v_dep, te, period = P.t_on, P.v_set, P.v_dep, P.t_edge, P.period
+    t_on, v_set, v_dep, te = P.t_on, P.v_set, P.v_dep, P.t_edge
     n_i, col_w, col_on, phases = P.n_i, P.col_w, P.col_on, P.phases
     rows_pts, cols_pts, t_stop = P.rows_pts, P.cols_pts, P.t_stop
     area = card.area_ref if area is None else float(area)

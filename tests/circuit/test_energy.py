@@ -9,7 +9,7 @@ import pytest
 from pyspice_rram.circuit.energy import (EventCosts, PeripheryCosts, event_costs, read_energy,
                                          update_energy, update_pattern)
 from pyspice_rram.circuit.tile import Tile
-from pyspice_rram.circuit.update import update_pulses
+from pyspice_rram.circuit.update import pwl_corners, update_pulses
 from pyspice_rram.device.model import conductance_density
 from pyspice_rram.errors import UserInputError
 
@@ -108,17 +108,9 @@ def test_1x1_update_cycle_against_the_pulse_waveform(card):
     u = update_energy(card, [0.6], [0.5], x0=x0, r_wire_row=0.0, r_driver=0.0, n_slots=4)
     P = update_pulses(card, [0.6], [0.5], n_slots=4)
 
-    def wave(pts, t):
-        tt, vv, last = [], [], -1.0
-        for a, b in [(0.0, 0.0)] + pts:
-            a = last + 1e-15 if a <= last else a
-            tt.append(a)
-            vv.append(b)
-            last = a
-        return np.interp(t, tt, vv)
-
     t = np.linspace(0, P.t_stop, 4_000_001)
-    vcell = wave(P.rows_pts[0], t) - wave(P.cols_pts[0], t)
+    vcell = (np.interp(t, *pwl_corners(P.rows_pts[0]))
+             - np.interp(t, *pwl_corners(P.cols_pts[0])))
     k = card.area_ref * conductance_density(x0, card) * card.v_nl
     p = vcell * k * np.sinh(vcell / card.v_nl)
     hand = float(np.sum(0.5 * (p[1:] + p[:-1]) * np.diff(t)))
