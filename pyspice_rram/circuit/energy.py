@@ -427,15 +427,7 @@ def _read_pulse(t_read: float, t_edge: float) -> tuple[list[float], list[float]]
     up = [(t_edge * k / n, k / n) for k in range(n + 1)]
     t1 = t_edge + t_read
     down = [(t1 + t_edge * k / n, 1 - k / n) for k in range(n + 1)]
-    pts = up + down + [(t1 + t_edge + max(t_edge, t_read / 100), 0.0)]
-    times, vals, last = [], [], -1.0
-    for t, v in pts:
-        if t <= last:
-            t = last + 1e-15
-        times.append(t)
-        vals.append(v)
-        last = t
-    return times, vals
+    return pwl_corners(up[1:] + down + [(t1 + t_edge + max(t_edge, t_read / 100), 0.0)])
 
 
 def read_energy(tile: Tile, v_in: Any, direction: str = "forward", *, t_read: float = 1e-6,
