@@ -31,4 +31,21 @@ class UserInputError(PyspiceRramError, ValueError):
     """Bad user input: a file, option, configuration value or path (also a ValueError)."""
 
 
-__all__ = ["PyspiceRramError", "UserInputError"]
+class ConfigError(UserInputError):
+    """A bad parameter of a training config, device or cell: ``key = value: reason``.
+
+    ``key`` is the dotted path of the parameter (``device.c2c``); :meth:`located` prefixes
+    the file (or run) it came from. A ``ValueError``, so the CLI prints it as one line.
+    """
+
+    def __init__(self, key: str, value, reason: str, where: str | None = None):
+        self.key, self.value, self.reason, self.where = key, value, reason, where
+        head = f"{where}: " if where else ""
+        super().__init__(f"{head}{key} = {value!r}: {reason}")
+
+    def located(self, where: str, prefix: str = "") -> "ConfigError":
+        """The same error, located in ``where`` and with ``prefix`` before the key."""
+        return ConfigError(prefix + self.key, self.value, self.reason, where)
+
+
+__all__ = ["ConfigError", "PyspiceRramError", "UserInputError"]

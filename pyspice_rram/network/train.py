@@ -1,9 +1,9 @@
 """Training of the 784-250-10 sigmoid MLP (batch 1, MSE) with synapse unit cells.
 
 :class:`TrainConfig` describes a run (documented dataclass, loadable from TOML/JSON);
-:func:`train` runs it, epoch by epoch, through the numba per-sample loop
-(:func:`.kernels.train_samples`) when the VMM backend is ideal, or through a Python
-per-sample loop (reads by the backend, updates by the same numba kernels) otherwise. After
+:func:`train` runs it, epoch by epoch, through the one numba per-sample loop
+(:func:`.sgd.sgd_samples`) with the reads and updates of the tile backend
+(:mod:`.backend`: ideal, read noise, the crossbar surrogate, ...). After
 every epoch it evaluates train and test sets, applies the hybrid phase rule, and writes the
 HDF5 history + checkpoint (:mod:`.history`), so that ``resume=True`` continues a killed run
 from its last complete epoch and gives the same result as an uninterrupted run.
@@ -27,10 +27,13 @@ from typing import Any, Callable
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from . import kernels as K
-from .backend import VMMBackend, make_backend
-from .cells import (CELLS, ConfigError, DeviceSpec, FloatingPointCell, HybridCell, LayerState,
-                    check_choice, check_finite_tree, check_number, make_cell)
+from ..errors import ConfigError
+from .backend import TileBackend, make_backend
+from .cells import (CELLS, DeviceSpec, FloatingPointCell, HybridCell, check_choice,
+                    check_finite_tree, check_number, make_cell)
+from .layer import STAT_PULSES, STAT_REFRESH, STAT_UPDATES, LayerState
+from .rng import seed_state
+from .sgd import sgd_samples
 from .data import Dataset, load_dataset
 from .history import History, load_run, run_lock, save_run
 
@@ -235,13 +238,13 @@ class Network:
     layers : list of LayerState
         Layer 0 (input-hidden), layer 1 (hidden-output); bias as last input row.
     cell : the unit cell
-    backend : VMMBackend
+    backend : TileBackend
     phase : int
         Active array of single-target cells (hybrid: 0 big, 1 small).
     """
 
     def __init__(self, config: TrainConfig, n_in: int, n_out: int, card: Any = None,
-                 backend: VMMBackend | str | None = None, layers: list | None = None):
+                 backend: TileBackend | str | None = None, layers: list | None = None):
         self.config = config
         self.cell = config.build_cell(card)
         self.backend = make_backend(backend if backend is not None else config.backend)
@@ -263,12 +266,12 @@ class Network:
 
     @property
     def phase(self) -> int:
-        return int(self.layers[0].ip[K.IP_ACTIVE])
+        return self.layers[0].active
 
     @phase.setter
     def phase(self, value: int) -> None:
         for st in self.layers:
-            st.ip[K.IP_ACTIVE] = value
+            st.set_active(value)
 
     def forward(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Batched forward pass through the backend: ``(h, o)``."""
@@ -294,47 +297,20 @@ class Network:
     # ------------------------------------------------------------------ training
     def train_samples(self, data: Dataset, order: np.ndarray, start: int, stop: int,
                       rng_state: np.ndarray, counters: np.ndarray) -> None:
-        """Train on ``order[start:stop]`` (compiled loop for ideal reads)."""
+        """Train on ``order[start:stop]``: the compiled SGD loop (:func:`.sgd.sgd_samples`)
+        with the backend's read state, renewed whenever the backend asks
+        (:meth:`.backend.TileBackend.compiled_reads`, e.g. the surrogate's factor refresh)."""
         indptr, indices, values = data.csr("train")
         lr = float(self.config.lr)
-        if self.backend.ideal:
-            K.train_samples(order, start, stop, indptr, indices, values, data.y_train,
-                            self.layers[0].as_tuple(), self.layers[1].as_tuple(), lr,
-                            rng_state, counters)
-            return
-        if hasattr(self.backend, "train_samples"):  # a backend with its own compiled loop
-            self.backend.train_samples(self, data, order, start, stop, rng_state, counters)
-            return
         L0, L1 = self.layers
-        n_hid = L0.Wr.shape[1]
-        n_out = L1.Wr.shape[1]
-        idx2 = np.arange(n_hid + 1, dtype=np.int64)
-        colbuf = np.empty(max(n_hid, n_out), np.int64)
-        maskbuf = np.empty(max(n_hid, n_out), np.uint64)
-        eye = np.eye(n_out, dtype=np.float32)
-        n_ev = max(L0.Wr.size, L1.Wr.size)
-        ev = [np.empty(n_ev, np.int32) for _ in range(3)]
-        for t in range(start, stop):
-            s = order[t]
-            a0, a1 = indptr[s], indptr[s + 1]
-            x = np.zeros(L0.Wr.shape[0] - 1, np.float32)
-            x[indices[a0:a1]] = values[a0:a1]
-            h, o = self.forward(x[None])
-            h, o = h[0].astype(np.float32), o[0].astype(np.float32)
-            e = o - eye[data.y_train[s]]
-            counters[0] += float(o.argmax() == data.y_train[s])
-            counters[1] += float((e * e).sum())
-            d2 = (e * o * (1 - o)).astype(np.float32)
-            d1 = (h * (1 - h) * self.backend.transpose(1, L1.Wr, d2[None])[0]).astype(np.float32)
-            hb = np.append(h, np.float32(1.0)).astype(np.float32)
-            K.update_layer(*L1.as_tuple(), idx2, hb, n_hid + 1, d2, lr, rng_state, colbuf,
-                           maskbuf, *ev)
-            idx1 = np.append(indices[a0:a1], L0.Wr.shape[0] - 1).astype(np.int64)
-            val1 = np.append(values[a0:a1], np.float32(1.0)).astype(np.float32)
-            K.update_layer(*L0.as_tuple(), idx1, val1, len(idx1), d1, lr, rng_state, colbuf,
-                           maskbuf, *ev)
-            L0.ip[K.IP_COUNTER] += 1
-            L1.ip[K.IP_COUNTER] += 1
+        t = start
+        while t < stop:
+            reads, n = self.backend.compiled_reads(stop - t)
+            n = max(1, min(int(n), stop - t))
+            sgd_samples(order, t, t + n, indptr, indices, values, data.y_train, L0, L1, lr,
+                        rng_state, counters, reads)
+            self.backend.advance(n)
+            t += n
 
 
 @dataclass
@@ -356,7 +332,7 @@ def _track_values(net: Network, index: np.ndarray) -> np.ndarray:
 
 
 def train(config: TrainConfig, out: str | Path | None = None, *, data: Dataset | None = None,
-          card: Any = None, backend: VMMBackend | str | None = None, resume: bool = False,
+          card: Any = None, backend: TileBackend | str | None = None, resume: bool = False,
           progress: bool = True, callback: Callable[[int, History], None] | None = None,
           stop_after: int | None = None, download: bool = False) -> RunResult:
     """Train a network as described by ``config``.
@@ -370,7 +346,7 @@ def train(config: TrainConfig, out: str | Path | None = None, *, data: Dataset |
         Pre-loaded data (else loaded from ``config.dataset``).
     card : ModelCard or None
         Device model card (overrides ``config.card``).
-    backend : VMMBackend, name or None
+    backend : TileBackend, name or None
         Read model (default ``config.backend``).
     resume : bool
         Continue from the checkpoint in ``out`` if it exists (the stored config must match
@@ -393,7 +369,7 @@ def train(config: TrainConfig, out: str | Path | None = None, *, data: Dataset |
 
 
 def _train(config: TrainConfig, out: str | Path | None, *, data: Dataset | None,
-           card: Any, backend: VMMBackend | str | None, resume: bool, progress: bool,
+           card: Any, backend: TileBackend | str | None, resume: bool, progress: bool,
            callback: Callable[[int, History], None] | None, stop_after: int | None,
            download: bool) -> RunResult:
     from tqdm.auto import tqdm
@@ -434,7 +410,7 @@ def _train(config: TrainConfig, out: str | Path | None, *, data: Dataset | None,
         hist.track_index = np.stack([flat // n_out, flat % n_out], axis=1).astype(np.int64)
         tr_acc, tr_mse = net.evaluate(data, "train")
         te_acc, te_mse = net.evaluate(data, "test")
-        zeros = np.zeros((2, net.layers[0].n_arrays if net.layers[0].ip[0] else 1), np.int64)
+        zeros = np.zeros((2, net.layers[0].n_arrays), np.int64)
         hist.append(train_acc=tr_acc, test_acc=te_acc, train_mse=tr_mse, test_mse=te_mse,
                     online_acc=float("nan"), phase=net.phase, updates=zeros, pulses=zeros,
                     refreshes=zeros, wall_s=0.0)
@@ -457,7 +433,7 @@ def _train(config: TrainConfig, out: str | Path | None, *, data: Dataset | None,
                 if stop_after is not None and done_epochs >= stop_after:
                     break
                 order = np.random.default_rng([config.seed, epoch]).permutation(n_train)
-                rng_state = K.seed_state(config.seed, epoch)
+                rng_state = seed_state(config.seed, epoch)
                 for st in net.layers:
                     st.stats[...] = 0
                 counters = np.zeros(2)
@@ -475,9 +451,9 @@ def _train(config: TrainConfig, out: str | Path | None, *, data: Dataset | None,
                 stats = np.stack([st.stats for st in net.layers])
                 hist.append(train_acc=tr_acc, test_acc=te_acc, train_mse=tr_mse,
                             test_mse=te_mse, online_acc=counters[0] / n_train,
-                            phase=phase_used, updates=stats[:, :, K.STAT_UPDATES],
-                            pulses=stats[:, :, K.STAT_PULSES],
-                            refreshes=stats[:, :, K.STAT_REFRESH], wall_s=wall)
+                            phase=phase_used, updates=stats[:, :, STAT_UPDATES],
+                            pulses=stats[:, :, STAT_PULSES],
+                            refreshes=stats[:, :, STAT_REFRESH], wall_s=wall)
                 if isinstance(net.cell, HybridCell):
                     net.phase = net.cell.next_phase(net.phase, hist.epochs["train_acc"])
                 bar.set_postfix(train=f"{tr_acc:.4f}", test=f"{te_acc:.4f}",
