@@ -210,6 +210,14 @@ class TrainConfig:
         d.update(changes)
         return TrainConfig.from_dict(d, where=where)
 
+    def load_card(self) -> Any:
+        """The model card of ``card`` (a ModelCard, loaded from its path), or None."""
+        if not self.card:
+            return None
+        from ..device.card import ModelCard  # device layer, imported only when used
+
+        return ModelCard.load(self.card)
+
     def device_spec(self, card: Any = None) -> DeviceSpec:
         """The DeviceSpec of this run: from ``card`` (object or ``self.card`` path) or direct."""
         if card is None and self.card:
@@ -246,7 +254,9 @@ class Network:
     def __init__(self, config: TrainConfig, n_in: int, n_out: int, card: Any = None,
                  backend: TileBackend | str | None = None, layers: list | None = None):
         self.config = config
-        self.cell = config.build_cell(card)
+        #: the device model card of the run (``card``, else ``config.card``; None: DeviceSpec)
+        self.card = card if card is not None else config.load_card()
+        self.cell = config.build_cell(self.card)
         self.backend = make_backend(backend if backend is not None else config.backend)
         sizes = [(n_in, config.n_hidden), (config.n_hidden, n_out)]
         if layers is None:
