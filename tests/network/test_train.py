@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from pyspice_rram.network import kernels as K
 from pyspice_rram.network.backend import ReadNoiseBackend
+from pyspice_rram.network.rng import seed_state
 from pyspice_rram.network.data import load_digits
 from pyspice_rram.network.history import load_run
 from pyspice_rram.network.train import Network, TrainConfig, train
@@ -29,7 +29,7 @@ def test_fp_gradient_check(digits):
     s = 5
     x = digits.dense("train", s, s + 1)[0].astype(np.float64)
     t = np.eye(10)[digits.y_train[s]]
-    net.train_samples(digits, np.array([s]), 0, 1, K.seed_state(0), np.zeros(2))
+    net.train_samples(digits, np.array([s]), 0, 1, seed_state(0), np.zeros(2))
     g1 = -(net.layers[0].Wa - W1) / cfg.lr
     g2 = -(net.layers[1].Wa - W2) / cfg.lr
     eps = 1e-6
@@ -107,19 +107,23 @@ def test_resume_identical_to_uninterrupted(digits, tmp_path):
         train(cfg.replace(lr=0.2), b, data=data, progress=False, resume=True)
 
 
-def test_python_backend_path_matches_compiled_loop(digits):
+def test_read_noise_backend_runs_the_same_loop(digits):
+    """Every backend trains through the one compiled loop: read noise of zero gives the
+    ideal run bit for bit; 2 % read noise changes the weights but not what is learnt."""
     data = digits.subset(300, 100)
-    cfg = TrainConfig(cell="fp", n_hidden=16, epochs=1, seed=1)
+    for cfg in (TrainConfig(cell="fp", n_hidden=16, epochs=1, seed=1),
+                TrainConfig(cell="single", n_hidden=16, epochs=1, seed=1, w_max=[0.3, 0.6],
+                            cell_params=dict(rounding="stochastic"), device=dict(n_states=50))):
+        ref = train(cfg, data=data, progress=False)
+        alt = train(cfg, data=data, progress=False, backend=ReadNoiseBackend(sigma=0.0))
+        for la, lb in zip(ref.network.layers, alt.network.layers):
+            np.testing.assert_array_equal(la.Wa, lb.Wa)
+            np.testing.assert_array_equal(la.S, lb.S)
+    cfg = TrainConfig(cell="fp", n_hidden=16, epochs=3, seed=1)
     ref = train(cfg, data=data, progress=False)
-    alt = train(cfg, data=data, progress=False, backend=ReadNoiseBackend(sigma=0.0))
-    for la, lb in zip(ref.network.layers, alt.network.layers):
-        np.testing.assert_allclose(la.Wa, lb.Wa, atol=1e-4)
-    cfg2 = TrainConfig(cell="single", n_hidden=16, epochs=1, seed=1, w_max=[0.3, 0.6],
-                       cell_params=dict(rounding="stochastic"), device=dict(n_states=50))
-    ref = train(cfg2, data=data, progress=False)
-    alt = train(cfg2, data=data, progress=False, backend=ReadNoiseBackend(sigma=0.0))
-    for la, lb in zip(ref.network.layers, alt.network.layers):
-        assert np.mean(np.abs(la.Wa - lb.Wa) > 1e-4) < 0.01
+    noisy = train(cfg, data=data, progress=False, backend=ReadNoiseBackend(sigma=0.02, seed=3))
+    assert not np.array_equal(ref.network.layers[0].Wa, noisy.network.layers[0].Wa)
+    assert abs(noisy.history.epochs["test_acc"][-1] - ref.history.epochs["test_acc"][-1]) < 0.1
 
 
 def test_multi_device_and_2t2r_learn_on_digits(digits):
