@@ -20,7 +20,8 @@ import json
 import math
 import time
 import tomllib
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
+from dataclasses import replace as dc_replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -63,15 +64,21 @@ class TrainConfig:
         Seed of initialisation, device spread, sample order and pulse noise.
     cell : str
         ``fp``, ``single``, ``hybrid``, ``multi`` or ``2t2r`` (see :mod:`.cells`).
-    cell_params : dict
-        Cell parameters (``rounding``, ``bl``, ``init``, ``max_pulses``, ``dead_zone``;
-        hybrid: ``k``, ``small_states``, ``small_rounding``, ``switch_threshold``;
-        multi-device: ``n_devices``), see :mod:`.cells`.
-    device : dict
-        :class:`.cells.DeviceSpec` fields (used when ``card`` is None, and as overrides
-        of the card otherwise).
-    card : str or None
-        Path of a model-card JSON of the device layer; its parameters fill the DeviceSpec.
+    cell_params : cell dataclass (a dict is converted)
+        The cell's parameters as its dataclass of :mod:`.cells` (:class:`.cells.PairCell`,
+        :class:`.cells.HybridCell`, :class:`.cells.MultiDeviceCell`,
+        :class:`.cells.BinaryPairCell`; :class:`.cells.FloatingPointCell` for ``fp``): a
+        table ``{rounding, bl, init, max_pulses, dead_zone; hybrid: k, small_states,
+        small_rounding, switch_threshold; multi: n_devices}`` from TOML/JSON is converted
+        (unknown keys and bad values are a :class:`ConfigError`). Its ``device`` is
+        replaced by the run's device (:meth:`build_cell`).
+    device : DeviceSpec (a dict is converted)
+        The device (:class:`.cells.DeviceSpec`) when ``card`` is None. With a card, the
+        fields given in the table (or differing from the defaults) override the card's.
+    card : ModelCard or None (a path or a card dict is loaded)
+        Model card of the device layer; its parameters fill the DeviceSpec. A path stays
+        the card's reference in :meth:`to_dict` (run files), a card given as an object is
+        stored as its dict.
     w_max : list of float
         Weight of one full nominal conductance range (G_max - G_min) of a big pair, per layer:
         a pair spans ``[-w_max, w_max]``.
@@ -80,7 +87,7 @@ class TrainConfig:
     read_scale : list of float or None
         2T2R read weight magnitude per layer (default ``1/sqrt(n_in)``).
     backend : str
-        VMM backend name (``ideal``; ``read-noise`` for a non-ideal example).
+        Tile backend name (``ideal``, ``read-noise``, ``surrogate``; :mod:`.backend`).
     n_track : int
         Number of hidden-output synapses whose weights are recorded (Fig. 4D-F).
     track_points : int
@@ -99,9 +106,9 @@ class TrainConfig:
     epochs: int = 10
     seed: int = 0
     cell: str = "fp"
-    cell_params: dict = field(default_factory=dict)
-    device: dict = field(default_factory=dict)
-    card: str | None = None
+    cell_params: Any = field(default_factory=dict)
+    device: Any = field(default_factory=dict)
+    card: Any = None
     w_max: list = field(default_factory=lambda: [0.3, 0.3])
     init_gain: float = 1.0
     read_scale: list | None = None
@@ -132,7 +139,10 @@ class TrainConfig:
         return self
 
     def _validate(self) -> None:
-        check_finite_tree("", {f.name: getattr(self, f.name) for f in fields(self)})
+        self._convert()
+        tree = self.to_dict()
+        tree.pop("card")
+        check_finite_tree("", tree)
         if not isinstance(self.name, str) or not self.name:
             raise ConfigError("name", self.name, "must be a non-empty string")
         check_choice("dataset", self.dataset, ("digits", "mnist"))
@@ -161,14 +171,53 @@ class TrainConfig:
         check_number("track_points", self.track_points, integer=True, lo=1)
         if not isinstance(self.save_weights, bool):
             raise ConfigError("save_weights", self.save_weights, "must be true or false")
-        if self.card is not None and not isinstance(self.card, str):
-            raise ConfigError("card", self.card, "must be a path (string)")
-        if not isinstance(self.cell_params, dict):
-            raise ConfigError("cell_params", self.cell_params, "must be a table")
-        # device (overrides of a card, or the whole device): keys and values
-        spec = DeviceSpec.from_dict(self.device)
-        if self.cell != "fp":
-            make_cell(self.cell, spec, **self.cell_params)
+
+    def _convert(self) -> None:
+        """Typed ``device``, ``cell_params`` and ``card`` from tables and paths (idempotent);
+        remembers the keys given so that :meth:`to_dict` writes back what was given."""
+        if isinstance(self.device, dict):
+            self._device_keys = tuple(self.device)
+            self.device = DeviceSpec.from_dict(self.device)
+        elif not isinstance(self.device, DeviceSpec):
+            raise ConfigError("device", self.device, "must be a table of device parameters")
+        check_choice("cell", self.cell, CELLS)
+        if isinstance(self.cell_params, dict):
+            if self.cell == "fp":   # no parameters (a table given is kept, not used)
+                self._fp_params = dict(self.cell_params)
+                self.cell_params = FloatingPointCell()
+            else:
+                self._cell_keys = tuple(self.cell_params)
+                self.cell_params = make_cell(self.cell, self.device, **self.cell_params)
+        elif type(self.cell_params) is not CELLS[self.cell]:
+            raise ConfigError("cell_params", self.cell_params,
+                              f"must be a table or a {CELLS[self.cell].__name__} (cell "
+                              f"{self.cell!r})")
+        if isinstance(self.card, (str, Path, dict)):
+            from ..device.card import ModelCard  # device layer, imported only when used
+
+            ref = self.card
+            try:
+                self.card = (ModelCard.from_dict(ref) if isinstance(ref, dict)
+                             else ModelCard.load(ref))
+            except (OSError, ValueError, KeyError, TypeError) as err:
+                raise ConfigError("card", ref if not isinstance(ref, dict) else "<table>",
+                                  f"not a model card ({err})") from None
+            self._card_path = str(ref) if not isinstance(ref, dict) else None
+        elif self.card is not None and not hasattr(self.card, "n_states"):
+            raise ConfigError("card", self.card, "must be a model-card path or a ModelCard")
+
+    @staticmethod
+    def _given(obj: Any, keys: tuple, skip: tuple = ()) -> dict:
+        """Fields of a dataclass that were given (``keys``) or differ from the defaults."""
+        out = {}
+        for f in fields(obj):
+            if f.name in skip:
+                continue
+            v = getattr(obj, f.name)
+            default = f.default_factory() if callable(f.default_factory) else f.default
+            if f.name in keys or v != default:
+                out[f.name] = v
+        return out
 
     @classmethod
     def from_dict(cls, data: dict, where: str | None = None) -> "TrainConfig":
@@ -203,7 +252,23 @@ class TrainConfig:
         return cls.from_dict(data, where=str(path))
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The config as plain data (TOML/JSON and run files): the device and cell
+        parameters as the tables given (plus any field changed since), the card as its path
+        (or its dict when given as an object)."""
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        for k in ("w_max", "read_scale"):
+            d[k] = list(d[k]) if d[k] is not None else None
+        if isinstance(self.device, DeviceSpec):
+            d["device"] = self._given(self.device, getattr(self, "_device_keys", ()))
+        if isinstance(self.cell_params, FloatingPointCell):
+            d["cell_params"] = dict(getattr(self, "_fp_params", {}))
+        elif not isinstance(self.cell_params, dict):
+            d["cell_params"] = self._given(self.cell_params, getattr(self, "_cell_keys", ()),
+                                           skip=("device",))
+        if self.card is not None and not isinstance(self.card, (str, Path, dict)):
+            path = getattr(self, "_card_path", None)
+            d["card"] = path if path is not None else self.card.to_dict()
+        return d
 
     def replace(self, where: str | None = None, **changes: Any) -> "TrainConfig":
         d = self.to_dict()
@@ -211,27 +276,23 @@ class TrainConfig:
         return TrainConfig.from_dict(d, where=where)
 
     def load_card(self) -> Any:
-        """The model card of ``card`` (a ModelCard, loaded from its path), or None."""
-        if not self.card:
-            return None
-        from ..device.card import ModelCard  # device layer, imported only when used
-
-        return ModelCard.load(self.card)
+        """The model card of the run (a ModelCard) or None."""
+        return self.card
 
     def device_spec(self, card: Any = None) -> DeviceSpec:
-        """The DeviceSpec of this run: from ``card`` (object or ``self.card`` path) or direct."""
-        if card is None and self.card:
-            from ..device.card import ModelCard  # device layer, imported only when used
-
-            card = ModelCard.load(self.card)
+        """The DeviceSpec of this run: from ``card`` (else ``self.card``) with the given
+        device fields as overrides, or ``self.device`` without a card."""
+        card = card if card is not None else self.card
         if card is not None:
-            return DeviceSpec.from_card(card, **self.device)
-        return DeviceSpec(**self.device)
+            return DeviceSpec.from_card(card, **self._given(
+                self.device, getattr(self, "_device_keys", ())))
+        return self.device
 
     def build_cell(self, card: Any = None):
+        """The unit cell of the run: ``cell_params`` with the run's device."""
         if self.cell == "fp":
             return FloatingPointCell()
-        return make_cell(self.cell, self.device_spec(card), **self.cell_params)
+        return dc_replace(self.cell_params, device=self.device_spec(card))
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
@@ -399,7 +460,7 @@ def _train(config: TrainConfig, out: str | Path | None, *, data: Dataset | None,
         for d in (stored, mine):
             d.pop("epochs", None)       # continuing = more epochs
             d.pop("mnist_path", None)   # where the data lie is not part of the run
-            if d.get("card"):           # the same card file, given relative or absolute
+            if isinstance(d.get("card"), str):   # the same card file, relative or absolute
                 d["card"] = str(Path(d["card"]).resolve())
         if stored != mine:
             diff = sorted(k for k in set(stored) | set(mine) if stored.get(k) != mine.get(k))

@@ -162,7 +162,15 @@ register_tile_kernels(SurrogateReads, surrogate_forward, surrogate_transpose, su
 
 
 class SurrogateBackend(TileBackend):
-    """Crossbar reads through the fitted tile surrogate.
+    """Crossbar reads through the fitted tile surrogate (a tile backend of the network).
+
+    Batched reads in Python (:meth:`forward`, :meth:`transpose`, first or second order) and
+    first-order compiled reads for the network's one SGD loop (:meth:`compiled_reads`,
+    kernels :func:`surrogate_forward`, :func:`surrogate_transpose`,
+    :func:`surrogate_update`), for every cell: pair-based cells read their device arrays,
+    floating-point and 2T2R layers their read weight mapped onto one pair. The backend
+    takes the network's card when built without one and refuses a card of another read law
+    when built with one (:meth:`bind`); :meth:`for_card` builds one for any card.
 
     Parameters
     ----------
@@ -432,6 +440,11 @@ class SurrogateBackend(TileBackend):
         """Read state of the compiled SGD loop (forward reads of both layers, transposed read
         of layer 2, first order), valid until the next factor refresh (``refresh_every``
         samples); the factors are refreshed here when due."""
+        if (type(self).forward is not SurrogateBackend.forward
+                or type(self).transpose is not SurrogateBackend.transpose):
+            # a subclass with reads of its own (the circuit backend of `check`) must not
+            # train with the surrogate's compiled reads
+            return super().compiled_reads(n_samples)
         if self.second_order:
             raise ConfigError("second_order", True, "the compiled training loop uses "
                               "first-order surrogate reads (second_order=False)")

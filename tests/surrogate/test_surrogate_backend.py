@@ -185,3 +185,13 @@ def test_backend_takes_the_network_card_or_refuses_it(setup):
     with pytest.raises(ConfigError, match="for_card"):
         Network(cfg, data.n_features, data.n_classes, card=other, backend=be,
                 layers=[st.copy() for st in net0.layers])
+
+
+def test_reads_only_backend_refuses_to_train(setup):
+    """The circuit backend of `check` (a tile solve per read) has no compiled kernels: asked
+    to train, it raises instead of training with the surrogate's reads it inherits."""
+    data, cfg, net0 = setup
+    be = CircuitBackend(TileSurrogate.load(), solver="ideal", tile=(16, 16), r_wire=0.0)
+    net = _net(cfg, data, net0, be)
+    with pytest.raises(ConfigError, match="cannot train"):
+        net.train_samples(data, np.arange(5), 0, 5, seed_state(0, 1), np.zeros(2))
