@@ -3,10 +3,11 @@
 import numpy as np
 import pytest
 
+from pyspice_rram.errors import ConfigError
 from pyspice_rram.network.backend import ReadNoiseBackend
-from pyspice_rram.network.rng import seed_state
 from pyspice_rram.network.data import load_digits
 from pyspice_rram.network.history import load_run
+from pyspice_rram.network.rng import seed_state
 from pyspice_rram.network.train import Network, TrainConfig, train
 
 
@@ -139,3 +140,33 @@ def test_multi_device_and_2t2r_learn_on_digits(digits):
                                **(base | dict(device=dict(n_states=1)))),
                    data=digits, progress=False)
     assert binary.history.epochs["test_acc"][-1] > 0.80
+
+
+def test_config_fields_are_typed_and_round_trip(tmp_path):
+    """Tables from TOML/JSON become DeviceSpec / the cell's dataclass, a card path becomes a
+    ModelCard; to_dict writes back exactly what was given (run files, resume)."""
+    from pyspice_rram.device.card import ModelCard
+    from pyspice_rram.network.cells import DeviceSpec, HybridCell
+
+    card = ModelCard.reference()
+    path = tmp_path / "card.json"
+    card.save(path)
+    given = dict(cell="hybrid", cell_params={"k": 5.0, "rounding": "stochastic"},
+                 device={"c2c": 0.2}, card=str(path))
+    cfg = TrainConfig.from_dict(given)
+    assert isinstance(cfg.device, DeviceSpec) and cfg.device.c2c == 0.2
+    assert isinstance(cfg.cell_params, HybridCell) and cfg.cell_params.k == 5.0
+    assert isinstance(cfg.card, ModelCard)
+    d = cfg.to_dict()
+    assert {k: d[k] for k in given} == given
+    # the card's device numbers with the given device fields as overrides
+    spec = cfg.device_spec()
+    assert spec.c2c == 0.2 and spec.n_states == DeviceSpec.from_card(card).n_states
+    cell = cfg.build_cell()
+    assert cell.k == 5.0 and cell.device == spec
+    # a card given as an object is stored as its dict and loads back
+    obj = TrainConfig(cell="single", card=card)
+    again = TrainConfig.from_dict(obj.to_dict())
+    assert again.card.to_dict() == card.to_dict()
+    with pytest.raises(ConfigError, match="card"):
+        TrainConfig(cell="single", card=str(tmp_path / "missing.json"))
