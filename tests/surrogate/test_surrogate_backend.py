@@ -195,3 +195,23 @@ def test_reads_only_backend_refuses_to_train(setup):
     net = _net(cfg, data, net0, be)
     with pytest.raises(ConfigError, match="cannot train"):
         net.train_samples(data, np.arange(5), 0, 5, seed_state(0, 1), np.zeros(2))
+
+
+def test_for_card_refits_a_surrogate_for_another_card(tmp_path):
+    """One call gives a backend for a card: the shipped surrogate for the card it was fitted
+    for; for a card of another read law (G_max x 1.5), which the shipped surrogate refuses,
+    a surrogate refitted on a small ngspice data set of that card."""
+    from pyspice_rram.surrogate.backend import same_read_law
+    from pyspice_rram.surrogate.dataset import DataSpec
+
+    shipped = SurrogateBackend.for_card(CARD, tile=(16, 16))
+    assert shipped.sur.to_dict() == TileSurrogate.load().to_dict()
+    other = CARD.replace(g_max_density=1.5 * CARD.g_max_density)
+    with pytest.raises(SurrogateValidityError, match="for_card"):
+        SurrogateBackend(card=other, tile=(16, 16))
+    spec = DataSpec(n_items=6, sizes=[16, 32], n_vectors=4, test_fraction=0.34,
+                    mna_fraction=0.0, seed=1)
+    be = SurrogateBackend.for_card(other, tmp_path, spec=spec, tile=(16, 16))
+    assert (tmp_path / "surrogate_data.h5").is_file()
+    assert be.card is other and same_read_law(ModelCard.from_dict(be.sur.card), other)
+    assert be.sur.validity["size"] == [16, 32]
