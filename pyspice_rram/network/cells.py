@@ -39,7 +39,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..errors import ConfigError  # noqa: F401  (re-exported: config errors of cells)
+from ..errors import ConfigError  # also re-exported here (cells raise it)
 from .layer import (DEV, KIND_FP, KIND_PAIR, ROUND_COINC, ROUND_DET, ROUND_STOCH, LayerState,
                     make_cfg, uniform_flag)
 

@@ -159,7 +159,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         try:
             cfg.build_cell(card)         # the card's device numbers, checked before training
         except ValueError as err:
-            raise ValueError(f"{args.card or cfg.card}: {err}") from None
+            raise ValueError(f"{args.card or cfg.to_dict()['card']}: {err}") from None
     res = train(cfg, out, card=card, resume=args.resume, progress=not args.quiet,
                 download=args.download)
     print(json.dumps({**res.summary(), "output": str(out)}, indent=1))
