@@ -41,6 +41,7 @@ from numba import njit, types
 from numba.extending import overload
 
 from ..errors import ConfigError
+from .jitcache import key_caches
 from .rng import normal, seed_state
 from .update import update_layer
 
@@ -293,3 +294,6 @@ def make_backend(spec: str | TileBackend | None) -> TileBackend:
         cls = getattr(importlib.import_module(module), name)
         BACKENDS[spec] = cls
     return cls()
+
+
+key_caches(globals())   # recompile when any kernel source changes (.jitcache)

@@ -16,6 +16,7 @@ import math
 
 from numba import njit
 
+from .jitcache import key_caches
 from .rng import normal
 
 
@@ -73,3 +74,6 @@ def pulses_for_state(s, n_states, beta):
     if arg <= 1e-12:
         arg = 1e-12
     return -n_states / beta * math.log(arg)
+
+
+key_caches(globals())   # recompile when any kernel source changes (.jitcache)

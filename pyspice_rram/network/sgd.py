@@ -14,6 +14,7 @@ import numpy as np
 from numba import njit
 
 from .backend import tile_forward, tile_transpose, tile_update
+from .jitcache import key_caches
 
 
 @njit(cache=True, inline="always")
@@ -101,3 +102,6 @@ def sgd_samples(order, start, stop, indptr, indices, values, labels, L1, L2, lr,
                     ev_i, ev_n)
         L1.cfg[0].counter += 1
         L2.cfg[0].counter += 1
+
+
+key_caches(globals())   # recompile when any kernel source changes (.jitcache)

@@ -15,6 +15,7 @@ import math
 import numpy as np
 from numba import njit
 
+from .jitcache import key_caches
 from .layer import (KIND_FP, ROUND_DET, ROUND_STOCH, STAT_PULSES, STAT_REFRESH,
                     STAT_UPDATES)
 from .pulses import pot_noisy, pulses_for_state
@@ -703,3 +704,6 @@ def update_layer(L, idx, vals, nnz, delta, lr, rng,
         stats[a, STAT_PULSES] += f_pulse
     if n_ev > 0:
         apply_events(L, a, ev_j, ev_i, ev_n, n_ev, rng)
+
+
+key_caches(globals())   # recompile when any kernel source changes (.jitcache)

@@ -35,6 +35,7 @@ from collections import namedtuple
 from ..device.card import ModelCard
 from ..errors import ConfigError
 from ..network.backend import TileBackend, register_backend, register_tile_kernels
+from ..network.jitcache import key_caches
 from ..network.update import update_layer
 from .model import CellLaw, SurrogateValidityError, TileSurrogate, canonical, line_resistances
 
@@ -500,3 +501,5 @@ def same_read_law(a: ModelCard | None, b: ModelCard | None) -> bool:
 
 
 register_backend("surrogate", SurrogateBackend)
+# the kernels above embed the network's update kernels: recompile when either changes
+key_caches(globals(), extra=(__file__,))

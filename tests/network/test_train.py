@@ -170,3 +170,13 @@ def test_config_fields_are_typed_and_round_trip(tmp_path):
     assert again.card.to_dict() == card.to_dict()
     with pytest.raises(ConfigError, match="card"):
         TrainConfig(cell="single", card=str(tmp_path / "missing.json"))
+
+
+def test_kernel_caches_are_keyed_on_every_kernel_source():
+    """The cached SGD loop embeds the update, pulse and RNG kernels of other files: its
+    on-disk cache is keyed on all of their sources (an edit of update.py recompiles it)."""
+    from pyspice_rram.network import jitcache, sgd, update
+
+    digest = jitcache.sources_digest()
+    for fn in (sgd.sgd_samples, update.update_layer):
+        assert fn._cache._cache_file._source_stamp == digest
