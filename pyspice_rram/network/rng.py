@@ -94,12 +94,19 @@ def table_normal(r):
 
 
 @njit(cache=True, inline="always")
-def splitmix(x):
-    """SplitMix64 output for state ``x`` (after its increment)."""
-    z = x + np.uint64(0x9E3779B97F4A7C15)
+def splitmix_at(seed, q):
+    """Output ``q`` (>= 1) of the SplitMix64 stream started at state ``seed``: depends on
+    ``q`` only, so loops over ``q`` carry no state and vectorise."""
+    z = seed + np.uint64(q) * np.uint64(0x9E3779B97F4A7C15)
     z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
     z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
     return z ^ (z >> np.uint64(31))
+
+
+@njit(cache=True, inline="always")
+def splitmix(x):
+    """SplitMix64 output for state ``x`` (after its increment)."""
+    return splitmix_at(x, 1)
 
 
 @njit(cache=True, inline="always")

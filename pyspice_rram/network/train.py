@@ -341,6 +341,8 @@ class Network:
 
     @phase.setter
     def phase(self, value: int) -> None:
+        if not 0 <= int(value) < self.layers[0].n_arrays:
+            raise ValueError(f"phase {value} outside the cell's arrays 0..{self.layers[0].n_arrays - 1}")
         for st in self.layers:
             st.set_active(value)
 

@@ -19,7 +19,8 @@ from .jitcache import key_caches
 from .layer import (KIND_FP, ROUND_DET, ROUND_STOCH, STAT_PULSES, STAT_REFRESH,
                     STAT_UPDATES)
 from .pulses import pot_noisy, pulses_for_state
-from .rng import NORMAL_TABLE32, popcount, splitmix, table_normal, u01, xoshiro_step
+from .rng import (NORMAL_TABLE32, popcount, splitmix, splitmix_at, table_normal, u01,
+                  xoshiro_step)
 
 #: stochastic rounding: pairs with |v| >= P_DENSE get one uniform each (branch-free);
 #: below it, geometric skipping + thinning (a log per candidate)
@@ -177,10 +178,7 @@ def _stoch_dense(c, sd, qd, seed, fmaxp, nbuf):
     ``q < qd``, with ``u_q`` the q-th output of SplitMix64 started at ``seed`` (branch-free,
     no loop-carried state: compiles to SIMD)."""
     for q in range(qd):
-        z = seed + np.uint64(q + 1) * np.uint64(0x9E3779B97F4A7C15)
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        z = z ^ (z >> np.uint64(31))
+        z = splitmix_at(seed, q + 1)
         uq = float(np.int64(z >> np.uint64(11))) * (1.0 / 9007199254740992.0)
         v = c * sd[q]
         fl = math.floor(v)
@@ -282,10 +280,7 @@ def _fused_block(cs, nr, j0, delta, seed, fmaxp, S, a, Wa, Wr, inv_n, cz, top, g
                 vbuf[o + i] = min(max(c * delta[i], -fmaxp), fmaxp)
         sd = splitmix(seed + np.uint64(chunk) * np.uint64(0xD1B54A32D192ED03))
         for k in range(ln):
-            h = sd + np.uint64(k + 1) * np.uint64(0x9E3779B97F4A7C15)
-            h = (h ^ (h >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-            h = (h ^ (h >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-            h = h ^ (h >> np.uint64(31))
+            h = splitmix_at(sd, k + 1)
             uq = float(np.int64(h & np.uint64(0xFFFFFFFFFFFF))) * (1.0 / 281474976710656.0)
             n = np.int32(math.floor(vbuf[k] + uq))
             nbuf[k] = n
@@ -370,10 +365,7 @@ def _fused_rows(rows, cs, seeds, nr, delta, fmaxp, S, a, Wa, Wr, inv_n, cz, top,
         c = cs[r]
         seed = seeds[r]
         for i in range(n_out):
-            h = seed + np.uint64(i + 1) * np.uint64(0x9E3779B97F4A7C15)
-            h = (h ^ (h >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-            h = (h ^ (h >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-            h = h ^ (h >> np.uint64(31))
+            h = splitmix_at(seed, i + 1)
             uq = float(np.int64(h & np.uint64(0xFFFFFFFFFFFF))) * (1.0 / 281474976710656.0)
             # floor(v + u) = floor(v) + [u >= 1 - frac(v)]: rounds up with probability
             # frac(v); clipping v first to the integer +-fmaxp clips n the same way
