@@ -180,3 +180,34 @@ def test_kernel_caches_are_keyed_on_every_kernel_source():
     digest = jitcache.sources_digest()
     for fn in (sgd.sgd_samples, update.update_layer):
         assert fn._cache._cache_file._source_stamp == digest
+
+
+def test_run_files_of_the_slot_layout_still_load(tmp_path, digits):
+    """Checkpoints written before the typed layer state (integer/float slots ``ip``/``fp``)
+    load into the same named fields."""
+    import h5py
+
+    cfg = TrainConfig(cell="hybrid", n_hidden=8, epochs=1, seed=2,
+                      cell_params=dict(rounding="deterministic", small_rounding="stochastic"))
+    out = tmp_path / "run.h5"
+    run = train(cfg, out, data=digits.subset(50, 20), progress=False)
+    with h5py.File(out, "r+") as f:
+        for li, st in enumerate(run.network.layers):
+            g = f[f"checkpoint/layer{li}"]
+            c, d = st.cfg[0], st.dev
+            ip = [c["kind"], c["n_arrays"], c["active"], c["select"], c["counter"],
+                  d["rounding"][0], c["bl"], c["unidirectional"], c["refresh"],
+                  c["sign_read"], c["max_pulses"]]
+            fp = np.zeros((st.n_arrays, 8))
+            for k, name in enumerate(("n_states", "beta_p", "beta_d", "c2c")):
+                fp[:, k] = d[name]
+            fp[0, 4], fp[0, 5] = c["read_scale"], float(c["uniform"])
+            fp[:, 6] = d["dead_zone"]
+            fp[1, 7] = d["rounding"][1] + 1          # the small array's own rounding
+            del g["cfg"], g["dev"]
+            g.create_dataset("ip", data=np.array(ip, np.int64))
+            g.create_dataset("fp", data=fp)
+    _, layers, _ = load_run(out)
+    for a, b in zip(run.network.layers, layers):
+        assert a.cfg.tolist() == b.cfg.tolist() and a.dev.tolist() == b.dev.tolist()
+        np.testing.assert_array_equal(a.S, b.S)
