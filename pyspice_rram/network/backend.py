@@ -17,12 +17,13 @@ backend holding the arrays its kernels need -- returned by
 :meth:`TileBackend.compiled_reads`, and three njit kernels registered for that class with
 :func:`register_tile_kernels`::
 
-    forward(reads, layer, L, idx, vals, n) -> z          # pre-activations of the layer
+    forward(reads, layer, L, idx, vals) -> z             # pre-activations of the layer
     transpose(reads, layer, L, d, e) -> scale            # e[j] * scale = (W[:-1] d)_j
     update(reads, layer, L, idx, vals, n, delta, lr, rng, colbuf, maskbuf, ev_j, ev_i, ev_n)
 
-(``idx[:n]``/``vals[:n]`` are the non-zero inputs of the layer, the bias row last with
-value 1). numba specialises the SGD loop per read-state class, so the ideal backend compiles
+(forward: ``idx``/``vals`` are the rows and values of the non-zero inputs, the bias row --
+the layer's last row, driven at 1 -- implied; update: ``idx[:n]``/``vals[:n]`` with the
+bias row last, value 1). numba specialises the SGD loop per read-state class, so the ideal backend compiles
 to the same code as a loop with the products written out. The network defines this
 protocol and imports no backend implementation: backends register by name
 (:func:`register_backend`, a class or a lazily imported ``"module:Class"`` string) or are
@@ -47,10 +48,11 @@ from .update import update_layer
 
 
 # --------------------------------------------------------------------------- compiled protocol
-def tile_forward(reads, layer, L, idx, vals, n):
+def tile_forward(reads, layer, L, idx, vals):
     """Compiled forward read of ``layer`` (state ``L``) for the inputs ``vals`` at rows
-    ``idx[:n]`` (bias row last, value 1): returns the pre-activations (an array owned by
-    ``reads``). Dispatched on the class of ``reads`` (:func:`register_tile_kernels`)."""
+    ``idx`` plus the bias row (the last row, driven at 1): returns the pre-activations (an
+    array owned by ``reads``). Dispatched on the class of ``reads``
+    (:func:`register_tile_kernels`)."""
     raise NotImplementedError("tile_forward runs inside numba only")
 
 
@@ -75,10 +77,10 @@ def register_tile_kernels(reads_class: type, forward, transpose, update) -> None
         return isinstance(reads, types.BaseNamedTuple) and reads.instance_class is reads_class
 
     @overload(tile_forward)
-    def _forward(reads, layer, L, idx, vals, n):
+    def _forward(reads, layer, L, idx, vals):
         if mine(reads):
-            def impl(reads, layer, L, idx, vals, n):
-                return forward(reads, layer, L, idx, vals, n)
+            def impl(reads, layer, L, idx, vals):
+                return forward(reads, layer, L, idx, vals)
             return impl
 
     @overload(tile_transpose)
@@ -107,15 +109,15 @@ NoisyReads = namedtuple("NoisyReads", ["z0", "z1", "sigma", "rng"])
 
 
 @njit(cache=True, inline="always")
-def ideal_forward(reads, layer, L, idx, vals, n):
+def ideal_forward(reads, layer, L, idx, vals):
     """``z = W[bias] + sum_p vals[p] W[idx[p]]`` in float32 (bias row first)."""
     z = reads.z0 if layer == 0 else reads.z1
     W = L.Wr
     n_out = z.size
-    b = idx[n - 1]
+    b = W.shape[0] - 1
     for i in range(n_out):
         z[i] = W[b, i]
-    for p in range(n - 1):
+    for p in range(idx.size):
         j = idx[p]
         xv = vals[p]
         for i in range(n_out):
@@ -156,9 +158,9 @@ def _add_noise(z, sigma, rng):
 
 
 @njit(cache=True)
-def noisy_forward(reads, layer, L, idx, vals, n):
+def noisy_forward(reads, layer, L, idx, vals):
     """Ideal forward read plus Gaussian noise ``sigma * rms(z)`` per output."""
-    z = ideal_forward(reads, layer, L, idx, vals, n)
+    z = ideal_forward(reads, layer, L, idx, vals)
     _add_noise(z, reads.sigma, reads.rng)
     return z
 

@@ -72,6 +72,8 @@ def sgd_samples(order, start, stop, indptr, indices, values, labels, L1, L2, lr,
     idx1 = np.empty(n_in + 1, dtype=np.int64)
     val1 = np.empty(n_in + 1, dtype=np.float32)
     idx2 = np.arange(n_hid + 1)
+    rows2 = idx2[:n_hid]
+    h_in = h[:n_hid]
     colbuf = np.empty(max(n_hid, n_out), dtype=np.int64)
     maskbuf = np.empty(max(n_hid, n_out), dtype=np.uint64)
     n_ev_max = max((n_in + 1) * n_hid, (n_hid + 1) * n_out)
@@ -81,23 +83,24 @@ def sgd_samples(order, start, stop, indptr, indices, values, labels, L1, L2, lr,
     for t in range(start, stop):
         s = order[t]
         a0 = indptr[s]
-        nnz = indptr[s + 1] - a0
-        for p in range(nnz):
-            idx1[p] = indices[a0 + p]
-            val1[p] = values[a0 + p]
-        idx1[nnz] = n_in
-        val1[nnz] = 1.0
-        zpre = tile_forward(reads, 0, L1, idx1, val1, nnz + 1)
+        a1 = indptr[s + 1]
+        nnz = a1 - a0
+        zpre = tile_forward(reads, 0, L1, indices[a0:a1], values[a0:a1])
         for i in range(n_hid):
             h[i] = sigmoid(zpre[i])
         h[n_hid] = 1.0
-        opre = tile_forward(reads, 1, L2, idx2, h, n_hid + 1)
+        opre = tile_forward(reads, 1, L2, rows2, h_in)
         output_error(opre, labels[s], o, d2, counters)
         scale = tile_transpose(reads, 1, L2, d2, e1)
         for j in range(n_hid):
             d1[j] = h[j] * (1.0 - h[j]) * e1[j] * scale
         tile_update(reads, 1, L2, idx2, h, n_hid + 1, d2, lr, rng, colbuf, maskbuf, ev_j,
                     ev_i, ev_n)
+        for p in range(nnz):        # the layer's non-zero inputs, bias row last
+            idx1[p] = indices[a0 + p]
+            val1[p] = values[a0 + p]
+        idx1[nnz] = n_in
+        val1[nnz] = 1.0
         tile_update(reads, 0, L1, idx1, val1, nnz + 1, d1, lr, rng, colbuf, maskbuf, ev_j,
                     ev_i, ev_n)
         L1.cfg[0].counter += 1

@@ -102,9 +102,10 @@ def sync_rows(ly, W, rows, n):
 
 
 @njit(cache=True)
-def surrogate_forward(reads, layer, L, idx, vals, n):
+def surrogate_forward(reads, layer, L, idx, vals):
     """First-order surrogate forward read: ``z = sum_p h(v_p)/h(V_read) W[j_p] +
-    v_p h'(v_p) W_dh[j_p]``, ``v_p = vals[p] V_read`` (float64)."""
+    v_p h'(v_p) W_dh[j_p]``, ``v_p = vals[p] V_read``, the bias row last at ``V_read``
+    (float64)."""
     ly = reads.l0 if layer == 0 else reads.l1
     z = ly.z
     W = L.Wr
@@ -113,9 +114,13 @@ def surrogate_forward(reads, layer, L, idx, vals, n):
     n_out = z.size
     for i in range(n_out):
         z[i] = 0.0
-    for p in range(n):
-        j = idx[p]
-        hx, dx = _hdh(vals[p] * reads.v_read, reads.v_nl)
+    for p in range(idx.size + 1):
+        if p < idx.size:
+            j = idx[p]
+            hx, dx = _hdh(vals[p] * reads.v_read, reads.v_nl)
+        else:                          # the bias row, driven at V_read
+            j = nr - 1
+            hx, dx = _hdh(reads.v_read, reads.v_nl)
         hx *= reads.inv_h
         for i in range(n_out):
             z[i] += hx * W[j, i] + dx * sf[nr + j, i]

@@ -104,10 +104,10 @@ def test_compiled_reads_equal_batched_reads(setup, cell):
     reads, n = be.compiled_reads(10 ** 6)
     assert n == 60 - 150 % 60
     x = data.dense("test", 0, 1)[0]
-    idx = np.append(np.flatnonzero(x), data.n_features).astype(np.int64)
-    vals = np.append(x[idx[:-1]], 1.0).astype(np.float32)
+    idx = np.flatnonzero(x).astype(np.int64)
+    vals = x[idx].astype(np.float32)
     L0, L1 = net.layers
-    z = surrogate_forward(reads, 0, L0, idx, vals, idx.size).copy()
+    z = surrogate_forward(reads, 0, L0, idx, vals).copy()
     ref = be.forward(0, L0.Wr, x[None])[0]
     np.testing.assert_allclose(z, ref, rtol=0, atol=2e-5 * np.max(np.abs(ref)))
     d = np.random.default_rng(1).normal(size=L1.Wr.shape[1]).astype(np.float32)
