@@ -31,21 +31,26 @@ class UserInputError(PyspiceRramError, ValueError):
     """Bad user input: a file, option, configuration value or path (also a ValueError)."""
 
 
+class DataError(UserInputError):
+    """Malformed measurement data; the message names file, column and row (a
+    :class:`UserInputError`, hence also a ``ValueError``)."""
+
+
 class ConfigError(UserInputError):
-    """A bad parameter of a training config, device or cell: ``key = value: reason``.
-
-    ``key`` is the dotted path of the parameter (``device.c2c``); :meth:`located` prefixes
-    the file (or run) it came from. A ``ValueError``, so the CLI prints it as one line.
-    """
-
-    def __init__(self, key: str, value, reason: str, where: str | None = None):
-        self.key, self.value, self.reason, self.where = key, value, reason, where
-        head = f"{where}: " if where else ""
-        super().__init__(f"{head}{key} = {value!r}: {reason}")
-
-    def located(self, where: str, prefix: str = "") -> "ConfigError":
-        """The same error, located in ``where`` and with ``prefix`` before the key."""
-        return ConfigError(prefix + self.key, self.value, self.reason, where)
+    """A bad value of a configuration (training config, cell, device, tile, solver option);
+    the message names the field and the value (also a ``ValueError``)."""
 
 
-__all__ = ["ConfigError", "PyspiceRramError", "UserInputError"]
+class SimulatorError(PyspiceRramError, RuntimeError):
+    """A circuit simulator (ngspice, the nodal solver) or model compiler (OpenVAF) failed, is
+    missing, timed out or did not converge (also a ``RuntimeError``); the ngspice and compiler
+    subclasses live in :mod:`pyspice_rram.spice.errors`."""
+
+
+class ValidityError(PyspiceRramError, ValueError):
+    """An input is outside the range in which a model was fitted or validated (e.g. a tile
+    or a conductance outside a surrogate's range; also a ``ValueError``)."""
+
+
+__all__ = ["ConfigError", "DataError", "PyspiceRramError", "SimulatorError", "UserInputError",
+           "ValidityError"]

@@ -6,16 +6,20 @@
    the generated ``.va``/``.lib`` and the fit report (:func:`pyspice_rram.calibration.fit_dataset`);
 2. **crossbar** — build tiles of a small weight matrix with the fitted card, solve them in
    ngspice and the MNA solver, report the VMM error against the ideal product
-   (:func:`pyspice_rram.circuit.demo`);
+   (:func:`pyspice_rram.paper.crossbar_step.demo`);
 3. **training** — train floating-point, single-pair and hybrid networks on scikit-learn's
    8x8 digits (or, when ``--mnist``/``PYSPICE_RRAM_MNIST`` is given, the paper's 784-250-10
    network on MNIST for 20 epochs with stochastic pulse rounding, ~3 min) with the fitted
-   device parameters (:func:`pyspice_rram.network.demo`);
+   device parameters (:func:`pyspice_rram.paper.experiments.demo`);
 4. **surrogate** — train through the crossbar surrogate and check a few test images through
-   ideal VMM, surrogate and ngspice (:func:`pyspice_rram.surrogate.demo`).
+   ideal VMM, surrogate and ngspice (:func:`pyspice_rram.paper.surrogate_step.demo`).
 
-Each step is a plain function of the previous step's output, callable alone. A summary
-(``summary.json``) with every step's numbers, timings and output paths is written at the end.
+Each step is a plain function of the previous step's output, callable alone. ``--steps``
+runs a subset; without ``fit`` the later steps use ``--card``, else the card an earlier fit
+wrote into the same output directory (``OUTPUT/fit/card.json``), else the fitted card beside
+the data set (the embedded set ships one); the card used is printed. A summary
+(``summary.json``) with the card, every step's numbers, timings and output paths is written
+at the end.
 """
 
 from __future__ import annotations
@@ -28,9 +32,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .device.card import ModelCard
+from .errors import UserInputError
 
-#: The embedded default data set.
-REFERENCE_DATASET = Path(__file__).resolve().parent.parent / "calibration" / "motiox-reference"
+#: The embedded default data set (package data; ``calibration/motiox-reference`` in a checkout
+#: links to it). Its fitted card ``card.json`` lies beside the data.
+REFERENCE_DATASET = Path(__file__).resolve().parent / "data" / "motiox-reference"
 
 
 @dataclass
@@ -50,23 +56,51 @@ def step_fit(dataset: Path, outdir: Path, progress: bool = True) -> tuple[ModelC
     return result.card, result.summary()
 
 
+def chain_card(outdir: Path, dataset: Path, card: str | Path | None = None) -> tuple[ModelCard, Path]:
+    """The card the steps after ``fit`` use when ``fit`` is not among the steps.
+
+    In this order: ``card`` when given; the card a previous ``fit`` step wrote into the same
+    output directory (``outdir/fit/card.json``); the fitted card shipped beside the data set
+    (``dataset/card.json``, e.g. the embedded reference data set's). Returns the card and its
+    path.
+
+    Raises
+    ------
+    UserInputError
+        If ``card`` does not exist, or none of the other two does (naming both paths).
+    """
+    if card is not None:
+        path = Path(card)
+        if not path.is_file():
+            raise UserInputError(f"--card {path}: no such file")
+        return ModelCard.load(path), path
+    candidates = [outdir / "fit" / "card.json", dataset / "card.json"]
+    for path in candidates:
+        if path.is_file():
+            return ModelCard.load(path), path
+    raise UserInputError(
+        f"no fitted card for the steps after fit: neither {candidates[0]} (written by the fit "
+        f"step into this output directory) nor {candidates[1]} (a card beside the data set) "
+        "exists", hint="add 'fit' to --steps, or give --card CARD.json")
+
+
 def step_crossbar(card: ModelCard, outdir: Path, progress: bool = True) -> dict:
     """Solve crossbar tiles of the fitted card in ngspice and MNA; return the errors."""
-    from .circuit import demo
+    from .paper.crossbar_step import demo
 
     return demo(card, outdir, progress=progress)
 
 
 def step_training(card: ModelCard, outdir: Path, mnist: str | None, progress: bool = True) -> dict:
     """Train FP, single and hybrid networks with the fitted card's device parameters."""
-    from .network import demo
+    from .paper.experiments import demo
 
     return demo(card, outdir, mnist=mnist, progress=progress)
 
 
 def step_surrogate(card: ModelCard, outdir: Path, progress: bool = True) -> dict:
     """Train through the tile surrogate and check inference against ngspice."""
-    from .surrogate import demo
+    from .paper.surrogate_step import demo
 
     return demo(card, outdir, progress=progress, epochs=15)
 
@@ -74,8 +108,15 @@ def step_surrogate(card: ModelCard, outdir: Path, progress: bool = True) -> dict
 def run_chain(outdir: str | Path, dataset: str | Path = REFERENCE_DATASET, *,
               mnist: str | None = None, steps: tuple[str, ...] = ("fit", "crossbar", "training",
                                                                    "surrogate"),
-              progress: bool = True, echo: Callable[[str], None] = print) -> list[StepResult]:
-    """Run the chain ``fit -> crossbar -> training -> surrogate`` into ``outdir``."""
+              card: str | Path | None = None, progress: bool = True,
+              echo: Callable[[str], None] = print) -> list[StepResult]:
+    """Run the chain ``fit -> crossbar -> training -> surrogate`` into ``outdir``.
+
+    Without ``fit`` among ``steps`` the later steps use the card :func:`chain_card` finds
+    (``card``, else ``outdir/fit/card.json``, else ``dataset/card.json``); its path is echoed
+    and recorded in ``summary.json`` under ``"card"``. ``card`` together with ``fit`` is an
+    error (the fit's card would be ignored).
+    """
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     dataset = Path(dataset)
@@ -91,18 +132,24 @@ def run_chain(outdir: str | Path, dataset: str | Path = REFERENCE_DATASET, *,
         return value
 
     if "fit" in steps:
-        card, _ = timed("fit", lambda: step_fit(dataset, outdir / "fit", progress))
+        if card is not None:
+            raise UserInputError(f"--card {card} and the fit step exclude each other (the "
+                                 "steps after fit use the fitted card)")
+        the_card, _ = timed("fit", lambda: step_fit(dataset, outdir / "fit", progress))
+        card_path = outdir / "fit" / "card.json"
     else:
-        card_path = dataset / "fitted" / "card.json"
-        card = ModelCard.load(card_path) if card_path.exists() else ModelCard.reference()
+        the_card, card_path = chain_card(outdir, dataset, card)
+        echo(f"card: {card_path}")
     if "crossbar" in steps:
-        timed("crossbar", lambda: step_crossbar(card, outdir / "crossbar", progress))
+        timed("crossbar", lambda: step_crossbar(the_card, outdir / "crossbar", progress))
     if "training" in steps:
-        timed("training", lambda: step_training(card, outdir / "training", mnist, progress))
+        timed("training", lambda: step_training(the_card, outdir / "training", mnist, progress))
     if "surrogate" in steps:
-        timed("surrogate", lambda: step_surrogate(card, outdir / "surrogate", progress))
+        timed("surrogate", lambda: step_surrogate(the_card, outdir / "surrogate", progress))
 
-    summary = {r.name: {"seconds": round(r.seconds, 2), **_jsonable(r.summary)} for r in results}
+    summary: dict[str, Any] = {"card": str(card_path)}
+    summary.update({r.name: {"seconds": round(r.seconds, 2), **_jsonable(r.summary)}
+                    for r in results})
     (outdir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     echo(f"summary written to {outdir / 'summary.json'}")
     return results
@@ -171,7 +218,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     unknown = set(steps) - {"fit", "crossbar", "training", "surrogate"}
     if unknown:
         raise ValueError(f"unknown steps {sorted(unknown)}")
-    run_chain(args.output, args.dataset, mnist=args.mnist, steps=steps,
+    run_chain(args.output, args.dataset, mnist=args.mnist, steps=steps, card=args.card,
               progress=not args.no_progress)
     return 0
 
@@ -187,6 +234,9 @@ def register(subparsers) -> None:
                    help="MNIST directory (IDX .gz files); else $PYSPICE_RRAM_MNIST, else 8x8 digits")
     p.add_argument("--steps", default="fit,crossbar,training,surrogate",
                    help="comma-separated subset of fit,crossbar,training,surrogate")
+    p.add_argument("--card", default=None,
+                   help="model card JSON for the steps after fit when fit is not run (default: "
+                        "OUTPUT/fit/card.json, else the card beside the data set)")
     p.add_argument("-q", "--quiet", "--no-progress", dest="no_progress", action="store_true",
                    help="no progress bars (same flag as the other commands)")
     p.set_defaults(func=_cmd_run)

@@ -84,14 +84,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import UserInputError
+from ..errors import DataError
 from .recipe import MAX_AREA, MAX_PULSE_WIDTH, Entry, Recipe, load_recipe
 from .units import si_factor, split_header
-
-
-class DataError(UserInputError):
-    """Malformed measurement data; the message names file, column and row (a
-    :class:`~pyspice_rram.errors.UserInputError`, hence also a ``ValueError``)."""
 
 
 class ClippedPointsWarning(UserWarning):

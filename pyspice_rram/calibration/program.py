@@ -17,7 +17,7 @@ current compliance ``I_cc`` the cell sees only the voltage that drives ``I_cc``:
 
 All sequences of a data set are simulated together (NumPy over sequences, a loop over steps;
 sequences sorted by length so that short ones drop out of the loop early). Where no random
-numbers are drawn, the same expressions run compiled (:mod:`pyspice_rram.device._kernels`,
+numbers are drawn, the same expressions run compiled (:mod:`pyspice_rram.device.compiled`,
 a loop over sequences and steps): a residual evaluation then costs no per-step array
 overhead. ``_COMPILED = False`` selects the NumPy loops (the reference).
 """
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..device import _kernels
+from ..device import compiled as _kernels
 from ..device.card import ModelCard
 from ..device.model import (advance, cell_current, junction_voltage,
                              junction_voltage_at_current, state_from_conductance)

@@ -37,7 +37,7 @@ from ..device.card import ModelCard, area_from_diameter
 from ..device.model import cell_current
 from ..device.pulses import DevicePopulation, potentiation_depression_train, simulate_pulse_train
 
-DEFAULT_DIR = Path(__file__).resolve().parents[2] / "calibration" / "motiox-reference"
+DEFAULT_DIR = Path(__file__).resolve().parents[1] / "data" / "motiox-reference"   # package data
 
 
 @dataclass

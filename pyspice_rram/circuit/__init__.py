@@ -8,14 +8,12 @@
 * :mod:`.parallel` -- many tiles over a process pool or a Dask cluster;
 * :mod:`.update` -- transient check of the parallel outer-product update;
 * :mod:`.store` -- HDF5 results store;
-* :mod:`.main_job` -- :func:`demo`, the circuit step of the main job;
 * :mod:`.cli` -- ``pyspice-rram xbar``.
 
 Sign convention: cell terminal t is on the row line, b on the column line; a sensed output is
 the current (A) from the line into its virtual ground.
 """
 
-from .main_job import demo
 from .mapping import MappedLayer, adc_quantise, disturb_free_voltage, encode_inputs, map_layer
 from .mna import TileSystem, ideal_product, transfer_matrix
 from .mna import solve_tile as solve_tile_mna
@@ -30,7 +28,7 @@ from .update import UpdateResult, update_check
 __all__ = [
     "Tile", "TileSystem", "ideal_product", "transfer_matrix", "solve_tile_mna",
     "solve_tile_ngspice", "tile_netlist", "tia_input_resistance", "topology", "NgspiceError",
-    "NgspiceConvergenceError", "NgspiceNetlistError", "NgspiceNotFound", "demo",
+    "NgspiceConvergenceError", "NgspiceNetlistError", "NgspiceNotFound",
     "MappedLayer", "map_layer", "encode_inputs", "adc_quantise", "disturb_free_voltage",
     "solve_tiles", "TileResult", "record", "save_results", "load_results", "UpdateResult",
     "update_check",

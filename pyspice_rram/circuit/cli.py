@@ -383,7 +383,7 @@ def cmd_netlist(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from .main_job import demo
+    from ..paper.crossbar_step import demo
 
     card = _card(args)
     if card is None:

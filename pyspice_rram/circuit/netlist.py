@@ -23,12 +23,15 @@ Names: row nodes ``r<i>_<j>`` (``r<i>`` when the row wire is ideal), column node
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from ..device.model import conductance_density
 from ..device.ngspice import cell_library, iv_prefactor, iv_shape_expression
+from ..errors import UserInputError
+from ..spice.format import fmt, index_pwl
+from ..spice.format import options_line as _options_line
 from .tile import Tile, topology
 
 #: ngspice options used for crossbar reads (tolerances tight enough for 1e-6 agreement with
@@ -43,10 +46,6 @@ CONVERGENCE_AIDS: tuple[dict[str, Any], ...] = (
 )
 
 
-def _f(value: float) -> str:
-    return repr(float(value))
-
-
 def sense_source_names(tile: Tile, direction: str) -> list[str]:
     """Names of the 0 V sources whose branch currents are the sensed outputs, in order."""
     return [f"vs{k}" for k in range(tile.n_outputs(direction))]
@@ -54,22 +53,25 @@ def sense_source_names(tile: Tile, direction: str) -> list[str]:
 
 def _pwl(values: np.ndarray) -> str:
     """pwl(v(idx), ...) with one point per input vector (at least two points)."""
-    pts = [f"{n},{_f(v)}" for n, v in enumerate(values)]
-    if len(pts) == 1:
-        pts.append(f"1,{_f(values[0])}")
-    chunks = [",".join(pts[i:i + 6]) for i in range(0, len(pts), 6)]
-    return "pwl(v(idx)," + ",\n+ ".join(chunks) + ")"
+    return index_pwl("v(idx)", values)
 
 
 def options_line(klu: bool = True, extra: dict[str, Any] | None = None) -> str:
     """The ``.options`` line: :data:`READ_OPTIONS`, ``klu`` and ``extra`` (None = flag)."""
-    opts: dict[str, Any] = dict(READ_OPTIONS)
-    if extra:
-        opts.update(extra)
-    words = ["klu"] if klu else []
-    for k, v in opts.items():
-        words.append(k if v is None else f"{k}={v}")
-    return ".options " + " ".join(words)
+    return _options_line({**READ_OPTIONS, **(extra or {})}, klu=klu)
+
+
+def _port(source: Callable[[str], str], resistor: str, line: str, inner: str, g: float,
+          source_first: bool) -> list[str]:
+    """Lines of one periphery port of a line node ``line``: the source ``source(node)``
+    behind the resistor ``1/g`` to the inner node ``inner`` -- or on ``line`` itself when
+    ``g`` is infinite (an ideal port). ``source_first``: source line first and resistor
+    ``inner -> line`` (drivers), else resistor ``line -> inner`` first (sense)."""
+    if not np.isfinite(g):
+        return [source(line)]
+    if source_first:
+        return [source(inner), f"{resistor} {inner} {line} {fmt(1.0 / g)}"]
+    return [f"{resistor} {line} {inner} {fmt(1.0 / g)}", source(inner)]
 
 
 CELL_FORMS = ("inline", "subckt")
@@ -109,7 +111,7 @@ def tile_netlist(tile: Tile, v_in: Any, direction: str = "forward", *, klu: bool
     """
     v = tile.check_inputs(v_in, direction)
     if cell_form not in CELL_FORMS:
-        raise ValueError(f"cell_form must be one of {CELL_FORMS}, got {cell_form!r}")
+        raise UserInputError(f"cell_form must be one of {CELL_FORMS}, got {cell_form!r}")
     K = v.shape[0]
     T = topology(tile, direction)
     R, C = tile.shape
@@ -132,8 +134,8 @@ def tile_netlist(tile: Tile, v_in: Any, direction: str = "forward", *, klu: bool
     kind = "linear cells" if tile.is_linear else f"model cells, card '{tile.card.name}'"
     out = [title or f"pyspice-rram crossbar tile {R}x{C} ({kind}), {direction} read, "
                     f"{K} input vector(s)",
-           f"* r_wire_row={_f(tile.r_wire_row)} r_wire_col={_f(tile.r_wire_col)} "
-           f"r_driver={_f(tile.r_driver)} r_sense={_f(tile.r_sense)} (ohm)",
+           f"* r_wire_row={fmt(tile.r_wire_row)} r_wire_col={fmt(tile.r_wire_col)} "
+           f"r_driver={fmt(tile.r_driver)} r_sense={fmt(tile.r_sense)} (ohm)",
            options_line(klu, options)]
     if not tile.is_linear and cell_form == "subckt":
         out.append(cell_library(tile.card).rstrip())
@@ -141,56 +143,49 @@ def tile_netlist(tile: Tile, v_in: Any, direction: str = "forward", *, klu: bool
     out.append("Vidx idx 0 0")
     out.append("* drivers")
     for k, node in enumerate(drive_at):
-        g = T.drive_g[k]
-        if np.isfinite(g):
-            out.append(f"Bd{k} d{k} 0 V={_pwl(v[:, k])}")
-            out.append(f"Rd{k} d{k} {node} {_f(1.0 / g)}")
-        else:
-            out.append(f"Bd{k} {node} 0 V={_pwl(v[:, k])}")
+        pwl = _pwl(v[:, k])
+        out += _port(lambda n: f"Bd{k} {n} 0 V={pwl}", f"Rd{k}", node, f"d{k}",  # noqa: B023
+                     T.drive_g[k], source_first=True)
     out.append("* virtual-ground sense (branch current of Vs<k> = output k)")
     for k, node in enumerate(sense_at):
-        g = T.sense_g[k]
-        if np.isfinite(g):
-            out.append(f"Rs{k} {node} s{k} {_f(1.0 / g)}")
-            out.append(f"Vs{k} s{k} 0 0")
-        else:
-            out.append(f"Vs{k} {node} 0 0")
+        out += _port(lambda n: f"Vs{k} {n} 0 0", f"Rs{k}", node, f"s{k}",  # noqa: B023
+                     T.sense_g[k], source_first=False)
     if wr and C > 1:
         out.append("* row wire segments")
-        out += [f"Rr{i}_{j} {rname(i, j)} {rname(i, j + 1)} {_f(tile.r_wire_row)}"
+        out += [f"Rr{i}_{j} {rname(i, j)} {rname(i, j + 1)} {fmt(tile.r_wire_row)}"
                 for i in range(R) for j in range(C - 1)]
     if wc and R > 1:
         out.append("* column wire segments")
-        out += [f"Rc{i}_{j} {cname(i, j)} {cname(i + 1, j)} {_f(tile.r_wire_col)}"
+        out += [f"Rc{i}_{j} {cname(i, j)} {cname(i + 1, j)} {fmt(tile.r_wire_col)}"
                 for i in range(R - 1) for j in range(C)]
     out.append("* cells (t = row, b = column)")
     if tile.is_linear:
-        out += [f"Rx{i}_{j} {rname(i, j)} {cname(i, j)} {_f(1.0 / tile.g[i, j])}"
+        out += [f"Rx{i}_{j} {rname(i, j)} {cname(i, j)} {fmt(1.0 / tile.g[i, j])}"
                 for i in range(R) for j in range(C) if tile.g[i, j] > 0]
     elif cell_form == "subckt":
         out += [f"Xc{i}_{j} {rname(i, j)} {cname(i, j)} motiox_read "
-                f"area={_f(tile.area[i, j])} x={_f(tile.x[i, j])}"
+                f"area={fmt(tile.area[i, j])} x={fmt(tile.x[i, j])}"
                 for i in range(R) for j in range(C)]
     else:
         card = tile.card
         # I = k shape(V_j), k = A g(x) prefactor: the device library's read law
         k = tile.area * conductance_density(tile.x, card) * iv_prefactor(card)
         if card.is_default_family:
-            vnl = _f(card.v_nl)
+            vnl = fmt(card.v_nl)
             out.append(f"* I = A g(x) V_nl sinh(V/V_nl), card '{card.name}': V_nl = {vnl} V, "
-                       f"g(x) = {_f(card.g_min_density)} + "
-                       f"({_f(card.g_max_density)} - {_f(card.g_min_density)}) x S/m^2")
+                       f"g(x) = {fmt(card.g_min_density)} + "
+                       f"({fmt(card.g_max_density)} - {fmt(card.g_min_density)}) x S/m^2")
         else:
             out.append(f"* I = A g(x) I_j(V_j) of family {card.family}, card '{card.name}', "
-                       f"r_series = {_f(card.r_series)} ohm (pyspice_rram.device.ngspice)")
+                       f"r_series = {fmt(card.r_series)} ohm (pyspice_rram.device.ngspice)")
         for i in range(R):
             for j in range(C):
                 top = rname(i, j)
                 if card.r_series > 0:  # internal junction node behind the series resistor
-                    out.append(f"Rj{i}_{j} {top} j{i}_{j} {_f(card.r_series)}")
+                    out.append(f"Rj{i}_{j} {top} j{i}_{j} {fmt(card.r_series)}")
                     top = f"j{i}_{j}"
                 shape = iv_shape_expression(card, f"v({top},{cname(i, j)})")
-                out.append(f"Bx{i}_{j} {top} {cname(i, j)} I={_f(k[i, j])}*{shape}")
+                out.append(f"Bx{i}_{j} {top} {cname(i, j)} I={fmt(k[i, j])}*{shape}")
     out.append(f".dc Vidx 0 {K - 1} 1")
     out.append(".end")
     return "\n".join(out) + "\n"

@@ -4,10 +4,16 @@ Both backends run the netlist of :func:`pyspice_rram.circuit.netlist.tile_netlis
 sweep of an index source applies all input vectors, so the matrix is ordered once per tile.
 Only the sense-source branch currents are saved (``.save``), which keeps the sweep small.
 
-Failures become exceptions that carry the saved netlist and the ngspice log:
+The runs go through the simulator layer (:func:`pyspice_rram.spice.runner.run`: its
+``'shared'`` and ``'batch'`` modes, time limit, temporary files removed on every exit path);
+this module adds what is particular to a tile: the ``.save`` of the sense currents, the point
+count of the sweep and the convergence-aid retries. Failures are the layer's exceptions
+(re-exported here under the names this module always had); they carry the kept netlist and
+the ngspice log:
 
 * :class:`NgspiceNotFound` -- no ``ngspice`` executable / no ``libngspice`` shared library;
 * :class:`NgspiceNetlistError` -- ngspice rejected the netlist;
+* :class:`NgspiceTimeout` -- the run passed its time limit;
 * :class:`NgspiceConvergenceError` -- no solution for every input vector, after the
   convergence aids of :data:`pyspice_rram.circuit.netlist.CONVERGENCE_AIDS` (more DC
   iterations, gmin stepping, source stepping) were retried.
@@ -15,50 +21,27 @@ Failures become exceptions that carry the saved netlist and the ngspice log:
 
 from __future__ import annotations
 
-import functools
-import os
-import re
-import shutil
-import subprocess
-import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..errors import UserInputError
+from ..spice import runner as _runner
+from ..spice.errors import (NgspiceConvergenceError, NgspiceError, NgspiceFailed,
+                            NgspiceNetlistError, NgspiceNotFound, NgspiceTimeout)
+from ..spice.format import insert_before, save_lines
+from ..spice.raw import RawPlot, read_raw as _read_plots
+from ..spice.runner import has_klu, ngspice_info
 from .netlist import CONVERGENCE_AIDS, netlist_sha256, sense_source_names, tile_netlist
 from .tile import Tile, check_direction
 
-#: ngspice executable (override with the environment variable ``PYSPICE_RRAM_NGSPICE``).
-NGSPICE = os.environ.get("PYSPICE_RRAM_NGSPICE", "ngspice")
-
+#: Tile backends: the PySpice shared library or ``ngspice -b`` (the runner's two modes).
 BACKENDS = ("shared", "batch")
 
-_SHARED_LOCK = threading.Lock()
 
-
-class NgspiceError(RuntimeError):
-    """ngspice failed; ``netlist_path`` holds the netlist, ``log`` the ngspice output."""
-
-    def __init__(self, message: str, netlist_path: Path | None = None, log: str = "") -> None:
-        self.netlist_path = netlist_path
-        self.log = log
-        tail = "\n".join(log.strip().splitlines()[-15:])
-        where = f"\nnetlist saved at {netlist_path}" if netlist_path else ""
-        super().__init__(f"{message}{where}" + (f"\nngspice output (tail):\n{tail}" if tail else ""))
-
-
-class NgspiceNotFound(NgspiceError, OSError):
-    """The ngspice executable or shared library is missing (an ``OSError``: the CLI prints
-    it as one line)."""
-
-    def __str__(self) -> str:
-        return self.args[0] if self.args else ""
-
-
-class TileTooLarge(ValueError):
+class TileTooLarge(UserInputError):
     """A tile above :data:`MAX_NGSPICE_TILE` cells per line was given to ngspice without
     ``force``."""
 
@@ -102,265 +85,49 @@ def check_tile_size(rows: int, cols: int, n_vectors: int = 1, *, force: bool = F
     return est
 
 
-class NgspiceNetlistError(NgspiceError):
-    """ngspice rejected the netlist."""
-
-
-class NgspiceConvergenceError(NgspiceError):
-    """ngspice found no DC solution, even with the convergence aids."""
-
-
-# ------------------------------------------------------------------ capabilities
-@functools.lru_cache(maxsize=None)
-def ngspice_info(executable: str = NGSPICE) -> dict[str, Any]:
-    """Version and KLU support of the ngspice executable (``ngspice -v``)."""
-    exe = shutil.which(executable)
-    if exe is None:
-        raise NgspiceNotFound(f"ngspice executable {executable!r} not found (hint: install "
-                              "ngspice, see README set-up, or set PYSPICE_RRAM_NGSPICE to "
-                              "the executable's path)")
-    out = subprocess.run([exe, "-v"], capture_output=True, text=True, timeout=30).stdout
-    m = re.search(r"ngspice-(\d+)", out)
-    return {"executable": exe, "version": int(m.group(1)) if m else 0, "klu": "KLU" in out}
-
-
-def has_klu() -> bool:
-    """Whether the installed ngspice supports ``.options klu``."""
-    try:
-        return bool(ngspice_info()["klu"])
-    except NgspiceError:
-        return False
-
-
 # ------------------------------------------------------------------ raw files
 def read_raw(path: str | Path) -> tuple[list[str], np.ndarray]:
-    """Read a real-valued ngspice raw file (binary or ASCII).
-
-    Returns
-    -------
-    names : list of str
-        Vector names in file order (the first is the sweep/scale).
-    data : ndarray, shape (n_points, n_vectors)
-    """
-    blob = Path(path).read_bytes()
-    names: list[str] = []
-    n_vars = n_points = None
-    pos = 0
-    binary = None
-    while pos < len(blob):
-        end = blob.index(b"\n", pos)
-        line = blob[pos:end].decode("latin-1")
-        pos = end + 1
-        if line.startswith("No. Variables:"):
-            n_vars = int(line.split(":")[1])
-        elif line.startswith("No. Points:"):
-            n_points = int(line.split(":")[1])
-        elif line.startswith("Flags:") and "complex" in line:
-            raise ValueError(f"{path}: complex raw files are not supported")
-        elif line.startswith("Variables:"):
-            for _ in range(n_vars or 0):
-                end = blob.index(b"\n", pos)
-                names.append(blob[pos:end].decode("latin-1").split()[1])
-                pos = end + 1
-        elif line.startswith("Binary:"):
-            binary = True
-            break
-        elif line.startswith("Values:"):
-            binary = False
-            break
-    if n_vars is None or n_points is None or binary is None:
-        raise ValueError(f"{path}: not an ngspice raw file")
-    if binary:
-        data = np.frombuffer(blob, dtype="<f8", offset=pos, count=n_vars * n_points)
-        return names, data.reshape(n_points, n_vars).copy()
-    # ASCII: "<index>\t<v0>\n\t<v1>..." -- drop the point indices
-    toks = blob[pos:].decode("latin-1").split()
-    vals, k = [], 0
-    while k < len(toks):
-        k += 1  # point index
-        vals.extend(float(t) for t in toks[k:k + n_vars])
-        k += n_vars
-    return names, np.asarray(vals).reshape(n_points, n_vars)
+    """Vector names and values (n_points, n_vectors) of the last plot of a real-valued
+    rawfile (binary or ASCII): :func:`pyspice_rram.spice.raw.read_raw` in the form the tile
+    code uses."""
+    plot = _read_plots(path)[-1]
+    if plot.is_complex:
+        raise UserInputError(f"{path}: complex rawfiles are not supported here")
+    return list(plot.names), plot.data
 
 
-# ------------------------------------------------------------------ helpers
+# ------------------------------------------------------------------ the two backends
 def _with_save(netlist: str, sources: list[str]) -> str:
     """Insert ``.save`` of the sense-source currents before the analysis line."""
-    saves = [f"i({s})" for s in sources]
-    lines = [".save " + " ".join(saves[i:i + 16]) for i in range(0, len(saves), 16)]
-    head, sep, tail = netlist.rpartition("\n.dc ")
-    return head + "\n" + "\n".join(lines) + sep + tail
+    return insert_before(netlist, save_lines([f"i({s})" for s in sources]), ".dc ")
 
 
-def _keep_netlist(netlist: str, workdir: str | Path | None, stem: str) -> Path:
-    """Write a failed netlist where the user can find it."""
-    d = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="pyspice_rram_ngspice_"))
-    d.mkdir(parents=True, exist_ok=True)
-    p = d / f"{stem}.cir"
-    p.write_text(netlist)
-    return p
+def _run(netlist: str, vectors: list[str], n_points: int, mode: str, workdir, timeout,
+         stem: str) -> tuple[np.ndarray, str]:
+    res = _runner.run(netlist, mode=mode, vectors=vectors, n_points=n_points,
+                      timeout=timeout, keep_dir=workdir, stem=stem, raw_format="binary")
+    return res.plot.columns(vectors)[:n_points], res.log
 
 
-_CONVERGENCE_PAT = re.compile(r"(no convergence|iteration limit|timestep too small|"
-                              r"singular matrix|gmin stepping failed|source stepping failed|"
-                              r"dc solution failed|failed to converge)", re.I)
-_NETLIST_PAT = re.compile(r"(error|unknown subckt|not a valid|could not find|undefined)", re.I)
-
-
-#: ngspice messages printed while a Newton iterate overshoots (e.g. sinh of a huge
-#: argument); they are not fatal when the analysis completes (gmin stepping recovers).
-_RECOVERABLE = re.compile(r"^\s*error:\s.*out of range for.*$\n?(^\s*in line.*$\n?)?",
-                          re.I | re.M)
-
-
-def _classify(log: str, got: int, want: int) -> type[NgspiceError] | None:
-    if got == want:
-        log = _RECOVERABLE.sub("", log)
-    if re.search(r"transient op started", log, re.I):
-        # ngspice >= 38 falls back to a pseudo-transient 'operating point' when gmin and
-        # source stepping fail; its result need not satisfy KCL, so it is not accepted
-        return NgspiceConvergenceError
-    if got == want and not re.search(r"^\s*error", log, re.I | re.M):
-        return None
-    if _CONVERGENCE_PAT.search(log):
-        return NgspiceConvergenceError
-    if got == 0 and _NETLIST_PAT.search(log):
-        return NgspiceNetlistError
-    return NgspiceConvergenceError if got < want else NgspiceNetlistError
-
-
-# ------------------------------------------------------------------ batch backend
 def run_batch(netlist: str, vectors: list[str], n_points: int, *,
               workdir: str | Path | None = None, timeout: float | None = None,
               stem: str = "tile") -> tuple[np.ndarray, str]:
-    """Run ``ngspice -b`` on ``netlist`` and return the saved ``vectors`` (n_points, n).
+    """Run ``ngspice -b`` on ``netlist`` and return the saved ``vectors`` (n_points, n)
+    and ngspice's output.
 
     ``vectors`` are ngspice vector names (e.g. ``i(vs0)``). Raises :class:`NgspiceError`
-    subclasses; the netlist is kept in ``workdir`` (or a fresh temporary directory).
+    subclasses (:func:`pyspice_rram.spice.runner.run`); the netlist is kept in ``workdir``
+    (or, on failure, a fresh temporary directory).
     """
-    exe = ngspice_info()["executable"]
-    with tempfile.TemporaryDirectory(prefix="pyspice_rram_") as tmp:
-        tmp = Path(tmp)
-        control = ["", ".control", "set filetype=binary", "run",
-                   f"write {tmp / 'out.raw'} " + " ".join(vectors), "quit", ".endc"]
-        head, _, _ = netlist.rpartition(".end")
-        text = head.rstrip("\n") + "\n".join(control) + "\n.end\n"
-        cir = tmp / f"{stem}.cir"
-        cir.write_text(text)
-        try:
-            proc = subprocess.run([exe, "-b", str(cir)], capture_output=True, text=True,
-                                  timeout=timeout, cwd=tmp)
-        except subprocess.TimeoutExpired as exc:
-            raise NgspiceError(f"ngspice -b timed out after {timeout} s",
-                               _keep_netlist(netlist, workdir, stem),
-                               (exc.stdout or "") if isinstance(exc.stdout, str) else "") from None
-        log = proc.stdout + "\n" + proc.stderr
-        raw = tmp / "out.raw"
-        data = None
-        got = 0
-        if raw.exists():
-            try:
-                names, data = read_raw(raw)
-                got = data.shape[0]
-            except ValueError:
-                data = None
-        err = _classify(log, got, n_points)
-        if err is None and proc.returncode != 0:
-            err = NgspiceError
-        if err is not None:
-            raise err(f"ngspice -b failed (exit {proc.returncode}, {got}/{n_points} points)",
-                      _keep_netlist(netlist, workdir, stem), log)
-        # first column is the sweep; map the rest by name
-        lower = [n.lower() for n in names]
-        cols = []
-        for v in vectors:
-            key = v.lower()
-            alt = key[2:-1] + "#branch" if key.startswith("i(") else key
-            cols.append(lower.index(key) if key in lower else lower.index(alt))
-        if workdir:
-            Path(workdir).mkdir(parents=True, exist_ok=True)
-            (Path(workdir) / f"{stem}.cir").write_text(netlist)
-        return data[:, cols], log
-
-
-# ------------------------------------------------------------------ shared backend
-def _shared_instance():
-    try:
-        from PySpice.Spice.NgSpice.Shared import NgSpiceShared
-    except ImportError as exc:  # pragma: no cover - PySpice is a dependency
-        raise NgspiceNotFound(f"PySpice is not importable: {exc}") from exc
-    try:
-        return NgSpiceShared.new_instance()
-    except OSError as exc:
-        raise NgspiceNotFound(
-            f"the ngspice shared library could not be loaded ({exc}) (hint: install "
-            "libngspice, set NGSPICE_LIBRARY_PATH to its path, or use the batch backend)"
-        ) from exc
-
-
-_SHARED_LOADED = False
-
-
-def _release(ng) -> None:
-    """Remove the loaded circuit and its plots from the shared ngspice."""
-    for call in (ng.remove_circuit, ng.destroy):
-        try:
-            call()
-        except Exception:  # noqa: BLE001 - nothing to remove
-            pass
+    return _run(netlist, vectors, n_points, "batch", workdir, timeout, stem)
 
 
 def run_shared(netlist: str, vectors: list[str], n_points: int, *,
-               workdir: str | Path | None = None, stem: str = "tile") -> tuple[np.ndarray, str]:
-    """Run ``netlist`` in the in-process ngspice (PySpice ``NgSpiceShared``).
-
-    ``vectors`` are branch-current vectors ``i(<source>)``. Thread-safe (one lock per
-    process: the shared library holds one circuit at a time).
-    """
-    from PySpice.Spice.NgSpice.Shared import ffi
-
-    with _SHARED_LOCK:
-        ng = _shared_instance()
-        global _SHARED_LOADED
-        if _SHARED_LOADED:  # a previous run failed and left its circuit behind
-            _release(ng)
-        _SHARED_LOADED = True
-        ng.clear_output()
-        failed = None
-        log = ""
-        try:
-            ng.load_circuit(netlist)
-            log = ng.stdout + "\n" + ng.stderr   # PySpice clears the output per command
-            ng.run()
-        except Exception as exc:  # noqa: BLE001 - PySpice raises bare errors on bad circuits
-            failed = exc
-        log += "\n" + ng.stdout + "\n" + ng.stderr
-        out = np.full((n_points, len(vectors)), np.nan)
-        got = n_points
-        for c, v in enumerate(vectors):
-            name = (v[2:-1] + "#branch") if v.lower().startswith("i(") else v
-            info = ng._ngspice_shared.ngGet_Vec_Info(name.lower().encode("ascii"))
-            if info == ffi.NULL or info.v_realdata == ffi.NULL:
-                got = 0
-                break
-            n = int(info.v_length)
-            got = min(got, n)
-            arr = np.frombuffer(ffi.buffer(info.v_realdata, n * 8), dtype=np.float64)
-            out[:min(n, n_points), c] = arr[:n_points]
-        err = _classify(log, got, n_points)
-        if failed is not None and err is None and got < n_points:
-            # PySpice raises on any 'error' text; a complete, clean analysis is accepted
-            err = NgspiceNetlistError if got == 0 else NgspiceConvergenceError
-        if err is not None:
-            raise err(f"ngspice (shared library) failed ({got}/{n_points} points): "
-                      f"{failed or ''}".rstrip(": "),
-                      _keep_netlist(netlist, workdir, stem), log)
-        _release(ng)
-        _SHARED_LOADED = False
-    if workdir:
-        Path(workdir).mkdir(parents=True, exist_ok=True)
-        (Path(workdir) / f"{stem}.cir").write_text(netlist)
-    return out, log
+               workdir: str | Path | None = None, timeout: float | None = None,
+               stem: str = "tile") -> tuple[np.ndarray, str]:
+    """Run ``netlist`` in the in-process ngspice (PySpice's shared library); same arguments
+    and result as :func:`run_batch`. Thread-safe (one circuit at a time per process)."""
+    return _run(netlist, vectors, n_points, "shared", workdir, timeout, stem)
 
 
 # ------------------------------------------------------------------ tile solve
@@ -386,7 +153,9 @@ def solve_tile(tile: Tile, v_in: Any, direction: str = "forward", *, backend: st
     klu : bool, optional
         Use ``.options klu``; default: when the installed ngspice has KLU.
     timeout : float, optional
-        Wall-clock limit (s) of one ``ngspice -b`` run.
+        Wall-clock limit (s) of one ngspice run (either backend); when None, the larger of
+        :data:`pyspice_rram.spice.runner.DEFAULT_TIMEOUT_S` (1 h) and ten times
+        :func:`estimate_cost`'s time, so that a large tile run with ``force`` is not cut.
     cell_form : {'inline', 'subckt'}
         Netlist form of model cells (see :func:`~pyspice_rram.circuit.netlist.tile_netlist`).
     info : dict, optional
@@ -400,10 +169,13 @@ def solve_tile(tile: Tile, v_in: Any, direction: str = "forward", *, backend: st
     """
     check_direction(direction)
     if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        raise UserInputError(f"backend must be one of {BACKENDS}, got {backend!r}")
     v = tile.check_inputs(v_in, direction)
     if klu is None:
         klu = has_klu()
+    if timeout is None:
+        timeout = max(_runner.DEFAULT_TIMEOUT_S,
+                      10.0 * estimate_cost(tile.rows, tile.cols, v.shape[0])["time_s"])
     sources = sense_source_names(tile, direction)
     vectors = [f"i({s})" for s in sources]
     stem = f"tile_{tile.rows}x{tile.cols}_{direction}"
@@ -418,7 +190,7 @@ def solve_tile(tile: Tile, v_in: Any, direction: str = "forward", *, backend: st
                                        timeout=timeout, stem=stem)
             else:
                 data, _log = run_shared(netlist, vectors, v.shape[0], workdir=workdir,
-                                        stem=stem)
+                                        timeout=timeout, stem=stem)
         except NgspiceConvergenceError as exc:
             last = exc
             continue
@@ -429,3 +201,11 @@ def solve_tile(tile: Tile, v_in: Any, direction: str = "forward", *, backend: st
         return data
     assert last is not None
     raise last
+
+
+__all__ = ["BACKENDS", "MAX_NGSPICE_TILE", "NETLIST_BYTES_PER_CELL", "NGSPICE_BYTES_PER_CELL",
+           "TileTooLarge", "estimate_cost", "check_tile_size", "solve_tile", "run_batch",
+           "run_shared", "read_raw", "RawPlot", "has_klu", "ngspice_info",
+           # the simulator layer's errors, under the names this module always had
+           "NgspiceError", "NgspiceNotFound", "NgspiceFailed", "NgspiceTimeout",
+           "NgspiceNetlistError", "NgspiceConvergenceError"]

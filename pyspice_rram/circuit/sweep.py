@@ -19,6 +19,19 @@ from ..device.card import ModelCard
 from .mapping import encode_inputs, map_layer
 
 
+def save_figure(fig, path: str | Path, dpi: int = 120) -> Path:
+    """Lay out ``fig``, write it to ``path`` (parent folders created), close it; return the
+    path."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
+
+
 def vmm_errors(out: np.ndarray, ref: np.ndarray) -> dict[str, float]:
     """Max and RMS error of ``out`` against ``ref``, relative to ``max |ref|``."""
     scale = float(np.abs(ref).max()) or 1.0
@@ -84,12 +97,7 @@ def plot_error_sweep(result: dict[str, Any], path: str | Path, title: str = "") 
         a.legend(title="wire / segment", fontsize=8)
     fig.suptitle(title or f"IR-drop error of the layer output ({result['solver']}, "
                  f"{result['direction']} read)", fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=120)
 
 
 def plot_tile_topology(path: str | Path, rows: int = 3, cols: int = 4) -> Path:
@@ -157,9 +165,4 @@ def plot_tile_topology(path: str | Path, rows: int = 3, cols: int = 4) -> Path:
     ax.set_ylim(-1.5, yr(0) + 0.6)
     ax.set_aspect("equal")
     ax.axis("off")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=130)

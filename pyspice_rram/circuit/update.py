@@ -37,6 +37,9 @@ import numpy as np
 from ..device.card import ModelCard
 from ..device.model import advance
 from ..device.ngspice import cell_library
+from ..errors import UserInputError
+from ..spice import runner as _runner
+from ..spice.format import element, fmt, options_line, save_lines, time_pwl
 
 
 @dataclass
@@ -61,16 +64,17 @@ class UpdateResult:
 
 
 def _pwl(points: list[tuple[float, float]]) -> str:
-    pts = [(0.0, 0.0)] + points
-    out = []
+    """PWL text of the corners ``points`` after (0 s, 0 V); a corner that does not come
+    after the previous one is moved 1 fs later (ngspice needs increasing times)."""
+    times, values = [], []
     last = -1.0
-    for t, v in pts:
+    for t, v in [(0.0, 0.0)] + points:
         if t <= last:
             t = last + 1e-15
-        out.append(f"{float(t)!r} {float(v)!r}")
+        times.append(t)
+        values.append(v)
         last = t
-    chunks = [" ".join(out[i:i + 6]) for i in range(0, len(out), 6)]
-    return "PWL(" + "\n+ ".join(chunks) + ")"
+    return time_pwl(times, values)
 
 
 def _trapezoid(t0: float, te: float, plateau: float, v: float) -> list[tuple[float, float]]:
@@ -82,7 +86,8 @@ def update_check(card: ModelCard, x_act: Any, delta: Any, *, n_slots: int = 10,
                  v_set: float | None = None, v_dep: float | None = None,
                  x0: float | np.ndarray = 0.5, area: float | None = None,
                  r_wire: float = 1.0, r_driver: float = 10.0,
-                 workdir: str | Path | None = None) -> UpdateResult:
+                 workdir: str | Path | None = None,
+                 timeout: float | None = None) -> UpdateResult:
     """Simulate one parallel update of a ``len(x_act) x len(delta)`` array in ngspice.
 
     Parameters
@@ -107,15 +112,20 @@ def update_check(card: ModelCard, x_act: Any, delta: Any, *, n_slots: int = 10,
         Cell area (m²), default ``card.area_ref``.
     r_wire, r_driver : float
         Wire resistance per cell segment and driver output resistance (Ω).
+    workdir : path, optional
+        Folder where the netlist is kept (``update.cir``).
+    timeout : float, optional
+        Wall-clock limit (s) of the ngspice run
+        (:data:`pyspice_rram.spice.runner.DEFAULT_TIMEOUT_S` when None).
     """
     xa = np.asarray(x_act, dtype=float).ravel()
     de = np.asarray(delta, dtype=float).ravel()
     if np.any((xa < 0) | (xa > 1)) or not np.all(np.isfinite(xa)):
-        raise ValueError("x_act must be in [0, 1]")
+        raise UserInputError("x_act must be in [0, 1]")
     if np.any(np.abs(de) > 1) or not np.all(np.isfinite(de)):
-        raise ValueError("delta must be in [-1, 1]")
+        raise UserInputError("delta must be in [-1, 1]")
     if n_slots < 1 or r_wire < 0 or r_driver < 0:
-        raise ValueError("n_slots >= 1 and non-negative resistances required")
+        raise UserInputError("n_slots >= 1 and non-negative resistances required")
     R, C = len(xa), len(de)
     t_on = card.scheme.t_set if t_on is None else float(t_on)
     v_set = card.scheme.v_set if v_set is None else float(v_set)
@@ -124,7 +134,7 @@ def update_check(card: ModelCard, x_act: Any, delta: Any, *, n_slots: int = 10,
     area = card.area_ref if area is None else float(area)
     x0 = np.broadcast_to(np.asarray(x0, dtype=float), (R, C)).copy()
     if np.any((x0 < 0) | (x0 > 1)):
-        raise ValueError("x0 must be in [0, 1]")
+        raise UserInputError("x0 must be in [0, 1]")
     te = float(t_edge)
     period = t_on + 6 * te
     n_i = np.round(xa * n_slots).astype(int)
@@ -154,33 +164,33 @@ def update_check(card: ModelCard, x_act: Any, delta: Any, *, n_slots: int = 10,
         return f"c{i}_{j}" if r_wire > 0 else f"c{j}"
 
     lines = [f"pyspice-rram parallel update check {R}x{C}, card '{card.name}'",
-             ".options klu reltol=1e-6 abstol=1e-15 vntol=1e-9",
+             options_line(dict(reltol=1e-6, abstol=1e-15, vntol=1e-9), klu=True),
              cell_library(card).rstrip()]
     for i in range(R):
         r = r_driver + r_wire
         node = f"dr{i}" if r > 0 else rn(i, 0)
         lines.append(f"Vr{i} {node} 0 {_pwl(rows_pts[i])}")
         if r > 0:
-            lines.append(f"Rdr{i} dr{i} {rn(i, 0)} {r!r}")
+            lines.append(element(f"Rdr{i}", f"dr{i}", rn(i, 0), value=r))
     for j in range(C):
         r = r_driver + r_wire
         node = f"dc{j}" if r > 0 else cn(R - 1, j)
         lines.append(f"Vc{j} {node} 0 {_pwl(cols_pts[j])}")
         if r > 0:
-            lines.append(f"Rdc{j} dc{j} {cn(R - 1, j)} {r!r}")
+            lines.append(element(f"Rdc{j}", f"dc{j}", cn(R - 1, j), value=r))
     if r_wire > 0:
-        lines += [f"Rr{i}_{j} {rn(i, j)} {rn(i, j + 1)} {r_wire!r}"
+        lines += [element(f"Rr{i}_{j}", rn(i, j), rn(i, j + 1), value=r_wire)
                   for i in range(R) for j in range(C - 1)]
-        lines += [f"Rc{i}_{j} {cn(i, j)} {cn(i + 1, j)} {r_wire!r}"
+        lines += [element(f"Rc{i}_{j}", cn(i, j), cn(i + 1, j), value=r_wire)
                   for i in range(R - 1) for j in range(C)]
-    lines += [f"Xc{i}_{j} {rn(i, j)} {cn(i, j)} motiox area={area!r} x0={float(x0[i, j])!r}"
+    lines += [element(f"Xc{i}_{j}", rn(i, j), cn(i, j), "motiox", area=area, x0=x0[i, j])
               for i in range(R) for j in range(C)]
     states = [f"v(xc{i}_{j}.x)" for i in range(R) for j in range(C)]
-    lines += [".save " + " ".join(states[k:k + 16]) for k in range(0, len(states), 16)]
-    lines += [f".tran {t_on / 50!r} {t_stop!r} 0 {t_on / 20!r} uic", ".end"]
+    lines += save_lines(states)
+    lines += [f".tran {fmt(t_on / 50)} {fmt(t_stop)} 0 {fmt(t_on / 20)} uic", ".end"]
     netlist = "\n".join(lines) + "\n"
     t0 = time.perf_counter()
-    data, _ = _run_tran(netlist, states, workdir)
+    data, _ = _run_tran(netlist, states, workdir, timeout)
     wall = time.perf_counter() - t0
     x_final = np.clip(data[-1].reshape(R, C), 0.0, 1.0)
 
@@ -231,35 +241,13 @@ def update_check(card: ModelCard, x_act: Any, delta: Any, *, n_slots: int = 10,
                         metrics, settings, netlist, wall)
 
 
-def _run_tran(netlist: str, states: list[str], workdir) -> tuple[np.ndarray, str]:
-    """Run a transient netlist with ``ngspice -b`` and return the saved state vectors."""
-    import subprocess
-    import tempfile
-
-    from .ngspice_run import (NgspiceConvergenceError, NgspiceError, _keep_netlist,
-                              ngspice_info, read_raw)
-
-    exe = ngspice_info()["executable"]
-    with tempfile.TemporaryDirectory(prefix="pyspice_rram_update_") as tmp:
-        tmp = Path(tmp)
-        head, _, _ = netlist.rpartition(".end")
-        text = head + ".control\nset filetype=binary\nrun\nwrite " + str(tmp / "out.raw") + \
-            " " + " ".join(states) + "\nquit\n.endc\n.end\n"
-        (tmp / "update.cir").write_text(text)
-        proc = subprocess.run([exe, "-b", str(tmp / "update.cir")], capture_output=True,
-                              text=True, cwd=tmp)
-        log = proc.stdout + proc.stderr
-        if not (tmp / "out.raw").exists():
-            cls = NgspiceConvergenceError if "timestep too small" in log.lower() else NgspiceError
-            raise cls("ngspice transient of the update check failed",
-                      _keep_netlist(netlist, workdir, "update"), log)
-        names, data = read_raw(tmp / "out.raw")
-    lower = [n.lower() for n in names]
-    cols = [lower.index(s.lower()) for s in states]
-    if workdir:
-        Path(workdir).mkdir(parents=True, exist_ok=True)
-        (Path(workdir) / "update.cir").write_text(netlist)
-    return data[:, cols], log
+def _run_tran(netlist: str, states: list[str], workdir, timeout: float | None = None
+              ) -> tuple[np.ndarray, str]:
+    """Run a transient netlist with ``ngspice -b`` (:func:`pyspice_rram.spice.runner.run`)
+    and return the saved state vectors (n_points, n_states) and ngspice's output."""
+    res = _runner.run(netlist, mode="batch", vectors=states, timeout=timeout, keep_dir=workdir,
+                      stem="update", raw_format="binary")
+    return res.plot.columns(states), res.log
 
 
 def default_pattern(rows: int = 8, cols: int = 8, seed: int = 3) -> tuple[np.ndarray, np.ndarray]:
@@ -278,6 +266,8 @@ def plot_update(result: UpdateResult, path: str | Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    from .sweep import save_figure
 
     fig, ax = plt.subplots(1, 4, figsize=(15, 3.6))
     vmax = float(np.abs(result.dG_target).max()) * 1e6 or 1.0
@@ -303,9 +293,4 @@ def plot_update(result: UpdateResult, path: str | Path) -> Path:
     fig.suptitle(f"parallel update {result.dG.shape[0]}x{result.dG.shape[1]}: rms error "
                  f"{m['rms_error_rel']:.3f}, half-selected max {m['half_selected_max_rel']:.2e}"
                  f" (of max |ΔG|)", fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=120)

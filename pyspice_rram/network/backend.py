@@ -41,7 +41,7 @@ import numpy as np
 from numba import njit, types
 from numba.extending import overload
 
-from ..errors import ConfigError
+from .cells import ConfigError
 from .jitcache import key_caches
 from .rng import normal, seed_state
 from .update import update_layer

@@ -39,11 +39,28 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..errors import ConfigError  # also re-exported here (cells raise it)
+from .. import errors
 from .layer import (DEV, KIND_FP, KIND_PAIR, ROUND_COINC, ROUND_DET, ROUND_STOCH, LayerState,
                     make_cfg, uniform_flag)
 
 ROUNDING = {"deterministic": ROUND_DET, "stochastic": ROUND_STOCH, "coincidence": ROUND_COINC}
+
+
+class ConfigError(errors.ConfigError):
+    """A bad parameter of a training config, device or cell: ``key = value: reason``.
+
+    ``key`` is the dotted path of the parameter (``device.c2c``); :meth:`located` prefixes
+    the file (or run) it came from. A ``ValueError``, so the CLI prints it as one line.
+    """
+
+    def __init__(self, key: str, value: Any, reason: str, where: str | None = None):
+        self.key, self.value, self.reason, self.where = key, value, reason, where
+        head = f"{where}: " if where else ""
+        super().__init__(f"{head}{key} = {value!r}: {reason}")
+
+    def located(self, where: str, prefix: str = "") -> "ConfigError":
+        """The same error, located in ``where`` and with ``prefix`` before the key."""
+        return ConfigError(prefix + self.key, self.value, self.reason, where)
 
 
 def check_number(key: str, value: Any, *, integer: bool = False, lo: float | None = None,

@@ -11,7 +11,7 @@ import argparse
 import json
 from pathlib import Path
 
-from .experiments import FIGURES
+from ..paper.experiments import FIGURES
 
 HELP = argparse.ArgumentDefaultsHelpFormatter
 
@@ -167,7 +167,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
-    from .experiments import STOCHASTIC_BASE, reproduce
+    from ..paper.experiments import STOCHASTIC_BASE, reproduce
 
     b = args.setting == "B"
     card = _card(args.card)
@@ -189,7 +189,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def cmd_ablation(args: argparse.Namespace) -> int:
-    from .ablation import run_study
+    from ..paper.ablation import run_study
 
     res = run_study(args.study, args.output, mnist=args.mnist, workers=args.workers,
                     scheduler=args.scheduler, progress=not args.quiet,

@@ -33,10 +33,14 @@ def sources_digest(extra: tuple = ()) -> bytes:
 
 
 def key_caches(namespace: dict, extra: tuple = ()) -> None:
-    """Key the on-disk caches of the numba dispatchers in ``namespace`` (a module's
-    ``globals()``) on the sources of all :data:`KERNEL_MODULES` (and the files ``extra``)."""
+    """Key the on-disk caches of the numba dispatchers defined in the module of
+    ``namespace`` (its ``globals()``) on the sources of all :data:`KERNEL_MODULES` (and the
+    files ``extra``)."""
     digest = sources_digest(tuple(extra))
+    module = namespace.get("__name__")
     for obj in list(namespace.values()):
+        if getattr(getattr(obj, "py_func", None), "__module__", None) != module:
+            continue                   # not a kernel of this module (e.g. an imported one)
         cache_file = getattr(getattr(obj, "_cache", None), "_cache_file", None)
         if cache_file is not None and hasattr(cache_file, "_source_stamp"):
             cache_file._source_stamp = digest

@@ -28,7 +28,7 @@ from typing import Any, Callable
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from ..errors import ConfigError
+from .cells import ConfigError
 from .backend import TileBackend, make_backend
 from .cells import (CELLS, DeviceSpec, FloatingPointCell, HybridCell, check_choice,
                     check_finite_tree, check_number, make_cell)

@@ -6,7 +6,6 @@
 and ``pyspice-rram check``).
 """
 
-from .demo import demo
 from .model import SurrogateValidityError, TileSurrogate
 
-__all__ = ["TileSurrogate", "SurrogateValidityError", "demo"]
+__all__ = ["TileSurrogate", "SurrogateValidityError"]

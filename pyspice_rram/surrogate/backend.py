@@ -33,7 +33,7 @@ from numba import njit
 from collections import namedtuple
 
 from ..device.card import ModelCard
-from ..errors import ConfigError
+from ..network.cells import ConfigError
 from ..network.backend import TileBackend, register_backend, register_tile_kernels
 from ..network.jitcache import key_caches
 from ..network.update import update_layer

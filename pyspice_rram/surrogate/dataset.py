@@ -159,7 +159,8 @@ def state_grid(card: ModelCard) -> np.ndarray:
     beta = card.beta_p
     if abs(beta) < 1e-9:
         return n / N
-    return -np.expm1(-beta * n / N) / -math.expm1(-beta)
+    # NumPy's and math's expm1 may differ in the last bit: keep the top state <= 1
+    return np.minimum(-np.expm1(-beta * n / N) / -math.expm1(-beta), 1.0)
 
 
 def sample_states(pattern: str, shape: tuple[int, int], grid: np.ndarray,

@@ -49,7 +49,6 @@ matrix products once the per-tile factors are prepared.
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import math
 import warnings
@@ -61,6 +60,7 @@ import numpy as np
 from numba import njit
 
 from ..device.card import ModelCard
+from ..errors import ValidityError
 
 #: Fitted correction terms: (name, input transform, feature) -- see the module docstring.
 FEATURES: tuple[tuple[str, str, str], ...] = (
@@ -78,7 +78,7 @@ DEFAULT_PATH = Path(__file__).resolve().parent.parent / "data" / "surrogate" / "
 FORMAT = "pyspice-rram-tile-surrogate/1"
 
 
-class SurrogateValidityError(ValueError):
+class SurrogateValidityError(ValidityError):
     """A tile or input is outside the range in which the surrogate was fitted and validated."""
 
 
@@ -595,11 +595,3 @@ def _json_default(obj: Any) -> Any:
         return obj.tolist()
     raise TypeError(f"cannot serialise {type(obj)}")
 
-
-def file_hash(path: str | Path) -> str:
-    """SHA-256 (hex) of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()

@@ -84,7 +84,7 @@ def test_cli_xbar_solve_and_netlist(tmp_path, capsys):
 
 
 def test_demo_writes_results_and_reports_errors(tmp_path, card):
-    from pyspice_rram.circuit import demo
+    from pyspice_rram.paper.crossbar_step import demo
 
     s = demo(card, tmp_path, progress=False, shape=(32, 16), tile_size=16, n_vectors=2)
     for d in ("forward", "transposed"):

@@ -7,7 +7,8 @@ import pytest
 
 from pyspice_rram.calibration import program as prog_mod
 from pyspice_rram.calibration.program import Program, simulate_states
-from pyspice_rram.device import _kernels, model
+from pyspice_rram.device import compiled as _kernels
+from pyspice_rram.device import model
 from pyspice_rram.device.card import ModelCard
 from pyspice_rram.device.model import advance
 

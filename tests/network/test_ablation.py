@@ -6,7 +6,7 @@ import h5py
 import numpy as np
 import pytest
 
-from pyspice_rram.network.ablation import load_study, run_study
+from pyspice_rram.paper.ablation import load_study, run_study
 
 STUDY = """
 title = "tiny study"

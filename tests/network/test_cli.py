@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pyspice_rram.network.experiments import PAPER_BASE, demo, paper_config, reproduce
+from pyspice_rram.paper.experiments import PAPER_BASE, demo, paper_config, reproduce
 from pyspice_rram.network.history import load_run
 from pyspice_rram.network.train import TrainConfig
 
@@ -99,7 +99,7 @@ def test_reproduce_in_local_worker_processes(tmp_path):
 
 def test_every_ablation_study_loads():
     # the shipped studies parse and give valid, distinct-per-label configs
-    from pyspice_rram.network.ablation import load_study
+    from pyspice_rram.paper.ablation import load_study
 
     files = sorted((ROOT / "configs" / "ablation").glob("*.toml"))
     assert len(files) >= 4

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from pyspice_rram.cli import build_parser, main
-from pyspice_rram.network import experiments
+from pyspice_rram.paper import experiments
 from pyspice_rram.network.history import load_run
 from pyspice_rram.network.train import TrainConfig
 

@@ -175,11 +175,15 @@ def test_config_fields_are_typed_and_round_trip(tmp_path):
 def test_kernel_caches_are_keyed_on_every_kernel_source():
     """The cached SGD loop embeds the update, pulse and RNG kernels of other files: its
     on-disk cache is keyed on all of their sources (an edit of update.py recompiles it)."""
+    import pyspice_rram.surrogate.backend as sb
     from pyspice_rram.network import jitcache, sgd, update
 
     digest = jitcache.sources_digest()
     for fn in (sgd.sgd_samples, update.update_layer):
         assert fn._cache._cache_file._source_stamp == digest
+    # a backend's kernels: keyed on the network's sources and the backend's file
+    assert sb.sync_rows._cache._cache_file._source_stamp == \
+        jitcache.sources_digest((sb.__file__,))
 
 
 def test_run_files_of_the_slot_layout_still_load(tmp_path, digits):

@@ -39,6 +39,22 @@ def test_sampling_is_deterministic_and_on_the_state_grid():
         assert 16 <= it.x.shape[0] <= 128 and 0.1 <= it.r_wire_row <= 5.0
 
 
+def test_state_grid_stays_in_the_unit_interval_for_every_curvature():
+    """The top state is at most 1: NumPy's and math's expm1 differed in the last bit for
+    ~5 % of the curvatures beta_p (a fitted card then drew x = 1.0000000000000002 and every
+    tile of the surrogate data set was refused)."""
+    import dataclasses
+    import math
+
+    betas = np.linspace(0.01, 5.0, 400)
+    raw = [(-np.expm1(-b * np.arange(51) / 50) / -math.expm1(-b)).max() for b in betas]
+    assert max(raw) > 1.0                          # the formula alone does overshoot
+    for b in betas:
+        grid = state_grid(dataclasses.replace(CARD, beta_p=float(b)))
+        assert grid[0] == 0.0 and grid[-1] <= 1.0 and np.all(np.diff(grid) > 0), b
+        assert grid[-1] == pytest.approx(1.0, abs=1e-12)
+
+
 def test_bad_spec_rejected():
     with pytest.raises(ValueError, match="pattern"):
         DataSpec(patterns=["checkerboard"])

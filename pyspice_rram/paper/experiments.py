@@ -22,9 +22,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .cells import ConfigError
-from .history import History, load_run
-from .train import TrainConfig, train
+from ..network.cells import ConfigError
+from ..network.history import History, load_run
+from ..network.train import TrainConfig, train
 
 #: The measured alternative: unbiased stochastic rounding with a coarse range (docs/results.md).
 STOCHASTIC_BASE: dict[str, Any] = {}
@@ -420,7 +420,7 @@ def reproduce(figure: str, outdir: str | Path = "out/reproduce", *, mnist: str |
     if base is not None:
         opts["base"] = base
     if card is not None:
-        from .cells import DeviceSpec
+        from ..network.cells import DeviceSpec
 
         spec = DeviceSpec.from_card(card)
         opts["device"] = {"n_states": spec.n_states, "c2c": spec.c2c, "beta_p": spec.beta_p,
@@ -485,7 +485,7 @@ def demo(card_or_none: Any = None, outdir: str | Path = "out/network", *,
         ``{"fp": {...}, "single": {...}, "hybrid": {...}, "figure": path, "history": dir}``
         with final/best test and final train accuracy (fractions) per cell.
     """
-    from .cells import DeviceSpec
+    from ..network.cells import DeviceSpec
 
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
@@ -526,100 +526,3 @@ def demo(card_or_none: Any = None, outdir: str | Path = "out/network", *,
     result["figure"] = str(_save(fig, outdir, "_demo_accuracy", data))
     result["history"] = str(outdir)
     return result
-
-
-# --------------------------------------------------------------------------- paper table
-#: Numbers of seed 001 (and the claims of seeds 002/003) that docs/results.md compares with.
-PAPER_NUMBERS = [
-    # (label, paper value text, cell, changes, metric)
-    ("FP test / train", "97.92 % / 99.98 %", "fp", {}, "test/train"),
-    ("single, 50 states, test / train", "saturates well below FP (Fig. 4A)", "single", {},
-     "test/train"),
-    ("hybrid, 50 states, k = 10, test / train", "97.00 % / 99.66 %", "hybrid", {},
-     "test/train"),
-    ("hybrid k = 1, 50 g states: error", "(Fig. 5F)", "hybrid",
-     {"cell_params": {"k": 1.0, "small_states": 50}}, "error"),
-    ("hybrid k = 100, 50 g states: error", "5.02 %", "hybrid",
-     {"cell_params": {"k": 100.0, "small_states": 50}}, "error"),
-    ("hybrid k = 100, 400 g states: error", "3.42 %", "hybrid",
-     {"cell_params": {"k": 100.0, "small_states": 400}}, "error"),
-    ("hybrid k = 10, 400 g states: test (best hybrid)", "97.34 %", "hybrid",
-     {"cell_params": {"k": 10.0, "small_states": 400}}, "test/train"),
-    ("hybrid, 10 states: test", "93.69 %", "hybrid", {"device": {"n_states": 10}}, "test/train"),
-    ("single, 10 states: test", "9.8 %", "single", {"device": {"n_states": 10}}, "test/train"),
-    ("hybrid, δ/μ = 0: test", "(Fig. 6B)", "hybrid", {"device": {"c2c": 0.0}}, "test/train"),
-    ("hybrid, δ/μ = 1: test", "robust up to ≈ 1", "hybrid", {"device": {"c2c": 1.0}},
-     "test/train"),
-    ("hybrid, δ/μ = 2: test", "drops above 1", "hybrid", {"device": {"c2c": 2.0}},
-     "test/train"),
-    ("single, δ/μ = 1: test", "(Fig. 6B)", "single", {"device": {"c2c": 1.0}}, "test/train"),
-    ("hybrid, δ/G_min = 0.5: test", "(Fig. 6C)", "hybrid", {"device": {"d2d": 0.5}},
-     "test/train"),
-    ("hybrid, δ/G_min = 1: test", "robust up to ≈ 1", "hybrid", {"device": {"d2d": 1.0}},
-     "test/train"),
-    ("hybrid, δ/G_min = 2: test", "(Fig. 6C)", "hybrid", {"device": {"d2d": 2.0}},
-     "test/train"),
-]
-
-
-def _fmt_run(h: History | None, metric: str, epochs: int | None) -> tuple[str, str]:
-    if h is None:
-        return "not run", ""
-    e = h.arrays()
-    n = h.completed_epochs if epochs is None else min(epochs, h.completed_epochs)
-    te, tr = 100 * e["test_acc"][n], 100 * e["train_acc"][n]
-    best = 100 * e["test_acc"][1:n + 1].max() if n else te
-    ph = e["phase"].tolist()
-    sw = f", switch after epoch {ph.index(1) - 1}" if 1 in ph else ""
-    run = f"{n} ep, seed {h.config['seed']}{sw}"
-    if metric == "error":
-        return f"{100 - te:.2f} % (best {100 - best:.2f} %)", run
-    return f"{te:.2f} % / {tr:.2f} % (best test {best:.2f} %)", run
-
-
-def paper_comparison(outdir: str | Path, opts: dict | None = None,
-                     extra: dict[str, tuple[str, str]] | None = None) -> str:
-    """Markdown table: each paper number next to ours, read from ``outdir/runs``.
-
-    ``opts`` are the options the runs were made with (e.g. ``{"mnist_path": ...}``, which
-    enter the run names); ``extra`` maps labels to run files (seed 002/003 cells).
-    """
-    opts = dict(opts or {})
-    rundir = Path(outdir) / "runs"
-    lines = ["| experiment | paper | ours: test / train | run (epochs, seed) | run file |",
-             "|---|---|---|---|---|"]
-    for label, paper, cell, changes, metric in PAPER_NUMBERS:
-        cfg = paper_config(cell, **copy.deepcopy(changes), **opts)
-        path = rundir / f"{cfg.name}.h5"
-        h = load_run(path, with_checkpoint=False)[0] if path.exists() else None
-        ours, run = _fmt_run(h, metric, None)
-        lines.append(f"| {label} | {paper} | {ours} | {run} | `{path.name if h else ''}` |")
-    for label, (paper, fname) in (extra or {}).items():
-        path = rundir / fname
-        h = load_run(path, with_checkpoint=False)[0] if path.exists() else None
-        ours, run = _fmt_run(h, "test/train", None)
-        lines.append(f"| {label} | {paper} | {ours} | {run} | `{fname if h else ''}` |")
-    return "\n".join(lines) + "\n"
-
-
-def runs_table(paths: list[str | Path]) -> str:
-    """Markdown table of stored runs: cell, rounding, w_max, states, δ/μ, per-epoch test."""
-    lines = ["| run file | cell | rounding | w_max | N | δ/μ | epochs | switch after | "
-             "test % (final / best) | train % |", "|---|---|---|---|---|---|---|---|---|---|"]
-    for p in paths:
-        p = Path(p)
-        if not p.exists():
-            continue
-        h = load_run(p, with_checkpoint=False)[0]
-        c = h.config
-        e = h.arrays()
-        ph = e["phase"].tolist()
-        sw = str(ph.index(1) - 1) if 1 in ph else "-"
-        lines.append(
-            f"| `{p.name}` | {c['cell']} | {c['cell_params'].get('rounding', '-')} | "
-            f"{'/'.join(f'{w:g}' for w in c['w_max']) if c['cell'] != 'fp' else '-'} | "
-            f"{c['device'].get('n_states', '-') if c['cell'] != 'fp' else '-'} | "
-            f"{c['device'].get('c2c', '-') if c['cell'] != 'fp' else '-'} | "
-            f"{h.completed_epochs} | {sw} | {100 * e['test_acc'][-1]:.2f} / "
-            f"{100 * e['test_acc'][1:].max():.2f} | {100 * e['train_acc'][-1]:.2f} |")
-    return "\n".join(lines) + "\n"

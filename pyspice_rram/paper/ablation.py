@@ -31,9 +31,9 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from .cells import ConfigError
+from ..network.cells import ConfigError
+from ..network.train import TrainConfig
 from .experiments import PAPER_BASE, STOCHASTIC_BASE, _plt, paper_config, run_configs
-from .train import TrainConfig
 
 BASES = {"A": PAPER_BASE, "B": STOCHASTIC_BASE}
 

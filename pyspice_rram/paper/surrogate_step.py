@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..device.card import ModelCard
-from .model import TileSurrogate
+from ..surrogate.model import TileSurrogate
 
 
 def _same_law(card: ModelCard, sur: TileSurrogate) -> bool:
@@ -34,11 +34,11 @@ def demo(card: ModelCard | None = None, outdir: str | Path = "out/surrogate", *,
          solver: str = "ngspice") -> dict[str, Any]:
     """Run the surrogate step; returns a summary dict (also written to ``summary.json``)."""
     from ..network.train import TrainConfig, train
-    from .backend import SurrogateBackend
-    from .check import format_check, run_check
-    from .dataset import DataSpec, generate
-    from .fit import fit_surrogate
-    from .validate import evaluate, summarise
+    from ..surrogate.backend import SurrogateBackend
+    from ..surrogate.check import format_check, run_check
+    from ..surrogate.dataset import DataSpec, generate
+    from ..surrogate.fit import fit_surrogate
+    from ..surrogate.validate import evaluate, summarise
 
     card = card or ModelCard.reference()
     outdir = Path(outdir)

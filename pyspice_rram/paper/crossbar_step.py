@@ -1,4 +1,4 @@
-"""The circuit step of the main job: a small layer of the fitted card solved in ngspice.
+"""The crossbar step of the main job: a small layer of the fitted card solved in ngspice.
 
 :func:`demo` maps a seeded random 64x32 weight matrix onto differential pairs of 32x32 tiles
 of the card's cells (1 Ω per wire segment, 10 Ω drivers, ideal virtual ground), reads it
@@ -18,10 +18,10 @@ from typing import Any
 import numpy as np
 
 from ..device.card import ModelCard
-from .mapping import encode_inputs, map_layer
-from .store import TileResult, save_results
-from .sweep import error_sweep, plot_error_sweep, plot_tile_topology, vmm_errors
-from .update import default_pattern, plot_update, update_check
+from ..circuit.mapping import encode_inputs, map_layer
+from ..circuit.store import TileResult, save_results
+from ..circuit.sweep import error_sweep, plot_error_sweep, plot_tile_topology, vmm_errors
+from ..circuit.update import default_pattern, plot_update, update_check
 
 
 def demo(card: ModelCard, outdir: str | Path, progress: bool = True, *,
@@ -87,7 +87,7 @@ def demo(card: ModelCard, outdir: str | Path, progress: bool = True, *,
                                           k: info.get(k) for k in ("backend", "klu", "options",
                                                                    "attempts")}},
                                       timings={"ngspice": info["wall_s"]}))
-    save_results(outdir / "results.h5", records, attrs={"demo": "pyspice_rram.circuit.demo",
+    save_results(outdir / "results.h5", records, attrs={"demo": "pyspice_rram.paper.crossbar_step.demo",
                                                          "weights_seed": seed})
     summary["results"] = str(outdir / "results.h5")
 
