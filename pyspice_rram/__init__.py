@@ -33,12 +33,8 @@ __version__ = "0.1.0"
 _API: dict[str, tuple[tuple[str, str], ...]] = {
     # data set and fit
     "load_dataset": (("pyspice_rram.calibration", "load_dataset"),),
-    # the in-memory fit: pyspice_rram.calibration.fit once the calibration layer exports it,
-    # until then the current in-memory fit (fit_program, same FitResult)
-    "fit": (("pyspice_rram.calibration", "fit"),
-            ("pyspice_rram.calibration.fit", "fit_program")),
-    "FitResult": (("pyspice_rram.calibration", "FitResult"),
-                  ("pyspice_rram.calibration.fit", "FitResult")),
+    "fit": (("pyspice_rram.calibration", "fit"),),
+    "FitResult": (("pyspice_rram.calibration", "FitResult"),),
     "REFERENCE_DATASET": (("pyspice_rram.calibration.reference", "DEFAULT_DIR"),),
     "make_reference": (("pyspice_rram.calibration.reference", "make_reference"),),
     "ReferenceConfig": (("pyspice_rram.calibration.reference", "ReferenceConfig"),),

@@ -30,6 +30,16 @@ import sys
 
 from .errors import PyspiceRramError
 
+class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` shows every option's default, ``(default: ...)``; unset optional values
+    and off switches (default ``None`` / ``False``, not ``0``) show none."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
+
+
 #: Modules whose ``register(subparsers)`` adds subcommands, in help order.
 COMMAND_MODULES = (
     "pyspice_rram.pipeline",

@@ -91,11 +91,12 @@ def step_crossbar(card: ModelCard, outdir: Path, progress: bool = True) -> dict:
     return demo(card, outdir, progress=progress)
 
 
-def step_training(card: ModelCard, outdir: Path, mnist: str | None, progress: bool = True) -> dict:
+def step_training(card: ModelCard, outdir: Path, mnist: str | None, progress: bool = True,
+                  force: bool = False) -> dict:
     """Train FP, single and hybrid networks with the fitted card's device parameters."""
     from .paper.experiments import demo
 
-    return demo(card, outdir, mnist=mnist, progress=progress)
+    return demo(card, outdir, mnist=mnist, progress=progress, force=force)
 
 
 def step_surrogate(card: ModelCard, outdir: Path, progress: bool = True) -> dict:
@@ -109,15 +110,20 @@ def run_chain(outdir: str | Path, dataset: str | Path = REFERENCE_DATASET, *,
               mnist: str | None = None, steps: tuple[str, ...] = ("fit", "crossbar", "training",
                                                                    "surrogate"),
               card: str | Path | None = None, progress: bool = True,
-              echo: Callable[[str], None] = print) -> list[StepResult]:
+              echo: Callable[[str], None] = print, force: bool = False) -> list[StepResult]:
     """Run the chain ``fit -> crossbar -> training -> surrogate`` into ``outdir``.
 
     Without ``fit`` among ``steps`` the later steps use the card :func:`chain_card` finds
     (``card``, else ``outdir/fit/card.json``, else ``dataset/card.json``); its path is echoed
     and recorded in ``summary.json`` under ``"card"``. ``card`` together with ``fit`` is an
     error (the fit's card would be ignored).
+
+    A step whose output directory (``outdir/<step>``) already exists is refused unless
+    ``force``: a :class:`~pyspice_rram.errors.UserInputError` naming it (``summary.json``
+    describes the last run and is replaced).
     """
     outdir = Path(outdir)
+    check_output_dir(outdir, steps, force)
     outdir.mkdir(parents=True, exist_ok=True)
     dataset = Path(dataset)
     results: list[StepResult] = []
@@ -143,16 +149,31 @@ def run_chain(outdir: str | Path, dataset: str | Path = REFERENCE_DATASET, *,
     if "crossbar" in steps:
         timed("crossbar", lambda: step_crossbar(the_card, outdir / "crossbar", progress))
     if "training" in steps:
-        timed("training", lambda: step_training(the_card, outdir / "training", mnist, progress))
+        timed("training", lambda: step_training(the_card, outdir / "training", mnist, progress,
+                                                force))
     if "surrogate" in steps:
         timed("surrogate", lambda: step_surrogate(the_card, outdir / "surrogate", progress))
+
+    from .circuit.safeio import atomic_write_text
 
     summary: dict[str, Any] = {"card": str(card_path)}
     summary.update({r.name: {"seconds": round(r.seconds, 2), **_jsonable(r.summary)}
                     for r in results})
-    (outdir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    atomic_write_text(outdir / "summary.json", json.dumps(summary, indent=2) + "\n")
     echo(f"summary written to {outdir / 'summary.json'}")
     return results
+
+
+def check_output_dir(outdir: Path, steps: tuple[str, ...], force: bool) -> None:
+    """Refuse an ``outdir`` holding the output directory of one of ``steps`` (a result of
+    an earlier run) unless ``force``, and an ``outdir`` that is a file."""
+    if outdir.exists() and not outdir.is_dir():
+        raise UserInputError(f"-o/--output {outdir} is a file; give a directory")
+    found = [f"{name}/" for name in steps if (outdir / name).exists()]
+    if found and not force:
+        raise UserInputError(f"-o/--output {outdir} already holds results of the main job "
+                             f"({', '.join(found)}); not overwritten",
+                             hint="give another -o/--output, or --force to overwrite them")
 
 
 def _get(d: Any, *keys: str) -> Any:
@@ -219,17 +240,19 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if unknown:
         raise ValueError(f"unknown steps {sorted(unknown)}")
     run_chain(args.output, args.dataset, mnist=args.mnist, steps=steps, card=args.card,
-              progress=not args.no_progress)
+              progress=not args.no_progress, force=args.force)
     return 0
 
 
 def register(subparsers) -> None:
     """Add the ``run`` subcommand (the main job)."""
+    from .circuit.cli import HelpFormatter
+
     p = subparsers.add_parser("run", help="main job: fit -> crossbar -> training -> surrogate",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("-o", "--output", default="out", help="output directory (default: out/)")
+                              description=__doc__, formatter_class=HelpFormatter)
+    p.add_argument("-o", "--output", default="out", help="output directory")
     p.add_argument("--dataset", default=str(REFERENCE_DATASET),
-                   help="device data set directory (default: the shipped synthetic reference)")
+                   help="device data set directory (the shipped synthetic reference)")
     p.add_argument("--mnist", default=None,
                    help="MNIST directory (IDX .gz files); else $PYSPICE_RRAM_MNIST, else 8x8 digits")
     p.add_argument("--steps", default="fit,crossbar,training,surrogate",
@@ -239,4 +262,6 @@ def register(subparsers) -> None:
                         "OUTPUT/fit/card.json, else the card beside the data set)")
     p.add_argument("-q", "--quiet", "--no-progress", dest="no_progress", action="store_true",
                    help="no progress bars (same flag as the other commands)")
+    p.add_argument("--force", action="store_true",
+                   help="overwrite the results of an earlier run in -o/--output")
     p.set_defaults(func=_cmd_run)

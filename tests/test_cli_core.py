@@ -96,23 +96,7 @@ def _card(path: Path, text: str = '{"shipped": true}\n') -> Path:
     return path
 
 
-def test_fit_refuses_to_overwrite_the_card_beside_the_data(tmp_path, capsys):
-    card = _card(tmp_path / "card.json")
-    assert main(["fit", str(tmp_path), "-q"]) == 1
-    err = capsys.readouterr().err
-    line = _one_error_line(err, "fit")
-    assert str(card) in line and "not overwritten" in line
-    hint = [ln for ln in err.splitlines() if ln.startswith("hint: ")]
-    assert len(hint) == 1 and "-o" in hint[0] and "--force" in hint[0]
-    assert card.read_text() == '{"shipped": true}\n'
-
-
-def test_fit_refuses_to_overwrite_an_existing_output(tmp_path, capsys):
-    card = _card(tmp_path / "out" / "card.json", "old\n")
-    assert main(["fit", str(tmp_path / "data"), "-q", "-o", str(card)]) == 1
-    line = _one_error_line(capsys.readouterr().err, "fit")
-    assert str(card) in line and "exists" in line
-    assert card.read_text() == "old\n"
+# fit over the card beside the data / over an existing -o card: tests/test_bad_inputs_table.py
 
 
 def test_fit_force_goes_past_the_check(tmp_path, capsys):

@@ -33,42 +33,26 @@ def _check_not_overwriting(card_path: Path, default: bool, force: bool) -> None:
     """UserInputError when a card already exists at ``card_path`` and ``--force`` is not
     given; with the default output (no ``-o``) the card is the one beside the data (a
     shipped data set's card), and the hint says to give ``-o``."""
-    from ..errors import UserInputError
+    from .fitting import check_not_overwriting
 
-    if force or not card_path.exists():
-        return
-    if default:
-        raise UserInputError(
-            f"{card_path} exists (the card of this data set, written beside the data when "
-            f"-o is not given); not overwritten",
-            hint=f"give another output with -o OUT/card.json, or --force to overwrite "
-                 f"{card_path} and the .lib/.va/quality.json/report beside it")
-    raise UserInputError(f"output card {card_path} exists; not overwritten",
-                         hint="choose another -o path, or add --force to overwrite it")
+    check_not_overwriting(
+        card_path, force,
+        hint=(f"give another output with -o OUT/card.json, or --force to overwrite "
+              f"{card_path} and the .lib/.va/quality.json/report beside it") if default
+        else "choose another -o path, or add --force to overwrite it")
 
 
 def _print_warnings(caught) -> None:
-    """The loader's warnings, one line each without the module's source path; the
-    compliance-clipped points are aggregated into one line per file."""
-    from .io import ClippedPointsWarning
-
-    clipped: dict[str, list[int]] = {}
+    """The loader's warnings (already one per kind and file, with counts), one line each
+    without the module's source path: the lines of ``dataset.warnings``."""
     for w in caught:
-        if issubclass(w.category, ClippedPointsWarning) and getattr(w.message, "source", None):
-            c = clipped.setdefault(w.message.source, [0, 0])
-            c[0] += w.message.n_points
-            c[1] += 1
-            continue
         print(f"warning: {w.message}", file=sys.stderr)
-    for source, (n_points, n_sweeps) in clipped.items():
-        print(f"warning: {n_points} compliance-clipped points in {n_sweeps} sweeps of "
-              f"{source} excluded from the fit", file=sys.stderr)
 
 
 def _fit(args: argparse.Namespace) -> int:
     import warnings
 
-    from .fit import fit_program, write_outputs
+    from .fitting import fit
     from .io import load_dataset
 
     dataset = Path(args.dataset)
@@ -83,13 +67,16 @@ def _fit(args: argparse.Namespace) -> int:
     rdir = None if args.no_report else (Path(args.report) if args.report else outdir / "report")
     for d in dict.fromkeys(x for x in (outdir, card_path.parent if card_path else None, rdir) if x):
         _check_writable(d)  # before the fit: a fit must not be lost to an unwritable path
-    families = args.family or None
-    result = fit_program(ds, progress=not args.quiet, max_nfev=args.max_nfev,
-                         max_rounds=args.max_rounds, families=families,
-                         n_starts=args.starts)
+    result = fit(ds, args.family or None, args.starts, progress=not args.quiet,
+                 max_nfev=args.max_nfev, max_rounds=args.max_rounds,
+                 max_points=args.max_points or None, subset_points=args.subset_points)
     # a report that fails is recorded in quality.json (verdict poor), never loses the card
-    paths = write_outputs(result, outdir, card_path=card_path, report=rdir is not None,
-                          report_dir=rdir)
+    paths = result.save(outdir, force=True, card_path=card_path, report=rdir is not None,
+                        report_dir=rdir)
+    sub = result.fit_subset
+    if sub.get("subsampled"):
+        print(f"fitted on {sub['n_fit']} of {sub['n_total']} points (first whole sweeps/cycles "
+              f"of every sequence); verdict on all {sub['n_total']}")
     q = result.quality
     print(f"fitted {result.dataset.recipe.name} in {result.seconds:.0f} s "
           f"({len(result.program.devices)} devices); family {q['family']}")
@@ -128,17 +115,26 @@ def _fit(args: argparse.Namespace) -> int:
 
 
 def _make_reference(args: argparse.Namespace) -> int:
+    from ..errors import UserInputError
     from .reference import DEFAULT_DIR, make_reference
 
-    for name, p in make_reference(Path(args.outdir) if args.outdir else DEFAULT_DIR).items():
+    out = Path(args.outdir) if args.outdir else DEFAULT_DIR
+    if (out / "recipe.toml").exists() and not args.force:
+        raise UserInputError(f"{out} already holds a data set ({out / 'recipe.toml'}); not "
+                             "overwritten", hint="give another directory, or --force to "
+                                                 "regenerate it in place")
+    for name, p in make_reference(out).items():
         print(f"{name}: {p}")
     return 0
 
 
 def register(subparsers) -> None:
     """Add the calibration subcommands to the top-level parser."""
+    from ..cli import DefaultsHelpFormatter
+
     p = subparsers.add_parser(
         "fit", help="fit a device data set: model card, .lib/.va and report",
+        formatter_class=DefaultsHelpFormatter,
         description="Fit the model card jointly to the DC sweeps and pulse trains of a data "
                     "set (a directory with recipe.toml), write the card JSON, the ngspice "
                     ".lib, the Verilog-A .va and the fit report.")
@@ -159,11 +155,19 @@ def register(subparsers) -> None:
                         "defaults for the data)")
     p.add_argument("--starts", type=int, default=None,
                    help="starts of the global stage (default: recipe [fit] starts or 32)")
+    p.add_argument("--max-points", type=int, default=100_000,
+                   help="observations above which the fit runs on a subset of whole sweeps / "
+                        "cycles of every device (the verdict uses all; default 100000); 0: never")
+    p.add_argument("--subset-points", type=int, default=None,
+                   help="observations of that subset (default: 50000 / families tried)")
     p.add_argument("--strict", action="store_true",
                    help="exit with status 3 when the fit's verdict is 'poor' (the card and "
                         "quality.json are still written)")
     p.set_defaults(func=_fit)
     q = subparsers.add_parser("make-reference",
-                              help="regenerate the synthetic reference data set")
+                              help="regenerate the synthetic reference data set",
+                              formatter_class=DefaultsHelpFormatter)
     q.add_argument("outdir", nargs="?", help="target directory (default: calibration/motiox-reference)")
+    q.add_argument("--force", action="store_true",
+                   help="regenerate over an existing data set in the target directory")
     q.set_defaults(func=_make_reference)

@@ -89,21 +89,102 @@ from .recipe import MAX_AREA, MAX_PULSE_WIDTH, Entry, Recipe, load_recipe
 from .units import si_factor, split_header
 
 
-class ClippedPointsWarning(UserWarning):
-    """Points of a DC sweep were at the current compliance and are excluded from the fit.
+class DataWarning(UserWarning):
+    """Base of the loader's warnings: one warning per kind and file, aggregated over the
+    records (sweeps, cycles) it concerns.
 
-    ``source`` (the file) and ``n_points`` (clipped points of the sweep) let a caller
-    aggregate the per-sweep warnings into one line per file (the CLI does)."""
+    Attributes: ``source`` (the file), ``n_points`` (flagged rows or points in all records),
+    ``n_records`` (sweeps or cycles) and ``issues`` (the :class:`DataIssue` of every record).
+    """
 
-    def __init__(self, message: str = "", source: str | None = None, n_points: int = 0):
+    def __init__(self, message: str = "", source: str | None = None, n_points: int = 0,
+                 n_records: int = 1, issues: tuple = ()):
         super().__init__(message)
         self.source = source
         self.n_points = n_points
+        self.n_records = n_records
+        self.issues = tuple(issues)
 
 
-class SuspiciousDataWarning(UserWarning):
+class ClippedPointsWarning(DataWarning):
+    """Points of DC sweeps were at the current compliance and are excluded from the fit
+    (one warning per file: ``n_records`` sweeps, ``n_points`` points)."""
+
+
+class SuspiciousDataWarning(DataWarning):
     """Data that legitimate measurements rarely look like (e.g. a few duplicated rows); the
     data are used, the warning names the rows."""
+
+
+@dataclass(frozen=True)
+class DataIssue:
+    """One record (a sweep, or a cycle of a pulse train) the loader flagged.
+
+    Attributes
+    ----------
+    kind : ``"compliance"`` (clipped points excluded from the fit) or ``"duplicates"``
+        (rows identical to another row, used as they are)
+    source : the file
+    record : the sweep or cycle, e.g. ``"device 'D1', cycle 1, sweep '0pos'"``
+    rows : the flagged rows (``"line 404"``; for duplicates ``"line 12 = line 11"``), the
+        first :data:`ISSUE_ROWS_SHOWN`
+    n_points : number of flagged rows or points
+    detail : why (the compliance level) or what was compared
+    message : the record's own one-line message
+    """
+
+    kind: str
+    source: str
+    record: str
+    rows: tuple
+    n_points: int
+    detail: str
+    message: str
+
+
+#: kind -> (warning class, what is counted, what the records are)
+ISSUE_KINDS = {
+    "compliance": (ClippedPointsWarning, "compliance-clipped point(s) excluded from the fit",
+                   "sweeps"),
+    "duplicates": (SuspiciousDataWarning, "row(s) identical in every column to another row "
+                   "of the same record, used as they are", "records"),
+}
+#: Rows named per record in a message; records named in an aggregated message.
+ISSUE_ROWS_SHOWN = 6
+ISSUE_RECORDS_SHOWN = 3
+
+
+def summarise_issues(issues) -> list[DataWarning]:
+    """One warning per (kind, file), in order of first appearance: a single record keeps its
+    own message; several are counted (``"{file}: 5747 compliance-clipped point(s) excluded
+    from the fit in 5639 sweeps (...); first: device 'D000', cycle 1, sweep '0pos' (line 27),
+    ..."``). The issues are attached to the warning (``.issues``)."""
+    groups: dict[tuple[str, str], list[DataIssue]] = {}
+    for i in issues:
+        groups.setdefault((i.kind, i.source), []).append(i)
+    out = []
+    for (kind, source), items in groups.items():
+        cls, what, records = ISSUE_KINDS[kind]
+        n = sum(i.n_points for i in items)
+        if len(items) == 1:
+            msg = items[0].message
+        else:
+            details = list(dict.fromkeys(i.detail for i in items))
+            detail = details[0] if len(details) == 1 else f"{details[0]}, ... ({len(details)} kinds)"
+            first = ", ".join(f"{i.record} ({', '.join(i.rows[:2])}"
+                              f"{', ...' if len(i.rows) > 2 else ''})"
+                              for i in items[:ISSUE_RECORDS_SHOWN])
+            more = ", ..." if len(items) > ISSUE_RECORDS_SHOWN else ""
+            msg = (f"{source}: {n} {what} in {len(items)} {records} ({detail}); "
+                   f"first: {first}{more}")
+        out.append(cls(msg, source=source, n_points=n, n_records=len(items), issues=items))
+    return out
+
+
+def warn_issues(issues, stacklevel: int = 2) -> None:
+    """Warn once per kind and file (:func:`summarise_issues`)."""
+    for w in summarise_issues(issues):
+        warnings.warn(w, stacklevel=stacklevel + 1)
 
 
 #: role -> (quantity, header aliases). Quantity None: label or integer columns.
@@ -828,6 +909,19 @@ class Dataset:
     trains: list[PulseTrain] = field(default_factory=list)
     sha256: str = ""
     files: dict[str, str] = field(default_factory=dict)
+    issues: list[DataIssue] = field(default_factory=list)
+
+    @property
+    def warnings(self) -> list[str]:
+        """The loader's warnings, one line per kind and file (what :func:`load_dataset`
+        warned and the CLI prints); every flagged record is in :attr:`issues`."""
+        return [str(w) for w in summarise_issues(self.issues)]
+
+    @property
+    def n_points(self) -> int:
+        """Observations: sweep points (clipped included) and pulse reads."""
+        return (sum(s.voltage.size for s in self.sweeps)
+                + sum(t.conductance.size for t in self.trains))
 
     @property
     def devices(self) -> list[tuple[str, float]]:
@@ -996,11 +1090,13 @@ def check_time_order(source: str, header: str, t: np.ndarray, where: list[str], 
 
 
 def check_duplicates(table: Table, rows: np.ndarray, label: str, what: str,
-                     key_extra=None, ignore: np.ndarray | None = None) -> None:
+                     key_extra=None, ignore: np.ndarray | None = None,
+                     issues: list | None = None) -> None:
     """Rows identical in every column to an earlier row of the same group: DataError when
-    they are :data:`DUPLICATE_ERROR_FRACTION` or more of the rows, else a
-    :class:`SuspiciousDataWarning` naming them. ``key_extra`` (per row of ``rows``) is added
-    to the comparison; rows where ``ignore`` is True never count."""
+    they are :data:`DUPLICATE_ERROR_FRACTION` or more of the rows, else a ``"duplicates"``
+    :class:`DataIssue` naming them, appended to ``issues`` (without a list: a
+    :class:`SuspiciousDataWarning`). ``key_extra`` (per row of ``rows``) is added to the
+    comparison; rows where ``ignore`` is True never count."""
     rows = np.asarray(rows, dtype=np.int64)
     keep = np.ones(rows.size, bool) if ignore is None else ~np.asarray(ignore, bool)
     sel = rows[keep]
@@ -1039,9 +1135,16 @@ def check_duplicates(table: Table, rows: np.ndarray, label: str, what: str,
         raise DataError(f"{table.source}: {label}: {len(dups)} of {len(rows)} rows are exact "
                         f"duplicates of another row of the same {what} ({shown}): every row "
                         f"duplicated? (file appended twice, or an export that repeats rows)")
-    warnings.warn(f"{table.source}: {label}: {len(dups)} row(s) identical in every column to "
-                  f"another row of the same {what} ({shown}); they are used as they are",
-                  SuspiciousDataWarning, stacklevel=4)
+    issue = DataIssue("duplicates", table.source, label,
+                      tuple(f"{table.where[j]} = {table.where[f]}"
+                            for j, f in dups[:ISSUE_ROWS_SHOWN]), len(dups),
+                      f"compared within each {what}",
+                      f"{table.source}: {label}: {len(dups)} row(s) identical in every column to "
+                      f"another row of the same {what} ({shown}); they are used as they are")
+    if issues is None:
+        warn_issues([issue], stacklevel=3)
+    else:
+        issues.append(issue)
 
 
 def flag_compliance(sweeps: list[Sweep], compliance: float | None) -> list[np.ndarray]:
@@ -1085,8 +1188,12 @@ def flag_compliance(sweeps: list[Sweep], compliance: float | None) -> list[np.nd
     return out
 
 
-def load_sweeps(entry: Entry) -> list[Sweep]:
+def load_sweeps(entry: Entry, issues: list | None = None) -> list[Sweep]:
     """DC sweeps of a recipe entry, one :class:`Sweep` per (device, cycle, sweep).
+
+    Flagged records (compliance-clipped points, a few duplicated rows) are appended to
+    ``issues`` as :class:`DataIssue`; without a list they are warned about here, one warning
+    per kind and file (:func:`warn_issues`).
 
     Without a sweep column each device's rows are split at polarity changes
     (:func:`split_polarity`). Checks (each a :class:`DataError` naming file, column, row and
@@ -1095,6 +1202,7 @@ def load_sweeps(entry: Entry) -> list[Sweep]:
     points are flagged for the whole entry (:func:`flag_compliance`).
     """
     out: list[Sweep] = []
+    found: list[DataIssue] = [] if issues is None else issues
     for table in read_tables(entry):
         n = table.n_rows
         hv = find_column(table, "voltage", entry)
@@ -1154,10 +1262,10 @@ def load_sweeps(entry: Entry) -> list[Sweep]:
                 raise DataError(f"{table.source}: {table.where[j]}: area changes within a sweep")
             branch = voltage_branches(v[idx])
             if t is not None:
-                check_duplicates(table, idx, name, "sweep")
+                check_duplicates(table, idx, name, "sweep", issues=found)
             else:   # same V, same I on the up and down legs is legitimate without a time
                 check_duplicates(table, idx, name, "voltage leg of a sweep",
-                                 key_extra=branch, ignore=v[idx] == 0)
+                                 key_extra=branch, ignore=v[idx] == 0, issues=found)
             if t is not None:
                 tt = t[idx]
                 dt = np.diff(tt)
@@ -1175,20 +1283,24 @@ def load_sweeps(entry: Entry) -> list[Sweep]:
                                 initial_state=entry.initial_state, branch=branch))
         out.extend(sweeps)
     for s, clipped in zip(out, flag_compliance(out, entry.compliance)):
-        label = (f"{s.source}: device {s.device!r}, cycle {s.cycle}, sweep {s.sweep!r}")
+        record = f"device {s.device!r}, cycle {s.cycle}, sweep {s.sweep!r}"
+        if clipped.all():
+            raise DataError(f"{s.source}: {record}: every point is compliance-clipped")
         if clipped.any():
-            rows = [s.where[j] for j in np.nonzero(clipped)[0]]
+            k = np.nonzero(clipped)[0]
+            rows = tuple(take_where(s.where, k[:ISSUE_ROWS_SHOWN]))
             top = np.abs(s.current[clipped]).max()
             how = (f"|I| >= compliance {entry.compliance:g} A" if entry.compliance
                    else f"current limit {top:g} A common to the entry")
-            warnings.warn(ClippedPointsWarning(
-                f"{label}: {int(clipped.sum())} compliance-clipped point(s) "
-                f"excluded from the fit ({how}): {', '.join(rows[:6])}"
-                f"{' ...' if len(rows) > 6 else ''}", source=s.source,
-                n_points=int(clipped.sum())), stacklevel=2)
-        if clipped.all():
-            raise DataError(f"{label}: every point is compliance-clipped")
+            found.append(DataIssue(
+                "compliance", s.source, record, rows, int(k.size),
+                (f"|I| >= compliance {entry.compliance:g} A" if entry.compliance
+                 else f"current limit {top:.3g} A common to the entry"),
+                f"{s.source}: {record}: {k.size} compliance-clipped point(s) excluded from "
+                f"the fit ({how}): {', '.join(rows)}{' ...' if k.size > len(rows) else ''}"))
         s.valid = ~clipped
+    if issues is None:
+        warn_issues(found)
     return out
 
 
@@ -1230,7 +1342,7 @@ def _read_values(table: Table, header: str, role: str, entry: Entry
     return vals, info, how
 
 
-def load_pulse_trains(entry: Entry) -> list[PulseTrain]:
+def load_pulse_trains(entry: Entry, issues: list | None = None) -> list[PulseTrain]:
     """Pulse trains of a recipe entry, one :class:`PulseTrain` per device.
 
     Rows are reads. The applied pulses come from ``pulse_voltage``/``pulse_width`` columns
@@ -1241,6 +1353,7 @@ def load_pulse_trains(entry: Entry) -> list[PulseTrain]:
     decreases. Reads must give a positive conductance; duplicated rows within a cycle are
     refused or warned about (:func:`check_duplicates`).
     """
+    found: list[DataIssue] = [] if issues is None else issues
     out: list[PulseTrain] = []
     for table in read_tables(entry):
         n = table.n_rows
@@ -1330,7 +1443,8 @@ def load_pulse_trains(entry: Entry) -> list[PulseTrain]:
                 j = int(np.nonzero(np.diff(c) < 0)[0][0]) + 1
                 raise DataError(f"{table.source}: column {hc!r}, {where[j]}: cycles must be "
                                 f"in increasing order within a device")
-            check_duplicates(table, idx, f"device {dev[idx[0]]!r}", "cycle", key_extra=c)
+            check_duplicates(table, idx, f"device {dev[idx[0]]!r}", "cycle", key_extra=c,
+                             issues=found)
             if pv is not None:
                 p = pidx[idx] if pidx is not None else None
                 applied = np.ones(idx.size, bool) if p is None else (p != 0)
@@ -1362,6 +1476,8 @@ def load_pulse_trains(entry: Entry) -> list[PulseTrain]:
                                   label_=entry.label,
                                   normalised=dict(norm) if norm is not None else None,
                                   state_from_first_read=entry.state_from_first_read))
+    if issues is None:
+        warn_issues(found)
     return out
 
 
@@ -1377,13 +1493,20 @@ def file_sha256(paths: list[Path]) -> tuple[str, dict[str, str]]:
 
 
 def load_dataset(path: str | Path) -> Dataset:
-    """Load every entry of a data set (directory with a recipe, or a recipe file)."""
+    """Load every entry of a data set (directory with a recipe, or a recipe file).
+
+    Flagged records (compliance-clipped sweep points, a few duplicated rows) are warned
+    about once per kind and file (:class:`ClippedPointsWarning`,
+    :class:`SuspiciousDataWarning`, with the counts and the first records named); the
+    lines are ``dataset.warnings`` and every record is in ``dataset.issues``.
+    """
     recipe = load_recipe(path)
     ds = Dataset(recipe)
     for e in recipe.sweeps:
-        ds.sweeps.extend(load_sweeps(e))
+        ds.sweeps.extend(load_sweeps(e, ds.issues))
     for e in recipe.pulses:
-        ds.trains.extend(load_pulse_trains(e))
+        ds.trains.extend(load_pulse_trains(e, ds.issues))
     files = [e.file for e in recipe.entries] + [recipe.path]
     ds.sha256, ds.files = file_sha256(files)
+    warn_issues(ds.issues)
     return ds

@@ -35,7 +35,7 @@ from ..device.model import read_conductance
 from ..device.pulses import potentiation_depression_train, simulate_pulse_train
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .fit import FitResult
+    from .fitting import FitResult
 
 
 #: Largest state count for which the card's δ/μ is simulated (arrays of N x cycles x devices).
@@ -186,7 +186,7 @@ def figures_of_merit(result: "FitResult") -> dict[str, Any]:
     else:
         fom["beta_p"], fom["beta_d"] = card.beta_p, card.beta_d
     # --- δ/μ
-    from .fit import pulse_steps
+    from .fitting import pulse_steps
 
     st = pulse_steps(prog, card, s)
     c2c = result.statistics.get("c2c", {})

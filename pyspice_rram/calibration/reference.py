@@ -81,6 +81,18 @@ def _fmt(x: float) -> str:
     return f"{x:.6g}"
 
 
+def _devices(diameters_nm, per_area: int, name: str) -> tuple[list[str], list[float], np.ndarray]:
+    """Names (``name.format(d=diameter in nm, j=1, 2, ...)``), diameters (nm) and areas (m²)
+    of ``per_area`` devices of every diameter."""
+    names, diam, areas = [], [], []
+    for d in diameters_nm:
+        for j in range(per_area):
+            names.append(name.format(d=int(d), j=j + 1))
+            diam.append(d)
+            areas.append(area_from_diameter(d * 1e-9))
+    return names, diam, np.array(areas)
+
+
 def make_reference(outdir: str | Path = DEFAULT_DIR, config: ReferenceConfig | None = None,
                    *, readme: bool = True) -> dict[str, Path]:
     """Write the synthetic data set (data files, ``recipe.toml``, ``README.md``) to ``outdir``.
@@ -93,13 +105,7 @@ def make_reference(outdir: str | Path = DEFAULT_DIR, config: ReferenceConfig | N
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(cfg.seed)
     # ---- device population (shared by the sweep, cycling and optimised files)
-    names, diam, areas = [], [], []
-    for d in cfg.diameters_nm:
-        for j in range(cfg.devices_per_area):
-            names.append(f"D{int(d)}-{j + 1}")
-            diam.append(d)
-            areas.append(area_from_diameter(d * 1e-9))
-    areas = np.array(areas)
+    names, diam, areas = _devices(cfg.diameters_nm, cfg.devices_per_area, "D{d}-{j}")
     pop = DevicePopulation.sample(card, areas, areas.size, rng)
     paths: dict[str, Path] = {}
 
@@ -179,13 +185,9 @@ def make_reference(outdir: str | Path = DEFAULT_DIR, config: ReferenceConfig | N
     paths["pulses_optimised"].write_text("\n".join(lines) + "\n")
 
     # ---- survey: many devices, reset + 100 P, three reads each
-    s_names, s_diam, s_area = [], [], []
-    for d in cfg.diameters_nm:
-        for j in range(cfg.survey_devices_per_area):
-            s_names.append(f"S{int(d)}-{j + 1:03d}")
-            s_diam.append(d)
-            s_area.append(area_from_diameter(d * 1e-9))
-    spop = DevicePopulation.sample(card, np.array(s_area), len(s_area), rng)
+    s_names, s_diam, s_area = _devices(cfg.diameters_nm, cfg.survey_devices_per_area,
+                                       "S{d}-{j:03d}")
+    spop = DevicePopulation.sample(card, s_area, len(s_area), rng)
     v_s = np.r_[sc.v_reset, np.full(cfg.survey_np, sc.v_set)]
     t_s = np.r_[sc.t_reset, np.full(cfg.survey_np, sc.t_set)]
     x0 = rng.uniform(0, 1, len(s_area))  # unknown history, erased by the reset

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .fit import FitResult
+    from .fitting import FitResult
 
 
 #: Traces with more reads than this are decimated (min and max per bin) in the figures.
@@ -253,26 +253,42 @@ def iv_residuals(result: "FitResult") -> dict | None:
             "kind": kind, "label": label, "n_dropped": int(m.sum() - ok.sum())}
 
 
+def _residual_scatter(res: dict, x_key: str, xlabel: str, figsize: tuple[float, float],
+                      ms: float):
+    """Residuals ``res["r"]`` against ``res[x_key]``, one colour per area, each area's trace
+    (ordered by x) decimated to its min/max envelope above :data:`MAX_POINTS` points.
+    Returns ``(fig, ax, axis scale, decimated)``."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=figsize)
+    decimated = False
+    for a, c in _area_colors(res["area"]).items():
+        mm = np.nonzero(np.isclose(res["area"], a, rtol=1e-9, atol=0))[0]
+        mm = mm[np.argsort(res[x_key][mm], kind="stable")]
+        x, r, d = decimate_minmax(res[x_key][mm], res["r"][mm])
+        decimated |= d
+        ax.plot(x, r, ".", ms=ms, mew=0, color=c, alpha=0.5)
+        ax.plot([], [], ".", color=c, label=f"{_diam_nm(a):.0f} nm")
+    scale = _residual_axis(ax, res["r"])
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(res["label"])
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=3, markerscale=4)
+    return fig, ax, scale, decimated
+
+
 def figure_iv_residuals(result: "FitResult", path: Path, return_fig: bool = False):
     res = iv_residuals(result)
     if res is None or res["r"].size == 0:
         return None
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(6.4, 3.4))
-    for a, c in _area_colors(res["area"]).items():
-        mm = np.isclose(res["area"], a, rtol=1e-9, atol=0)
-        ax.plot(res["v"][mm], res["r"][mm], ".", ms=1.5, color=c, label=f"{_diam_nm(a):.0f} nm")
-    scale = _residual_axis(ax, res["r"])
-    ax.set_xlabel("V (V)")
-    ax.set_ylabel(res["label"])
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=3, markerscale=4)
+    fig, ax, scale, decimated = _residual_scatter(res, "v", "V (V)", (6.4, 3.4), 1.5)
     t = (f"DC sweeps: {'log10|I|' if res['kind'] == 'log' else 'relative'} residuals "
          f"(free-running fitted model), {res['r'].size} points")
     if scale == "symlog":
         t += ", symlog axis"
     if res["n_dropped"]:
         t += f"; {res['n_dropped']} with I = 0 not shown"
+    if decimated:
+        t += f"; > {MAX_POINTS} per area decimated to min/max per bin"
     ax.set_title(t, fontsize=8)
     return _finish(fig, path, return_fig)
 
@@ -436,21 +452,8 @@ def figure_pulse_residuals(result: "FitResult", path: Path, return_fig: bool = F
     res = pulse_residuals(result)
     if res is None or res["r"].size == 0:
         return None
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(6.4, 3.2))
-    decimated = False
-    for a, c in _area_colors(res["area"]).items():
-        mm = np.nonzero(np.isclose(res["area"], a, rtol=1e-9, atol=0))[0]
-        mm = mm[np.argsort(res["step"][mm], kind="stable")]
-        x, r, d = decimate_minmax(res["step"][mm], res["r"][mm])
-        decimated |= d
-        ax.plot(x, r, ".", ms=1.0, mew=0, color=c, alpha=0.5)
-        ax.plot([], [], ".", color=c, label=f"{_diam_nm(a):.0f} nm")
-    scale = _residual_axis(ax, res["r"])
-    ax.set_xlabel("pulse number (cumulative)")
-    ax.set_ylabel(res["label"])
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=3)
+    fig, ax, scale, decimated = _residual_scatter(res, "step", "pulse number (cumulative)",
+                                                  (6.4, 3.2), 1.0)
     t = f"pulse reads: residuals of the free-running model (c2c walk), {res['r'].size} reads"
     if res["kind"] == "steps":
         t += "\nstate step = mean |ΔG_fit| per pulse of the train"
@@ -530,7 +533,7 @@ def figure_dg_area(result: "FitResult", path: Path, return_fig: bool = False):
     fom = result.metrics
     if "dg_area_slope" not in fom:
         return None
-    from .fit import pulse_steps
+    from .fitting import pulse_steps
 
     prog, card = result.program, result.card
     st = pulse_steps(prog, card, result.scales)
@@ -559,7 +562,7 @@ def figure_dg_area(result: "FitResult", path: Path, return_fig: bool = False):
 
 
 def figure_delta_mu(result: "FitResult", path: Path, return_fig: bool = False):
-    from .fit import pulse_steps
+    from .fitting import pulse_steps
 
     st = pulse_steps(result.program, result.card, result.scales)
     m = (st["v"] > 0) & (st["x_prev"] >= 0.02) & (st["x_prev"] <= 0.85) & (st["dg_model"] > 0)
@@ -807,6 +810,9 @@ def write_report(result: "FitResult", outdir: str | Path, truth=None) -> dict[st
                 f"log10 for densities and r_series)\n" + lmfit.fit_report(res, min_correl=0.3))
         (outdir / "lmfit_report.txt").write_text(text + "\n")
         paths["lmfit_report"] = outdir / "lmfit_report.txt"
+    if hasattr(result, "report"):
+        (outdir / "fit_report.txt").write_text(result.report())
+        paths["fit_report"] = outdir / "fit_report.txt"
     (outdir / "report.md").write_text(report_markdown(result, figs, truth=truth))
     paths["report"] = outdir / "report.md"
     return paths

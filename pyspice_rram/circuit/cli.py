@@ -32,6 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..cli import DefaultsHelpFormatter
+
 
 def load_matrix(spec: str) -> np.ndarray:
     """Load a matrix from ``.npy``, ``.npz[:key]``, ``.csv``/``.txt`` or ``.h5[:dataset]``."""
@@ -83,15 +85,9 @@ def _floats(text: str, option: str = "") -> list[float]:
                          ) from None
 
 
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter,
-                    argparse.RawDescriptionHelpFormatter):
+class HelpFormatter(DefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
     """``--help`` shows every option's default and keeps the description's layout (unset
     optional values and off switches show no ``(default: None/False)``)."""
-
-    def _get_help_string(self, action):
-        if action.default in (None, False):
-            return action.help
-        return super()._get_help_string(action)
 
 
 def add_output(p: argparse.ArgumentParser, help: str, **kw) -> None:
@@ -106,6 +102,7 @@ def add_quiet(p: argparse.ArgumentParser) -> None:
 
 
 def add_force(p: argparse.ArgumentParser, what: str = "overwrite an existing output") -> None:
+    """``--force``: overwrite an existing output (never done without it)."""
     p.add_argument("--force", action="store_true", help=what)
 
 
@@ -147,12 +144,15 @@ def _inputs_sha256(v: np.ndarray) -> str:
 
 
 def _resume_tiles(path: Path, meta: dict, tasks: list, solvers: list[str]) -> list[dict]:
-    """Outputs of the tiles already stored in ``path`` (checked against this run)."""
-    from .safeio import open_h5
+    """Outputs of the tiles already stored in ``path`` (checked against this run). Tiles
+    that do not belong (a file of an older version cut short) are dropped through an atomic
+    rewrite; the file is never modified in place."""
+    from .safeio import atomic_h5, open_h5
     from .store import FORMAT, _json
 
     done: list[dict] = []
-    with open_h5(path, "a", what="xbar solve results file") as f:
+    drop: list[str] = []
+    with open_h5(path, "r", what="xbar solve results file") as f:
         if f.attrs.get("format") != FORMAT:
             raise ValueError(f"{path} is not a {FORMAT} file: cannot --resume it")
         user = json.loads(f.attrs.get("user", "{}"))
@@ -163,18 +163,21 @@ def _resume_tiles(path: Path, meta: dict, tasks: list, solvers: list[str]) -> li
                                  f"{user.get(key)!r} there, {mine!r} now): cannot --resume; "
                                  "give --force to start it again")
         tiles = f.get("tiles", {})
-        for k, name in enumerate(sorted(tiles)):
+        names = sorted(tiles)
+        for k, name in enumerate(names):
             g = tiles[name]
             if k >= len(tasks) or "outputs" not in g or not all(
                     s in g["outputs"] for s in solvers + ["ideal"]):
-                del tiles[name]            # a tile cut short by the interruption
-                for rest in sorted(tiles)[k:]:
-                    del tiles[rest]
+                drop = names[k:]           # a tile cut short: it and the rest are solved again
                 break
             if not np.array_equal(g["inputs"][()], tasks[k][1]):
                 raise ValueError(f"{path}: tile {name} has other inputs than this solve")
             done.append({s: g["outputs"][s][()] for s in g["outputs"]} |
                         {"_timings": json.loads(g.attrs["timings"])})
+    if drop:
+        with atomic_h5(path, append=True) as f:
+            for name in drop:
+                del f["tiles"][name]
     return done
 
 
@@ -206,9 +209,8 @@ def cmd_solve(args) -> int:
             return _solve(args, layer, a, v, solvers, None)
     out = Path(args.out)
     with OutputLock(out):
-        exists = check_output(out, force=args.force, resume=args.resume)
-        if exists and args.force and not args.resume:
-            out.unlink()
+        # with --force the earlier file stays until the new one replaces it (atomically)
+        check_output(out, force=args.force, resume=args.resume)
         with signals_unwind(), ngspice_errors_as_one_line():
             return _solve(args, layer, a, v, solvers, out)
 
@@ -217,7 +219,8 @@ def _solve(args, layer, a, v, solvers, out: Path | None) -> int:
     from tqdm.auto import tqdm
 
     from .parallel import solve_tiles
-    from .store import TileResult, save_results
+    from .safeio import H5Checkpoints, raise_if_interrupted
+    from .store import TileResult, write_results
     from .sweep import vmm_errors
 
     tasks = layer.tasks(v, args.direction)
@@ -226,20 +229,23 @@ def _solve(args, layer, a, v, solvers, out: Path | None) -> int:
             "direction": args.direction, "n_tiles": len(tasks)}
     parts: dict[str, list] = {s: [] for s in solvers + ["ideal"]}
     wall = {s: 0.0 for s in solvers}
-    if out is not None and out.exists():
+    if out is not None and out.exists() and args.resume:
         for d in _resume_tiles(out, meta, tasks, solvers):
             for s in parts:
                 parts[s].append(d[s])
             for s in solvers:
                 wall[s] += float(d["_timings"].get(s, 0.0))
         print(f"resuming {out}: {len(parts['ideal'])} of {len(tasks)} tiles already stored")
-    elif out is not None:
-        save_results(out, [], attrs=meta)
-    if out is not None:
-        import h5py
+    done = {"complete": False}
 
-        with h5py.File(out, "a") as f:
-            f.attrs["complete"] = False
+    def write(f, recs):   # one commit: tiles appended to a copy (or a new file), renamed
+        write_results(f, recs, attrs=meta, where=out)
+        f.attrs["complete"] = done["complete"]
+
+    # a fresh solve (also --force over an earlier file) writes a new file at its first
+    # commit: until then an earlier file stays as it was
+    store = (H5Checkpoints(out, write, new=not (args.resume and out.exists()))
+             if out is not None else None)
     print(f"layer {layer.n_in}x{layer.n_out}, {args.synapse} synapse, {len(layer.tiles)} tiles "
           f"of {layer.tile_shape[0]}x{layer.tile_shape[1]}, {a.shape[0]} input vectors, "
           f"{args.direction} read")
@@ -269,23 +275,26 @@ def _solve(args, layer, a, v, solvers, out: Path | None) -> int:
                         {"ngspice": {kk: ng.get(kk) for kk in
                                      ("backend", "klu", "options", "attempts")}},
                         {s: infos[s][j]["wall_s"] for s in solvers}))
-                save_results(out, recs, mode="a")
+                store.add(*recs)
             bar.update(len(chunk))
             if _AFTER_TILE is not None:
                 _AFTER_TILE(k0 + len(chunk))
+            raise_if_interrupted()       # a Ctrl-C swallowed by a library (h5py)
     except KeyboardInterrupt as exc:
         bar.close()
-        kept = len(parts["ideal"]) if out is None else None
-        if out is not None:
-            import h5py
-
-            with h5py.File(out, "r") as f:
-                kept = len(f.get("tiles", {}))
+        kept = len(parts["ideal"])
+        if store is not None:
+            kept = start + store.commit()    # the tiles solved so far, stored atomically
         what = f"{kept} of {len(tasks)} tiles kept in {out}; continue with --resume" \
             if out is not None else "nothing stored (no -o/--output)"
         print(f"pyspice-rram xbar solve: interrupted ({exc or 'SIGINT'}): {what}",
               file=sys.stderr)
         return 130
+    except Exception:                    # a failed tile: keep the tiles solved before it
+        bar.close()
+        if store is not None:
+            store.commit()
+        raise
     bar.close()
     ideal = layer.combine(parts["ideal"], args.direction)
     for s in solvers:
@@ -299,11 +308,9 @@ def _solve(args, layer, a, v, solvers, out: Path | None) -> int:
         rel = max(float(np.max(np.abs(a_ - b_) / np.maximum(np.abs(b_), 1e-300)))
                   for a_, b_ in zip(parts["ngspice"], parts["mna"]))
         print(f"  ngspice vs MNA: max relative difference per tile current {rel:.2e}")
-    if out is not None:
-        import h5py
-
-        with h5py.File(out, "a") as f:
-            f.attrs["complete"] = True
+    if store is not None:
+        done["complete"] = True
+        store.commit(always=True)
         print(f"results written to {out}")
     return 0
 
@@ -382,9 +389,23 @@ def cmd_netlist(args) -> int:
     return 0
 
 
+#: What ``xbar demo`` writes into its output directory.
+DEMO_OUTPUTS = ("results.h5", "summary.json", "error_vs_tile.png", "update.png",
+                "tile_topology.png")
+
+
 def cmd_demo(args) -> int:
+    from ..errors import UserInputError
     from ..paper.crossbar_step import demo
 
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UserInputError(f"-o/--output {out} is a file; give a directory")
+    found = [n for n in DEMO_OUTPUTS if (out / n).exists()]
+    if found and not args.force:
+        raise UserInputError(f"-o/--output {out} already holds a demo's results "
+                             f"({', '.join(found)}); not overwritten",
+                             hint="give another -o/--output, or --force to overwrite them")
     card = _card(args)
     if card is None:
         raise ValueError("the demo needs a model card (not --g-range)")
@@ -465,6 +486,7 @@ def register(subparsers) -> None:
     s = parser("demo", "the main job's circuit step")
     _add_common(s)
     add_output(s, "output directory", default="xbar_demo")
+    add_force(s, "overwrite the results of an earlier demo in -o/--output")
     s.set_defaults(func=cmd_demo)
 
 

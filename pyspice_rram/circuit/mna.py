@@ -52,6 +52,7 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
+from ..errors import SimulatorError
 from . import _mna_kernels as _kern
 from .tile import Tile, check_direction, topology
 
@@ -130,8 +131,9 @@ class SparseFactor:
         return np.array(X).reshape(b.shape)
 
 
-class ConvergenceError(RuntimeError):
-    """Newton iterations of the nodal solver did not converge."""
+class ConvergenceError(SimulatorError):
+    """Newton iterations of the nodal solver did not converge (a :class:`SimulatorError`, so
+    the CLI prints one line)."""
 
 
 #: ``factorization='auto'``: up to this many free nodes (32x32 tiles and smaller) the

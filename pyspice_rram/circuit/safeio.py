@@ -9,9 +9,15 @@ overwrite, signals that unwind (so temporary files are removed), readable HDF5 e
   ``resume`` (continue) is given.
 * :func:`signals_unwind` -- SIGTERM (and SIGHUP) raise :class:`Interrupted` in the main
   thread, as SIGINT raises ``KeyboardInterrupt``, so ``finally`` blocks and temporary
-  directories are cleaned up.
+  directories are cleaned up; :func:`raise_if_interrupted` raises such a signal again at a
+  safe point when a library swallowed it.
 * :func:`open_h5` -- ``h5py.File`` whose errors name the file (not an HDF5 file, truncated,
   missing) as a one-line ``ValueError`` / ``FileNotFoundError``.
+* :func:`atomic_h5` -- write (or append to a copy of) an HDF5 file beside its final path and
+  ``os.replace`` it there: a kill at any moment leaves the earlier file byte-identical.
+* :class:`H5Checkpoints` -- per-tile / per-item results of a long job committed through
+  :func:`atomic_h5` in batches (every ``CHECKPOINT_S`` seconds, and at least 20 times the
+  last commit's duration apart, so the copies cost < 5 % of the run), and on an interrupt.
 """
 
 from __future__ import annotations
@@ -23,12 +29,14 @@ import threading
 from pathlib import Path
 from typing import Iterator
 
+from ..errors import PyspiceRramError, UserInputError
 
-class OutputLocked(ValueError):
+
+class OutputLocked(UserInputError):
     """Another running process writes the same output."""
 
 
-class OutputExists(ValueError):
+class OutputExists(UserInputError):
     """The output exists and neither ``--force`` nor ``--resume`` was given."""
 
 
@@ -96,6 +104,7 @@ class OutputLock:
             os.ftruncate(fd, 0)
             os.write(fd, f"{os.getpid()}\n".encode())
             self._fd, self._held = fd, True
+            self._remove_stale_temporaries()
             return self
         raise OutputLocked(f"could not take the lock file {self.lock} of {self.path}")
 
@@ -118,6 +127,13 @@ class OutputLock:
             self._held = True
             return self
         raise OutputLocked(f"could not take the lock file {self.lock} of {self.path}")
+
+    def _remove_stale_temporaries(self) -> None:
+        """Temporary files of :func:`atomic_h5` / :func:`atomic_write_text` for this output
+        left by a killed writer (the lock is ours: no other writer of it runs)."""
+        for tmp in self.path.parent.glob(f".{self.path.name}.*.tmp"):
+            with contextlib.suppress(OSError):
+                tmp.unlink()
 
     def release(self) -> None:
         if self._held:
@@ -145,28 +161,63 @@ def check_output(path: str | Path, *, force: bool = False, resume: bool = False,
     return p.exists()
 
 
+#: Signals received inside :func:`signals_unwind` (for :func:`raise_if_interrupted`).
+_SEEN: list[int] = []
+
+
 @contextlib.contextmanager
 def signals_unwind() -> Iterator[None]:
-    """Within the block, SIGTERM and SIGHUP raise :class:`Interrupted` (main thread only)."""
+    """Within the block, SIGTERM and SIGHUP raise :class:`Interrupted` (main thread only), as
+    SIGINT raises ``KeyboardInterrupt``; every such signal is also remembered, so that
+    :func:`raise_if_interrupted` raises it again when a library swallowed it."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def handler(signum, frame):  # noqa: ARG001
+        _SEEN.append(signum)
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
         raise Interrupted(f"signal {signal.Signals(signum).name}")
 
+    import sys
+
+    old_hook = sys.unraisablehook
+
+    def unraisable(info):   # the signal lost in a weakref callback / __del__: no traceback
+        if isinstance(info.exc_value, KeyboardInterrupt) and _SEEN:
+            return          # raised again by raise_if_interrupted
+        old_hook(info)
+
     old = {}
-    for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
-        if sig is not None:
+    _SEEN.clear()
+    for sig in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+        if sig is not None and signal.getsignal(sig) is not signal.SIG_IGN:
             old[sig] = signal.signal(sig, handler)
+    sys.unraisablehook = unraisable
     try:
         yield
     finally:
+        sys.unraisablehook = old_hook
         for sig, h in old.items():
             signal.signal(sig, h)
+        _SEEN.clear()
 
 
-class SolverFailed(ValueError):
+def raise_if_interrupted() -> None:
+    """Raise ``KeyboardInterrupt`` / :class:`Interrupted` again if a signal arrived inside
+    :func:`signals_unwind`: called at safe points of a long job (after an epoch, a tile,
+    a commit). A ``KeyboardInterrupt`` raised while a library runs a weakref callback or
+    ``__del__`` (h5py closing a file) is printed as "Exception ignored" and lost; without
+    this the job would go on after Ctrl-C."""
+    if _SEEN:
+        signum = _SEEN[-1]
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        raise Interrupted(f"signal {signal.Signals(signum).name}")
+
+
+class SolverFailed(PyspiceRramError, ValueError):
     """ngspice failed on a tile: one line naming the kept netlist and its log."""
 
 
@@ -223,3 +274,131 @@ def open_h5(path: str | Path, mode: str = "r", *, what: str = "HDF5 file"):
     except OSError as exc:
         msg = str(exc).split("(", 1)[-1].rstrip(")") if "(" in str(exc) else str(exc)
         raise ValueError(f"{p}: not a readable HDF5 file ({msg}); expected a {what}") from None
+
+
+def _tmp_beside(p: Path) -> Path:
+    import tempfile
+
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    os.close(fd)
+    os.chmod(tmp, 0o644)                 # mkstemp makes 0600; an output is a normal file
+    return Path(tmp)
+
+
+@contextlib.contextmanager
+def atomic_h5(path: str | Path, *, append: bool = False, timing: dict | None = None):
+    """An ``h5py.File`` open on a temporary file in the directory of ``path``; when the block
+    ends without an error the file is closed and renamed to ``path`` (``os.replace``), else
+    it is removed. ``append=True`` starts from a copy of the existing ``path`` (which must
+    exist), so appending never modifies the earlier file in place: a kill (even SIGKILL)
+    at any moment leaves ``path`` as it was before, byte for byte. ``timing`` (a dict), if
+    given, receives ``copy_s``: the seconds spent copying.
+
+    Yields
+    ------
+    h5py.File
+        Open in mode ``"a"`` (append) or ``"w"``.
+    """
+    import shutil
+
+    import h5py
+
+    p = Path(path)
+    tmp = _tmp_beside(p)
+    try:
+        if append:
+            import time
+
+            t0 = time.perf_counter()
+            shutil.copyfile(p, tmp)
+            if timing is not None:
+                timing["copy_s"] = time.perf_counter() - t0
+        with h5py.File(tmp, "a" if append else "w") as f:
+            yield f
+        os.replace(tmp, p)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+#: Shortest interval (s) between two commits of :class:`H5Checkpoints` (0: every record).
+CHECKPOINT_S = 2.0
+
+
+class H5Checkpoints:
+    """Crash-safe, batched appends of a long job's results to an HDF5 file.
+
+    Records given to :meth:`add` are buffered and committed with ``write(h5file, records)``
+    through :func:`atomic_h5` (a copy of the file, appended to and renamed over it): when
+    ``CHECKPOINT_S`` seconds have passed since the last commit and at least ``1/overhead``
+    times the last copy's duration (so the copies of the growing file cost at most
+    ``overhead`` of the run's time; writing the records costs what it would in place), on :meth:`commit` and on leaving the ``with`` block (also on
+    an exception such as ``KeyboardInterrupt``). A SIGKILL loses at most the uncommitted
+    records, never what was committed.
+
+    Parameters
+    ----------
+    path : path of the HDF5 file
+    write : callable ``write(h5py.File, list)`` appending the records (an empty list on a
+        commit with nothing pending)
+    new : the first commit writes a new file (replacing an existing ``path`` only then, so
+        an earlier result stays intact until there is something to replace it with); else
+        every commit appends to a copy of the existing ``path``
+    interval_s : shortest interval between commits (s); default ``CHECKPOINT_S``
+    overhead : largest fraction of the time spent in commits
+    """
+
+    def __init__(self, path: str | Path, write, *, new: bool = False,
+                 interval_s: float | None = None, overhead: float = 0.05) -> None:
+        import time
+
+        self.path = Path(path)
+        self._new = new
+        self.write = write
+        self.interval_s = CHECKPOINT_S if interval_s is None else float(interval_s)
+        self.overhead = overhead
+        self.pending: list = []
+        self.committed = 0
+        self.commit_s = 0.0          # total seconds spent committing
+        self.n_commits = 0
+        self._last = time.perf_counter()
+        self._last_cost = 0.0        # seconds of the last commit's copy of the file
+        self.copy_s = 0.0            # total seconds spent copying
+
+    def add(self, *records) -> None:
+        """Buffer ``records``; commit when due."""
+        import time
+
+        self.pending.extend(records)
+        raise_if_interrupted()       # a Ctrl-C swallowed by a library: stop here
+        wait = max(self.interval_s, self._last_cost / self.overhead if self.overhead else 0.0)
+        if time.perf_counter() - self._last >= wait:
+            self.commit()
+
+    def commit(self, always: bool = False) -> int:
+        """Write the buffered records now (``always``: even when none are pending); returns
+        the number of records committed so far."""
+        import time
+
+        if self.pending or always:
+            t0 = time.perf_counter()
+            timing = {"copy_s": 0.0}
+            with atomic_h5(self.path, append=not self._new, timing=timing) as f:
+                self.write(f, self.pending)
+            self._new = False
+            self.n_commits += 1
+            self.committed += len(self.pending)
+            self.pending = []
+            self._last_cost = timing["copy_s"]
+            self.copy_s += timing["copy_s"]
+            self.commit_s += time.perf_counter() - t0
+            self._last = time.perf_counter()
+        return self.committed
+
+    def __enter__(self) -> "H5Checkpoints":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.commit()

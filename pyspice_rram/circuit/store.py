@@ -13,7 +13,9 @@ Layout of a results file (``format = 'pyspice-rram/circuit-results'``, ``version
         netlist            the ngspice netlist text (optional)
 
 :func:`load_results` reads a file back into :class:`TileResult` objects in one call;
-:func:`save_results` with ``mode='a'`` appends (resumable data generation).
+:func:`save_results` with ``mode='a'`` appends (resumable data generation); every write is
+atomic (a new file or a copy renamed over the old one). :func:`write_results` appends to an
+open file (used with :class:`~pyspice_rram.circuit.safeio.H5Checkpoints` by ``xbar solve``).
 """
 
 from __future__ import annotations
@@ -102,50 +104,62 @@ def _json(obj: Any) -> str:
 
 def save_results(path: str | Path, results: TileResult | Iterable[TileResult], *,
                  mode: str = "w", attrs: dict[str, Any] | None = None) -> Path:
-    """Write results to an HDF5 file (``mode='a'`` appends to an existing file)."""
-    from .. import __version__
+    """Write results to an HDF5 file (``mode='a'`` appends to an existing file).
+
+    The file is written atomically (:func:`~pyspice_rram.circuit.safeio.atomic_h5`): a new
+    file, or a copy of the existing one when appending, is written beside ``path`` and
+    renamed over it, so a killed writer leaves the earlier file byte-identical.
+    """
+    from .safeio import atomic_h5
 
     if isinstance(results, TileResult):
         results = [results]
     if mode not in ("w", "a"):
         raise ValueError("mode must be 'w' or 'a'")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with h5py.File(path, mode) as f:
-        if "format" in f.attrs and f.attrs["format"] != FORMAT:
-            raise ValueError(f"{path} is not a {FORMAT} file")
-        f.attrs["format"] = FORMAT
-        f.attrs["version"] = VERSION
-        f.attrs.setdefault("created", _dt.datetime.now(_dt.timezone.utc).isoformat())
-        f.attrs["tool"] = f"pyspice-rram {__version__}"
-        if attrs:
-            f.attrs["user"] = _json(attrs)
-        tiles = f.require_group("tiles")
-        n = len(tiles)
-        for k, r in enumerate(results):
-            g = tiles.create_group(f"{n + k:06d}")
-            t = r.tile
-            g.attrs["name"] = t.name
-            g.attrs["direction"] = r.direction
-            g.attrs["settings"] = _json(t.settings())
-            g.attrs["card"] = "" if t.card is None else _json(t.card.to_dict())
-            g.attrs["netlist_sha256"] = r.netlist_sha256
-            g.attrs["solver_settings"] = _json(r.solver_settings)
-            g.attrs["timings"] = _json(r.timings)
-            if t.is_linear:
-                g.create_dataset("g", data=t.g, compression="gzip")
-            else:
-                g.create_dataset("x", data=t.x, compression="gzip")
-                g.create_dataset("area", data=t.area, compression="gzip")
-                g.create_dataset("g_low_field", data=t.low_field_conductance(),
-                                 compression="gzip")
-            g.create_dataset("inputs", data=r.inputs)
-            out = g.create_group("outputs")
-            for s, arr in r.outputs.items():
-                out.create_dataset(s, data=np.asarray(arr))
-            if r.netlist is not None:
-                g.create_dataset("netlist", data=r.netlist, dtype=h5py.string_dtype())
+    with atomic_h5(path, append=mode == "a" and path.exists()) as f:
+        write_results(f, results, attrs=attrs, where=path)
     return path
+
+
+def write_results(f: h5py.File, results: Iterable[TileResult], *,
+                  attrs: dict[str, Any] | None = None, where: str | Path = "") -> None:
+    """Append ``results`` (and the root attributes) to the open results file ``f``."""
+    from .. import __version__
+
+    if "format" in f.attrs and f.attrs["format"] != FORMAT:
+        raise ValueError(f"{where or f.filename} is not a {FORMAT} file")
+    f.attrs["format"] = FORMAT
+    f.attrs["version"] = VERSION
+    f.attrs.setdefault("created", _dt.datetime.now(_dt.timezone.utc).isoformat())
+    f.attrs["tool"] = f"pyspice-rram {__version__}"
+    if attrs:
+        f.attrs["user"] = _json(attrs)
+    tiles = f.require_group("tiles")
+    n = len(tiles)
+    for k, r in enumerate(results):
+        g = tiles.create_group(f"{n + k:06d}")
+        t = r.tile
+        g.attrs["name"] = t.name
+        g.attrs["direction"] = r.direction
+        g.attrs["settings"] = _json(t.settings())
+        g.attrs["card"] = "" if t.card is None else _json(t.card.to_dict())
+        g.attrs["netlist_sha256"] = r.netlist_sha256
+        g.attrs["solver_settings"] = _json(r.solver_settings)
+        g.attrs["timings"] = _json(r.timings)
+        if t.is_linear:
+            g.create_dataset("g", data=t.g, compression="gzip")
+        else:
+            g.create_dataset("x", data=t.x, compression="gzip")
+            g.create_dataset("area", data=t.area, compression="gzip")
+            g.create_dataset("g_low_field", data=t.low_field_conductance(),
+                             compression="gzip")
+        g.create_dataset("inputs", data=r.inputs)
+        out = g.create_group("outputs")
+        for s, arr in r.outputs.items():
+            out.create_dataset(s, data=np.asarray(arr))
+        if r.netlist is not None:
+            g.create_dataset("netlist", data=r.netlist, dtype=h5py.string_dtype())
 
 
 def load_results(path: str | Path) -> list[TileResult]:

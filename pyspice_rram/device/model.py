@@ -78,22 +78,37 @@ def iv_shape_slope(vj: ArrayLike, card: ModelCard) -> np.ndarray:
 def _solve_monotone(f, df, target: np.ndarray, lo: np.ndarray, hi: np.ndarray,
                     iters: int = 200) -> np.ndarray:
     """Root of the increasing ``f(v) = target`` in ``[lo, hi]``: Newton steps, bisection where
-    a step leaves the bracket (vectorised, converges to round-off)."""
-    lo, hi = np.array(lo, float), np.array(hi, float)
-    v = 0.5 * (lo + hi)
+    a step leaves the bracket (vectorised, converges to round-off).
+
+    ``f`` and ``df`` take ``(v, idx)``: the trial voltages of the still-active elements and
+    their flat indices (so that per-element coefficients can be taken at ``idx``). Elements
+    leave the iteration as they converge, so a few slow elements do not cost a full pass.
+    """
+    target = np.asarray(target, float)
+    shape = np.broadcast_shapes(target.shape, np.shape(lo), np.shape(hi))
+    t = np.broadcast_to(target, shape).ravel()
+    lo = np.array(np.broadcast_to(lo, shape), float).ravel()
+    hi = np.array(np.broadcast_to(hi, shape), float).ravel()
+    out = 0.5 * (lo + hi)
+    idx = np.arange(out.size)
+    v = out.copy()
     for _ in range(iters):
-        r = f(v) - target
-        hi = np.where(r > 0, v, hi)
-        lo = np.where(r <= 0, v, lo)
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            vn = v - r / df(v)
-        bad = ~np.isfinite(vn) | (vn <= lo) | (vn >= hi)
-        vn = np.where(bad, 0.5 * (lo + hi), vn)
-        done = np.abs(vn - v) <= 1e-15 * np.maximum(np.abs(v), 1e-12)
-        v = vn
-        if np.all(done | (hi - lo <= 1e-15 * np.maximum(np.abs(v), 1e-12))):
+        if idx.size == 0:
             break
-    return v
+        r = f(v, idx) - t[idx]
+        hi_a = np.where(r > 0, v, hi[idx])
+        lo_a = np.where(r <= 0, v, lo[idx])
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            vn = v - r / df(v, idx)
+        bad = ~np.isfinite(vn) | (vn <= lo_a) | (vn >= hi_a)
+        vn = np.where(bad, 0.5 * (lo_a + hi_a), vn)
+        scale = 1e-15 * np.maximum(np.abs(vn), 1e-12)
+        done = (np.abs(vn - v) <= scale) | (hi_a - lo_a <= scale)
+        out[idx] = vn
+        keep = ~done
+        idx, v = idx[keep], vn[keep]
+        lo[idx], hi[idx] = lo_a[keep], hi_a[keep]
+    return out.reshape(shape)
 
 
 def iv_shape_inverse(s: ArrayLike, card: ModelCard) -> np.ndarray:
@@ -107,7 +122,7 @@ def iv_shape_inverse(s: ArrayLike, card: ModelCard) -> np.ndarray:
     # c(exp(v/vf) - 1) <= s for v in [0, vf ln(1 + s/c)]; mirrored for s < 0
     hi = np.where(s > 0, vf * np.log1p(np.abs(s) / c), 0.0)
     lo = np.where(s < 0, -vr * np.log1p(np.abs(s) / c), 0.0)
-    return _solve_monotone(lambda v: iv_shape(v, card), lambda v: iv_shape_slope(v, card),
+    return _solve_monotone(lambda v, i: iv_shape(v, card), lambda v, i: iv_shape_slope(v, card),
                            s, lo, hi)
 
 
@@ -123,9 +138,9 @@ def junction_voltage(v: ArrayLike, x: ArrayLike, area: ArrayLike, card: ModelCar
     if card.r_series <= 0:
         return v.copy() if v.ndim else v
     v, x, area = np.broadcast_arrays(v, np.asarray(x, float), np.asarray(area, float))
-    k = card.r_series * area * conductance_density(x, card)
-    return _solve_monotone(lambda u: u + k * iv_shape(u, card),
-                           lambda u: 1.0 + k * iv_shape_slope(u, card), v,
+    k = (card.r_series * area * conductance_density(x, card)).ravel()
+    return _solve_monotone(lambda u, i: u + k[i] * iv_shape(u, card),
+                           lambda u, i: 1.0 + k[i] * iv_shape_slope(u, card), v,
                            np.minimum(v, 0.0), np.maximum(v, 0.0))
 
 

@@ -11,9 +11,9 @@ import argparse
 import json
 from pathlib import Path
 
+from ..cli import DefaultsHelpFormatter as HELP
 from ..paper.experiments import FIGURES
 
-HELP = argparse.ArgumentDefaultsHelpFormatter
 
 
 def _int_at_least(lo: int):
@@ -160,8 +160,12 @@ def cmd_train(args: argparse.Namespace) -> int:
             cfg.build_cell(card)         # the card's device numbers, checked before training
         except ValueError as err:
             raise ValueError(f"{args.card or cfg.to_dict()['card']}: {err}") from None
-    res = train(cfg, out, card=card, resume=args.resume, progress=not args.quiet,
-                download=args.download)
+    from ..circuit.safeio import raise_if_interrupted, signals_unwind
+
+    with signals_unwind():   # SIGTERM unwinds like Ctrl-C; a swallowed Ctrl-C stops after
+        res = train(cfg, out, card=card, resume=args.resume, progress=not args.quiet,
+                    download=args.download, force=args.force,
+                    callback=lambda epoch, hist: raise_if_interrupted())  # the saved epoch
     print(json.dumps({**res.summary(), "output": str(out)}, indent=1))
     return 0
 

@@ -169,6 +169,59 @@ def run_lock(path: str | Path | None):
             pass
 
 
+def _run_identity(config: dict) -> dict:
+    """The part of a run's config that makes it the same run (not ``epochs``: continuing
+    is more epochs; not where the data lie; a card file given relative or absolute)."""
+    d = dict(config)
+    d.pop("epochs", None)
+    d.pop("mnist_path", None)
+    if d.get("card"):
+        d["card"] = str(Path(d["card"]).resolve())
+    return d
+
+
+def check_overwrite(path: str | Path | None, config: dict, *, force: bool = False,
+                    resume: bool = False) -> None:
+    """Refuse to replace an existing file at ``path`` that is not this run.
+
+    A file that holds a run of another config (apart from ``epochs``), or that is not a
+    training run file at all, is only replaced with ``force``; the same run may be
+    re-trained (its file is replaced after the first epoch) or continued with ``resume``.
+
+    Raises
+    ------
+    UserInputError
+        Naming the file and what it holds.
+    """
+    from ..errors import UserInputError
+
+    if path is None or force:
+        return
+    path = Path(path)
+    if path.is_dir():
+        raise UserInputError(f"run file {path} is a directory; give a file (.h5)")
+    if not path.exists():
+        return
+    try:
+        with h5py.File(path, "r") as f:
+            fmt = f.attrs.get("format")
+            stored = json.loads(f.attrs["config"]) if fmt == FORMAT else None
+    except (OSError, KeyError, ValueError):
+        stored = None
+    if stored is None:
+        raise UserInputError(f"{path} exists and is not a training run file; not overwritten",
+                             hint="choose another output, or force=True (--force) to "
+                                  "overwrite it")
+    a, b = _run_identity(stored), _run_identity(json.loads(json.dumps(config)))
+    if a != b:
+        diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+        shown = ", ".join(f"{k}: stored {a.get(k)!r}, given {b.get(k)!r}" for k in diff[:3])
+        raise UserInputError(
+            f"{path} holds a run of another config ({stored.get('name')!r}; {shown}); not "
+            f"{'resumed' if resume else 'overwritten'}",
+            hint="choose another output, or force=True (--force) to overwrite it")
+
+
 def load_run(path: str | Path, with_checkpoint: bool = True):
     """Read a run file: ``(History, [LayerState...] or None, phase)``."""
     from .layer import LayerState

@@ -36,7 +36,7 @@ from .layer import STAT_PULSES, STAT_REFRESH, STAT_UPDATES, LayerState
 from .rng import seed_state
 from .sgd import sgd_samples
 from .data import Dataset, load_dataset
-from .history import History, load_run, run_lock, save_run
+from .history import History, check_overwrite, load_run, run_lock, save_run
 
 
 @dataclass
@@ -407,7 +407,8 @@ def _track_values(net: Network, index: np.ndarray) -> np.ndarray:
 def train(config: TrainConfig, out: str | Path | None = None, *, data: Dataset | None = None,
           card: Any = None, backend: TileBackend | str | None = None, resume: bool = False,
           progress: bool = True, callback: Callable[[int, History], None] | None = None,
-          stop_after: int | None = None, download: bool = False) -> RunResult:
+          stop_after: int | None = None, download: bool = False,
+          force: bool = False) -> RunResult:
     """Train a network as described by ``config``.
 
     Parameters
@@ -432,10 +433,14 @@ def train(config: TrainConfig, out: str | Path | None = None, *, data: Dataset |
         Stop after this many epochs of this call (used to test resuming).
     download : bool
         Download MNIST into the cache when it is not found (needs internet).
+    force : bool
+        Replace an existing ``out`` that holds another run (or is no run file); without it
+        that is a :class:`~pyspice_rram.errors.UserInputError` naming the file.
 
     While it runs, ``<out>.lock`` refuses a second writer to the same run file.
     """
     with run_lock(out):     # one writer per run file
+        check_overwrite(out, config.to_dict(), force=force, resume=resume)
         return _train(config, out, data=data, card=card, backend=backend, resume=resume,
                       progress=progress, callback=callback, stop_after=stop_after,
                       download=download)

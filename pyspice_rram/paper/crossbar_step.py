@@ -19,6 +19,7 @@ import numpy as np
 
 from ..device.card import ModelCard
 from ..circuit.mapping import encode_inputs, map_layer
+from ..circuit.safeio import atomic_write_text
 from ..circuit.store import TileResult, save_results
 from ..circuit.sweep import error_sweep, plot_error_sweep, plot_tile_topology, vmm_errors
 from ..circuit.update import default_pattern, plot_update, update_check
@@ -105,5 +106,5 @@ def demo(card: ModelCard, outdir: str | Path, progress: bool = True, *,
     summary["update_check"] = {k: round(v, 6) for k, v in upd.metrics.items()}
     plot_tile_topology(outdir / "tile_topology.png")
     summary["seconds"] = round(time.perf_counter() - t_start, 2)
-    (outdir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    atomic_write_text(outdir / "summary.json", json.dumps(summary, indent=2) + "\n")
     return summary

@@ -469,8 +469,10 @@ DEMO_BASE: dict[str, Any] = {
 
 
 def demo(card_or_none: Any = None, outdir: str | Path = "out/network", *,
-         epochs: int | None = None, progress: bool = True, mnist: str | None = None) -> dict:
-    """Train FP, single and hybrid networks and plot accuracy vs epoch.
+         epochs: int | None = None, progress: bool = True, mnist: str | None = None,
+         force: bool = False) -> dict:
+    """Train FP, single and hybrid networks and plot accuracy vs epoch (``force``: replace
+    history files of other runs in ``outdir``).
 
     With no MNIST (default) this runs the embedded 8x8 digits (30 epochs) in well under a
     minute on one core; with ``mnist`` (a directory) it runs the paper's 784-250-10 network
@@ -503,7 +505,7 @@ def demo(card_or_none: Any = None, outdir: str | Path = "out/network", *,
     data = {}
     for cell in ("fp", "single", "hybrid"):
         cfg = paper_config(cell, name=f"demo-{cell}", base=base)
-        res = train(cfg, outdir / f"history_{cell}.h5", progress=progress)
+        res = train(cfg, outdir / f"history_{cell}.h5", progress=progress, force=force)
         e = res.history.arrays()
         result[cell] = {"final_test_acc": float(e["test_acc"][-1]),
                         "best_test_acc": float(e["test_acc"].max()),

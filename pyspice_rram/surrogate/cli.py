@@ -10,6 +10,25 @@ from pathlib import Path
 DEFAULT_DATA_CONFIG = "configs/surrogate/data.toml"
 
 
+def _named(path, load):
+    """``load()``, with a ``ValueError`` that does not name ``path`` prefixed by it."""
+    from ..errors import UserInputError
+
+    try:
+        return load()
+    except ValueError as exc:
+        if path is None or str(path) in str(exc):
+            raise
+        raise UserInputError(f"{path}: {exc}") from None
+
+
+def _surrogate(path: str | None):
+    """The surrogate JSON at ``path`` (None: the shipped one); errors name the file."""
+    from .model import TileSurrogate
+
+    return _named(path, lambda: TileSurrogate.load(path))
+
+
 def _card(path: str | None):
     from ..device.card import ModelCard
 
@@ -22,18 +41,19 @@ def cmd_data(args: argparse.Namespace) -> int:
     from ..circuit.safeio import (OutputLock, check_output, ngspice_errors_as_one_line,
                                   signals_unwind)
 
-    spec = DataSpec.load(args.config) if args.config else DataSpec()
+    spec = _named(args.config, lambda: DataSpec.load(args.config)) if args.config else DataSpec()
     if args.n_items is not None:
         spec.n_items = args.n_items
     out = Path(args.out)
     with OutputLock(out), signals_unwind(), ngspice_errors_as_one_line():
+        new = False
         if check_output(out, force=args.force, resume=args.resume):
             if args.force and not args.resume:
-                out.unlink()
+                new = True       # replaced at the first commit of the new data set
             else:
                 _check_data_file(out)
         try:
-            return _data(args, spec)
+            return _data(args, spec, new)
         except KeyboardInterrupt as exc:
             from .dataset import summary
 
@@ -55,11 +75,11 @@ def _check_data_file(path: Path) -> None:
                              "--resume it")
 
 
-def _data(args: argparse.Namespace, spec) -> int:
+def _data(args: argparse.Namespace, spec, new: bool = False) -> int:
     from .dataset import compact, generate, summary
 
     generate(args.out, spec, _card(args.card), workers=args.workers,
-             progress=not args.no_progress, limit=args.limit)
+             progress=not args.no_progress, limit=args.limit, new=new)
     if args.compact:
         compact(args.out)
     print(json.dumps(summary(args.out), indent=1))
@@ -70,9 +90,12 @@ def cmd_fit(args: argparse.Namespace) -> int:
     from .fit import fit_surrogate, format_report
     from .validate import evaluate, figures, format_summary, summarise
 
-    from ..circuit.safeio import check_output
+    from ..circuit.safeio import atomic_write_text, check_output
 
     check_output(args.out, force=args.force, resume=None)
+    if args.report_dir:
+        check_output(Path(args.report_dir) / "fit_report.json", force=args.force, resume=None,
+                     option="--report-dir")
     _check_data(args.data)
     terms = args.terms.split(",") if args.terms else None
     sur, report = fit_surrogate(args.data, ridge=args.ridge, terms=terms,
@@ -89,26 +112,29 @@ def cmd_fit(args: argparse.Namespace) -> int:
     if args.report_dir:
         rd = Path(args.report_dir)
         rd.mkdir(parents=True, exist_ok=True)
-        (rd / "fit_report.json").write_text(json.dumps({"fit": report, "heldout": summ},
-                                                       indent=1) + "\n")
+        atomic_write_text(rd / "fit_report.json",
+                          json.dumps({"fit": report, "heldout": summ}, indent=1) + "\n")
         for p in figures(ev, rd):
             print(f"figure {p}")
     return 0
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from .model import TileSurrogate
     from .validate import evaluate, figures, format_summary, summarise
 
+    from ..circuit.safeio import atomic_write_text, check_output
+
+    if args.out:
+        check_output(Path(args.out) / "validation.json", force=args.force, resume=None)
     _check_data(args.data)
-    sur = TileSurrogate.load(args.surrogate)
+    sur = _surrogate(args.surrogate)
     ev = evaluate(sur, args.data, args.split)
     summ = summarise(ev)
     print(format_summary(summ))
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "validation.json").write_text(json.dumps(summ, indent=1) + "\n")
+        atomic_write_text(out / "validation.json", json.dumps(summ, indent=1) + "\n")
         for p in figures(ev, out):
             print(f"figure {p}")
     if args.max_rms is not None and summ["rms_pct"] > args.max_rms:
@@ -118,9 +144,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from .model import TileSurrogate
-
-    sur = TileSurrogate.load(args.surrogate)
+    sur = _surrogate(args.surrogate)
     print(json.dumps({k: v for k, v in sur.to_dict().items() if k != "card"}, indent=1))
     return 0
 
@@ -133,6 +157,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     if args.out:
         check_output(args.out, force=args.force, resume=None)
     _check_run(args.run)
+    if args.surrogate:
+        _surrogate(args.surrogate)
     if args.solver == "ngspice":
         from ..circuit.ngspice_run import check_tile_size
 
@@ -239,6 +265,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     v.add_argument("--surrogate", help="surrogate JSON (default: shipped)")
     v.add_argument("--split", default="test", choices=["test", "fit"], help="data set split")
     add_output(v, "directory for validation.json and figures")
+    add_force(v, "overwrite validation.json and the figures of an earlier validation")
     v.add_argument("--max-rms", type=float, help="exit 1 if the RMS error (%% FS) is above")
     v.set_defaults(func=cmd_validate)
 

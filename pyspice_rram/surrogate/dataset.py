@@ -335,26 +335,32 @@ def _read_states(h5, g) -> np.ndarray:
 
 
 def compact(path: str | Path) -> None:
-    """Rewrite float states that lie on the state grid as uint8 indices (in place)."""
+    """Rewrite float states that lie on the state grid as uint8 indices (a new file renamed
+    over the old one: an interrupted compaction leaves the data set as it was)."""
     import h5py
 
-    with h5py.File(path, "a") as h5:
-        if "grid" not in h5:
-            h5.create_dataset("grid", data=state_grid(
-                ModelCard.from_dict(json.loads(h5.attrs["card"]))))
-        for name in list(h5.get("items", {}).keys()):
-            g = h5["items"][name]
-            if "x" in g:
-                x = g["x"][...]
-                del g["x"]
-                _write_states(h5, g, x)
-    tmp = Path(str(path) + ".tmp")
-    with h5py.File(path, "r") as src, h5py.File(tmp, "w") as dst:
+    from ..circuit.safeio import atomic_h5
+
+    with h5py.File(path, "r") as src, atomic_h5(path) as dst:
         for k, v in src.attrs.items():
             dst.attrs[k] = v
+        grid = (src["grid"][...] if "grid" in src else
+                state_grid(ModelCard.from_dict(json.loads(src.attrs["card"]))))
+        dst.create_dataset("grid", data=grid)
         for k in src.keys():
-            src.copy(src[k], dst, name=k)
-    tmp.replace(path)
+            if k not in ("grid", "items"):
+                src.copy(src[k], dst, name=k)
+        if "items" in src:
+            items = dst.create_group("items")
+            for k, v in src["items"].attrs.items():
+                items.attrs[k] = v
+            for name in src["items"]:
+                src.copy(src["items"][name], items, name=name)
+                g = items[name]
+                if "x" in g:
+                    x = g["x"][...]
+                    del g["x"]
+                    _write_states(dst, g, x)
 
 
 def _write_item(h5, item: Item, res: dict[str, Any]) -> None:
@@ -373,7 +379,8 @@ def _write_item(h5, item: Item, res: dict[str, Any]) -> None:
 
 
 def generate(path: str | Path, spec: DataSpec, card: ModelCard | None = None, *,
-             workers: int = 1, progress: bool = True, limit: int | None = None) -> Path:
+             workers: int = 1, progress: bool = True, limit: int | None = None,
+             new: bool = False) -> Path:
     """Create or extend the data set at ``path`` (resumable: done items are skipped).
 
     Parameters
@@ -385,6 +392,12 @@ def generate(path: str | Path, spec: DataSpec, card: ModelCard | None = None, *,
     workers : local worker processes (each runs ``ngspice -b``)
     progress : tqdm progress bar over items
     limit : solve at most this many new items in this call (for tests and time budgets)
+    new : start a new data set even if ``path`` exists; the earlier file is replaced only
+        at the first commit of the new one (an interrupt before it leaves it as it was)
+
+    Every write is atomic (a new file, or a copy appended to, renamed over the old one;
+    items are committed in batches, see :class:`~pyspice_rram.circuit.safeio.H5Checkpoints`):
+    a kill at any moment leaves the items committed before it readable.
     """
     import h5py
     from tqdm.auto import tqdm
@@ -394,37 +407,51 @@ def generate(path: str | Path, spec: DataSpec, card: ModelCard | None = None, *,
     path.parent.mkdir(parents=True, exist_ok=True)
     spec_json = json.dumps(spec.to_dict(), sort_keys=True)
     card_json = json.dumps(card.to_dict(), sort_keys=True)
-    with h5py.File(path, "a") as h5:
-        if "spec" in h5.attrs:
-            if json.loads(h5.attrs["spec"]) != json.loads(spec_json):
-                raise ValueError(f"{path} was generated with another data spec; use a new file")
-            if card_data_json(h5.attrs["card"]) != card_data_json(card_json):
-                raise ValueError(f"{path} was generated with another model card; use a new file")
-        else:
-            h5.attrs.update(spec=spec_json, card=card_json, format=FORMAT)
-        if "grid" not in h5:
-            h5.create_dataset("grid", data=state_grid(card))
-        done = set(h5["items"].keys()) if "items" in h5 else set()
+    from ..circuit.safeio import H5Checkpoints
+
+    done: set[str] = set()
+    fresh = new or not path.exists()
+    if not fresh:
+        with h5py.File(path, "r") as h5:
+            if "spec" in h5.attrs:
+                if json.loads(h5.attrs["spec"]) != json.loads(spec_json):
+                    raise ValueError(f"{path} was generated with another data spec; use a "
+                                     "new file")
+                if card_data_json(h5.attrs["card"]) != card_data_json(card_json):
+                    raise ValueError(f"{path} was generated with another model card; use a "
+                                     "new file")
+            done = set(h5["items"].keys()) if "items" in h5 else set()
     todo = [k for k in range(spec.n_items) if f"{k:05d}" not in done]
     if limit is not None:
         todo = todo[:limit]
+
+    def write(h5, records):
+        if "spec" not in h5.attrs:
+            h5.attrs.update(spec=spec_json, card=card_json, format=FORMAT)
+        if "grid" not in h5:
+            h5.create_dataset("grid", data=state_grid(card))
+        for item, res in records:
+            _write_item(h5, item, res)
+
     bar = tqdm(total=len(todo), desc="surrogate data", unit="tile", disable=not progress)
     try:
-        if workers <= 1 or len(todo) <= 1:
-            for k in todo:
-                item = sample_item(spec, card, k)
-                res = solve_item(item, card, spec.mna_rtol, spec.mna_check_vectors)
-                with h5py.File(path, "a") as h5:
-                    _write_item(h5, item, res)
-                bar.update()
-        else:
-            with ProcessPoolExecutor(max_workers=workers) as pool:
-                futs = [pool.submit(_work, (spec.to_dict(), card.to_dict(), k)) for k in todo]
-                for fut in as_completed(futs):
-                    k, res = fut.result()
-                    with h5py.File(path, "a") as h5:
-                        _write_item(h5, sample_item(spec, card, k), res)
+        with H5Checkpoints(path, write, new=fresh) as store:  # commits on exit (interrupt too)
+            if workers <= 1 or len(todo) <= 1:
+                for k in todo:
+                    item = sample_item(spec, card, k)
+                    res = solve_item(item, card, spec.mna_rtol, spec.mna_check_vectors)
+                    store.add((item, res))
                     bar.update()
+            else:
+                with ProcessPoolExecutor(max_workers=workers) as pool:
+                    futs = [pool.submit(_work, (spec.to_dict(), card.to_dict(), k))
+                            for k in todo]
+                    for fut in as_completed(futs):
+                        k, res = fut.result()
+                        store.add((sample_item(spec, card, k), res))
+                        bar.update()
+            if fresh and not store.committed and not store.pending:
+                store.commit(always=True)            # a data set without items yet
     finally:
         bar.close()
     return path

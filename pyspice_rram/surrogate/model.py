@@ -557,11 +557,12 @@ class TileSurrogate:
         return cls(**data)
 
     def save(self, path: str | Path) -> Path:
-        """Write the surrogate as JSON (coefficients, validity, card, provenance)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=2, default=_json_default) + "\n")
-        return path
+        """Write the surrogate as JSON (coefficients, validity, card, provenance), atomically
+        (a temporary file renamed over ``path``)."""
+        from ..circuit.safeio import atomic_write_text
+
+        return atomic_write_text(path, json.dumps(self.to_dict(), indent=2,
+                                                  default=_json_default) + "\n")
 
     @classmethod
     def load(cls, path: str | Path | None = None, on_invalid: str | None = None

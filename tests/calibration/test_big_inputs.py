@@ -9,7 +9,7 @@ import warnings
 import numpy as np
 import pytest
 
-from pyspice_rram.calibration import fit as fit_mod
+from pyspice_rram.calibration import fitting as fit_mod
 from pyspice_rram.calibration import io as io_mod
 from pyspice_rram.calibration.io import DataError, LineWhere, load_dataset
 from pyspice_rram.cli import main as cli_main
@@ -169,24 +169,34 @@ def test_line_where_is_a_lazy_list():
     assert io_mod.take_where(w, [2, 0]) == ["line 7", "line 2"]
 
 
-def test_cli_aggregates_clipped_warnings_per_file(tmp_path, monkeypatch, capsys):
-    """One warning line per file ("N compliance-clipped points in M sweeps of FILE"), not
-    one per sweep; the fit itself is replaced by a stub that stops the command."""
+def test_loader_and_cli_print_one_warning_per_file(tmp_path, monkeypatch, capsys):
+    """One compliance warning per file ("N compliance-clipped point(s) excluded from the fit
+    in M sweeps (...); first: ..."), not one per sweep, the same from the API
+    (``load_dataset``, ``dataset.warnings``) and the CLI; every sweep in ``dataset.issues``.
+    The fit itself is replaced by a function that stops the command."""
     _write(tmp_path, n_rows=20_000, n_dev=4)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ds = load_dataset(tmp_path)
+    assert [str(w.message) for w in caught] == ds.warnings and len(ds.warnings) == 1
+    flagged = [s for s in ds.sweeps if (~s.valid).any()]
+    n_points = sum(int((~s.valid).sum()) for s in flagged)
+    assert len(ds.issues) == len(flagged) > 1
+    assert ds.warnings[0].startswith(f"{tmp_path / 'sweeps.csv'}: {n_points} compliance-clipped "
+                                     f"point(s) excluded from the fit in {len(flagged)} sweeps")
+    s0 = flagged[0]
+    assert (f"first: device {s0.device!r}, cycle {s0.cycle}, sweep {s0.sweep!r} "
+            f"({s0.where[int(np.argmin(s0.valid))]}") in ds.warnings[0]
 
     def stop(*a, **k):
         raise ValueError("stopped after loading")
 
-    monkeypatch.setattr(fit_mod, "fit_program", stop)
+    monkeypatch.setattr(fit_mod, "fit", stop)
     rc = cli_main(["fit", str(tmp_path), "-q", "-o", str(tmp_path / "out" / "card.json")])
     assert rc == 1
     err = capsys.readouterr().err
     lines = [ln for ln in err.splitlines() if "compliance-clipped" in ln]
-    assert len(lines) == 1, err
-    assert lines[0].startswith("warning: ") and "sweeps of " in lines[0]
-    assert lines[0].split(" sweeps of ")[1].startswith(str(tmp_path / "sweeps.csv"))
-    n_sweeps = int(lines[0].split(" in ")[1].split()[0])
-    assert n_sweeps > 1
+    assert lines == [f"warning: {ds.warnings[0]}"], err
     assert "stopped after loading" in err and "Traceback" not in err
 
 

@@ -129,8 +129,11 @@ def test_reference_data_regenerates_byte_for_byte(tmp_path):
 
 
 def test_reference_loads_with_compliance_warnings():
-    with pytest.warns(ClippedPointsWarning, match=r"dc_sweeps\.csv: device 'D1000-"):
+    with pytest.warns(ClippedPointsWarning, match=r"dc_sweeps\.csv: \d+ compliance-clipped "
+                                                  r"point\(s\) excluded from the fit in \d+ "
+                                                  r"sweeps .*; first: device 'D1000-") as rec:
         ds = load_dataset(DEFAULT_DIR)
+    assert len([w for w in rec if issubclass(w.category, ClippedPointsWarning)]) == 1
     assert len(ds.sweeps) == 40
     clipped = sum(int((~s.valid).sum()) for s in ds.sweeps)
     assert 0 < clipped <= 40
@@ -235,7 +238,7 @@ def test_fit_of_another_labs_layout(tmp_path):
         _write_foreign(src, tmp_path / "other")
         ds = load_dataset(tmp_path / "other")
     assert len(ds.sweeps) == len(src.sweeps) and len(ds.trains) == len(src.trains)
-    from pyspice_rram.calibration.fit import fit_program
+    from pyspice_rram.calibration.fitting import fit_program
 
     res = fit_program(ds, progress=False, max_rounds=2, statistics=False)
     truth = ModelCard.reference()

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pyspice_rram.calibration import fit as fit_mod
+from pyspice_rram.calibration import fitting as fit_mod
 from pyspice_rram.calibration import report as report_mod
-from pyspice_rram.calibration.fit import fit_program, write_outputs
+from pyspice_rram.calibration.fitting import fit_program, write_outputs
 from pyspice_rram.calibration.io import load_dataset
 from pyspice_rram.calibration.program import build_program, predict, simulate_states
 from pyspice_rram.cli import main as cli_main
@@ -40,9 +40,10 @@ FAMILY = ["linear/threshold/linear"]
 FAST = dict(progress=False, families=FAMILY, n_starts=0, max_rounds=1, max_nfev=100)
 
 
-def write_pulses(directory: Path, rows, init: float = 0.0, seed: int = 1) -> Path:
-    """Rows ``(device, diameter_nm, cycle, pulse, V, width)``; reads simulated from the
-    reference card with cycle-to-cycle noise and 0.5 % read noise."""
+def write_pulses(directory: Path, rows, init: float = 0.0, seed: int = 1,
+                 card: ModelCard | None = None) -> Path:
+    """Rows ``(device, diameter_nm, cycle, pulse, V, width)``; reads simulated from ``card``
+    (default the reference card) with cycle-to-cycle noise and 0.5 % read noise."""
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "recipe.toml").write_text(RECIPE.format(init=init))
 
@@ -55,7 +56,7 @@ def write_pulses(directory: Path, rows, init: float = 0.0, seed: int = 1) -> Pat
     write([1e-6] * len(rows))
     prog = build_program(load_dataset(directory))
     rng = np.random.default_rng(seed)
-    card = ModelCard.reference()
+    card = card or ModelCard.reference()
     y = predict(prog, card, simulate_states(prog, card, c2c=True, rng=rng))
     write(y * (1 + 0.005 * rng.standard_normal(y.size)))
     return directory
@@ -133,7 +134,7 @@ def test_cli_family_typo_names_the_option(small_set, capsys):
 def test_cli_unwritable_output_fails_before_the_fit(small_set, tmp_path, capsys, monkeypatch):
     """An output path under a file raised FileExistsError with a traceback, after the fit."""
     called = []
-    monkeypatch.setattr(fit_mod, "fit_program", lambda *a, **k: called.append(1))
+    monkeypatch.setattr(fit_mod, "fit", lambda *a, **k: called.append(1))
     blocker = tmp_path / "a_file"
     blocker.write_text("")
     rc = cli_main(["fit", str(small_set), "-q", "-o", str(blocker / "card.json")])

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pyspice_rram.calibration.fit import fit_program
+from pyspice_rram.calibration.fitting import fit_program
 from pyspice_rram.calibration.io import load_dataset
 from pyspice_rram.calibration.metrics import simulated_delta_over_mu
 from pyspice_rram.cli import main as cli_main

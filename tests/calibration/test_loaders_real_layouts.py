@@ -607,10 +607,16 @@ def _two_sweeps(clip_a, clip_b, scale_b=1.0):
 
 def test_common_limit_in_two_sweeps_flagged(tmp_path):
     """2-point flat tops at the same level in two sweeps: a common limit."""
-    with pytest.warns(ClippedPointsWarning, match=r"2 compliance-clipped point\(s\) excluded "
-                                                  r"from the fit \(current limit .* common to "
-                                                  r"the entry\)"):
+    with pytest.warns(ClippedPointsWarning, match=r"iv\.csv: 4 compliance-clipped point\(s\) "
+                                                  r"excluded from the fit in 2 sweeps \(current "
+                                                  r"limit .* common to the entry\); first: "
+                                                  r"device 'iv', cycle 1, sweep 'a' \(line 21, "
+                                                  r"line 22\), device 'iv', cycle 1, sweep 'b'"
+                      ) as rec:
         sw = load_sweeps(_sweeps(tmp_path, "iv.csv", _two_sweeps(1.9, 1.9)))
+    (w,) = [w.message for w in rec if issubclass(w.category, ClippedPointsWarning)]
+    assert (w.n_points, w.n_records, [i.record[-9:] for i in w.issues]) == (
+        4, 2, ["sweep 'a'", "sweep 'b'"])
     assert [int((~s.valid).sum()) for s in sw] == [2, 2]
     assert [sw[0].where[j] for j in np.nonzero(~sw[0].valid)[0]] == ["line 21", "line 22"]
 

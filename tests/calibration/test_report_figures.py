@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from pyspice_rram.calibration import report
-from pyspice_rram.calibration.fit import fit_program
+from pyspice_rram.calibration.fitting import fit_program
 from pyspice_rram.calibration.io import ClippedPointsWarning, load_dataset
 from pyspice_rram.calibration.program import Program
 from pyspice_rram.calibration.reference import DEFAULT_DIR

@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import pytest
 from pyspice_rram.circuit import cli as xcli
 from pyspice_rram.circuit.store import load_results
 from pyspice_rram.cli import build_parser, main
+from common_inputs import assert_same_outputs
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -43,19 +43,6 @@ def solve_argv(tmp_path, out, *extra, solver="mna"):
 def weights(tmp_path):
     np.save(tmp_path / "W.npy", np.random.default_rng(1).normal(size=(24, 20)))
     return tmp_path / "W.npy"
-
-
-def outputs(path):
-    return [{s: r.outputs[s] for s in sorted(r.outputs)} for r in load_results(path)]
-
-
-def assert_same_outputs(a, b):
-    ra, rb = outputs(a), outputs(b)
-    assert len(ra) == len(rb)
-    for x, y in zip(ra, rb):
-        assert x.keys() == y.keys()
-        for s in x:
-            np.testing.assert_array_equal(x[s], y[s])
 
 
 def _dead_pid() -> int:
@@ -183,38 +170,7 @@ def test_resume_with_other_inputs_refused(tmp_path, weights, capsys, monkeypatch
     assert out.read_bytes() == before
 
 
-_SLOW_SOLVE = textwrap.dedent("""
-    import sys, time
-    from pathlib import Path
-    from pyspice_rram.circuit import cli as c
-    def hook(n):
-        Path(sys.argv[1]).write_text(str(n))
-        time.sleep(0.4)
-    c._AFTER_TILE = hook
-    from pyspice_rram.cli import main
-    sys.exit(main(sys.argv[2:]))
-""")
-
-
-def test_sigkill_during_solve_then_resume_equals_uninterrupted(tmp_path, weights, capsys):
-    ref = tmp_path / "ref.h5"
-    assert run(solve_argv(tmp_path, ref), capsys)[0] == 0
-    out, marker = tmp_path / "r.h5", tmp_path / "marker"
-    p = subprocess.Popen([sys.executable, "-c", _SLOW_SOLVE, str(marker),
-                          *map(str, solve_argv(tmp_path, out))],
-                         env=dict(os.environ, PYTHONPATH=str(ROOT)), cwd=tmp_path,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    t0 = time.time()
-    while not (marker.exists() and marker.read_text() and int(marker.read_text()) >= 3):
-        assert time.time() - t0 < 60 and p.poll() is None
-        time.sleep(0.05)
-    p.send_signal(signal.SIGKILL)
-    p.wait()
-    assert 3 <= len(load_results(out)) < 18
-    # the killed writer's lock is stale: taken over by the resumed run
-    rc, text, _ = run(solve_argv(tmp_path, out, "--resume"), capsys)
-    assert rc == 0 and "tiles already stored" in text
-    assert_same_outputs(out, ref)
+# SIGINT / SIGKILL of a real `xbar solve` process, then --resume: tests/test_interrupts.py
 
 
 # ------------------------------------------------------------------ 3. tile limit, temp files
@@ -388,26 +344,7 @@ def test_resume_of_a_foreign_file_refused(tmp_path, weights, capsys, kind, expec
     assert p.read_bytes() == before and not (tmp_path / f"{p.name}.lock").exists()
 
 
-def test_missing_ngspice_executable(tmp_path, weights):
-    env = dict(os.environ, PYTHONPATH=str(ROOT), PYSPICE_RRAM_NGSPICE=str(tmp_path / "nope"))
-    r = subprocess.run([sys.executable, "-m", "pyspice_rram.cli",
-                        *map(str, solve_argv(tmp_path, tmp_path / "r.h5", solver="ngspice"))],
-                       env=env, capture_output=True, text=True, timeout=120)
-    assert r.returncode == 1 and "Traceback" not in r.stderr
-    assert str(tmp_path / "nope") in r.stderr and "hint" in r.stderr
-    assert "PYSPICE_RRAM_NGSPICE" in r.stderr
-
-
-def test_missing_ngspice_shared_library(tmp_path, weights):
-    env = dict(os.environ, PYTHONPATH=str(ROOT),
-               NGSPICE_LIBRARY_PATH=str(tmp_path / "libnope.so"))
-    r = subprocess.run([sys.executable, "-m", "pyspice_rram.cli",
-                        *map(str, solve_argv(tmp_path, tmp_path / "r.h5", "--backend",
-                                             "shared", solver="ngspice"))],
-                       env=env, capture_output=True, text=True, timeout=120)
-    assert r.returncode == 1 and "Traceback" not in r.stderr
-    assert "libnope.so" in r.stderr and "hint" in r.stderr
-    assert "NGSPICE_LIBRARY_PATH" in r.stderr
+# missing ngspice executable / shared library: tests/test_bad_inputs_table.py
 
 
 # ------------------------------------------------------------------ 5. data hash

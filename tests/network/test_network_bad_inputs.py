@@ -17,30 +17,7 @@ from pyspice_rram.cli import build_parser, main
 from pyspice_rram.paper import experiments
 from pyspice_rram.network.history import load_run
 from pyspice_rram.network.train import TrainConfig
-
-TINY = """name = "tiny"
-dataset = "digits"
-n_hidden = 8
-n_train = 200
-n_test = 100
-epochs = 1
-cell = "{cell}"
-lr = {lr}
-w_max = [0.5, 1.0]
-{top}
-[cell_params]
-rounding = "stochastic"
-{cell_params}
-[device]
-n_states = 20
-c2c = {c2c}
-{device}
-"""
-
-
-def tiny(cell="single", lr="0.1", c2c="0.34", top="", cell_params="", device=""):
-    return TINY.format(cell=cell, lr=lr, c2c=c2c, top=top, cell_params=cell_params,
-                       device=device)
+from common_inputs import STUDY, tiny
 
 
 def _digest(root: Path) -> dict:
@@ -67,19 +44,16 @@ def earlier_run(tmp_path_factory) -> Path:
 
 
 # --------------------------------------------------------------------------- train configs
+#: More cases (c2c = nan, k = 0, epochs = "ten", an unknown [device] key, n_states = 1):
+#: tests/test_bad_inputs_table.py.
 TRAIN_CASES = {
-    "c2c-nan": (dict(c2c="nan"), ["device.c2c", "nan"]),
     "c2c-inf": (dict(c2c="inf"), ["device.c2c", "inf"]),
     "beta-nan": (dict(device="beta_p = nan"), ["device.beta_p", "nan"]),
     "lr-nan": (dict(lr="nan"), ["lr", "nan"]),
     "lr-negative": (dict(lr="-0.1"), ["lr", "-0.1"]),
-    "k-zero": (dict(cell="hybrid", cell_params="k = 0"), ["cell_params.k", "0"]),
     "k-nan": (dict(cell="hybrid", cell_params="k = nan"), ["cell_params.k", "nan"]),
-    "n-states-1": (dict(device="n_states = 1"), ["device.n_states", "1"]),
     "n-states-0": (dict(cell="multi", device="n_states = 0"), ["device.n_states", "0"]),
-    "epochs-text": (dict(top='epochs = "ten"'), ["epochs", "'ten'"]),
     "epochs-float": (dict(top="epochs = 1.5"), ["epochs", "1.5"]),
-    "unknown-device-key": (dict(device="c2cc = 0.1"), ["device.c2cc", "0.1", "unknown"]),
     "unknown-cell-param": (dict(cell_params="kk = 3"), ["cell_params.kk", "3"]),
     "unknown-top-key": (dict(top="bogus = 1"), ["bogus", "unknown"]),
     "unknown-cell": (dict(cell="quantum"), ["cell", "'quantum'"]),
@@ -132,7 +106,9 @@ def test_validate_is_shared_by_the_api(tmp_path):
 
 
 # --------------------------------------------------------------------------- train output
-@pytest.mark.parametrize("case", ["other-run", "not-a-run", "resume-other", "force-resume"])
+# over another run / over a file that is no run / --resume of another run:
+# tests/test_bad_inputs_table.py
+@pytest.mark.parametrize("case", ["force-resume"])
 def test_train_refuses_to_overwrite(case, tmp_path, capsys, earlier_run):
     cfg = tmp_path / "mine.toml"
     cfg.write_text(tiny(cell="single"))
@@ -203,31 +179,14 @@ def test_train_second_writer_refused(tmp_path, capsys, earlier_run):
 
 
 # --------------------------------------------------------------------------- ablation
-STUDY = """title = "bad"
-[[run]]
-label = "{label}"
-base = "{base}"
-cell = "{cell}"
-dataset = "digits"
-n_hidden = 8
-n_train = 200
-n_test = 100
-epochs = {epochs}
-w_max = [0.5, 1.0]
-{extra}
-"""
-
+#: More cases (label {foo}, k = 0 in a sweep, epochs = "ten", an unknown [device] key):
+#: tests/test_bad_inputs_table.py.
 ABLATION_CASES = {
-    "label-placeholder": (dict(label="run {foo}"), ["label", "{foo}", "unknown placeholder"]),
     "label-positional": (dict(label="run {0}"), ["label", "{0}"]),
     "c2c-nan": (dict(extra="device = { c2c = nan }"), ["device.c2c", "nan"]),
     "c2c-nan-in-sweep": (dict(extra="sweep = { device = [{ c2c = 0.1 }, { c2c = nan }] }"),
                          ["device.c2c", "nan"]),
-    "k-zero-sweep": (dict(cell="hybrid", extra="sweep = { cell_params = [{ k = 0 }] }"),
-                     ["cell_params.k", "0"]),
     "n-states-1": (dict(extra="device = { n_states = 1 }"), ["device.n_states", "1"]),
-    "unknown-device-key": (dict(extra="device = { foo = 2 }"), ["device.foo", "2"]),
-    "epochs-text": (dict(epochs='"ten"'), ["epochs", "'ten'"]),
     "lr-negative": (dict(extra="lr = -0.5"), ["lr", "-0.5"]),
     "base-unknown": (dict(base="C"), ["base", "'C'"]),
     "sweep-not-list": (dict(extra="sweep = { lr = 0.1 }"), ["sweep"]),
@@ -314,7 +273,7 @@ def _subparsers():
 def test_one_cli_vocabulary():
     subs = _subparsers()
     for name, p in subs.items():
-        assert p.formatter_class is argparse.ArgumentDefaultsHelpFormatter, name
+        assert issubclass(p.formatter_class, argparse.ArgumentDefaultsHelpFormatter), name
         opts = {o: a for a in p._actions for o in a.option_strings}
         for o in ("-o", "--output", "-q", "--quiet", "--force", "--seed", "--mnist"):
             assert o in opts, (name, o)
@@ -322,8 +281,7 @@ def test_one_cli_vocabulary():
         assert opts["-q"].dest == "quiet" and opts["--no-progress"].dest == "quiet"
         for a in p._actions:       # a help line for every visible option
             assert a.help, (name, a.option_strings)
-        assert "default:" in p.format_help()
-        assert "--no-progress" not in p.format_help()
+        assert "--no-progress" not in p.format_help()   # defaults: test_bad_inputs_table
     for name in ("reproduce", "ablation"):
         opts = {o: a for a in subs[name]._actions for o in a.option_strings}
         assert opts["--outdir"].dest == "output" and opts["--workers"].default == 1
@@ -366,40 +324,4 @@ def test_ablation_dask_relative_output(tmp_path, monkeypatch, capsys):
     assert (tmp_path / "rel" / "out" / "study.md").is_file()
 
 
-# --------------------------------------------------------------------------- interrupts
-@pytest.mark.parametrize("sig", ["SIGKILL", "SIGINT"])
-def test_train_interrupted_keeps_results(sig, tmp_path, earlier_run):
-    """A killed / interrupted ``train`` leaves the earlier result byte-identical and its own
-    run file loadable at a complete epoch, which ``--resume`` continues."""
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-
-    root = Path(__file__).resolve().parents[2]
-    cfg = tmp_path / "long.toml"
-    cfg.write_text(tiny())
-    keep = tmp_path / "earlier.h5"
-    keep.write_bytes(earlier_run.read_bytes())
-    out = tmp_path / "r.h5"
-    env = {**os.environ, "PYTHONPATH": str(root)}
-    proc = subprocess.Popen([sys.executable, "-m", "pyspice_rram.cli", "train", str(cfg),
-                             "-o", str(out), "-q", "--epochs", "100000"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    t0 = time.time()
-    while not out.exists() and time.time() - t0 < 40 and proc.poll() is None:
-        time.sleep(0.05)
-    time.sleep(0.3)
-    proc.send_signal(getattr(signal, sig))
-    proc.communicate(timeout=30)
-    assert proc.returncode != 0
-    assert keep.read_bytes() == earlier_run.read_bytes()
-    hist = load_run(out)[0]
-    n = hist.completed_epochs
-    assert n >= 1
-    if sig == "SIGINT":          # Python unwinds: no temporary file left behind
-        assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
-    assert main(["train", str(cfg), "-o", str(out), "-q", "--resume",
-                 "--epochs", str(n + 1)]) == 0
-    assert load_run(out, with_checkpoint=False)[0].completed_epochs == n + 1
+# interrupts of train (SIGINT, SIGKILL, resume = uninterrupted): tests/test_interrupts.py

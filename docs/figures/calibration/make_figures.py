@@ -19,7 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT))
 
-from pyspice_rram.calibration.fit import fit_dataset, reference_truth  # noqa: E402
+from pyspice_rram.calibration.fitting import fit_dataset, reference_truth  # noqa: E402
 from pyspice_rram.calibration.report import report_markdown  # noqa: E402
 from pyspice_rram.calibration.reference import DEFAULT_DIR  # noqa: E402
 

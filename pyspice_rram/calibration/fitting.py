@@ -68,7 +68,7 @@ from ..device.model import advance, junction_voltage, read_conductance, state_fr
 from .io import Dataset, load_dataset
 from .families import FamilySpec, candidate_families, free_parameters
 from .program import (Program, build_program, free_states, observed_states, predict,
-                      profile_scales, simulate_states)
+                      profile_scales, simulate_states, subset_program)
 
 log = logging.getLogger(__name__)
 
@@ -110,18 +110,39 @@ class ParameterEstimate:
     note: str = ""
 
 
+#: Observations above which the fit runs on a representative subset
+#: (:func:`.program.subset_program`); the verdict is still computed on every observation.
+FIT_MAX_POINTS = 100_000
+#: Size of that subset: points x families tried (the work of one family on 50 000 points,
+#: about the shipped reference fit), i.e. 10 000 points for the five default sweep families.
+FIT_SUBSET_WORK = 50_000
+
+
 @dataclass
 class FitResult:
-    """Outcome of :func:`fit_dataset`.
+    """Outcome of :func:`fit`: the fitted card, its uncertainties and its verdict, in memory.
 
     Attributes
     ----------
     card : the fitted :class:`ModelCard` (provenance filled in)
     parameters : name -> :class:`ParameterEstimate`
-    scales : (D,) per-device conductance scales; devices : their labels; device_area (m²)
+    dataset : the fitted :class:`~.io.Dataset`
+    program : the data set's whole measurement :class:`~.program.Program` (every
+        observation: what ``model``, ``groups`` and ``quality`` describe)
+    model, scales : free-running model value of every observation of ``program`` (unscaled,
+        A or S) and the (D,) per-device conductance scales
     groups : per sweep / pulse train statistics (R², RMSE, n)
     metrics : figures of merit (see :mod:`.metrics`)
-    paths : written files
+    quality : the verdict record (:func:`.quality.verdict`): ``verdict``, ``reasons``, ...
+    selection : one row per family tried (k, SSR, AIC, BIC, ΔBIC, chosen)
+    covariance, covariance_iid : covariance of the varied parameters on the fit's internal
+        scale (``log10`` for densities and ``r_series``; cluster-robust with devices as
+        clusters when there are several devices, else iid) and the iid one; rows and
+        columns named by ``covariance_names``
+    fit_subset : ``{"n_fit", "n_total", "subsampled", "rule", ...}``: the points the fit
+        used (all of them up to :data:`FIT_MAX_POINTS`)
+    fitted_program : the program the fit ran on (``program`` itself unless subsampled)
+    paths : files written by :meth:`save`
     """
 
     card: ModelCard
@@ -139,11 +160,31 @@ class FitResult:
     paths: dict[str, Path] = field(default_factory=dict)
     quality: dict[str, Any] = field(default_factory=dict)
     selection: list[dict] = field(default_factory=list)
+    covariance: np.ndarray | None = None
+    covariance_iid: np.ndarray | None = None
+    covariance_names: list[str] = field(default_factory=list)
+    fit_subset: dict[str, Any] = field(default_factory=dict)
+    fitted_program: Program | None = None
 
     @property
     def fitted(self) -> np.ndarray:
         """Free-running fitted value of every observation, device scale applied (A or S)."""
         return self.model * self.scales[self.program.obs_device]
+
+    @property
+    def verdict(self) -> str | None:
+        """``"good"``, ``"usable"`` or ``"poor"`` (None before the verdict stage)."""
+        return (self.quality or {}).get("verdict")
+
+    @property
+    def correlation(self) -> np.ndarray | None:
+        """Correlation matrix of :attr:`covariance` (NaN where a parameter is
+        undetermined)."""
+        if self.covariance is None:
+            return None
+        d = np.sqrt(np.maximum(np.diag(self.covariance), 0))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return self.covariance / np.outer(d, d)
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready summary: parameters with stderr, fit quality and figures of merit."""
@@ -157,9 +198,102 @@ class FitResult:
             "verdict": (self.quality or {}).get("verdict"),
             "n_states": self.metrics.get("n_states_card", self.card.n_states()),
             "metrics": _jsonable(self.metrics),
+            "fit_points": _jsonable(self.fit_subset),
             "seconds": self.seconds,
             "paths": {k: str(v) for k, v in self.paths.items()},
         }
+
+    def report(self, min_correl: float = 0.1) -> str:
+        """A text report in the manner of lmfit's ``fit_report``: data set and points used,
+        the verdict with its reasons, the family selection, every parameter with its
+        standard errors (or why it is held / not estimated), the fit statistics and the
+        correlations of the varied parameters with ``|r| >= min_correl``, strongest first."""
+        return text_report(self, min_correl)
+
+    def save(self, path: str | Path, force: bool = False, *, card_path: str | Path | None = None,
+             report: bool = True, report_dir: str | Path | None = None) -> dict[str, Path]:
+        """Write the output set: the card JSON and ``quality.json`` beside it, the ngspice
+        ``.lib``, the Verilog-A ``.va`` and the report (:func:`write_outputs`: written as one
+        set, atomically).
+
+        Parameters
+        ----------
+        path : output directory, or the card's path (``*.json``; its directory is the
+            output directory)
+        force : overwrite an existing card (and its set); without it an existing card is a
+            :class:`~pyspice_rram.errors.UserInputError`
+        card_path : card path when ``path`` is a directory (default ``path/card.json``)
+        report : write the report (markdown, figures, ``groups.csv``, text reports)
+        report_dir : default ``<output directory>/report``
+        """
+        path = Path(path)
+        if path.suffix.lower() == ".json" and card_path is None:
+            path, card_path = path.parent, path
+        check_not_overwriting(Path(card_path) if card_path else path / "card.json", force)
+        return write_outputs(self, path, card_path=card_path, report=report,
+                             report_dir=report_dir)
+
+
+def check_not_overwriting(card_path: Path, force: bool, hint: str | None = None) -> None:
+    """:class:`~pyspice_rram.errors.UserInputError` when a card exists at ``card_path`` and
+    ``force`` is false."""
+    from ..errors import UserInputError
+
+    if force or not Path(card_path).exists():
+        return
+    raise UserInputError(f"output card {card_path} exists; not overwritten",
+                         hint=hint or "choose another output path, or force=True (--force) "
+                                      "to overwrite it")
+
+
+def text_report(result: FitResult, min_correl: float = 0.1) -> str:
+    """See :meth:`FitResult.report`."""
+    q, sub = result.quality or {}, result.fit_subset or {}
+    lines = [f"[[Fit]] {result.dataset.recipe.name}  family {result.card.family}",
+             f"    data points      = {sub.get('n_total', result.program.y.size)}",
+             f"    points in fit    = {sub.get('n_fit', result.program.y.size)}"
+             + (" (subset: " + sub["rule"] + ")" if sub.get("subsampled") else ""),
+             f"    devices          = {len(result.program.devices)}",
+             f"    reduced chi-sq   = {result.statistics.get('redchi', math.nan):.6g}",
+             f"    evaluations      = {result.statistics.get('lmfit_nfev', '?')}, conditional "
+             f"rounds {result.statistics.get('conditional_rounds', 0)}",
+             f"    seconds          = {result.seconds:.1f}",
+             f"[[Verdict]] {str(q.get('verdict')).upper()}"]
+    lines += [f"    - {r}" for r in q.get("reasons", [])]
+    for key in ("iv_r2_log_median", "iv_r2_median", "pulse_r2_median", "pulse_rms_steps_median",
+                "pulse_misfit_steps_median"):
+        if key in q and q[key] is not None:
+            lines.append(f"    {key:26s} = {q[key]:.4g}")
+    if len(result.selection) > 1:
+        lines.append("[[Family selection]] (BIC, lower is better)")
+        for row in sorted(result.selection, key=lambda r: r.get("bic", math.inf)):
+            if "bic" in row:
+                lines.append(f"    {row['family']:30s} dBIC {row['delta_bic']:10.1f}  k "
+                             f"{row['k']}{'  chosen' if row.get('chosen') else ''}")
+            else:
+                lines.append(f"    {row['family']:30s} failed: {row['error']}")
+    lines.append("[[Variables]] (stderr = max(iid, cluster-robust); iid, robust in brackets)")
+    for name, p in result.parameters.items():
+        if p.vary and math.isfinite(p.value):
+            rel = (f" ({100 * p.stderr / abs(p.value):.2f}%)"
+                   if p.value and math.isfinite(p.stderr) else "")
+            lines.append(f"    {name:14s} = {p.value:.8g} +/- {p.stderr:.4g}{rel} {p.unit}  "
+                         f"[{p.stderr_iid:.3g}, {p.stderr_robust:.3g}]")
+        elif math.isfinite(p.value):
+            lines.append(f"    {name:14s} = {p.value:.8g} {p.unit} (held: {p.note})")
+        else:
+            lines.append(f"    {name:14s}   not estimated: {p.note}")
+    corr = result.correlation
+    names = result.covariance_names
+    if corr is not None and len(names) > 1:
+        pairs = [(abs(corr[i, j]), names[i], names[j], corr[i, j])
+                 for i in range(len(names)) for j in range(i + 1, len(names))
+                 if np.isfinite(corr[i, j]) and abs(corr[i, j]) >= min_correl]
+        lines.append(f"[[Correlations]] (internal scale: log10 for densities and r_series; "
+                     f"unreported correlations are < {min_correl:.3f})")
+        for _, a, b, c in sorted(pairs, reverse=True):
+            lines.append(f"    C({a}, {b}) {'':{max(0, 40 - len(a) - len(b))}s}= {c:+.4f}")
+    return "\n".join(lines) + "\n"
 
 
 def _jsonable(obj):
@@ -572,20 +706,25 @@ def estimate_d2d_v(prog: Program, card: ModelCard, nuis: Nuisance, sigma: np.nda
 
 # --------------------------------------------------------------------- driver
 def group_statistics(prog: Program, fitted: np.ndarray) -> list[dict]:
-    """R² and RMSE (in the measured unit) of every sweep and pulse train."""
+    """R² and RMSE (in the measured unit) of every sweep and pulse train with valid points,
+    vectorised over the observations (``np.bincount`` per group)."""
+    G = len(prog.groups)
+    v = prog.valid
+    g = prog.obs_group[v]
+    y, f = prog.y[v], fitted[v]
+    n = np.bincount(g, minlength=G)
+    excluded = np.bincount(prog.obs_group[~v], minlength=G)
+    mean = np.bincount(g, y, G) / np.maximum(n, 1)
+    ss_res = np.bincount(g, (y - f) ** 2, G)
+    ss_tot = np.bincount(g, (y - mean[g]) ** 2, G)
+    mean_abs = np.bincount(g, np.abs(y), G) / np.maximum(n, 1)
     out = []
-    for gi, label in enumerate(prog.groups):
-        m = (prog.obs_group == gi) & prog.valid
-        y, f = prog.y[m], fitted[m]
-        if y.size == 0:
-            continue
-        ss_res = float(np.sum((y - f) ** 2))
-        ss_tot = float(np.sum((y - y.mean()) ** 2))
-        out.append({"group": label, "kind": prog.group_kind[gi], "n": int(y.size),
-                    "excluded": int(((prog.obs_group == gi) & ~prog.valid).sum()),
-                    "r2": 1 - ss_res / ss_tot if ss_tot > 0 else math.nan,
-                    "rmse": math.sqrt(ss_res / y.size),
-                    "rel_rmse": math.sqrt(ss_res / y.size) / float(np.mean(np.abs(y)))})
+    for gi in np.nonzero(n > 0)[0]:
+        rmse = math.sqrt(ss_res[gi] / n[gi])
+        out.append({"group": prog.groups[gi], "kind": prog.group_kind[gi], "n": int(n[gi]),
+                    "excluded": int(excluded[gi]),
+                    "r2": 1 - float(ss_res[gi] / ss_tot[gi]) if ss_tot[gi] > 0 else math.nan,
+                    "rmse": rmse, "rel_rmse": rmse / float(mean_abs[gi])})
     return out
 
 
@@ -669,11 +808,16 @@ def global_start(model: JointModel, params: lmfit.Parameters, n_starts: int = 32
     return best
 
 
-def _fit_family(ds: Dataset, prog: Program, spec: FamilySpec, *, bar, start: dict,
-                fixed: tuple[str, ...], max_nfev: int, statistics: bool, conditional: bool,
-                max_rounds: int, n_starts: int) -> FitResult:
-    """Fit one family (stages of the module docstring); no files written."""
+def fit_family(ds: Dataset, prog: Program, spec: FamilySpec, *, bar=None,
+               start: dict | None = None, fixed: tuple[str, ...] = (), max_nfev: int = 400,
+               statistics: bool = True, conditional: bool = True, max_rounds: int = 4,
+               n_starts: int = 32) -> FitResult:
+    """Fit one family to ``prog`` (the data set's program, or a subset of it): the global
+    stage (:func:`global_start`), the free-running and the conditional fits with the
+    per-device parameters, the uncertainties and the statistics stage (module docstring).
+    No verdict, no files; ``bar`` is a tqdm bar (or None)."""
     t0 = time.time()
+    start = start or {}
     rec = ds.recipe
     scheme = PulseScheme(**rec.scheme) if rec.scheme else PulseScheme()
     card_kw = {k: v for k, v in rec.fit.get("card", {}).items()}
@@ -840,9 +984,12 @@ def _fit_family(ds: Dataset, prog: Program, spec: FamilySpec, *, bar, start: dic
                 card = card.replace(d2d_v_sigma=float(np.clip(d2d_v["d2d_v_sigma"], 0, 1)))
         if card.d2d_v_sigma is None:
             ests["d2d_v_sigma"].note = "needs at least three devices with identified shifts"
+    stats["scales_profiled"] = bool(not conditional or stats_free.get("conditional_rejected"))
     result = FitResult(card=card, parameters=ests, dataset=ds, program=prog, model=m,
                        scales=scales, groups=group_statistics(prog, m * scales[prog.obs_device]),
-                       statistics=stats, lmfit_result=res, nuisance=nuis)
+                       statistics=stats, lmfit_result=res, nuisance=nuis,
+                       covariance=cov_iid if D <= 1 else cov_rob, covariance_iid=cov_iid,
+                       covariance_names=list(names_cov), fitted_program=prog)
     result.seconds = time.time() - t0
     return result
 
@@ -898,73 +1045,50 @@ def information_criteria(result: FitResult) -> dict[str, float]:
     return {"n": n, "k": k, "ssr": ssr, "aic": ll + 2 * k, "bic": ll + k * math.log(n)}
 
 
-def fit_program(ds: Dataset, *, progress: bool = True, start: dict | None = None,
-                fixed: tuple[str, ...] = (), max_nfev: int = 400, scan: bool = True,
-                statistics: bool = True, conditional: bool = True,
-                max_rounds: int = 4, families=None, n_starts: int | None = None) -> FitResult:
-    """Fit a loaded data set with every candidate family and keep the best by BIC; no files
-    written (see :func:`fit_dataset`).
+def fit_families(ds: Dataset, prog: Program, specs: list[FamilySpec], *, bar=None,
+                 **kwargs) -> tuple[list[FitResult], list[dict]]:
+    """Fit every family of ``specs`` (:func:`fit_family`, ``kwargs`` passed on); a family
+    that fails is listed with its error and the others go on. Returns the results of the
+    families that fitted and one selection row per family (k, SSR, AIC, BIC on ``prog``,
+    median per-part R², or the error)."""
+    from .quality import part_statistics
 
-    ``families``: list of family strings (:mod:`.families`), default the recipe's ``[fit]
-    families`` or the defaults for the data's kinds. ``n_starts``: starts of the global stage
-    (default recipe ``[fit] starts`` or 32; ``scan=False`` means 0: local fit from the start
-    values only). The result carries ``selection`` (one row per family: k, SSR, AIC, BIC,
-    median per-part R²) and ``quality`` (:func:`.quality.verdict`).
-    """
-    from .metrics import figures_of_merit
-    from .quality import part_statistics, verdict
-
-    t0 = time.time()
-    rec = ds.recipe
-    prog = build_program(ds)
-    specs = (candidate_families(prog, families, "families (--family)") if families is not None
-             else candidate_families(prog, rec.fit.get("families"),
-                                     f"{rec.path.name} [fit] families"))
-    start = {**rec.fit.get("initial", {}), **(start or {})}
-    fixed = tuple(fixed) + tuple(rec.fit.get("fixed", ()))
-    if n_starts is None:
-        n_starts = int(rec.fit.get("starts", 32)) if scan else 0
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(desc=f"fit {rec.name}: start", unit=" model evaluations", leave=True)
     results: list[FitResult] = []
     selection: list[dict] = []
-    try:
-        for spec in specs:
-            try:
-                r = _fit_family(ds, prog, spec, bar=bar, start=start, fixed=fixed,
-                                max_nfev=max_nfev, statistics=statistics,
-                                conditional=conditional, max_rounds=max_rounds,
-                                n_starts=n_starts)
-            except Exception as exc:  # noqa: BLE001 - one family failing must not lose the rest
-                log.warning("family %s failed: %s: %s", spec.label, type(exc).__name__, exc)
-                selection.append({"family": spec.label, "error": f"{type(exc).__name__}: {exc}"})
-                continue
-            ic = information_criteria(r)
-            ps = part_statistics(r)
-            row = {"family": spec.label, **ic, "seconds": round(r.seconds, 1)}
-            for key in ("iv_r2_log_per_branch", "pulse_r2_per_cycle",
-                        "pulse_rms_steps_per_cycle"):
-                vals = np.asarray(ps[key], float)
-                vals = vals[np.isfinite(vals)]
-                row[key.replace("per_branch", "median").replace("per_cycle", "median")] = (
-                    float(np.median(vals)) if vals.size else None)
-            selection.append(row)
-            results.append(r)
-    finally:
-        if bar is not None:
-            bar.close()
+    for spec in specs:
+        try:
+            r = fit_family(ds, prog, spec, bar=bar, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - one family failing must not lose the rest
+            log.warning("family %s failed: %s: %s", spec.label, type(exc).__name__, exc)
+            selection.append({"family": spec.label, "error": f"{type(exc).__name__}: {exc}"})
+            continue
+        ic = information_criteria(r)
+        ps = part_statistics(r)
+        row = {"family": spec.label, **ic, "seconds": round(r.seconds, 1)}
+        for key in ("iv_r2_log_per_branch", "pulse_r2_per_cycle", "pulse_rms_steps_per_cycle"):
+            vals = np.asarray(ps[key], float)
+            vals = vals[np.isfinite(vals)]
+            row[key.replace("per_branch", "median").replace("per_cycle", "median")] = (
+                float(np.median(vals)) if vals.size else None)
+        selection.append(row)
+        results.append(r)
     if not results:
-        raise ValueError(f"{rec.name}: every family failed to fit: "
+        raise ValueError(f"{ds.recipe.name}: every family failed to fit: "
                          + "; ".join(f"{row['family']}: {row['error']}" for row in selection))
+    return results, selection
+
+
+def select_family(results: list[FitResult], selection: list[dict]) -> FitResult:
+    """The family the data support best: the lowest BIC, except that a family whose varied
+    parameters end on bounds (collapsed towards another form) gives way to the best interior
+    one within ΔBIC :data:`BIC_STRONG`. Fills ``delta_bic``, ``at_bounds`` and ``chosen`` in
+    the rows of ``selection`` and returns the chosen result (``selection`` attached)."""
     ok = [row for row in selection if "bic" in row]
     best_bic = min(row["bic"] for row in ok)
     for row, r in zip(ok, results):
         row["delta_bic"] = row["bic"] - best_bic
         row["at_bounds"] = _at_bounds(r)
-    pick = int(np.argmin([row["bic"] for row in ok]))
+    best = pick = int(np.argmin([row["bic"] for row in ok]))
     if ok[pick]["at_bounds"]:
         # a family whose parameters end on bounds has collapsed towards another form; prefer
         # the best one that is interior unless the evidence against it is strong (ΔBIC > 10)
@@ -973,13 +1097,39 @@ def fit_program(ds: Dataset, *, progress: bool = True, start: dict | None = None
         if inner:
             pick = min(inner, key=lambda i: ok[i]["bic"])
             log.info("family %s has parameters on bounds (%s); %s chosen (ΔBIC %.1f)",
-                     ok[int(np.argmin([row['bic'] for row in ok]))]["family"],
-                     ", ".join(ok[int(np.argmin([row['bic'] for row in ok]))]["at_bounds"]),
-                     ok[pick]["family"], ok[pick]["delta_bic"])
+                     ok[best]["family"], ", ".join(ok[best]["at_bounds"]), ok[pick]["family"],
+                     ok[pick]["delta_bic"])
     for i, row in enumerate(ok):
         row["chosen"] = i == pick
     result = results[pick]
     result.selection = selection
+    return result
+
+
+def evaluate_on(result: FitResult, prog: Program) -> FitResult:
+    """Put the fitted model on ``prog`` (the whole program when the fit ran on a subset):
+    the free-running model of every observation with each device's nuisance parameters,
+    the device scales (profiled again on ``prog`` when the fit profiled them) and the
+    per-group statistics. Every device of ``prog`` must be in the fit (a subset keeps
+    them all)."""
+    nuis, card = result.nuisance, result.card
+    m = predict(prog, card, free_states(prog, card, g_scale=nuis.scales, dv_p=nuis.shifts[0],
+                                        dv_d=nuis.shifts[1]))
+    scales = (profile_scales(prog, np.nan_to_num(m)) if result.statistics.get("scales_profiled")
+              else result.scales)
+    result.program, result.model, result.scales = prog, m, scales
+    result.groups = group_statistics(prog, m * scales[prog.obs_device])
+    return result
+
+
+def assess(result: FitResult) -> dict[str, Any]:
+    """The verdict stage: figures of merit (:func:`.metrics.figures_of_merit`; a failure is
+    recorded, never loses the fit) and the verdict (:func:`.quality.verdict`) on
+    ``result.program``; sets ``result.metrics`` and ``result.quality`` and returns the
+    latter."""
+    from .metrics import figures_of_merit
+    from .quality import verdict
+
     try:
         result.metrics = figures_of_merit(result)
     except Exception as exc:  # noqa: BLE001 - a fit is never lost to its figures of merit
@@ -989,8 +1139,18 @@ def fit_program(ds: Dataset, *, progress: bool = True, start: dict | None = None
         result.statistics.setdefault("errors", []).append(
             f"figures of merit failed ({type(exc).__name__}: {exc})")
     result.quality = verdict(result)
-    result.seconds = time.time() - t0
-    ests, card = result.parameters, result.card
+    if result.fit_subset.get("subsampled"):
+        sub = result.fit_subset
+        result.quality["reasons"].append(
+            f"info: fitted on {sub['n_fit']} of {sub['n_total']} points ({sub['rule']})")
+    return result.quality
+
+
+def stamp_card(result: FitResult) -> ModelCard:
+    """Fill the fitted card's provenance (data set and its hash, family, verdict, date,
+    method, standard errors, points used); a ``poor`` card is marked in its name."""
+    ds, rec, ests, card = result.dataset, result.dataset.recipe, result.parameters, result.card
+    sub = result.fit_subset
     card.provenance = {}
     card.stamp(dataset=rec.name, dataset_sha256=ds.sha256, dataset_files=ds.files,
                synthetic_dataset=rec.synthetic, family=card.family,
@@ -1001,13 +1161,104 @@ def fit_program(ds: Dataset, *, progress: bool = True, start: dict | None = None
                stderr={k: p.stderr for k, p in ests.items()},
                stderr_iid={k: p.stderr_iid for k, p in ests.items() if p.vary},
                not_estimated={n: ests[n].note for n in card.not_estimated if n in ests},
-               redchi=float(result.statistics["redchi"]), n_devices=len(prog.devices),
+               redchi=float(result.statistics["redchi"]),
+               n_devices=len(result.program.devices),
+               fit_points={"used": sub.get("n_fit"), "of": sub.get("n_total")},
                seconds=round(result.seconds, 1))
     if result.quality["verdict"] == "poor":
         card.name = f"{rec.name} (POOR FIT: see quality.json)"
     for key in ("stderr", "stderr_iid"):
         card.provenance[key] = _jsonable(card.provenance[key])
+    return card
+
+
+def fit(dataset: Dataset, family: str | list[str] | None = None, starts: int | None = None, *,
+        start: dict | None = None, fixed: tuple[str, ...] = (), max_nfev: int = 400,
+        max_rounds: int = 4, statistics: bool = True, conditional: bool = True,
+        max_points: int | None = FIT_MAX_POINTS, subset_points: int | None = None,
+        progress: bool = False) -> FitResult:
+    """Fit a loaded data set in memory (nothing is written; :meth:`FitResult.save` writes
+    the outputs).
+
+    Stages: the program of the data set (:func:`.program.build_program`), a representative
+    subset above ``max_points`` observations (:func:`.program.subset_program`), every
+    candidate family fitted (:func:`fit_families` -> :func:`fit_family` -> :func:`global_start`
+    ...), the family selection (:func:`select_family`), the fitted model put on every
+    observation (:func:`evaluate_on`), the verdict (:func:`assess`) and the card's
+    provenance (:func:`stamp_card`).
+
+    Parameters
+    ----------
+    dataset : a data set from :func:`.io.load_dataset`
+    family : a family string (``"sinh/threshold/linear"``, :mod:`.families`) or a list of
+        them; default the recipe's ``[fit] families``, else the defaults for the data's kinds
+    starts : starts of the global stage (default the recipe's ``[fit] starts`` or 32; 0: a
+        local fit from the start values only)
+    start, fixed : starting values and held parameters (added to the recipe's ``[fit]
+        initial`` and ``fixed``)
+    max_nfev, max_rounds : evaluations per least-squares stage; rounds of the conditional
+        fit
+    statistics, conditional : run the statistics stage; the one-step-ahead stage
+    max_points : observations above which the fit uses a subset (None: always all)
+    subset_points : observations of that subset (default ``min(max_points,
+        FIT_SUBSET_WORK // number of families)``)
+    progress : a tqdm bar over model evaluations
+
+    Returns
+    -------
+    FitResult
+    """
+    t0 = time.time()
+    rec = dataset.recipe
+    full = build_program(dataset)
+    if family is not None:
+        fams = [family] if isinstance(family, str) else list(family)
+        specs = candidate_families(full, fams, "families (--family)")
+    else:
+        specs = candidate_families(full, rec.fit.get("families"), f"{rec.path.name} [fit] families")
+    prog, subset = full, subset_program(full, None)[1]
+    if max_points is not None and full.y.size > max_points:
+        if subset_points is None:
+            subset_points = min(max_points, FIT_SUBSET_WORK // max(len(specs), 1))
+        prog, subset = subset_program(full, subset_points)
+    start = {**rec.fit.get("initial", {}), **(start or {})}
+    fixed = tuple(fixed) + tuple(rec.fit.get("fixed", ()))
+    n_starts = int(rec.fit.get("starts", 32)) if starts is None else int(starts)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(desc=f"fit {rec.name}: start", unit=" model evaluations", leave=True)
+    try:
+        results, selection = fit_families(
+            dataset, prog, specs, bar=bar, start=start, fixed=fixed, max_nfev=max_nfev,
+            statistics=statistics, conditional=conditional, max_rounds=max_rounds,
+            n_starts=n_starts)
+    finally:
+        if bar is not None:
+            bar.close()
+    result = select_family(results, selection)
+    result.fit_subset = subset
+    if prog is not full:
+        evaluate_on(result, full)
+    assess(result)
+    result.seconds = time.time() - t0
+    stamp_card(result)
     return result
+
+
+def fit_program(ds: Dataset, *, progress: bool = True, start: dict | None = None,
+                fixed: tuple[str, ...] = (), max_nfev: int = 400, scan: bool = True,
+                statistics: bool = True, conditional: bool = True,
+                max_rounds: int = 4, families=None, n_starts: int | None = None,
+                max_points: int | None = FIT_MAX_POINTS,
+                subset_points: int | None = None) -> FitResult:
+    """:func:`fit` under its earlier name and keywords (``families``, ``n_starts``;
+    ``scan=False`` means no global starts)."""
+    return fit(ds, families, n_starts if (scan or n_starts is not None) else 0, start=start,
+               fixed=fixed, max_nfev=max_nfev, max_rounds=max_rounds, statistics=statistics,
+               conditional=conditional, max_points=max_points, subset_points=subset_points,
+               progress=progress)
 
 
 def reference_truth(ds: Dataset) -> ModelCard | None:
@@ -1042,6 +1293,7 @@ def quality_record(result: FitResult) -> dict[str, Any]:
         "correlations": result.statistics.get("correlations", {}),
         "c2c_estimate": result.statistics.get("c2c", {}),
         "c2c_replica": result.statistics.get("c2c_replica", {}),
+        "fit_points": result.fit_subset,
         "dataset": result.dataset.recipe.name, "dataset_sha256": result.dataset.sha256,
         "synthetic_dataset": result.dataset.recipe.synthetic,
         "seconds": round(result.seconds, 1),
@@ -1147,9 +1399,10 @@ def write_outputs(result: FitResult, outdir: str | Path, *, card_path: str | Pat
 
 
 def fit_dataset(dataset_dir: str | Path, outdir: str | Path | None = None, progress: bool = True,
-                *, card_path: str | Path | None = None, report: bool = True,
+                *, card_path: str | Path | None = None, report: bool = True, force: bool = True,
                 **kwargs) -> FitResult:
-    """Load a data set, fit it, and write card, ``.lib``, ``.va`` and report.
+    """Load a data set, fit it, and write card, ``.lib``, ``.va`` and report:
+    :func:`.io.load_dataset`, :func:`fit`, :meth:`FitResult.save`.
 
     Parameters
     ----------
@@ -1158,12 +1411,14 @@ def fit_dataset(dataset_dir: str | Path, outdir: str | Path | None = None, progr
     progress : show a tqdm progress bar over model evaluations
     card_path : card JSON path (default ``outdir/card.json``)
     report : write ``outdir/report/`` (markdown + PNG figures)
-    kwargs : passed to :func:`fit_program` (``start``, ``fixed``, ``max_nfev``, ...)
+    force : overwrite an existing card (default True, as before; False: an error)
+    kwargs : passed to :func:`fit_program` (``start``, ``fixed``, ``max_nfev``,
+        ``families``, ``n_starts``, ...)
     """
     with warnings.catch_warnings():
         warnings.simplefilter("always")
         ds = load_dataset(dataset_dir)
     result = fit_program(ds, progress=progress, **kwargs)
     outdir = Path(outdir) if outdir is not None else ds.recipe.directory
-    write_outputs(result, outdir, card_path=card_path, report=report)
+    result.save(outdir, force, card_path=card_path, report=report)
     return result
