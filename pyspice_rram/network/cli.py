@@ -159,7 +159,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         try:
             cfg.build_cell(card)         # the card's device numbers, checked before training
         except ValueError as err:
-            raise ValueError(f"{args.card or cfg.card}: {err}") from None
+            raise ValueError(f"{args.card or cfg.to_dict()['card']}: {err}") from None
     from ..circuit.safeio import raise_if_interrupted, signals_unwind
 
     with signals_unwind():   # SIGTERM unwinds like Ctrl-C; a swallowed Ctrl-C stops after
