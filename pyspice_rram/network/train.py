@@ -23,7 +23,7 @@ import tomllib
 from dataclasses import dataclass, field, fields
 from dataclasses import replace as dc_replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -37,6 +37,10 @@ from .rng import seed_state
 from .sgd import sgd_samples
 from .data import Dataset, load_dataset
 from .history import History, check_overwrite, load_run, run_lock, save_run
+
+if TYPE_CHECKING:
+    from ..device.card import ModelCard
+    from .cells import PairCell
 
 
 @dataclass
@@ -106,9 +110,9 @@ class TrainConfig:
     epochs: int = 10
     seed: int = 0
     cell: str = "fp"
-    cell_params: Any = field(default_factory=dict)
-    device: Any = field(default_factory=dict)
-    card: Any = None
+    cell_params: FloatingPointCell | PairCell | dict = field(default_factory=dict)
+    device: DeviceSpec | dict = field(default_factory=dict)
+    card: ModelCard | str | Path | None = None
     w_max: list = field(default_factory=lambda: [0.3, 0.3])
     init_gain: float = 1.0
     read_scale: list | None = None
