@@ -42,6 +42,7 @@ import numpy as np
 from .. import errors
 from .layer import (DEV, KIND_FP, KIND_PAIR, ROUND_COINC, ROUND_DET, ROUND_STOCH, LayerState,
                     make_cfg, uniform_flag)
+from ..errors import UserInputError
 
 ROUNDING = {"deterministic": ROUND_DET, "stochastic": ROUND_STOCH, "coincidence": ROUND_COINC}
 
@@ -191,7 +192,7 @@ class DeviceSpec:
                     d2d_area=card.statistic("d2d_g_sigma"),
                     g_ratio=float(card.g_max()) / float(card.g_min()))
         if not math.isfinite(vals["n_states"]):
-            raise ValueError("model card gives an infinite number of states at its pulse")
+            raise UserInputError("model card gives an infinite number of states at its pulse")
         vals["n_states"] = max(1.0, round(vals["n_states"]))
         vals.update(overrides)
         return cls(**vals)

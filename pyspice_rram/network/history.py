@@ -34,6 +34,7 @@ from typing import Any
 
 import h5py
 import numpy as np
+from ..errors import UserInputError
 
 FORMAT = "pyspice-rram-train-1"
 EPOCH_KEYS = ("train_acc", "test_acc", "train_mse", "test_mse", "online_acc", "phase",
@@ -152,13 +153,13 @@ def run_lock(path: str | Path | None):
             if host == socket.gethostname() and pid.isdigit() and not _alive(int(pid)):
                 lock.unlink(missing_ok=True)          # stale: its writer was killed
                 continue
-            raise ValueError(f"{path} is being written by another process (pid {pid or '?'} "
+            raise UserInputError(f"{path} is being written by another process (pid {pid or '?'} "
                              f"on {host or '?'}); if it is gone, remove {lock}") from None
         with os.fdopen(fd, "w") as f:
             f.write(me)
         break
     else:
-        raise ValueError(f"{path}: could not take the lock {lock}")
+        raise UserInputError(f"{path}: could not take the lock {lock}")
     try:
         yield
     finally:
@@ -229,7 +230,7 @@ def load_run(path: str | Path, with_checkpoint: bool = True):
     path = Path(path)
     with h5py.File(path, "r") as f:
         if f.attrs.get("format") != FORMAT:
-            raise ValueError(f"{path}: not a pyspice-rram training run file")
+            raise UserInputError(f"{path}: not a pyspice-rram training run file")
         hist = History(json.loads(f.attrs["config"]), str(f.attrs["dataset"]))
         for k in EPOCH_KEYS:
             hist.epochs[k] = list(f["epochs"][k][()])

@@ -37,6 +37,7 @@ from .rng import seed_state
 from .sgd import sgd_samples
 from .data import Dataset, load_dataset
 from .history import History, check_overwrite, load_run, run_lock, save_run
+from ..errors import UserInputError
 
 if TYPE_CHECKING:
     from ..device.card import ModelCard
@@ -250,9 +251,9 @@ class TrainConfig:
             elif path.suffix == ".json":
                 data = json.loads(path.read_text())
             else:
-                raise ValueError("config must be .toml or .json")
+                raise UserInputError("config must be .toml or .json")
         except (ValueError, UnicodeDecodeError) as err:   # TOML/JSON syntax errors
-            raise ValueError(f"{path}: {err}") from None
+            raise UserInputError(f"{path}: {err}") from None
         return cls.from_dict(data, where=str(path))
 
     def to_dict(self) -> dict:
@@ -346,7 +347,7 @@ class Network:
     @phase.setter
     def phase(self, value: int) -> None:
         if not 0 <= int(value) < self.layers[0].n_arrays:
-            raise ValueError(f"phase {value} outside the cell's arrays 0..{self.layers[0].n_arrays - 1}")
+            raise UserInputError(f"phase {value} outside the cell's arrays 0..{self.layers[0].n_arrays - 1}")
         for st in self.layers:
             st.set_active(value)
 
@@ -477,7 +478,7 @@ def _train(config: TrainConfig, out: str | Path | None, *, data: Dataset | None,
             diff = sorted(k for k in set(stored) | set(mine) if stored.get(k) != mine.get(k))
             shown = ", ".join(f"{k}: stored {stored.get(k)!r}, given {mine.get(k)!r}"
                               for k in diff[:3])
-            raise ValueError(f"{out} holds a run of another config ({shown}); cannot resume "
+            raise UserInputError(f"{out} holds a run of another config ({shown}); cannot resume "
                              "it (choose another output, or --force to overwrite it)")
         if layers is not None:
             net = Network(config, n_in, n_out, card=card, backend=backend, layers=layers)
