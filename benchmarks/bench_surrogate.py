@@ -9,10 +9,8 @@ Run: ``python benchmarks/bench_surrogate.py [--size 64] [--vectors 64] [--sample
    tile). Same tile, same inputs, one run; ratios printed.
 2. Training loop (784-250-10 hybrid of ``configs/train/hybrid.toml``, MNIST when
    ``--mnist``/``$PYSPICE_RRAM_MNIST`` is given, else digits; batch 1): seconds per sample
-   of the ideal backend (the network's compiled loop), ideal reads through the network's
-   Python per-sample path, the surrogate backend's compiled loop
-   (:meth:`SurrogateBackend.train_samples`, default factor refresh every 5000 samples) and
-   the surrogate through the Python path (64x64 tiles, 1 Ω).
+   of the one compiled SGD loop with the ideal backend's reads and with the surrogate
+   backend's reads (default factor refresh every 5000 samples; 64x64 tiles, 1 Ω).
 """
 
 from __future__ import annotations
@@ -68,16 +66,11 @@ def bench_reads(size: int, n_vec: int, repeats: int = 3) -> dict:
 
 
 def bench_training(n_samples: int, mnist: str | None) -> dict:
-    from pyspice_rram.network import kernels as K
     from pyspice_rram.network.backend import IdealBackend
     from pyspice_rram.network.data import load_dataset
     from pyspice_rram.network.train import Network, TrainConfig
+    from pyspice_rram.network.rng import seed_state
     from pyspice_rram.surrogate.backend import SurrogateBackend
-
-    class PythonPathIdeal(IdealBackend):
-        """Ideal reads, but through the per-sample Python path used by non-ideal backends."""
-
-        ideal = False
 
     name = "mnist" if mnist else "digits"
     data = load_dataset(name, mnist)
@@ -88,25 +81,25 @@ def bench_training(n_samples: int, mnist: str | None) -> dict:
     out = {"dataset": name, "samples": n, "config": "configs/train/hybrid.toml",
            "tile": [64, 64], "r_wire": 1.0}
 
-    def timed(label, make, compiled=False):
+    def timed(label, make):
         be = make()
         net = Network(cfg, data.n_features, data.n_classes, backend=be,
                       layers=[st.copy() for st in base.layers])
-        rng, cnt = K.seed_state(0, 1), np.zeros(2)
-        run = (lambda a, b: be.train_samples(net, data, order, a, b, rng, cnt)) if compiled \
-            else (lambda a, b: net.train_samples(data, order, a, b, rng, cnt))
+        rng, cnt = seed_state(0, 1), np.zeros(2)
+
+        def run(a, b):
+            net.train_samples(data, order, a, b, rng, cnt)
+
         run(0, 20)                                   # JIT warm-up and first factor refresh
         t0 = time.perf_counter()
         run(20, n)
         out[f"{label}_s_per_sample"] = (time.perf_counter() - t0) / (n - 20)
 
     surrogate = lambda: SurrogateBackend(tile=(64, 64), r_wire=1.0)  # noqa: E731
+    # both through the one compiled SGD loop (Network.train_samples), reads of the backend
     timed("ideal_compiled", IdealBackend)
-    timed("ideal_python_path", PythonPathIdeal)
-    timed("surrogate_compiled", surrogate, compiled=True)
-    # what train() runs: Network.train_samples delegates to the backend's compiled loop
-    timed("surrogate_via_network", surrogate)
-    for k in ("surrogate_compiled", "surrogate_via_network", "ideal_python_path"):
+    timed("surrogate_compiled", surrogate)
+    for k in ("surrogate_compiled",):
         out[f"ratio_{k}_over_ideal_compiled"] = (out[f"{k}_s_per_sample"]
                                                  / out["ideal_compiled_s_per_sample"])
     return out
@@ -137,8 +130,7 @@ def main() -> None:
         res["training"] = t
         print(f"training loop ({t['dataset']}, {t['samples']} samples, 784-250-10 hybrid "
               f"{t['config']}, batch 1, 64x64 tiles at 1 Ω):")
-        for k in ("ideal_compiled", "ideal_python_path", "surrogate_compiled",
-                  "surrogate_via_network"):
+        for k in ("ideal_compiled", "surrogate_compiled"):
             ratio = t.get(f"ratio_{k}_over_ideal_compiled", 1.0)
             print(f"  {k:22s} {1e3 * t[k + '_s_per_sample']:8.3f} ms/sample  "
                   f"({ratio:.2f}x ideal compiled)")

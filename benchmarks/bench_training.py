@@ -29,7 +29,8 @@ os.environ.setdefault("NUMBA_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 
-from pyspice_rram.network import kernels as K  # noqa: E402
+from pyspice_rram.network.layer import STAT_UPDATES  # noqa: E402
+from pyspice_rram.network.rng import seed_state  # noqa: E402
 from pyspice_rram.network.data import load_digits, load_mnist  # noqa: E402
 from pyspice_rram.network.train import Network, TrainConfig  # noqa: E402
 
@@ -60,7 +61,7 @@ def time_cell(data, cell, params, device, n, w_max, fine=False):
     n_train = len(data.y_train)
     order = np.random.default_rng(0).permutation(n_train)
     order = np.concatenate([order] * (1 + (2 * n + n_train) // n_train))
-    rng = K.seed_state(0)
+    rng = seed_state(0)
     c = np.zeros(2)
     net.train_samples(data, order, 0, 50, rng, c)          # compile / warm up
     start = 50
@@ -74,7 +75,7 @@ def time_cell(data, cell, params, device, n, w_max, fine=False):
     t0, c0 = time.perf_counter(), time.thread_time()
     net.train_samples(data, order, start, start + n, rng, c)
     dt, dc = time.perf_counter() - t0, time.thread_time() - c0
-    events = sum(int(st.stats[:, K.STAT_UPDATES].sum()) for st in net.layers) if cell != "fp" else 0
+    events = sum(int(st.stats[:, STAT_UPDATES].sum()) for st in net.layers) if cell != "fp" else 0
     return n / dt, n / dc, events / n
 
 

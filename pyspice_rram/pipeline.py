@@ -238,7 +238,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     steps = tuple(s.strip() for s in args.steps.split(",") if s.strip())
     unknown = set(steps) - {"fit", "crossbar", "training", "surrogate"}
     if unknown:
-        raise ValueError(f"unknown steps {sorted(unknown)}")
+        raise UserInputError(f"unknown steps {sorted(unknown)}")
     run_chain(args.output, args.dataset, mnist=args.mnist, steps=steps, card=args.card,
               progress=not args.no_progress, force=args.force)
     return 0

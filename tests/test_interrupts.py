@@ -86,7 +86,7 @@ def test_train_interrupted_then_resumed_equals_uninterrupted(sig, tmp_path, caps
             np.testing.assert_array_equal(np.asarray(h1.epochs[k]), np.asarray(h2.epochs[k]),
                                           err_msg=k)
     for a, b in zip(l1, l2):
-        for x, y in zip(a.as_tuple(), b.as_tuple()):
+        for x, y in zip(a, b):
             np.testing.assert_array_equal(x, y)
     assert earlier.read_bytes() == before
 

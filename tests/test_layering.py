@@ -44,16 +44,13 @@ ALLOWED: dict[str, set[str]] = {
 
 #: Modules private to their own package although their names carry no underscore.
 INTERNAL_MODULES = {
-    f"{PACKAGE}.network.kernels",      # the network's numba loops and layer-state slots
+    f"{PACKAGE}.network.sgd",          # the one SGD loop: backends plug in via network.backend
 }
 
-#: Violations being removed by the tile-backend work of issue 10 (the network stops
-#: importing the surrogate; the surrogate stops using the network's kernels).
-#: The lead removes these entries after merging that work.
-KNOWN_VIOLATIONS = {
-    ("pyspice_rram.network.backend", "pyspice_rram.surrogate.backend", "layer"),
-    ("pyspice_rram.surrogate.backend", "pyspice_rram.network.kernels", "private"),
-}
+#: Violations that exist today and are being removed elsewhere (none: the tile-backend work
+#: of issue 10 removed the network -> surrogate import and the surrogate's use of the
+#: network's kernels).
+KNOWN_VIOLATIONS: set[tuple[str, str, str]] = set()
 
 
 def _private(name: str) -> bool:
@@ -163,6 +160,6 @@ def test_the_checker_sees_a_violation():
     assert _resolve("pyspice_rram.network.backend", False, node) == "pyspice_rram.surrogate.model"
     node = ast.parse("from . import kernels as K").body[0]
     assert _resolve("pyspice_rram.network", True, node) == "pyspice_rram.network"
-    # a real file: the network's cells import its kernels (same package: allowed) and errors
+    # a real file: the network's cells import its layer state (same package) and errors
     cells = {m for m, _, _ in imports_of(ROOT / "network" / "cells.py")}
-    assert {"pyspice_rram.network.kernels", "pyspice_rram.errors"} <= cells
+    assert {"pyspice_rram.network.layer", "pyspice_rram.errors"} <= cells

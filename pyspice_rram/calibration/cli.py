@@ -13,6 +13,7 @@ import argparse
 import math
 import sys
 from pathlib import Path
+from ..errors import DataError
 
 
 def _check_writable(directory: Path) -> None:
@@ -23,10 +24,10 @@ def _check_writable(directory: Path) -> None:
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ValueError(f"output directory {str(directory)!r} cannot be created: "
+        raise DataError(f"output directory {str(directory)!r} cannot be created: "
                          f"{exc.strerror or exc}") from None
     if not directory.is_dir() or not os.access(directory, os.W_OK | os.X_OK):
-        raise ValueError(f"output directory {str(directory)!r} is not a writable directory")
+        raise DataError(f"output directory {str(directory)!r} is not a writable directory")
 
 
 def _check_not_overwriting(card_path: Path, default: bool, force: bool) -> None:

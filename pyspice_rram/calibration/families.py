@@ -28,6 +28,7 @@ import numpy as np
 
 from ..device.card import DYNAMICS, FAMILY_PARAMETERS, G_MAPS, READ_MODELS
 from .program import Program
+from ..errors import ConfigError
 
 #: Families tried when the recipe does not name any: with DC sweeps, and pulse reads only.
 DEFAULT_FAMILIES_IV = ("sinh/threshold/linear", "sinh/soft_bounds/linear",
@@ -59,18 +60,18 @@ def parse_family(text: str, where: str = "family") -> FamilySpec:
     """``"schottky/soft_bounds/log+rs"`` -> :class:`FamilySpec`; ``ValueError`` naming the
     bad part otherwise."""
     if not isinstance(text, str):
-        raise ValueError(f"{where}: expected a string like 'sinh/threshold/linear', got {text!r}")
+        raise ConfigError(f"{where}: expected a string like 'sinh/threshold/linear', got {text!r}")
     body, plus, tail = text.strip().partition("+")
     if plus and tail.strip() != "rs":
-        raise ValueError(f"{where}: {text!r}: the only suffix is '+rs' (free series resistance)")
+        raise ConfigError(f"{where}: {text!r}: the only suffix is '+rs' (free series resistance)")
     parts = [p.strip() for p in body.split("/")]
     if len(parts) != 3:
-        raise ValueError(f"{where}: {text!r} must be '<read>/<dynamics>/<map>', e.g. "
+        raise ConfigError(f"{where}: {text!r} must be '<read>/<dynamics>/<map>', e.g. "
                          f"'sinh/threshold/linear'")
     for value, allowed, what in zip(parts, (READ_MODELS, DYNAMICS, G_MAPS),
                                     ("read model", "dynamics", "conductance map")):
         if value not in allowed:
-            raise ValueError(f"{where}: {text!r}: unknown {what} {value!r}; one of {list(allowed)}")
+            raise ConfigError(f"{where}: {text!r}: unknown {what} {value!r}; one of {list(allowed)}")
     return FamilySpec(*parts, series=bool(plus))
 
 

@@ -69,6 +69,7 @@ from .io import Dataset, load_dataset
 from .families import FamilySpec, candidate_families, free_parameters
 from .program import (Program, build_program, free_states, observed_states, predict,
                       profile_scales, simulate_states, subset_program)
+from ..errors import DataError
 
 log = logging.getLogger(__name__)
 
@@ -733,7 +734,7 @@ def _window_from_data(prog: Program) -> dict[str, float]:
     ``window = "data"``)."""
     m = prog.kind == 1
     if not m.any():
-        raise ValueError("recipe [fit] window = 'data' needs pulse reads")
+        raise DataError("recipe [fit] window = 'data' needs pulse reads")
     dens = prog.y[m] / prog.area[prog.obs_seq[m]]
     lo, hi = float(dens.min()), float(dens.max())
     return {"g_min_density": lo * (1 - 1e-6), "g_max_density": hi * (1 + 1e-6)}
@@ -1073,7 +1074,7 @@ def fit_families(ds: Dataset, prog: Program, specs: list[FamilySpec], *, bar=Non
         selection.append(row)
         results.append(r)
     if not results:
-        raise ValueError(f"{ds.recipe.name}: every family failed to fit: "
+        raise DataError(f"{ds.recipe.name}: every family failed to fit: "
                          + "; ".join(f"{row['family']}: {row['error']}" for row in selection))
     return results, selection
 

@@ -33,6 +33,7 @@ from ..device.card import ModelCard
 from ..device.model import (advance, cell_current, junction_voltage,
                              junction_voltage_at_current, state_from_conductance)
 from .io import Dataset
+from ..errors import DataError
 
 #: Use the compiled kernels where they apply (False: the NumPy reference loops).
 _COMPILED = True
@@ -175,7 +176,7 @@ def build_program(ds: Dataset, noise: dict | None = None) -> Program:
                         restart=restart,
                         sigma=noise["pulse_rel"] * np.abs(t.conductance) + noise["pulse_floor"]))
     if not seqs:
-        raise ValueError("the data set has no sweeps and no pulse trains")
+        raise DataError("the data set has no sweeps and no pulse trains")
     lengths = np.array([len(s[0]) for s in seqs])
     order = np.argsort(-lengths, kind="stable")
     rank = np.empty_like(order)

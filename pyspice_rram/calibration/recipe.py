@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from .units import si_factor
+from ..errors import DataError
 
 RECIPE_NAMES = ("recipe.toml", "recipe.json")
 
@@ -60,17 +61,17 @@ def parse_quantity(value: Any, quantity: str, where: str) -> float:
         try:
             number = float(parts[0])
         except (ValueError, IndexError):
-            raise ValueError(f"{where}: {value!r} is not a number with a unit") from None
+            raise DataError(f"{where}: {value!r} is not a number with a unit") from None
         if len(parts) == 1:
             return number
         try:
             factor, q = si_factor(parts[1])
         except KeyError:
-            raise ValueError(f"{where}: unknown unit {parts[1]!r} in {value!r}") from None
+            raise DataError(f"{where}: unknown unit {parts[1]!r} in {value!r}") from None
         if q != quantity:
-            raise ValueError(f"{where}: {value!r} is a {q}, expected a {quantity}")
+            raise DataError(f"{where}: {value!r} is a {q}, expected a {quantity}")
         return number * factor
-    raise ValueError(f"{where}: expected a number or a string with a unit, got {value!r}")
+    raise DataError(f"{where}: expected a number or a string with a unit, got {value!r}")
 
 
 @dataclass
@@ -153,14 +154,14 @@ class Recipe:
 
 def _entry(kind: str, raw: dict, directory: Path, where: str, defaults: dict) -> Entry:
     if not isinstance(raw, dict):
-        raise ValueError(f"{where}: each entry must be a table with at least 'file'")
+        raise DataError(f"{where}: each entry must be a table with at least 'file'")
     unknown = set(raw) - _ENTRY_KEYS
     if unknown:
-        raise ValueError(f"{where}: unknown keys {sorted(unknown)}")
+        raise DataError(f"{where}: unknown keys {sorted(unknown)}")
     if kind != "pulse" and _PULSE_ONLY & set(raw):
-        raise ValueError(f"{where}: {sorted(_PULSE_ONLY & set(raw))} only apply to [[pulses]]")
+        raise DataError(f"{where}: {sorted(_PULSE_ONLY & set(raw))} only apply to [[pulses]]")
     if "file" not in raw:
-        raise ValueError(f"{where}: missing 'file'")
+        raise DataError(f"{where}: missing 'file'")
     file = (directory / raw["file"]).resolve()
     name = raw.get("name") or Path(raw["file"]).stem + (f":{raw['group']}" if raw.get("group") else "")
     e = Entry(kind=kind, file=file, name=str(name))
@@ -178,13 +179,13 @@ def _entry(kind: str, raw: dict, directory: Path, where: str, defaults: dict) ->
         e.area = parse_quantity(raw["area"], "area", f"{where}.area")
     if "diameter" in raw:
         if e.area is not None:
-            raise ValueError(f"{where}: give either 'area' or 'diameter', not both")
+            raise DataError(f"{where}: give either 'area' or 'diameter', not both")
         d = parse_quantity(raw["diameter"], "length", f"{where}.diameter")
         if not d > 0:
-            raise ValueError(f"{where}.diameter must be positive, got {raw['diameter']!r}")
+            raise DataError(f"{where}.diameter must be positive, got {raw['diameter']!r}")
         e.area = 3.141592653589793 * d * d / 4.0
     if e.area is not None and not 0 < e.area <= MAX_AREA:
-        raise ValueError(f"{where}: cell area {e.area:g} m^2 is implausible (must be in "
+        raise DataError(f"{where}: cell area {e.area:g} m^2 is implausible (must be in "
                          f"(0, {MAX_AREA:g}] m^2)")
     rv = raw.get("read_voltage", defaults.get("read_voltage"))
     if rv is not None:
@@ -194,16 +195,16 @@ def _entry(kind: str, raw: dict, directory: Path, where: str, defaults: dict) ->
     if "compliance" in raw:
         e.compliance = parse_quantity(raw["compliance"], "current", f"{where}.compliance")
         if not e.compliance > 0:
-            raise ValueError(f"{where}.compliance must be positive")
+            raise DataError(f"{where}.compliance must be positive")
     e.initial_state = float(raw.get("initial_state", 0.0))
     if not 0.0 <= e.initial_state <= 1.0:
-        raise ValueError(f"{where}.initial_state must be in [0, 1]")
+        raise DataError(f"{where}.initial_state must be in [0, 1]")
     if "protocol" in raw:
         segs = []
         for i, seg in enumerate(raw["protocol"]):
             w = f"{where}.protocol[{i}]"
             if not isinstance(seg, dict) or {"v", "width"} - set(seg):
-                raise ValueError(f"{w}: needs 'v' (V), 'width' (s) and optionally 'n'")
+                raise DataError(f"{w}: needs 'v' (V), 'width' (s) and optionally 'n'")
             segs.append(PulseSegment(*_pulse(seg, w), int(seg.get("n", 1))))
         e.protocol = segs
     _extended(e, raw, where)
@@ -213,11 +214,11 @@ def _entry(kind: str, raw: dict, directory: Path, where: str, defaults: dict) ->
 def _pulse(spec: Any, where: str) -> tuple[float, float]:
     """(V, s) of a ``{v = ..., width = ...}`` table, with the width checked."""
     if not isinstance(spec, dict) or {"v", "width"} - set(spec):
-        raise ValueError(f"{where}: needs 'v' (V) and 'width' (s), got {spec!r}")
+        raise DataError(f"{where}: needs 'v' (V) and 'width' (s), got {spec!r}")
     v = parse_quantity(spec["v"], "voltage", where)
     w = parse_quantity(spec["width"], "time", where)
     if not 0 < w <= MAX_PULSE_WIDTH:
-        raise ValueError(f"{where}: pulse width {w:g} s is implausible (must be in "
+        raise DataError(f"{where}: pulse width {w:g} s is implausible (must be in "
                          f"(0, {MAX_PULSE_WIDTH:g}] s)")
     return v, w
 
@@ -241,97 +242,97 @@ def _extended(e: Entry, raw: dict, where: str) -> None:
         try:
             codecs.lookup(str(raw["encoding"]))
         except LookupError:
-            raise ValueError(f"{where}.encoding: unknown encoding {raw['encoding']!r}") from None
+            raise DataError(f"{where}.encoding: unknown encoding {raw['encoding']!r}") from None
         e.encoding = str(raw["encoding"])
     if "sort_by" in raw:
         sb = raw["sort_by"]
         sb = [sb] if isinstance(sb, str) else sb
         if not isinstance(sb, list) or not sb or not all(isinstance(c, str) for c in sb):
-            raise ValueError(f"{where}.sort_by: expected a list of column headers, got "
+            raise DataError(f"{where}.sort_by: expected a list of column headers, got "
                              f"{raw['sort_by']!r}")
         e.sort_by = list(sb)
     if "state_from_first_read" in raw:
         if not isinstance(raw["state_from_first_read"], bool):
-            raise ValueError(f"{where}.state_from_first_read: expected true or false, got "
+            raise DataError(f"{where}.state_from_first_read: expected true or false, got "
                              f"{raw['state_from_first_read']!r}")
         e.state_from_first_read = raw["state_from_first_read"]
     if "conditions" in raw:
         cond = raw["conditions"]
         if not isinstance(cond, dict):
-            raise ValueError(f"{where}.conditions: expected a table {{column = ..., <label> = "
+            raise DataError(f"{where}.conditions: expected a table {{column = ..., <label> = "
                              f"{{v = ..., width = ...}}}}, got {cond!r}")
         cond = dict(cond)
         col = cond.pop("column", None)
         if col is not None and not isinstance(col, str):
-            raise ValueError(f"{where}.conditions.column: expected a column header, got {col!r}")
+            raise DataError(f"{where}.conditions.column: expected a column header, got {col!r}")
         if not cond:
-            raise ValueError(f"{where}.conditions: lists no condition")
+            raise DataError(f"{where}.conditions: lists no condition")
         e.conditions = {str(k): _pulse(v, f"{where}.conditions.{k}") for k, v in cond.items()}
         e.conditions_column = col
         if e.protocol is not None:
-            raise ValueError(f"{where}: give either 'protocol' or 'conditions', not both")
+            raise DataError(f"{where}: give either 'protocol' or 'conditions', not both")
     if "wide" in raw:
         w = raw["wide"]
         if not isinstance(w, dict):
-            raise ValueError(f"{where}.wide: expected a table {{index = ..., columns = [...], "
+            raise DataError(f"{where}.wide: expected a table {{index = ..., columns = [...], "
                              f"conditions = [...]}}, got {w!r}")
         bad = set(w) - {"index", "columns", "conditions", "value"}
         if bad:
-            raise ValueError(f"{where}.wide: unknown keys {sorted(bad)}")
+            raise DataError(f"{where}.wide: unknown keys {sorted(bad)}")
         wide = Wide(index=w.get("index"), value=str(w.get("value", "conductance")))
         if wide.value not in ("conductance", "read_current"):
-            raise ValueError(f"{where}.wide.value: 'conductance' or 'read_current', got "
+            raise DataError(f"{where}.wide.value: 'conductance' or 'read_current', got "
                              f"{wide.value!r}")
         if "columns" in w:
             if not isinstance(w["columns"], list) or not w["columns"]:
-                raise ValueError(f"{where}.wide.columns: expected a list of headers")
+                raise DataError(f"{where}.wide.columns: expected a list of headers")
             wide.columns = [str(c) for c in w["columns"]]
         if "conditions" in w:
             wc = w["conditions"]
             wc = [wc] if isinstance(wc, str) else [str(c) for c in wc]
             if wide.columns is not None and len(wc) not in (1, len(wide.columns)):
-                raise ValueError(f"{where}.wide.conditions: {len(wc)} names for "
+                raise DataError(f"{where}.wide.conditions: {len(wc)} names for "
                                  f"{len(wide.columns)} columns (give one per column, or one "
                                  f"for all)")
             if wide.columns is None and len(wc) != 1:
-                raise ValueError(f"{where}.wide.conditions: one name per column needs "
+                raise DataError(f"{where}.wide.conditions: one name per column needs "
                                  f"wide.columns")
             if e.conditions is None:
-                raise ValueError(f"{where}.wide.conditions: names {wc} but the entry has no "
+                raise DataError(f"{where}.wide.conditions: names {wc} but the entry has no "
                                  f"'conditions' table")
             missing = [c for c in wc if c not in e.conditions]
             if missing:
-                raise ValueError(f"{where}.wide.conditions: {missing} not in conditions "
+                raise DataError(f"{where}.wide.conditions: {missing} not in conditions "
                                  f"({list(e.conditions)})")
             wide.conditions = wc
         if e.conditions is not None:
             if e.conditions_column is not None:
-                raise ValueError(f"{where}.conditions: with a wide layout the conditions are "
+                raise DataError(f"{where}.conditions: with a wide layout the conditions are "
                                  f"named by wide.conditions, not by a column "
                                  f"({e.conditions_column!r})")
             if wide.conditions is None:
-                raise ValueError(f"{where}.wide.conditions: name the condition of each "
+                raise DataError(f"{where}.wide.conditions: name the condition of each "
                                  f"column (the entry has a conditions table)")
         e.wide = wide
     elif e.conditions is not None and e.conditions_column is None:
-        raise ValueError(f"{where}.conditions: needs 'column' (the header of the label "
+        raise DataError(f"{where}.conditions: needs 'column' (the header of the label "
                          f"column), e.g. conditions = {{column = \"direction\", ...}}")
     if "normalised" in raw:
         nm = raw["normalised"]
         if not isinstance(nm, dict) or "scale" not in nm or set(nm) - {"scale", "offset"}:
-            raise ValueError(f"{where}.normalised: expected {{scale = ..., offset = ...}} "
+            raise DataError(f"{where}.normalised: expected {{scale = ..., offset = ...}} "
                              f"(value = offset + scale * normalised), got {nm!r}")
         qs = {q for q in (_quantity_of(nm["scale"]), _quantity_of(nm.get("offset", 0)))
               if q is not None}
         if len(qs) > 1 or (qs and qs.pop() not in ("conductance", "current")):
-            raise ValueError(f"{where}.normalised: scale and offset must both be a "
+            raise DataError(f"{where}.normalised: scale and offset must both be a "
                              f"conductance (e.g. '45 uS') or both a current, got {nm!r}")
         q = _quantity_of(nm["scale"]) or _quantity_of(nm.get("offset", 0))
         scale = parse_quantity(nm["scale"], q or "conductance", f"{where}.normalised.scale")
         offset = parse_quantity(nm.get("offset", 0.0), q or "conductance",
                                 f"{where}.normalised.offset")
         if not scale > 0:
-            raise ValueError(f"{where}.normalised.scale must be positive, got {nm['scale']!r}")
+            raise DataError(f"{where}.normalised.scale must be positive, got {nm['scale']!r}")
         e.normalised = {"scale": scale, "offset": offset, "quantity": q}
 
 
@@ -351,10 +352,10 @@ def load_recipe(path: str | Path) -> Recipe:
     try:
         raw = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ValueError(f"{path}: cannot parse recipe ({exc})") from exc
+        raise DataError(f"{path}: cannot parse recipe ({exc})") from exc
     unknown = set(raw) - _TOP_KEYS
     if unknown:
-        raise ValueError(f"{path}: unknown top-level keys {sorted(unknown)}")
+        raise DataError(f"{path}: unknown top-level keys {sorted(unknown)}")
     directory = path.parent
     rec = Recipe(directory=directory, path=path, name=str(raw.get("name", directory.name)),
                  description=str(raw.get("description", "")),
@@ -365,7 +366,7 @@ def load_recipe(path: str | Path) -> Recipe:
     rec.pulses = [_entry("pulse", r, directory, f"{path.name}: pulses[{i}]", defaults)
                   for i, r in enumerate(raw.get("pulses", []))]
     if not rec.entries:
-        raise ValueError(f"{path}: the recipe lists no [[sweeps]] and no [[pulses]]")
+        raise DataError(f"{path}: the recipe lists no [[sweeps]] and no [[pulses]]")
     rec.noise.update({k: float(v) for k, v in dict(raw.get("noise", {})).items()})
     rec.scheme = dict(raw.get("scheme", {}))
     rec.fit = dict(raw.get("fit", {}))

@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from ..cli import DefaultsHelpFormatter
+from ..errors import UserInputError
 
 
 def load_matrix(spec: str) -> np.ndarray:
@@ -50,7 +51,7 @@ def load_matrix(spec: str) -> np.ndarray:
         with np.load(p) as z:
             names = list(z.keys())
             if not key and len(names) != 1:
-                raise ValueError(f"{p} holds {names}: name one as {p}:<key>")
+                raise UserInputError(f"{p} holds {names}: name one as {p}:<key>")
             return z[key or names[0]]
     if suffix in (".h5", ".hdf5"):
         import h5py
@@ -59,14 +60,14 @@ def load_matrix(spec: str) -> np.ndarray:
             if not key:
                 names = [k for k in f if isinstance(f[k], h5py.Dataset)]
                 if len(names) != 1:
-                    raise ValueError(f"{p}: name the dataset as {p}:<dataset>")
+                    raise UserInputError(f"{p}: name the dataset as {p}:<dataset>")
                 key = names[0]
             if key not in f:
-                raise ValueError(f"{p} has no dataset {key!r}")
+                raise UserInputError(f"{p} has no dataset {key!r}")
             return f[key][()]
     if suffix in (".csv", ".txt", ".tsv"):
         return np.loadtxt(p, delimiter="," if suffix == ".csv" else None, ndmin=2)
-    raise ValueError(f"unsupported matrix file type {suffix!r} (.npy, .npz, .csv, .h5)")
+    raise UserInputError(f"unsupported matrix file type {suffix!r} (.npy, .npz, .csv, .h5)")
 
 
 def _card(args):
@@ -83,7 +84,7 @@ def _floats(text: str, option: str = "") -> list[float]:
     try:
         return [float(t) for t in text.split(",") if t.strip()]
     except ValueError:
-        raise ValueError(f"{option or 'list'} {text!r}: expected comma-separated numbers"
+        raise UserInputError(f"{option or 'list'} {text!r}: expected comma-separated numbers"
                          ) from None
 
 
@@ -156,12 +157,12 @@ def _resume_tiles(path: Path, meta: dict, tasks: list, solvers: list[str]) -> li
     drop: list[str] = []
     with open_h5(path, "r", what="xbar solve results file") as f:
         if f.attrs.get("format") != FORMAT:
-            raise ValueError(f"{path} is not a {FORMAT} file: cannot --resume it")
+            raise UserInputError(f"{path} is not a {FORMAT} file: cannot --resume it")
         user = json.loads(f.attrs.get("user", "{}"))
         for key in ("settings", "inputs_sha256", "solvers", "direction", "n_tiles"):
             mine = json.loads(_json(meta[key]))
             if user.get(key) != mine:
-                raise ValueError(f"{path} was written by another solve ({key} "
+                raise UserInputError(f"{path} was written by another solve ({key} "
                                  f"{user.get(key)!r} there, {mine!r} now): cannot --resume; "
                                  "give --force to start it again")
         tiles = f.get("tiles", {})
@@ -173,7 +174,7 @@ def _resume_tiles(path: Path, meta: dict, tasks: list, solvers: list[str]) -> li
                 drop = names[k:]           # a tile cut short: it and the rest are solved again
                 break
             if not np.array_equal(g["inputs"][()], tasks[k][1]):
-                raise ValueError(f"{path}: tile {name} has other inputs than this solve")
+                raise UserInputError(f"{path}: tile {name} has other inputs than this solve")
             done.append({s: g["outputs"][s][()] for s in g["outputs"]} |
                         {"_timings": json.loads(g.attrs["timings"])})
     if drop:
@@ -196,7 +197,7 @@ def cmd_solve(args) -> int:
         a = np.random.default_rng(args.seed).uniform(0, 1, (args.n_vectors, n))
     a = np.atleast_2d(a)
     if a.shape[1] != n:
-        raise ValueError(f"inputs have {a.shape[1]} columns, the {args.direction} read of a "
+        raise UserInputError(f"inputs have {a.shape[1]} columns, the {args.direction} read of a "
                          f"{layer.n_in}x{layer.n_out} layer needs {n}")
     v = encode_inputs(a, layer.v_read, layer.card)
     solvers = ["ngspice", "mna"] if args.solver == "both" else [args.solver]
@@ -205,7 +206,7 @@ def cmd_solve(args) -> int:
 
         check_tile_size(*layer.tile_shape, a.shape[0], force=args.force)
     if args.resume and not args.out:
-        raise ValueError("--resume needs -o/--output (the results file to continue)")
+        raise UserInputError("--resume needs -o/--output (the results file to continue)")
     if not args.out:
         with signals_unwind(), ngspice_errors_as_one_line():
             return _solve(args, layer, a, v, solvers, None)
@@ -353,7 +354,7 @@ def cmd_update(args) -> int:
 
     card = _card(args)
     if card is None:
-        raise ValueError("the update check needs a model card (dynamic cells)")
+        raise UserInputError("the update check needs a model card (dynamic cells)")
     from .safeio import atomic_write_text, check_output
 
     out = Path(args.out)
@@ -410,7 +411,7 @@ def cmd_demo(args) -> int:
                              hint="give another -o/--output, or --force to overwrite them")
     card = _card(args)
     if card is None:
-        raise ValueError("the demo needs a model card (not --g-range)")
+        raise UserInputError("the demo needs a model card (not --g-range)")
     s = demo(card, args.out, progress=not args.no_progress)
     print(json.dumps(s, indent=2))
     return 0

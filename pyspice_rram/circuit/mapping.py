@@ -42,6 +42,7 @@ from ..device.card import ModelCard
 from ..device.model import read_conductance
 from .parallel import solve_tiles
 from .tile import Tile, check_direction
+from ..errors import ConfigError
 
 SYNAPSES = ("pair", "hybrid")
 
@@ -71,10 +72,10 @@ def adc_quantise(current: np.ndarray, bits: int, full_scale: float | np.ndarray)
     ``step = FS / (2^(bits-1) - 1)`` (A), i.e. ``2^bits - 1`` levels symmetric about 0.
     """
     if int(bits) != bits or bits < 2:
-        raise ValueError(f"adc_bits must be an integer >= 2, got {bits}")
+        raise ConfigError(f"adc_bits must be an integer >= 2, got {bits}")
     fs = np.asarray(full_scale, dtype=float)
     if np.any(fs <= 0):
-        raise ValueError("ADC full scale must be > 0 A")
+        raise ConfigError("ADC full scale must be > 0 A")
     step = fs / (2 ** (int(bits) - 1) - 1)
     return step * np.round(np.clip(current, -fs, fs) / step)
 
@@ -100,11 +101,11 @@ def encode_inputs(a: Any, v_read: float, card: ModelCard | None = None,
     """
     a = np.asarray(a, dtype=float)
     if not np.all(np.isfinite(a)) or np.any(np.abs(a) > 1):
-        raise ValueError("activations must be finite and in [-1, 1] for amplitude encoding")
+        raise ConfigError("activations must be finite and in [-1, 1] for amplitude encoding")
     if not v_read > 0:
-        raise ValueError(f"v_read must be > 0 V, got {v_read}")
+        raise ConfigError(f"v_read must be > 0 V, got {v_read}")
     if card is not None and v_read > disturb_free_voltage(card, t_read):
-        raise ValueError(f"v_read = {v_read} V exceeds the disturb-free read range "
+        raise ConfigError(f"v_read = {v_read} V exceeds the disturb-free read range "
                          f"{disturb_free_voltage(card, t_read):.3f} V of card '{card.name}'")
     return a * v_read
 
@@ -178,7 +179,7 @@ class MappedLayer:
         if v.ndim == 1:
             v = v[None]
         if v.ndim != 2 or v.shape[1] != n:
-            raise ValueError(f"v_in must have shape (n_vectors, {n}) for a {direction} read of "
+            raise ConfigError(f"v_in must have shape (n_vectors, {n}) for a {direction} read of "
                              f"a {self.n_in}x{self.n_out} layer, got {np.shape(v_in)}")
         return v
 
@@ -273,43 +274,43 @@ def map_layer(weights: Any, *, card: ModelCard | None = None,
     """
     W = np.array(weights, dtype=float)
     if W.ndim != 2 or min(W.shape) < 1:
-        raise ValueError(f"weights must be a non-empty 2-D matrix (n_in, n_out), got shape "
+        raise ConfigError(f"weights must be a non-empty 2-D matrix (n_in, n_out), got shape "
                          f"{W.shape}")
     if not np.all(np.isfinite(W)):
-        raise ValueError("weights contain NaN or infinite values")
+        raise ConfigError("weights contain NaN or infinite values")
     if synapse not in SYNAPSES:
-        raise ValueError(f"synapse must be one of {SYNAPSES}, got {synapse!r}")
+        raise ConfigError(f"synapse must be one of {SYNAPSES}, got {synapse!r}")
     if not k >= 1:
-        raise ValueError(f"hybrid gain k must be >= 1, got {k}")
+        raise ConfigError(f"hybrid gain k must be >= 1, got {k}")
     tr, tc = (tile_size, tile_size) if np.isscalar(tile_size) else tuple(tile_size)
     tr, tc = int(tr), int(tc)
     if tr < 1 or tc < 1:
-        raise ValueError(f"tile_size must be >= 1, got {tile_size}")
+        raise ConfigError(f"tile_size must be >= 1, got {tile_size}")
     if tr > W.shape[0] or tc > W.shape[1]:
-        raise ValueError(f"tile {tr}x{tc} is larger than the {W.shape[0]}x{W.shape[1]} weight "
+        raise ConfigError(f"tile {tr}x{tc} is larger than the {W.shape[0]}x{W.shape[1]} weight "
                          "matrix; choose a tile_size no larger than the matrix, e.g. "
                          f"tile_size=({min(tr, W.shape[0])}, {min(tc, W.shape[1])})")
     if n_states is not None and (int(n_states) != n_states or n_states < 2):
-        raise ValueError(f"n_states must be an integer >= 2, got {n_states}")
+        raise ConfigError(f"n_states must be an integer >= 2, got {n_states}")
     if card is None:
         if g_range is None:
-            raise ValueError("map_layer needs a model card or g_range=(g_min, g_max) in S")
+            raise ConfigError("map_layer needs a model card or g_range=(g_min, g_max) in S")
         g_min, g_max = map(float, g_range)
         if not 0 <= g_min < g_max or not np.isfinite(g_max):
-            raise ValueError(f"g_range must satisfy 0 <= g_min < g_max (S), got {g_range}")
+            raise ConfigError(f"g_range must satisfy 0 <= g_min < g_max (S), got {g_range}")
         g_range = (g_min, g_max)
     elif not isinstance(card, ModelCard):
-        raise ValueError("card must be a ModelCard")
+        raise ConfigError("card must be a ModelCard")
     if area is None and card is not None:
         area = card.area_ref
     if area is not None and not area > 0:
-        raise ValueError(f"area must be > 0 m², got {area}")
+        raise ConfigError(f"area must be > 0 m², got {area}")
     if v_read is None:
         v_read = card.scheme.v_read if card is not None else 0.2
     if w_max is None:
         w_max = float(np.abs(W).max()) or 1.0
     if not w_max > 0:
-        raise ValueError(f"w_max must be > 0, got {w_max}")
+        raise ConfigError(f"w_max must be > 0, got {w_max}")
 
     u = np.clip(W / w_max, -1.0, 1.0)
     if synapse == "pair":

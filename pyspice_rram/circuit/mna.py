@@ -52,7 +52,7 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-from ..errors import SimulatorError
+from ..errors import ConfigError, SimulatorError
 from . import _mna_kernels as _kern
 from .tile import Tile, check_direction, topology
 
@@ -120,7 +120,7 @@ class SparseFactor:
         if method == "superlu":
             self._lu = spla.splu(sp.csc_matrix(A), permc_spec=PERMC_SPEC)
         elif method != "cholmod":
-            raise ValueError(f"factorization must be 'auto', 'cholmod' or 'superlu', got {method!r}")
+            raise ConfigError(f"factorization must be 'auto', 'cholmod' or 'superlu', got {method!r}")
 
     def solve(self, b: np.ndarray) -> np.ndarray:
         b = np.asarray(b, dtype=float)
@@ -355,7 +355,7 @@ class _Factor:
         if method == "auto":
             method = _auto_factorization(pat.n_free, n_rhs)
         if method not in _FACTORIZATIONS:
-            raise ValueError(f"factorization must be one of {_FACTORIZATIONS}, got {method!r}")
+            raise ConfigError(f"factorization must be one of {_FACTORIZATIONS}, got {method!r}")
         self.method = method
         if method == "simplicial":
             parent, Lp = pat.symbolic()
@@ -435,7 +435,7 @@ class TileSystem:
     def __post_init__(self) -> None:
         check_direction(self.direction)
         if self.factorization not in _FACTORIZATIONS:
-            raise ValueError(f"factorization must be one of {_FACTORIZATIONS}, "
+            raise ConfigError(f"factorization must be one of {_FACTORIZATIONS}, "
                              f"got {self.factorization!r}")
         t0 = time.perf_counter()
         tile = self.tile
@@ -645,6 +645,6 @@ def transfer_matrix(tile: Tile, direction: str = "forward") -> np.ndarray:
     Obtained from unit input vectors with one factorisation; includes all IR drop.
     """
     if not tile.is_linear:
-        raise ValueError("transfer_matrix needs linear cells (the model-cell read is nonlinear)")
+        raise ConfigError("transfer_matrix needs linear cells (the model-cell read is nonlinear)")
     n = tile.n_inputs(direction)
     return TileSystem(tile, direction).solve(np.eye(n))

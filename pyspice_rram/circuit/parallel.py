@@ -17,6 +17,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from .tile import Tile
+from ..errors import ConfigError
 
 SOLVERS = ("ngspice", "mna", "ideal")
 
@@ -44,7 +45,7 @@ def solve_task(task: Task, solver: str = "ngspice", backend: str = "batch",
 
         out = ideal_product(tile, v_in, direction)
     else:
-        raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
+        raise ConfigError(f"solver must be one of {SOLVERS}, got {solver!r}")
     info["wall_s"] = time.perf_counter() - t0
     return out, info
 
@@ -79,13 +80,13 @@ def solve_tiles(tasks: Sequence[Task], *, solver: str = "ngspice", backend: str 
         Receives one info dict per task (timings, netlist hash, ...).
     """
     if solver not in SOLVERS:
-        raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
+        raise ConfigError(f"solver must be one of {SOLVERS}, got {solver!r}")
     tasks = list(tasks)
     n = len(tasks)
     results: list[Any] = [None] * n
     workers = (os.cpu_count() or 1) if workers is None else int(workers)
     if workers < 1:
-        raise ValueError("workers must be >= 1")
+        raise ConfigError("workers must be >= 1")
     bar = _progress(n, desc, progress)
     try:
         if scheduler:

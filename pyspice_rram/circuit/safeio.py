@@ -29,7 +29,7 @@ import threading
 from pathlib import Path
 from typing import Iterator
 
-from ..errors import PyspiceRramError, UserInputError
+from ..errors import ConfigError, PyspiceRramError, UserInputError
 
 
 class OutputLocked(UserInputError):
@@ -273,7 +273,7 @@ def open_h5(path: str | Path, mode: str = "r", *, what: str = "HDF5 file"):
         return h5py.File(p, mode)
     except OSError as exc:
         msg = str(exc).split("(", 1)[-1].rstrip(")") if "(" in str(exc) else str(exc)
-        raise ValueError(f"{p}: not a readable HDF5 file ({msg}); expected a {what}") from None
+        raise ConfigError(f"{p}: not a readable HDF5 file ({msg}); expected a {what}") from None
 
 
 def _tmp_beside(p: Path) -> Path:

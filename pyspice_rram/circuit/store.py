@@ -32,6 +32,7 @@ import numpy as np
 
 from ..device.card import ModelCard
 from .tile import Tile, check_direction
+from ..errors import UserInputError
 
 FORMAT = "pyspice-rram/circuit-results"
 VERSION = 1
@@ -85,7 +86,7 @@ def record(tile: Tile, v_in: Any, direction: str = "forward", *,
         elif s == "ideal":
             res.outputs[s] = mna.ideal_product(tile, v, direction)
         else:
-            raise ValueError(f"unknown solver {s!r} (ngspice, mna, ideal)")
+            raise UserInputError(f"unknown solver {s!r} (ngspice, mna, ideal)")
         res.timings[s] = time.perf_counter() - t0
     return res
 
@@ -115,7 +116,7 @@ def save_results(path: str | Path, results: TileResult | Iterable[TileResult], *
     if isinstance(results, TileResult):
         results = [results]
     if mode not in ("w", "a"):
-        raise ValueError("mode must be 'w' or 'a'")
+        raise UserInputError("mode must be 'w' or 'a'")
     path = Path(path)
     with atomic_h5(path, append=mode == "a" and path.exists()) as f:
         write_results(f, results, attrs=attrs, where=path)
@@ -128,7 +129,7 @@ def write_results(f: h5py.File, results: Iterable[TileResult], *,
     from .. import __version__
 
     if "format" in f.attrs and f.attrs["format"] != FORMAT:
-        raise ValueError(f"{where or f.filename} is not a {FORMAT} file")
+        raise UserInputError(f"{where or f.filename} is not a {FORMAT} file")
     f.attrs["format"] = FORMAT
     f.attrs["version"] = VERSION
     f.attrs.setdefault("created", _dt.datetime.now(_dt.timezone.utc).isoformat())
@@ -170,7 +171,7 @@ def load_results(path: str | Path) -> list[TileResult]:
     out: list[TileResult] = []
     with h5py.File(path, "r") as f:
         if f.attrs.get("format") != FORMAT:
-            raise ValueError(f"{path} is not a {FORMAT} file")
+            raise UserInputError(f"{path} is not a {FORMAT} file")
         for key in sorted(f.get("tiles", {})):
             g = f["tiles"][key]
             st = json.loads(g.attrs["settings"])

@@ -17,6 +17,7 @@ import numpy as np
 
 from ..device.card import ModelCard
 from .mapping import encode_inputs, map_layer
+from ..errors import ConfigError
 
 
 def save_figure(fig, path: str | Path, dpi: int = 120) -> Path:
@@ -56,7 +57,7 @@ def error_sweep(weights: np.ndarray, inputs: np.ndarray, *, card: ModelCard | No
 
     sizes = [int(s) for s in tile_sizes if s <= min(weights.shape)]
     if not sizes:
-        raise ValueError(f"no tile size in {list(tile_sizes)} fits the {weights.shape} matrix")
+        raise ConfigError(f"no tile size in {list(tile_sizes)} fits the {weights.shape} matrix")
     max_rel = np.full((len(sizes), len(r_wires)), np.nan)
     rms_rel = np.full_like(max_rel, np.nan)
     bar = tqdm(total=len(sizes) * len(r_wires), desc="error sweep", disable=not progress,

@@ -39,6 +39,7 @@ import numpy as np
 
 from ..device.card import ModelCard
 from ..device.model import cell_current, cell_didv, conductance_density
+from ..errors import ConfigError
 
 #: Accepted read directions.
 DIRECTIONS = ("forward", "transposed")
@@ -59,7 +60,7 @@ def tia_input_resistance(r_feedback: float, gain: float) -> float:
         Open-loop voltage gain ``a`` (> 0, dimensionless); ``inf`` gives 0 Ω.
     """
     if not (r_feedback > 0 and gain > 0):
-        raise ValueError(f"tia_input_resistance needs R_f > 0 and gain > 0, got {r_feedback}, "
+        raise ConfigError(f"tia_input_resistance needs R_f > 0 and gain > 0, got {r_feedback}, "
                          f"{gain}")
     return float(r_feedback / (1.0 + gain))
 
@@ -67,7 +68,7 @@ def tia_input_resistance(r_feedback: float, gain: float) -> float:
 def check_direction(direction: str) -> str:
     """Return ``direction`` if it is ``'forward'`` or ``'transposed'``, else raise."""
     if direction not in DIRECTIONS:
-        raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
+        raise ConfigError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
     return direction
 
 
@@ -75,9 +76,9 @@ def _resistance(name: str, value: Any) -> float:
     try:
         value = float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"Tile.{name} must be a number (Ω), got {value!r}") from None
+        raise ConfigError(f"Tile.{name} must be a number (Ω), got {value!r}") from None
     if not np.isfinite(value) or value < 0:
-        raise ValueError(f"Tile.{name} must be finite and >= 0 Ω, got {value}")
+        raise ConfigError(f"Tile.{name} must be finite and >= 0 Ω, got {value}")
     return value
 
 
@@ -124,42 +125,42 @@ class Tile:
         self.r_driver = _resistance("r_driver", self.r_driver)
         self.r_sense = _resistance("r_sense", self.r_sense)
         if (self.g is None) == (self.x is None):
-            raise ValueError("Tile needs exactly one of g (linear cells, S) or x (model states)")
+            raise ConfigError("Tile needs exactly one of g (linear cells, S) or x (model states)")
         if self.g is not None:
             if self.card is not None or self.area is not None:
-                raise ValueError("Tile with linear cells (g) takes no card or area")
+                raise ConfigError("Tile with linear cells (g) takes no card or area")
             self.g = self._matrix("g", self.g)
             if np.any(self.g < 0):
                 i, j = np.argwhere(self.g < 0)[0]
-                raise ValueError(f"Tile.g has a negative conductance {self.g[i, j]} S at "
+                raise ConfigError(f"Tile.g has a negative conductance {self.g[i, j]} S at "
                                  f"({i}, {j}); conductances must be >= 0")
         else:
             if not isinstance(self.card, ModelCard):
-                raise ValueError("Tile with model states x needs card=ModelCard(...)")
+                raise ConfigError("Tile with model states x needs card=ModelCard(...)")
             self.x = self._matrix("x", self.x)
             if np.any((self.x < 0) | (self.x > 1)):
                 i, j = np.argwhere((self.x < 0) | (self.x > 1))[0]
-                raise ValueError(f"Tile.x has state {self.x[i, j]} at ({i}, {j}) outside [0, 1]")
+                raise ConfigError(f"Tile.x has state {self.x[i, j]} at ({i}, {j}) outside [0, 1]")
             area = self.card.area_ref if self.area is None else self.area
             area = np.asarray(area, dtype=float)
             if area.ndim == 0:
                 area = np.full(self.x.shape, float(area))
             if area.shape != self.x.shape:
-                raise ValueError(f"Tile.area has shape {area.shape}, expected a scalar or "
+                raise ConfigError(f"Tile.area has shape {area.shape}, expected a scalar or "
                                  f"{self.x.shape}")
             if not np.all(np.isfinite(area)) or np.any(area <= 0):
-                raise ValueError("Tile.area must be finite and > 0 (m²)")
+                raise ConfigError("Tile.area must be finite and > 0 (m²)")
             self.area = area
 
     @staticmethod
     def _matrix(name: str, value: Any) -> np.ndarray:
         arr = np.array(value, dtype=float)
         if arr.ndim != 2 or arr.shape[0] < 1 or arr.shape[1] < 1:
-            raise ValueError(f"Tile.{name} must be a non-empty 2-D array (rows, cols), got "
+            raise ConfigError(f"Tile.{name} must be a non-empty 2-D array (rows, cols), got "
                              f"shape {arr.shape}")
         if not np.all(np.isfinite(arr)):
             i, j = np.argwhere(~np.isfinite(arr))[0]
-            raise ValueError(f"Tile.{name} has a non-finite value {arr[i, j]} at ({i}, {j})")
+            raise ConfigError(f"Tile.{name} has a non-finite value {arr[i, j]} at ({i}, {j})")
         return arr
 
     # ------------------------------------------------------------------ shape
@@ -225,10 +226,10 @@ class Tile:
         if v.ndim == 1:
             v = v[None, :]
         if v.ndim != 2 or v.shape[1] != n or v.shape[0] < 1:
-            raise ValueError(f"v_in must have shape (n_vectors, {n}) for a {direction} read of a "
+            raise ConfigError(f"v_in must have shape (n_vectors, {n}) for a {direction} read of a "
                              f"{self.rows}x{self.cols} tile, got {np.shape(v_in)}")
         if not np.all(np.isfinite(v)):
-            raise ValueError("v_in has non-finite read voltages")
+            raise ConfigError("v_in has non-finite read voltages")
         return v
 
     # ------------------------------------------------------------------ I/O

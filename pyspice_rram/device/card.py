@@ -54,6 +54,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from ..errors import UserInputError
 
 #: Rate prefactor of the switching kinetics, s^-1 (fixed, so that V_p is identifiable).
 RATE_REF = 1.0
@@ -126,9 +127,9 @@ class PulseScheme:
 
     def __post_init__(self) -> None:
         if not (self.v_set > 0 and self.t_set > 0 and self.t_reset > 0):
-            raise ValueError(f"PulseScheme needs v_set > 0 and positive widths, got {self}")
+            raise UserInputError(f"PulseScheme needs v_set > 0 and positive widths, got {self}")
         if not self.v_reset < 0:
-            raise ValueError(f"PulseScheme.v_reset must be negative, got {self.v_reset}")
+            raise UserInputError(f"PulseScheme.v_reset must be negative, got {self.v_reset}")
 
 
 @dataclass
@@ -212,22 +213,22 @@ class ModelCard:
             try:
                 value = float(value)  # accepts NumPy scalars; rejects strings, arrays
             except (TypeError, ValueError):
-                raise ValueError(f"ModelCard.{name} must be a number, got {value!r}") from None
+                raise UserInputError(f"ModelCard.{name} must be a number, got {value!r}") from None
             if isinstance(raw, (str, bytes)) or not math.isfinite(value):
-                raise ValueError(f"ModelCard.{name} must be a finite number, got {raw!r}")
+                raise UserInputError(f"ModelCard.{name} must be a finite number, got {raw!r}")
             setattr(self, name, value)
             if not lo <= value <= hi:
-                raise ValueError(f"ModelCard.{name} = {value} {unit} is outside [{lo}, {hi}]")
+                raise UserInputError(f"ModelCard.{name} = {value} {unit} is outside [{lo}, {hi}]")
         if self.g_max_density <= self.g_min_density:
-            raise ValueError("ModelCard.g_max_density must exceed g_min_density")
+            raise UserInputError("ModelCard.g_max_density must exceed g_min_density")
         if not 0 < self.eps_bound < 0.1:
-            raise ValueError("ModelCard.eps_bound must be in (0, 0.1)")
+            raise UserInputError("ModelCard.eps_bound must be in (0, 0.1)")
         if not self.area_ref > 0:
-            raise ValueError("ModelCard.area_ref must be positive (m^2)")
+            raise UserInputError("ModelCard.area_ref must be positive (m^2)")
         for name, allowed in (("read_model", READ_MODELS), ("dynamics", DYNAMICS),
                               ("g_map", G_MAPS)):
             if getattr(self, name) not in allowed:
-                raise ValueError(f"ModelCard.{name} = {getattr(self, name)!r}; expected one of "
+                raise UserInputError(f"ModelCard.{name} = {getattr(self, name)!r}; expected one of "
                                  f"{list(allowed)}")
 
     def statistic(self, name: str) -> float:
@@ -235,7 +236,7 @@ class ModelCard:
         ``ValueError`` when the card says it was not estimated (``None``)."""
         value = getattr(self, name)
         if value is None:
-            raise ValueError(f"model card {self.name!r}: {name} was not estimated from its "
+            raise UserInputError(f"model card {self.name!r}: {name} was not estimated from its "
                              f"data (null in the card); set it explicitly, e.g. "
                              f"card.replace({name}=...)")
         return float(value)
@@ -262,7 +263,7 @@ class ModelCard:
         family, instead of silently reading parameters the family does not use."""
         if not self.is_default_family:
             extra = f", r_series {self.r_series:g} Ohm" if self.r_series > 0 else ""
-            raise ValueError(f"{what} implements the sinh/threshold/linear (Mo/TiOx) cell "
+            raise UserInputError(f"{what} implements the sinh/threshold/linear (Mo/TiOx) cell "
                              f"without series resistance; card {self.name!r} is "
                              f"{self.family}{extra}")
 
@@ -318,12 +319,12 @@ class ModelCard:
             gamma = self.gamma_p
         elif polarity == "d":
             if v_pulse is None:
-                raise ValueError("n_states(polarity='d') needs v_pulse (< 0)")
+                raise UserInputError("n_states(polarity='d') needs v_pulse (< 0)")
             t = self.scheme.t_reset if t_pulse is None else t_pulse
             r, beta, c = float(rate_depression(v_pulse, self)), self.beta_d, self.c_d
             gamma = self.gamma_d
         else:
-            raise ValueError("polarity must be 'p' or 'd'")
+            raise UserInputError("polarity must be 'p' or 'd'")
         if r <= 0:
             return math.inf
         if self.r_series > 0:
@@ -373,7 +374,7 @@ class ModelCard:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data) - known
         if unknown:
-            raise ValueError(f"unknown model-card keys: {sorted(unknown)}")
+            raise UserInputError(f"unknown model-card keys: {sorted(unknown)}")
         return cls(**data)
 
     def save(self, path: str | Path) -> Path:
@@ -399,17 +400,17 @@ class ModelCard:
         try:
             data = json.loads(path.read_text())
         except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}: not a JSON model card ({exc})") from exc
+            raise UserInputError(f"{path}: not a JSON model card ({exc})") from exc
         if not isinstance(data, dict):
-            raise ValueError(f"{path}: not a JSON model card (top level is not an object)")
+            raise UserInputError(f"{path}: not a JSON model card (top level is not an object)")
         try:
             card = cls.from_dict(data)
         except (TypeError, ValueError) as exc:
-            raise ValueError(f"{path}: {exc}") from None
+            raise UserInputError(f"{path}: {exc}") from None
         missing = [n for n in card.equation_parameters() + STATISTICAL_PARAMETERS
                    if n not in data]
         if missing:
-            raise ValueError(f"{path}: model card lacks {missing} (family {card.family}); "
+            raise UserInputError(f"{path}: model card lacks {missing} (family {card.family}); "
                              f"a card must give every parameter its family uses")
         return card
 

@@ -22,6 +22,7 @@ import numpy as np
 
 from .card import ModelCard
 from .model import advance, read_conductance
+from ..errors import UserInputError
 
 
 @dataclass
@@ -108,7 +109,7 @@ def simulate_pulse_train(card: ModelCard, v_pulse, t_pulse, *, area: float | np.
     v_pulse, t_pulse = np.broadcast_arrays(np.atleast_1d(np.asarray(v_pulse, float)),
                                            np.atleast_1d(np.asarray(t_pulse, float)))
     if np.any(t_pulse < 0) or not np.all(np.isfinite(v_pulse)):
-        raise ValueError("pulse widths must be >= 0 and amplitudes finite")
+        raise UserInputError("pulse widths must be >= 0 and amplitudes finite")
     rng = np.random.default_rng(rng)
     if devices is None:
         devices = DevicePopulation.nominal(card, card.area_ref if area is None else area, n_devices)

@@ -3,7 +3,7 @@
 A layer of ``n_in`` inputs (plus a bias row driven at 1) and ``n_out`` outputs is one
 crossbar of synapses ``W[j, i]``. Each cell class below documents its parameters and builds
 the arrays of a :class:`LayerState`; the per-pulse physics and the outer-product update run
-in the numba kernels of :mod:`.kernels` (shared with the training loop).
+in the numba kernels of :mod:`.update` and :mod:`.pulses` (shared with the training loop).
 
 Device model (:class:`DeviceSpec`), per device of a pair, in units of the nominal
 conductance range ``ΔG = G_max - G_min``::
@@ -24,7 +24,7 @@ nominal range, ``w_max`` for a big pair, ``w_max / k`` for a small pair)::
 
 An update ``ΔW = -η x_j δ_i`` is applied to ONE array (the "target array"): as ``n`` pulses
 of ``step = gain[a] / N_a`` (deterministic rounding, stochastic rounding or stochastic pulse
-coincidence, see :func:`.kernels.update_layer`); ``n > 0`` potentiates ``G+``, ``n < 0``
+coincidence, see :func:`.update.update_layer`); ``n > 0`` potentiates ``G+``, ``n < 0``
 potentiates ``G-`` (unidirectional devices, the paper's "linear potentiation with a strong
 reset"); when a device saturates, the pair is refreshed: both devices are reset to ``G_min``
 and the difference is re-programmed into one device. Bidirectional devices instead depress
@@ -40,10 +40,11 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .. import errors
-from . import kernels as K
+from .layer import (DEV, KIND_FP, KIND_PAIR, ROUND_COINC, ROUND_DET, ROUND_STOCH, LayerState,
+                    make_cfg, uniform_flag)
+from ..errors import UserInputError
 
-ROUNDING = {"deterministic": K.ROUND_DET, "stochastic": K.ROUND_STOCH,
-            "coincidence": K.ROUND_COINC}
+ROUNDING = {"deterministic": ROUND_DET, "stochastic": ROUND_STOCH, "coincidence": ROUND_COINC}
 
 
 class ConfigError(errors.ConfigError):
@@ -191,7 +192,7 @@ class DeviceSpec:
                     d2d_area=card.statistic("d2d_g_sigma"),
                     g_ratio=float(card.g_max()) / float(card.g_min()))
         if not math.isfinite(vals["n_states"]):
-            raise ValueError("model card gives an infinite number of states at its pulse")
+            raise UserInputError("model card gives an infinite number of states at its pulse")
         vals["n_states"] = max(1.0, round(vals["n_states"]))
         vals.update(overrides)
         return cls(**vals)
@@ -200,93 +201,6 @@ class DeviceSpec:
         d = asdict(self)
         d.update(changes)
         return DeviceSpec(**d)
-
-
-# --------------------------------------------------------------------------- layer state
-@dataclass
-class LayerState:
-    """Arrays of one layer (see :mod:`.kernels` for the layout); ``in`` includes the bias."""
-
-    Wa: np.ndarray
-    Wr: np.ndarray
-    S: np.ndarray
-    G0: np.ndarray
-    GR: np.ndarray
-    gain: np.ndarray
-    ip: np.ndarray
-    fp: np.ndarray
-    stats: np.ndarray
-
-    NAMES: ClassVar[tuple[str, ...]] = ("Wa", "Wr", "S", "G0", "GR", "gain", "ip", "fp", "stats")
-
-    def as_tuple(self) -> tuple:
-        return tuple(getattr(self, n) for n in self.NAMES)
-
-    def copy(self) -> "LayerState":
-        return LayerState(*(a.copy() for a in self.as_tuple()))
-
-    @property
-    def n_arrays(self) -> int:
-        return int(self.ip[K.IP_NARR])
-
-    def recompute(self) -> None:
-        """Recompute ``Wa``/``Wr`` from the device states (after external edits)."""
-        if self.ip[K.IP_KIND] == K.KIND_FP:
-            self.Wr[...] = self.Wa
-            return
-        g = (self.G0 + self.S * self.GR).astype(np.float64)
-        w = np.einsum("a,aji->ji", self.gain, g[:, 0] - g[:, 1]).astype(np.float32)
-        self.Wa[...] = w
-        if self.ip[K.IP_SIGN]:
-            rs = self.fp[0, K.FP_READ_SCALE]
-            self.Wr[...] = np.where(w >= 0, rs, -rs).astype(np.float32)
-        else:
-            self.Wr[...] = w
-
-    def array_weights(self) -> np.ndarray:
-        """Weight contribution of each array, shape (A, in, out)."""
-        if self.ip[K.IP_KIND] == K.KIND_FP:
-            return self.Wa[None].copy()
-        g = self.G0 + self.S * self.GR
-        return (self.gain[:, None, None] * (g[:, 0] - g[:, 1])).astype(np.float32)
-
-    def update(self, x: np.ndarray, delta: np.ndarray, lr: float,
-               rng_state: np.ndarray) -> None:
-        """One outer-product update ``ΔW = -lr x δ^T`` (x without bias; bias input = 1)."""
-        x = np.asarray(x, dtype=np.float32)
-        nz = np.flatnonzero(x)
-        idx = np.append(nz, self.Wa.shape[0] - 1).astype(np.int64)
-        vals = np.append(x[nz], np.float32(1.0)).astype(np.float32)
-        n_out = self.Wa.shape[1]
-        n_ev = self.Wa.shape[0] * n_out
-        K.update_layer(*self.as_tuple(), idx, vals, len(idx),
-                       np.asarray(delta, dtype=np.float32), float(lr), rng_state,
-                       np.empty(n_out, np.int64), np.empty(n_out, np.uint64),
-                       np.empty(n_ev, np.int32), np.empty(n_ev, np.int32),
-                       np.empty(n_ev, np.int32))
-
-
-def uniform_flag(G0: np.ndarray, GR: np.ndarray) -> float:
-    """1.0 when all devices share G0 (per array) and GR = 1 (no device-to-device spread)."""
-    for a in range(G0.shape[0]):
-        if not (np.all(G0[a] == G0[a].flat[0]) and np.all(GR[a] == 1.0)):
-            return 0.0
-    return 1.0
-
-
-def _ip(kind: int, n_arrays: int = 1, select: int = 0, rounding: int = 0, bl: int = 10,
-        uni: bool = True, refresh: bool = True, sign: bool = False, maxp: int = 1000):
-    ip = np.zeros(K.N_IP, dtype=np.int64)
-    ip[K.IP_KIND] = kind
-    ip[K.IP_NARR] = n_arrays
-    ip[K.IP_SELECT] = select
-    ip[K.IP_ROUND] = rounding
-    ip[K.IP_BL] = bl
-    ip[K.IP_UNI] = int(uni)
-    ip[K.IP_REFRESH] = int(refresh)
-    ip[K.IP_SIGN] = int(sign)
-    ip[K.IP_MAXP] = maxp
-    return ip
 
 
 def _program(target: np.ndarray, n_states: float, beta: float) -> np.ndarray:
@@ -315,7 +229,8 @@ class FloatingPointCell:
         W = W0.astype(np.float32)
         z4 = np.zeros((1, 2, 1, 1), np.float32)
         return LayerState(W.copy(), W.copy(), z4, z4.copy(), z4.copy(), np.ones(1),
-                          _ip(K.KIND_FP), np.zeros((1, K.N_FP)), np.zeros((1, 3), np.int64))
+                          make_cfg(KIND_FP, read_scale=0.0), np.zeros(1, DEV),
+                          np.zeros((1, 3), np.int64))
 
     def array_names(self) -> list[str]:
         return ["W"]
@@ -390,6 +305,10 @@ class PairCell:
     def _sign_read(self) -> bool:
         return False
 
+    def _rounding(self, a: int) -> int:
+        """Update-to-pulse conversion of array ``a`` (a ``ROUND_*`` code)."""
+        return ROUNDING[self.rounding]
+
     def build_layer(self, W0: np.ndarray, w_max: float, rng: np.random.Generator,
                     read_scale: float = 1.0) -> LayerState:
         """Arrays of a layer whose initial weight ``W0`` (in, out) is programmed in pulses.
@@ -405,7 +324,7 @@ class PairCell:
         G0 = np.empty(shape, np.float32)
         GR = np.empty(shape, np.float32)
         gain = np.array([w_max * g for g, _ in arrays], dtype=np.float64)
-        fp = np.zeros((n_arr, K.N_FP))
+        dev_p = np.zeros(n_arr, DEV)
         share = self._init_share(n_arr)
         for a, (_, dev) in enumerate(arrays):
             gmin = 1.0 / (dev.g_ratio - 1.0)
@@ -420,11 +339,8 @@ class PairCell:
                 area = np.exp(dev.d2d_area * rng.standard_normal(dshape))
                 G0[a] *= area
                 GR[a] *= area
-            fp[a, K.FP_NSTATES] = dev.n_states
-            fp[a, K.FP_BETA_P] = dev.beta_p
-            fp[a, K.FP_BETA_D] = dev.beta_d
-            fp[a, K.FP_C2C] = dev.c2c
-            fp[a, K.FP_DEAD] = self.dead_zone
+            dev_p[a] = (dev.n_states, dev.beta_p, dev.beta_d, dev.c2c, self.dead_zone,
+                        self._rounding(a))
             target = W0 * share[a] / gain[a]       # desired G+ - G- in nominal ranges
             if self.init == "low":
                 S[a, 0] = _program(np.maximum(target, 0) / GR[a, 0], dev.n_states, dev.beta_p)
@@ -432,13 +348,12 @@ class PairCell:
             else:
                 S[a, 0] = _program(0.5 + 0.5 * target / GR[a, 0], dev.n_states, dev.beta_p)
                 S[a, 1] = _program(0.5 - 0.5 * target / GR[a, 1], dev.n_states, dev.beta_p)
-        fp[0, K.FP_READ_SCALE] = read_scale
-        fp[0, K.FP_UNIFORM] = uniform_flag(G0, GR)
         dev0 = arrays[0][1]
-        ip = _ip(K.KIND_PAIR, n_arr, self._select(), ROUNDING[self.rounding], self.bl,
-                 dev0.unidirectional, dev0.refresh, self._sign_read(), self.max_pulses)
+        cfg = make_cfg(KIND_PAIR, n_arr, self._select(), self.bl, dev0.unidirectional,
+                       dev0.refresh, self._sign_read(), self.max_pulses, read_scale,
+                       uniform_flag(G0, GR))
         st = LayerState(np.zeros((n_in, n_out), np.float32), np.zeros((n_in, n_out), np.float32),
-                        S, G0, GR, gain, ip, fp, np.zeros((n_arr, 3), np.int64))
+                        S, G0, GR, gain, cfg, dev_p, np.zeros((n_arr, 3), np.int64))
         st.recompute()
         return st
 
@@ -488,11 +403,10 @@ class HybridCell(PairCell):
         if self.small_rounding is not None:
             check_choice(prefix + "small_rounding", self.small_rounding, ROUNDING)
 
-    def build_layer(self, W0, w_max, rng, read_scale=1.0):
-        st = super().build_layer(W0, w_max, rng, read_scale)
-        if self.small_rounding is not None:
-            st.fp[1, K.FP_ROUND] = ROUNDING[self.small_rounding] + 1
-        return st
+    def _rounding(self, a: int) -> int:
+        if a == 1 and self.small_rounding is not None:
+            return ROUNDING[self.small_rounding]
+        return ROUNDING[self.rounding]
 
     def arrays(self) -> list[tuple[float, DeviceSpec]]:
         small = self.device if self.small_states is None else \

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ..cli import DefaultsHelpFormatter as HELP
 from ..paper.experiments import FIGURES
+from ..errors import UserInputError
 
 
 
@@ -120,7 +121,7 @@ def _card(path):
 def _check_output(out: Path, force: bool, resume: bool) -> None:
     """Refuse to overwrite a run file (or anything else) without ``--force``/``--resume``."""
     if out.is_dir():
-        raise ValueError(f"output {out} is a directory; give a run file (.h5)")
+        raise UserInputError(f"output {out} is a directory; give a run file (.h5)")
     if not out.exists() or force:
         return
     from .history import load_run
@@ -128,10 +129,10 @@ def _check_output(out: Path, force: bool, resume: bool) -> None:
     try:
         hist = load_run(out, with_checkpoint=False)[0]
     except (OSError, ValueError, KeyError):
-        raise ValueError(f"output {out} exists and is not a training run file; refusing to "
+        raise UserInputError(f"output {out} exists and is not a training run file; refusing to "
                          "overwrite it (--force to overwrite)") from None
     if not resume:
-        raise ValueError(
+        raise UserInputError(
             f"output {out} already holds a run ({hist.config.get('name')!r}, cell "
             f"{hist.config.get('cell')!r}, {hist.completed_epochs} epochs); --resume to "
             "continue it, --force to overwrite it, or choose another -o")
@@ -141,7 +142,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .train import TrainConfig, train
 
     if args.force and args.resume:
-        raise ValueError("--force (start over) and --resume (continue) exclude each other")
+        raise UserInputError("--force (start over) and --resume (continue) exclude each other")
     cfg = TrainConfig.load(args.config)
     changes = {}
     if args.epochs is not None:
@@ -159,7 +160,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         try:
             cfg.build_cell(card)         # the card's device numbers, checked before training
         except ValueError as err:
-            raise ValueError(f"{args.card or cfg.card}: {err}") from None
+            raise UserInputError(f"{args.card or cfg.to_dict()['card']}: {err}") from None
     from ..circuit.safeio import raise_if_interrupted, signals_unwind
 
     with signals_unwind():   # SIGTERM unwinds like Ctrl-C; a swallowed Ctrl-C stops after
@@ -181,7 +182,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         try:
             DeviceSpec.from_card(card)       # the card's device numbers, checked up front
         except ValueError as err:
-            raise ValueError(f"{args.card}: {err}") from None
+            raise UserInputError(f"{args.card}: {err}") from None
     paths = reproduce(args.figure, args.output, mnist=args.mnist, epochs=args.epochs,
                       seeds=args.seeds, quick=args.quick, workers=args.workers,
                       scheduler=args.scheduler, progress=not args.quiet,

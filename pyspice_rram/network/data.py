@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from ..errors import UserInputError
 
 #: Canonical file names of the four MNIST IDX files (without ``.gz``).
 MNIST_FILES = {
@@ -159,14 +160,14 @@ def read_idx(path: str | Path) -> np.ndarray:
     with opener(path, "rb") as fh:
         raw = fh.read()
     if len(raw) < 8:
-        raise ValueError(f"{path}: too short for an IDX file")
+        raise UserInputError(f"{path}: too short for an IDX file")
     zero, dtype_code, ndim = struct.unpack(">HBB", raw[:4])
     if zero != 0 or dtype_code != 0x08:
-        raise ValueError(f"{path}: not an unsigned-byte IDX file (magic {raw[:4].hex()})")
+        raise UserInputError(f"{path}: not an unsigned-byte IDX file (magic {raw[:4].hex()})")
     dims = struct.unpack(">" + "I" * ndim, raw[4:4 + 4 * ndim])
     data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
     if data.size != int(np.prod(dims)):
-        raise ValueError(f"{path}: header says {dims} but holds {data.size} bytes")
+        raise UserInputError(f"{path}: header says {dims} but holds {data.size} bytes")
     return data.reshape(dims)
 
 
@@ -269,7 +270,7 @@ def load_mnist(path: str | Path | None = None, download: bool = False) -> Datase
     ytr = arrays["train_labels"].astype(np.int64)
     yte = arrays["test_labels"].astype(np.int64)
     if len(xtr) != len(ytr) or len(xte) != len(yte):
-        raise ValueError("MNIST image and label counts differ")
+        raise UserInputError("MNIST image and label counts differ")
     return Dataset("mnist", xtr, ytr, xte, yte, 1.0 / 255.0,
                    str(files["train_images"].parent))
 
@@ -281,4 +282,4 @@ def load_dataset(name: str, mnist_path: str | Path | None = None,
         return load_digits()
     if name == "mnist":
         return load_mnist(mnist_path, download=download)
-    raise ValueError(f"unknown data set {name!r} (use 'digits' or 'mnist')")
+    raise UserInputError(f"unknown data set {name!r} (use 'digits' or 'mnist')")

@@ -34,6 +34,7 @@ from typing import Any
 
 import h5py
 import numpy as np
+from ..errors import UserInputError
 
 FORMAT = "pyspice-rram-train-1"
 EPOCH_KEYS = ("train_acc", "test_acc", "train_mse", "test_mse", "online_acc", "phase",
@@ -109,7 +110,7 @@ def _write_run(tmp: Path, history: History, layers: list | None,
             c = f.create_group("checkpoint")
             for li, st in enumerate(layers):
                 lg = c.create_group(f"layer{li}")
-                for name, arr in zip(st.NAMES, st.as_tuple()):
+                for name, arr in st._asdict().items():
                     lg.create_dataset(name, data=arr, compression="gzip" if arr.size > 4096
                                       else None, compression_opts=1 if arr.size > 4096 else None)
         if final_weights is not None:
@@ -152,13 +153,13 @@ def run_lock(path: str | Path | None):
             if host == socket.gethostname() and pid.isdigit() and not _alive(int(pid)):
                 lock.unlink(missing_ok=True)          # stale: its writer was killed
                 continue
-            raise ValueError(f"{path} is being written by another process (pid {pid or '?'} "
+            raise UserInputError(f"{path} is being written by another process (pid {pid or '?'} "
                              f"on {host or '?'}); if it is gone, remove {lock}") from None
         with os.fdopen(fd, "w") as f:
             f.write(me)
         break
     else:
-        raise ValueError(f"{path}: could not take the lock {lock}")
+        raise UserInputError(f"{path}: could not take the lock {lock}")
     try:
         yield
     finally:
@@ -224,13 +225,12 @@ def check_overwrite(path: str | Path | None, config: dict, *, force: bool = Fals
 
 def load_run(path: str | Path, with_checkpoint: bool = True):
     """Read a run file: ``(History, [LayerState...] or None, phase)``."""
-    from .cells import LayerState, uniform_flag
-    from .kernels import FP_UNIFORM, N_FP
+    from .layer import LayerState
 
     path = Path(path)
     with h5py.File(path, "r") as f:
         if f.attrs.get("format") != FORMAT:
-            raise ValueError(f"{path}: not a pyspice-rram training run file")
+            raise UserInputError(f"{path}: not a pyspice-rram training run file")
         hist = History(json.loads(f.attrs["config"]), str(f.attrs["dataset"]))
         for k in EPOCH_KEYS:
             hist.epochs[k] = list(f["epochs"][k][()])
@@ -244,13 +244,11 @@ def load_run(path: str | Path, with_checkpoint: bool = True):
             layers = []
             for li in range(len(f["checkpoint"])):
                 lg = f["checkpoint"][f"layer{li}"]
-                st = LayerState(*(lg[n][()] for n in LayerState.NAMES))
-                if st.fp.shape[1] < N_FP:           # files from before FP_UNIFORM existed
-                    fp = np.zeros((st.fp.shape[0], N_FP))
-                    fp[:, :st.fp.shape[1]] = st.fp
-                    if st.ip[0] != 0:
-                        fp[0, FP_UNIFORM] = uniform_flag(st.G0, st.GR)
-                    st.fp = fp
+                if "cfg" in lg:
+                    st = LayerState(*(lg[n][()] for n in LayerState._fields))
+                else:                               # files from before the typed layout
+                    st = LayerState.from_legacy(*(lg[n][()] for n in (
+                        "Wa", "Wr", "S", "G0", "GR", "gain", "ip", "fp", "stats")))
                 layers.append(st)
         phase = int(f.attrs.get("phase", 0))
     return hist, layers, phase

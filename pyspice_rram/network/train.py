@@ -1,9 +1,9 @@
 """Training of the 784-250-10 sigmoid MLP (batch 1, MSE) with synapse unit cells.
 
 :class:`TrainConfig` describes a run (documented dataclass, loadable from TOML/JSON);
-:func:`train` runs it, epoch by epoch, through the numba per-sample loop
-(:func:`.kernels.train_samples`) when the VMM backend is ideal, or through a Python
-per-sample loop (reads by the backend, updates by the same numba kernels) otherwise. After
+:func:`train` runs it, epoch by epoch, through the one numba per-sample loop
+(:func:`.sgd.sgd_samples`) with the reads and updates of the tile backend
+(:mod:`.backend`: ideal, read noise, the crossbar surrogate, ...). After
 every epoch it evaluates train and test sets, applies the hybrid phase rule, and writes the
 HDF5 history + checkpoint (:mod:`.history`), so that ``resume=True`` continues a killed run
 from its last complete epoch and gives the same result as an uninterrupted run.
@@ -20,19 +20,28 @@ import json
 import math
 import time
 import tomllib
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
+from dataclasses import replace as dc_replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from . import kernels as K
-from .backend import VMMBackend, make_backend
-from .cells import (CELLS, ConfigError, DeviceSpec, FloatingPointCell, HybridCell, LayerState,
-                    check_choice, check_finite_tree, check_number, make_cell)
+from .cells import ConfigError
+from .backend import TileBackend, make_backend
+from .cells import (CELLS, DeviceSpec, FloatingPointCell, HybridCell, check_choice,
+                    check_finite_tree, check_number, make_cell)
+from .layer import STAT_PULSES, STAT_REFRESH, STAT_UPDATES, LayerState
+from .rng import seed_state
+from .sgd import sgd_samples
 from .data import Dataset, load_dataset
 from .history import History, check_overwrite, load_run, run_lock, save_run
+from ..errors import UserInputError
+
+if TYPE_CHECKING:
+    from ..device.card import ModelCard
+    from .cells import PairCell
 
 
 @dataclass
@@ -60,15 +69,21 @@ class TrainConfig:
         Seed of initialisation, device spread, sample order and pulse noise.
     cell : str
         ``fp``, ``single``, ``hybrid``, ``multi`` or ``2t2r`` (see :mod:`.cells`).
-    cell_params : dict
-        Cell parameters (``rounding``, ``bl``, ``init``, ``max_pulses``, ``dead_zone``;
-        hybrid: ``k``, ``small_states``, ``small_rounding``, ``switch_threshold``;
-        multi-device: ``n_devices``), see :mod:`.cells`.
-    device : dict
-        :class:`.cells.DeviceSpec` fields (used when ``card`` is None, and as overrides
-        of the card otherwise).
-    card : str or None
-        Path of a model-card JSON of the device layer; its parameters fill the DeviceSpec.
+    cell_params : cell dataclass (a dict is converted)
+        The cell's parameters as its dataclass of :mod:`.cells` (:class:`.cells.PairCell`,
+        :class:`.cells.HybridCell`, :class:`.cells.MultiDeviceCell`,
+        :class:`.cells.BinaryPairCell`; :class:`.cells.FloatingPointCell` for ``fp``): a
+        table ``{rounding, bl, init, max_pulses, dead_zone; hybrid: k, small_states,
+        small_rounding, switch_threshold; multi: n_devices}`` from TOML/JSON is converted
+        (unknown keys and bad values are a :class:`ConfigError`). Its ``device`` is
+        replaced by the run's device (:meth:`build_cell`).
+    device : DeviceSpec (a dict is converted)
+        The device (:class:`.cells.DeviceSpec`) when ``card`` is None. With a card, the
+        fields given in the table (or differing from the defaults) override the card's.
+    card : ModelCard or None (a path or a card dict is loaded)
+        Model card of the device layer; its parameters fill the DeviceSpec. A path stays
+        the card's reference in :meth:`to_dict` (run files), a card given as an object is
+        stored as its dict.
     w_max : list of float
         Weight of one full nominal conductance range (G_max - G_min) of a big pair, per layer:
         a pair spans ``[-w_max, w_max]``.
@@ -77,7 +92,7 @@ class TrainConfig:
     read_scale : list of float or None
         2T2R read weight magnitude per layer (default ``1/sqrt(n_in)``).
     backend : str
-        VMM backend name (``ideal``; ``read-noise`` for a non-ideal example).
+        Tile backend name (``ideal``, ``read-noise``, ``surrogate``; :mod:`.backend`).
     n_track : int
         Number of hidden-output synapses whose weights are recorded (Fig. 4D-F).
     track_points : int
@@ -96,9 +111,9 @@ class TrainConfig:
     epochs: int = 10
     seed: int = 0
     cell: str = "fp"
-    cell_params: dict = field(default_factory=dict)
-    device: dict = field(default_factory=dict)
-    card: str | None = None
+    cell_params: FloatingPointCell | PairCell | dict = field(default_factory=dict)
+    device: DeviceSpec | dict = field(default_factory=dict)
+    card: ModelCard | str | Path | None = None
     w_max: list = field(default_factory=lambda: [0.3, 0.3])
     init_gain: float = 1.0
     read_scale: list | None = None
@@ -129,7 +144,10 @@ class TrainConfig:
         return self
 
     def _validate(self) -> None:
-        check_finite_tree("", {f.name: getattr(self, f.name) for f in fields(self)})
+        self._convert()
+        tree = self.to_dict()
+        tree.pop("card")
+        check_finite_tree("", tree)
         if not isinstance(self.name, str) or not self.name:
             raise ConfigError("name", self.name, "must be a non-empty string")
         check_choice("dataset", self.dataset, ("digits", "mnist"))
@@ -158,14 +176,53 @@ class TrainConfig:
         check_number("track_points", self.track_points, integer=True, lo=1)
         if not isinstance(self.save_weights, bool):
             raise ConfigError("save_weights", self.save_weights, "must be true or false")
-        if self.card is not None and not isinstance(self.card, str):
-            raise ConfigError("card", self.card, "must be a path (string)")
-        if not isinstance(self.cell_params, dict):
-            raise ConfigError("cell_params", self.cell_params, "must be a table")
-        # device (overrides of a card, or the whole device): keys and values
-        spec = DeviceSpec.from_dict(self.device)
-        if self.cell != "fp":
-            make_cell(self.cell, spec, **self.cell_params)
+
+    def _convert(self) -> None:
+        """Typed ``device``, ``cell_params`` and ``card`` from tables and paths (idempotent);
+        remembers the keys given so that :meth:`to_dict` writes back what was given."""
+        if isinstance(self.device, dict):
+            self._device_keys = tuple(self.device)
+            self.device = DeviceSpec.from_dict(self.device)
+        elif not isinstance(self.device, DeviceSpec):
+            raise ConfigError("device", self.device, "must be a table of device parameters")
+        check_choice("cell", self.cell, CELLS)
+        if isinstance(self.cell_params, dict):
+            if self.cell == "fp":   # no parameters (a table given is kept, not used)
+                self._fp_params = dict(self.cell_params)
+                self.cell_params = FloatingPointCell()
+            else:
+                self._cell_keys = tuple(self.cell_params)
+                self.cell_params = make_cell(self.cell, self.device, **self.cell_params)
+        elif type(self.cell_params) is not CELLS[self.cell]:
+            raise ConfigError("cell_params", self.cell_params,
+                              f"must be a table or a {CELLS[self.cell].__name__} (cell "
+                              f"{self.cell!r})")
+        if isinstance(self.card, (str, Path, dict)):
+            from ..device.card import ModelCard  # device layer, imported only when used
+
+            ref = self.card
+            try:
+                self.card = (ModelCard.from_dict(ref) if isinstance(ref, dict)
+                             else ModelCard.load(ref))
+            except (OSError, ValueError, KeyError, TypeError) as err:
+                raise ConfigError("card", ref if not isinstance(ref, dict) else "<table>",
+                                  f"not a model card ({err})") from None
+            self._card_path = str(ref) if not isinstance(ref, dict) else None
+        elif self.card is not None and not hasattr(self.card, "n_states"):
+            raise ConfigError("card", self.card, "must be a model-card path or a ModelCard")
+
+    @staticmethod
+    def _given(obj: Any, keys: tuple, skip: tuple = ()) -> dict:
+        """Fields of a dataclass that were given (``keys``) or differ from the defaults."""
+        out = {}
+        for f in fields(obj):
+            if f.name in skip:
+                continue
+            v = getattr(obj, f.name)
+            default = f.default_factory() if callable(f.default_factory) else f.default
+            if f.name in keys or v != default:
+                out[f.name] = v
+        return out
 
     @classmethod
     def from_dict(cls, data: dict, where: str | None = None) -> "TrainConfig":
@@ -194,33 +251,53 @@ class TrainConfig:
             elif path.suffix == ".json":
                 data = json.loads(path.read_text())
             else:
-                raise ValueError("config must be .toml or .json")
+                raise UserInputError("config must be .toml or .json")
         except (ValueError, UnicodeDecodeError) as err:   # TOML/JSON syntax errors
-            raise ValueError(f"{path}: {err}") from None
+            raise UserInputError(f"{path}: {err}") from None
         return cls.from_dict(data, where=str(path))
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The config as plain data (TOML/JSON and run files): the device and cell
+        parameters as the tables given (plus any field changed since), the card as its path
+        (or its dict when given as an object)."""
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        for k in ("w_max", "read_scale"):
+            d[k] = list(d[k]) if d[k] is not None else None
+        if isinstance(self.device, DeviceSpec):
+            d["device"] = self._given(self.device, getattr(self, "_device_keys", ()))
+        if isinstance(self.cell_params, FloatingPointCell):
+            d["cell_params"] = dict(getattr(self, "_fp_params", {}))
+        elif not isinstance(self.cell_params, dict):
+            d["cell_params"] = self._given(self.cell_params, getattr(self, "_cell_keys", ()),
+                                           skip=("device",))
+        if self.card is not None and not isinstance(self.card, (str, Path, dict)):
+            path = getattr(self, "_card_path", None)
+            d["card"] = path if path is not None else self.card.to_dict()
+        return d
 
     def replace(self, where: str | None = None, **changes: Any) -> "TrainConfig":
         d = self.to_dict()
         d.update(changes)
         return TrainConfig.from_dict(d, where=where)
 
-    def device_spec(self, card: Any = None) -> DeviceSpec:
-        """The DeviceSpec of this run: from ``card`` (object or ``self.card`` path) or direct."""
-        if card is None and self.card:
-            from ..device.card import ModelCard  # device layer, imported only when used
+    def load_card(self) -> Any:
+        """The model card of the run (a ModelCard) or None."""
+        return self.card
 
-            card = ModelCard.load(self.card)
+    def device_spec(self, card: Any = None) -> DeviceSpec:
+        """The DeviceSpec of this run: from ``card`` (else ``self.card``) with the given
+        device fields as overrides, or ``self.device`` without a card."""
+        card = card if card is not None else self.card
         if card is not None:
-            return DeviceSpec.from_card(card, **self.device)
-        return DeviceSpec(**self.device)
+            return DeviceSpec.from_card(card, **self._given(
+                self.device, getattr(self, "_device_keys", ())))
+        return self.device
 
     def build_cell(self, card: Any = None):
+        """The unit cell of the run: ``cell_params`` with the run's device."""
         if self.cell == "fp":
             return FloatingPointCell()
-        return make_cell(self.cell, self.device_spec(card), **self.cell_params)
+        return dc_replace(self.cell_params, device=self.device_spec(card))
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
@@ -235,15 +312,17 @@ class Network:
     layers : list of LayerState
         Layer 0 (input-hidden), layer 1 (hidden-output); bias as last input row.
     cell : the unit cell
-    backend : VMMBackend
+    backend : TileBackend
     phase : int
         Active array of single-target cells (hybrid: 0 big, 1 small).
     """
 
     def __init__(self, config: TrainConfig, n_in: int, n_out: int, card: Any = None,
-                 backend: VMMBackend | str | None = None, layers: list | None = None):
+                 backend: TileBackend | str | None = None, layers: list | None = None):
         self.config = config
-        self.cell = config.build_cell(card)
+        #: the device model card of the run (``card``, else ``config.card``; None: DeviceSpec)
+        self.card = card if card is not None else config.load_card()
+        self.cell = config.build_cell(self.card)
         self.backend = make_backend(backend if backend is not None else config.backend)
         sizes = [(n_in, config.n_hidden), (config.n_hidden, n_out)]
         if layers is None:
@@ -263,12 +342,14 @@ class Network:
 
     @property
     def phase(self) -> int:
-        return int(self.layers[0].ip[K.IP_ACTIVE])
+        return self.layers[0].active
 
     @phase.setter
     def phase(self, value: int) -> None:
+        if not 0 <= int(value) < self.layers[0].n_arrays:
+            raise UserInputError(f"phase {value} outside the cell's arrays 0..{self.layers[0].n_arrays - 1}")
         for st in self.layers:
-            st.ip[K.IP_ACTIVE] = value
+            st.set_active(value)
 
     def forward(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Batched forward pass through the backend: ``(h, o)``."""
@@ -294,47 +375,20 @@ class Network:
     # ------------------------------------------------------------------ training
     def train_samples(self, data: Dataset, order: np.ndarray, start: int, stop: int,
                       rng_state: np.ndarray, counters: np.ndarray) -> None:
-        """Train on ``order[start:stop]`` (compiled loop for ideal reads)."""
+        """Train on ``order[start:stop]``: the compiled SGD loop (:func:`.sgd.sgd_samples`)
+        with the backend's read state, renewed whenever the backend asks
+        (:meth:`.backend.TileBackend.compiled_reads`, e.g. the surrogate's factor refresh)."""
         indptr, indices, values = data.csr("train")
         lr = float(self.config.lr)
-        if self.backend.ideal:
-            K.train_samples(order, start, stop, indptr, indices, values, data.y_train,
-                            self.layers[0].as_tuple(), self.layers[1].as_tuple(), lr,
-                            rng_state, counters)
-            return
-        if hasattr(self.backend, "train_samples"):  # a backend with its own compiled loop
-            self.backend.train_samples(self, data, order, start, stop, rng_state, counters)
-            return
         L0, L1 = self.layers
-        n_hid = L0.Wr.shape[1]
-        n_out = L1.Wr.shape[1]
-        idx2 = np.arange(n_hid + 1, dtype=np.int64)
-        colbuf = np.empty(max(n_hid, n_out), np.int64)
-        maskbuf = np.empty(max(n_hid, n_out), np.uint64)
-        eye = np.eye(n_out, dtype=np.float32)
-        n_ev = max(L0.Wr.size, L1.Wr.size)
-        ev = [np.empty(n_ev, np.int32) for _ in range(3)]
-        for t in range(start, stop):
-            s = order[t]
-            a0, a1 = indptr[s], indptr[s + 1]
-            x = np.zeros(L0.Wr.shape[0] - 1, np.float32)
-            x[indices[a0:a1]] = values[a0:a1]
-            h, o = self.forward(x[None])
-            h, o = h[0].astype(np.float32), o[0].astype(np.float32)
-            e = o - eye[data.y_train[s]]
-            counters[0] += float(o.argmax() == data.y_train[s])
-            counters[1] += float((e * e).sum())
-            d2 = (e * o * (1 - o)).astype(np.float32)
-            d1 = (h * (1 - h) * self.backend.transpose(1, L1.Wr, d2[None])[0]).astype(np.float32)
-            hb = np.append(h, np.float32(1.0)).astype(np.float32)
-            K.update_layer(*L1.as_tuple(), idx2, hb, n_hid + 1, d2, lr, rng_state, colbuf,
-                           maskbuf, *ev)
-            idx1 = np.append(indices[a0:a1], L0.Wr.shape[0] - 1).astype(np.int64)
-            val1 = np.append(values[a0:a1], np.float32(1.0)).astype(np.float32)
-            K.update_layer(*L0.as_tuple(), idx1, val1, len(idx1), d1, lr, rng_state, colbuf,
-                           maskbuf, *ev)
-            L0.ip[K.IP_COUNTER] += 1
-            L1.ip[K.IP_COUNTER] += 1
+        t = start
+        while t < stop:
+            reads, n = self.backend.compiled_reads(stop - t)
+            n = max(1, min(int(n), stop - t))
+            sgd_samples(order, t, t + n, indptr, indices, values, data.y_train, L0, L1, lr,
+                        rng_state, counters, reads)
+            self.backend.advance(n)
+            t += n
 
 
 @dataclass
@@ -356,7 +410,7 @@ def _track_values(net: Network, index: np.ndarray) -> np.ndarray:
 
 
 def train(config: TrainConfig, out: str | Path | None = None, *, data: Dataset | None = None,
-          card: Any = None, backend: VMMBackend | str | None = None, resume: bool = False,
+          card: Any = None, backend: TileBackend | str | None = None, resume: bool = False,
           progress: bool = True, callback: Callable[[int, History], None] | None = None,
           stop_after: int | None = None, download: bool = False,
           force: bool = False) -> RunResult:
@@ -371,7 +425,7 @@ def train(config: TrainConfig, out: str | Path | None = None, *, data: Dataset |
         Pre-loaded data (else loaded from ``config.dataset``).
     card : ModelCard or None
         Device model card (overrides ``config.card``).
-    backend : VMMBackend, name or None
+    backend : TileBackend, name or None
         Read model (default ``config.backend``).
     resume : bool
         Continue from the checkpoint in ``out`` if it exists (the stored config must match
@@ -398,7 +452,7 @@ def train(config: TrainConfig, out: str | Path | None = None, *, data: Dataset |
 
 
 def _train(config: TrainConfig, out: str | Path | None, *, data: Dataset | None,
-           card: Any, backend: VMMBackend | str | None, resume: bool, progress: bool,
+           card: Any, backend: TileBackend | str | None, resume: bool, progress: bool,
            callback: Callable[[int, History], None] | None, stop_after: int | None,
            download: bool) -> RunResult:
     from tqdm.auto import tqdm
@@ -418,13 +472,13 @@ def _train(config: TrainConfig, out: str | Path | None, *, data: Dataset | None,
         for d in (stored, mine):
             d.pop("epochs", None)       # continuing = more epochs
             d.pop("mnist_path", None)   # where the data lie is not part of the run
-            if d.get("card"):           # the same card file, given relative or absolute
+            if isinstance(d.get("card"), str):   # the same card file, relative or absolute
                 d["card"] = str(Path(d["card"]).resolve())
         if stored != mine:
             diff = sorted(k for k in set(stored) | set(mine) if stored.get(k) != mine.get(k))
             shown = ", ".join(f"{k}: stored {stored.get(k)!r}, given {mine.get(k)!r}"
                               for k in diff[:3])
-            raise ValueError(f"{out} holds a run of another config ({shown}); cannot resume "
+            raise UserInputError(f"{out} holds a run of another config ({shown}); cannot resume "
                              "it (choose another output, or --force to overwrite it)")
         if layers is not None:
             net = Network(config, n_in, n_out, card=card, backend=backend, layers=layers)
@@ -439,7 +493,7 @@ def _train(config: TrainConfig, out: str | Path | None, *, data: Dataset | None,
         hist.track_index = np.stack([flat // n_out, flat % n_out], axis=1).astype(np.int64)
         tr_acc, tr_mse = net.evaluate(data, "train")
         te_acc, te_mse = net.evaluate(data, "test")
-        zeros = np.zeros((2, net.layers[0].n_arrays if net.layers[0].ip[0] else 1), np.int64)
+        zeros = np.zeros((2, net.layers[0].n_arrays), np.int64)
         hist.append(train_acc=tr_acc, test_acc=te_acc, train_mse=tr_mse, test_mse=te_mse,
                     online_acc=float("nan"), phase=net.phase, updates=zeros, pulses=zeros,
                     refreshes=zeros, wall_s=0.0)
@@ -462,7 +516,7 @@ def _train(config: TrainConfig, out: str | Path | None, *, data: Dataset | None,
                 if stop_after is not None and done_epochs >= stop_after:
                     break
                 order = np.random.default_rng([config.seed, epoch]).permutation(n_train)
-                rng_state = K.seed_state(config.seed, epoch)
+                rng_state = seed_state(config.seed, epoch)
                 for st in net.layers:
                     st.stats[...] = 0
                 counters = np.zeros(2)
@@ -480,9 +534,9 @@ def _train(config: TrainConfig, out: str | Path | None, *, data: Dataset | None,
                 stats = np.stack([st.stats for st in net.layers])
                 hist.append(train_acc=tr_acc, test_acc=te_acc, train_mse=tr_mse,
                             test_mse=te_mse, online_acc=counters[0] / n_train,
-                            phase=phase_used, updates=stats[:, :, K.STAT_UPDATES],
-                            pulses=stats[:, :, K.STAT_PULSES],
-                            refreshes=stats[:, :, K.STAT_REFRESH], wall_s=wall)
+                            phase=phase_used, updates=stats[:, :, STAT_UPDATES],
+                            pulses=stats[:, :, STAT_PULSES],
+                            refreshes=stats[:, :, STAT_REFRESH], wall_s=wall)
                 if isinstance(net.cell, HybridCell):
                     net.phase = net.cell.next_phase(net.phase, hist.epochs["train_acc"])
                 bar.set_postfix(train=f"{tr_acc:.4f}", test=f"{te_acc:.4f}",

@@ -34,6 +34,7 @@ from typing import Any
 from ..network.cells import ConfigError
 from ..network.train import TrainConfig
 from .experiments import PAPER_BASE, STOCHASTIC_BASE, _plt, paper_config, run_configs
+from ..errors import UserInputError
 
 BASES = {"A": PAPER_BASE, "B": STOCHASTIC_BASE}
 
@@ -47,10 +48,10 @@ def load_study(path: str | Path, opts: dict | None = None) -> tuple[str, list[tu
     try:
         study = tomllib.loads(path.read_text())
     except (ValueError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path}: {err}") from None
+        raise UserInputError(f"{path}: {err}") from None
     entries = study.get("run")
     if not entries or not isinstance(entries, list):
-        raise ValueError(f"{path}: no [[run]] entries")
+        raise UserInputError(f"{path}: no [[run]] entries")
     runs = []
     for n, entry in enumerate(entries, 1):
         entry = copy.deepcopy(entry)
@@ -60,7 +61,7 @@ def load_study(path: str | Path, opts: dict | None = None) -> tuple[str, list[tu
             cell = entry.pop("cell")
             base_key = entry.pop("base", "A")
         except KeyError as err:
-            raise ValueError(f"{where} needs 'label', 'cell' and base 'A' or 'B' "
+            raise UserInputError(f"{where} needs 'label', 'cell' and base 'A' or 'B' "
                              f"(missing {err})") from None
         if not isinstance(label, str):
             raise ConfigError("label", label, "must be a string", where)
@@ -123,7 +124,7 @@ def run_study(path: str | Path, outdir: str | Path, *, mnist: str | None = None,
         opts["seed"] = seed
     title, runs = load_study(path, opts or None)
     if outdir.exists() and not outdir.is_dir():
-        raise ValueError(f"output {outdir} exists and is not a directory")
+        raise UserInputError(f"output {outdir} exists and is not a directory")
     hists = run_configs([c for _, c in runs], outdir, workers=workers, scheduler=scheduler,
                         progress=progress, only_existing=only_existing, force=force)
     rows, curves = [], {}

@@ -25,6 +25,7 @@ import numpy as np
 from ..network.cells import ConfigError
 from ..network.history import History, load_run
 from ..network.train import TrainConfig, train
+from ..errors import UserInputError
 
 #: The measured alternative: unbiased stochastic rounding with a coarse range (docs/results.md).
 STOCHASTIC_BASE: dict[str, Any] = {}
@@ -406,7 +407,7 @@ def reproduce(figure: str, outdir: str | Path = "out/reproduce", *, mnist: str |
     """
     outdir = Path(outdir).resolve()
     if outdir.exists() and not outdir.is_dir():
-        raise ValueError(f"output {outdir} exists and is not a directory")
+        raise UserInputError(f"output {outdir} exists and is not a directory")
     opts: dict[str, Any] = {}
     if seed is not None:
         opts["seed"] = int(seed)
@@ -433,7 +434,7 @@ def reproduce(figure: str, outdir: str | Path = "out/reproduce", *, mnist: str |
     figs = FIGURES if figure.lower() == "all" else (figure.upper(),)
     for fid in figs:
         if fid not in FIGURES:
-            raise ValueError(f"unknown figure {fid!r}; choose from {FIGURES} or 'all'")
+            raise UserInputError(f"unknown figure {fid!r}; choose from {FIGURES} or 'all'")
     outdir.mkdir(parents=True, exist_ok=True)
     out = []
     for fid in figs:

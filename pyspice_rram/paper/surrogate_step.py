@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -21,20 +20,12 @@ from ..device.card import ModelCard
 from ..surrogate.model import TileSurrogate
 
 
-def _same_law(card: ModelCard, sur: TileSurrogate) -> bool:
-    if sur.card is None:
-        return False
-    mine = ModelCard.from_dict(sur.card)
-    return all(math.isclose(getattr(card, p), getattr(mine, p), rel_tol=1e-6)
-               for p in ("g_min_density", "g_max_density", "v_nl", "area_ref"))
-
-
 def demo(card: ModelCard | None = None, outdir: str | Path = "out/surrogate", *,
          progress: bool = True, n_images: int = 20, epochs: int = 3,
          solver: str = "ngspice") -> dict[str, Any]:
     """Run the surrogate step; returns a summary dict (also written to ``summary.json``)."""
     from ..network.train import TrainConfig, train
-    from ..surrogate.backend import SurrogateBackend
+    from ..surrogate.backend import SurrogateBackend, same_read_law
     from ..surrogate.check import format_check, run_check
     from ..surrogate.dataset import DataSpec, generate
     from ..surrogate.fit import fit_surrogate
@@ -45,7 +36,7 @@ def demo(card: ModelCard | None = None, outdir: str | Path = "out/surrogate", *,
     outdir.mkdir(parents=True, exist_ok=True)
     summary: dict[str, Any] = {}
     sur = TileSurrogate.load()
-    if _same_law(card, sur):
+    if sur.card is not None and same_read_law(card, ModelCard.from_dict(sur.card)):
         summary["surrogate"] = "shipped"
     else:
         spec = DataSpec(n_items=16, sizes=[16, 32, 48], n_vectors=6, test_fraction=0.25,

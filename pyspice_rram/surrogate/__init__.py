@@ -2,7 +2,7 @@
 
 :mod:`.model` (the surrogate), :mod:`.dataset` (training data from ngspice / MNA),
 :mod:`.fit` (least-squares fit with report), :mod:`.validate` (held-out errors, figures),
-:mod:`.backend` (VMM backend of the training layer), :mod:`.cli` (``pyspice-rram surrogate``
+:mod:`.backend` (tile backend of the training layer), :mod:`.cli` (``pyspice-rram surrogate``
 and ``pyspice-rram check``).
 """
 

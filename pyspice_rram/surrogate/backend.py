@@ -1,4 +1,4 @@
-"""The tile surrogate as a VMM backend of the training layer (:mod:`pyspice_rram.network`).
+"""The tile surrogate as a tile backend of the training layer (:mod:`pyspice_rram.network`).
 
 Each layer's crossbar (``n_in + 1`` rows with the bias row, ``n_out`` columns) is cut into
 tiles of ``tile_rows x tile_cols`` cells (the last tiles padded with absent cells); every
@@ -30,9 +30,13 @@ from typing import Any
 import numpy as np
 from numba import njit
 
+from collections import namedtuple
+
 from ..device.card import ModelCard
-from ..network.backend import BACKENDS, VMMBackend
-from ..network.kernels import IP_COUNTER, output_error, update_buffers, update_layer
+from ..network.cells import ConfigError
+from ..network.backend import TileBackend, register_backend, register_tile_kernels
+from ..network.jitcache import key_caches
+from ..network.update import update_layer
 from .model import CellLaw, SurrogateValidityError, TileSurrogate, canonical, line_resistances
 
 TERMS = ("dh", "d2h", "dhs")
@@ -44,11 +48,6 @@ def _hdh(vv, v_nl):
     e = math.expm1(vv / v_nl)
     e2 = -e / (1.0 + e)
     return 0.5 * v_nl * (e - e2), vv * (1.0 + 0.5 * (e + e2))
-
-
-@njit(cache=True, inline="always")
-def _sig(z):
-    return 0.5 * (1.0 + math.tanh(0.5 * z))
 
 
 @njit(cache=True, inline="always")
@@ -69,115 +68,115 @@ def _cell(r, j, G0, S, GR, coef, F, stack, n_first, transposed):
         stack[n_first + r, j] = wd
 
 
+#: compiled view of one layer: device arrays (the network's, or a floating-point / sign-read
+#: weight mapped onto one pair: ``mapped``, full scale ``ws``), read coefficients, the read
+#: weights at the last sync (``old``), forward stack ``sf`` = [W_h; W_dh] with its factors
+#: ``ff``, transposed stack ``st``/``ft`` (when ``has_t``), pre-activation buffer ``z``
+SurLayer = namedtuple("SurLayer", ["G0", "S", "GR", "coef", "mapped", "ws", "old", "has_f",
+                                   "sf", "ff", "has_t", "st", "ft", "z"])
+#: read state of the compiled SGD loop: both layers and the read law
+SurrogateReads = namedtuple("SurrogateReads", ["l0", "l1", "v_read", "v_nl", "inv_h", "hv",
+                                               "dv"])
+
+
 @njit(cache=True)
-def _sync_cells(rows, W, W_prev, G0, S, GR, coef, Ff, sf, has_f, Ft, st, has_t):
-    """Bring the stacks up to date on every cell of ``rows`` whose read weight changed since
-    the last call: ``W_h = sum coef (G0 + S GR)``, ``W_dh = sum coef (G0 + S GR) F`` (forward stack
-    ``sf`` rows, transposed stack ``st`` columns)."""
+def sync_rows(ly, W, rows, n):
+    """Bring the stacks of ``ly`` up to date on every cell of ``rows[:n]`` whose read weight
+    ``W`` changed since the last sync: ``W_h = sum coef (G0 + S GR)``,
+    ``W_dh = sum coef (G0 + S GR) F`` (forward stack rows, transposed stack columns). A mapped
+    layer first re-maps the cell's weight onto its pair (``S = max(+-w, 0) / ws``)."""
     n_in, n_out = W.shape
-    for r in rows:
+    for q in range(n):
+        r = rows[q]
         for j in range(n_out):
-            if W[r, j] != W_prev[r, j]:
-                W_prev[r, j] = W[r, j]
-                if has_f:
-                    _cell(r, j, G0, S, GR, coef, Ff, sf, n_in, False)
-                if has_t:
-                    _cell(r, j, G0, S, GR, coef, Ft, st, n_out, True)
+            w = W[r, j]
+            if w != ly.old[r, j]:
+                ly.old[r, j] = w
+                if ly.mapped:
+                    ly.S[0, 0, r, j] = max(w, 0.0) / ly.ws
+                    ly.S[0, 1, r, j] = max(-w, 0.0) / ly.ws
+                if ly.has_f:
+                    _cell(r, j, ly.G0, ly.S, ly.GR, ly.coef, ly.ff, ly.sf, n_in, False)
+                if ly.has_t:
+                    _cell(r, j, ly.G0, ly.S, ly.GR, ly.coef, ly.ft, ly.st, n_out, True)
 
 
 @njit(cache=True)
-def _train_kernel(order, start, stop, indptr, indices, values, labels, L1, L2, lr, rng,
-                  counters, s0f, f0f, c0, old1, s1f, f1f, s1t, f1t, c1, old2, v_read, v_nl):
-    """Per-sample SGD like :func:`pyspice_rram.network.kernels.train_samples`, with the
-    forward reads of both layers and the transposed read of layer 2 through the surrogate's
-    effective matrices (``W_h = Wa / h(V_read)`` and the ``W_dh`` part of the stacks,
-    inputs ``h(v)`` and ``v h'(v)``), kept up to
-    date on every synapse whose weight ``Wa`` an update changed (a pair refresh that
-    re-programs exactly the same weight is caught at the next factor refresh)."""
-    Wa1, Wr1, S1, G01, GR1, g1, ip1, fp1, st1 = L1
-    Wa2, Wr2, S2, G02, GR2, g2, ip2, fp2, st2 = L2
-    n_in = Wr1.shape[0] - 1
-    n_hid = Wr1.shape[1]
-    n_out = Wr2.shape[1]
-    h = np.empty(n_hid + 1, dtype=np.float32)
-    o = np.empty(n_out, dtype=np.float32)
-    d2 = np.empty(n_out, dtype=np.float32)
-    d1 = np.empty(n_hid, dtype=np.float32)
-    zpre = np.empty(n_hid)
-    opre = np.empty(n_out)
-    idx1, val1, idx2, colbuf, maskbuf, ev_j, ev_i, ev_n = update_buffers(n_in, n_hid, n_out)
-    n0 = n_in + 1
-    n1 = n_hid + 1
-    inv_h = 1.0 / (v_nl * math.sinh(v_read / v_nl))   # W_h = Wa / h(V_read) exactly
-    hv = np.empty(n_out)
-    dv = np.empty(n_out)
-    for t in range(start, stop):
-        s = order[t]
-        a0 = indptr[s]
-        a1 = indptr[s + 1]
-        nnz = a1 - a0
-        for p in range(nnz):
-            idx1[p] = indices[a0 + p]
-            val1[p] = values[a0 + p]
-        idx1[nnz] = n_in
-        val1[nnz] = 1.0
-        for i in range(n_hid):
-            zpre[i] = 0.0
-        for p in range(nnz + 1):
-            j = idx1[p]
-            hx, dx = _hdh(val1[p] * v_read, v_nl)
-            hx *= inv_h
-            for i in range(n_hid):
-                zpre[i] += hx * Wa1[j, i] + dx * s0f[n0 + j, i]
-        for i in range(n_hid):
-            h[i] = _sig(zpre[i])
-        h[n_hid] = 1.0
-        for k in range(n_out):
-            opre[k] = 0.0
-        for j in range(n1):
-            hx, dx = _hdh(h[j] * v_read, v_nl)
-            hx *= inv_h
-            for k in range(n_out):
-                opre[k] += hx * Wa2[j, k] + dx * s1f[n1 + j, k]
-        output_error(opre, labels[s], o, d2, counters)
-        scale = 0.0
-        for k in range(n_out):
-            scale = max(scale, abs(d2[k]))
-        for k in range(n_out):
-            vk = d2[k] / scale * v_read if scale > 0 else 0.0
-            hv[k], dv[k] = _hdh(vk, v_nl)
-        for j in range(n_hid):
-            acc = 0.0
-            for k in range(n_out):
-                acc += hv[k] * inv_h * Wa2[j, k] + dv[k] * s1t[n_out + k, j]
-            d1[j] = h[j] * (1.0 - h[j]) * acc * scale
-        before2 = st2.sum()
-        update_layer(Wa2, Wr2, S2, G02, GR2, g2, ip2, fp2, st2, idx2, h, n_hid + 1, d2, lr,
-                     rng, colbuf, maskbuf, ev_j, ev_i, ev_n)
-        before1 = st1.sum()
-        update_layer(Wa1, Wr1, S1, G01, GR1, g1, ip1, fp1, st1, idx1, val1, nnz + 1, d1, lr,
-                     rng, colbuf, maskbuf, ev_j, ev_i, ev_n)
-        touched2 = st2.sum() != before2   # no update, pulse or refresh: no device changed
-        touched1 = st1.sum() != before1
-        ip1[IP_COUNTER] += 1
-        ip2[IP_COUNTER] += 1
-        # effective matrices follow the synapses whose weight changed
-        for j in range(n1 if touched2 else 0):
-            for k in range(n_out):
-                if Wa2[j, k] != old2[j, k]:
-                    old2[j, k] = Wa2[j, k]
-                    _cell(j, k, G02, S2, GR2, c1, f1f, s1f, n1, False)
-                    _cell(j, k, G02, S2, GR2, c1, f1t, s1t, n_out, True)
-        for p in range(nnz + 1 if touched1 else 0):
-            r = idx1[p]
-            for i in range(n_hid):
-                if Wa1[r, i] != old1[r, i]:
-                    old1[r, i] = Wa1[r, i]
-                    _cell(r, i, G01, S1, GR1, c0, f0f, s0f, n0, False)
+def surrogate_forward(reads, layer, L, idx, vals):
+    """First-order surrogate forward read: ``z = sum_p h(v_p)/h(V_read) W[j_p] +
+    v_p h'(v_p) W_dh[j_p]``, ``v_p = vals[p] V_read``, the bias row last at ``V_read``
+    (float64)."""
+    ly = reads.l0 if layer == 0 else reads.l1
+    z = ly.z
+    W = L.Wr
+    sf = ly.sf
+    nr = W.shape[0]
+    n_out = z.size
+    for i in range(n_out):
+        z[i] = 0.0
+    for p in range(idx.size + 1):
+        if p < idx.size:
+            j = idx[p]
+            hx, dx = _hdh(vals[p] * reads.v_read, reads.v_nl)
+        else:                          # the bias row, driven at V_read
+            j = nr - 1
+            hx, dx = _hdh(reads.v_read, reads.v_nl)
+        hx *= reads.inv_h
+        for i in range(n_out):
+            z[i] += hx * W[j, i] + dx * sf[nr + j, i]
+    return z
 
 
-class SurrogateBackend(VMMBackend):
-    """Crossbar reads through the fitted tile surrogate.
+@njit(cache=True)
+def surrogate_transpose(reads, layer, L, d, e):
+    """First-order surrogate transposed read of ``d`` scaled to ``max |v| = V_read``: returns
+    the scale; ``e[j] * scale`` is the read."""
+    ly = reads.l0 if layer == 0 else reads.l1
+    W = L.Wr
+    stt = ly.st
+    hv = reads.hv
+    dv = reads.dv
+    n_out = d.size
+    scale = 0.0
+    for k in range(n_out):
+        scale = max(scale, abs(d[k]))
+    for k in range(n_out):
+        vk = d[k] / scale * reads.v_read if scale > 0 else 0.0
+        hv[k], dv[k] = _hdh(vk, reads.v_nl)
+    inv_h = reads.inv_h
+    for j in range(e.size):
+        acc = 0.0
+        for k in range(n_out):
+            acc += hv[k] * inv_h * W[j, k] + dv[k] * stt[n_out + k, j]
+        e[j] = acc
+    return scale
+
+
+@njit(cache=True)
+def surrogate_update(reads, layer, L, idx, vals, n, delta, lr, rng, colbuf, maskbuf, ev_j,
+                     ev_i, ev_n):
+    """The cell's update, then the effective matrices follow the synapses whose read weight
+    changed (a pair refresh that re-programs exactly the same weight is caught at the next
+    factor refresh)."""
+    before = L.stats.sum()
+    update_layer(L, idx, vals, n, delta, lr, rng, colbuf, maskbuf, ev_j, ev_i, ev_n)
+    if L.stats.sum() != before:      # no update, pulse or refresh: no device changed
+        sync_rows(reads.l0 if layer == 0 else reads.l1, L.Wr, idx, n)
+
+
+register_tile_kernels(SurrogateReads, surrogate_forward, surrogate_transpose, surrogate_update)
+
+
+class SurrogateBackend(TileBackend):
+    """Crossbar reads through the fitted tile surrogate (a tile backend of the network).
+
+    Batched reads in Python (:meth:`forward`, :meth:`transpose`, first or second order) and
+    first-order compiled reads for the network's one SGD loop (:meth:`compiled_reads`,
+    kernels :func:`surrogate_forward`, :func:`surrogate_transpose`,
+    :func:`surrogate_update`), for every cell: pair-based cells read their device arrays,
+    floating-point and 2T2R layers their read weight mapped onto one pair. The backend
+    takes the network's card when built without one and refuses a card of another read law
+    when built with one (:meth:`bind`); :meth:`for_card` builds one for any card.
 
     Parameters
     ----------
@@ -202,8 +201,6 @@ class SurrogateBackend(VMMBackend):
         What to do when the tiles are outside the surrogate's validity range.
     """
 
-    ideal = False
-
     def __init__(self, surrogate: TileSurrogate | str | None = None, card: ModelCard | None = None,
                  tile: tuple[int, int] = (64, 64), r_wire: float = 1.0, r_driver: float = 0.0,
                  r_sense: float = 0.0, v_read: float | None = None, refresh_every: int = 5000,
@@ -211,27 +208,60 @@ class SurrogateBackend(VMMBackend):
         if not isinstance(surrogate, TileSurrogate):
             surrogate = TileSurrogate.load(surrogate)
         self.sur = surrogate
-        self.card = card or (ModelCard.from_dict(surrogate.card) if surrogate.card
-                             else ModelCard.reference())
+        self.card_given = card is not None
         self.tile = (int(tile[0]), int(tile[1]))
         self.r_wire = float(r_wire)
         self.r_driver = float(r_driver)
         self.r_sense = float(r_sense)
-        self.v_read = float(v_read or self.card.scheme.v_read)
+        self.v_read_given = v_read
         self.refresh_every = max(1, int(refresh_every))
         self.on_invalid = on_invalid
         self.second_order = bool(second_order)
         self.terms = TERMS if self.second_order else ("dh",)
-        self.card.require_default_family("the tile surrogate backend")
-        self.law = CellLaw(v_nl=float(self.card.v_nl),
-                           v_eff=surrogate.v_eff_frac * float(surrogate.validity.get(
-                               "v_max", self.v_read)))
-        self.h_read = float(self.law.transforms(np.array(self.v_read))["h"])
         self.network = None
         self._state: dict[int, dict[str, Any]] = {}
         self.samples = 0
         self.refreshes = 0
+        self._set_card(card or (ModelCard.from_dict(surrogate.card) if surrogate.card
+                                else ModelCard.reference()))
+
+    def _set_card(self, card: ModelCard) -> None:
+        """Use ``card`` for the devices: read law, read voltage, validity check."""
+        card.require_default_family("the tile surrogate backend")
+        self.card = card
+        self.v_read = float(self.v_read_given or card.scheme.v_read)
+        self.law = CellLaw(v_nl=float(card.v_nl),
+                           v_eff=self.sur.v_eff_frac * float(self.sur.validity.get(
+                               "v_max", self.v_read)))
+        self.h_read = float(self.law.transforms(np.array(self.v_read))["h"])
         self._check_settings()
+
+    @classmethod
+    def for_card(cls, card: ModelCard, workdir: str | Any = None, *, spec: Any = None,
+                 workers: int = 1, progress: bool = False, **backend_kw: Any
+                 ) -> "SurrogateBackend":
+        """A backend for the devices of ``card``: the shipped surrogate if it was fitted for
+        the same read law (``g_min/g_max`` densities, ``V_nl``, reference area), else a
+        surrogate refitted on a small ngspice data set of ``card`` (``spec``: a
+        :class:`.dataset.DataSpec`, default the main job's 16 tiles of 16-48 cells) written
+        to ``workdir/surrogate_data.h5`` (a temporary directory when None).
+        ``backend_kw`` go to the constructor (tile, r_wire, ...)."""
+        import tempfile
+        from pathlib import Path
+
+        from .dataset import DataSpec, generate
+        from .fit import fit_surrogate
+
+        sur = TileSurrogate.load()
+        if not same_read_law(card, ModelCard.from_dict(sur.card) if sur.card else None):
+            spec = spec or DataSpec(n_items=16, sizes=[16, 32, 48], n_vectors=6,
+                                    test_fraction=0.25, mna_fraction=0.25, seed=7)
+            with tempfile.TemporaryDirectory() as tmp:
+                path = Path(workdir or tmp) / "surrogate_data.h5"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                generate(path, spec, card, workers=workers, progress=progress)
+                sur, _ = fit_surrogate(path)
+        return cls(sur, card=card, **backend_kw)
 
     # ------------------------------------------------------------------ validity
     def _check_settings(self) -> None:
@@ -254,7 +284,8 @@ class SurrogateBackend(VMMBackend):
             mine = ModelCard.from_dict(self.sur.card)
             for p in ("g_min_density", "g_max_density", "v_nl"):
                 if not math.isclose(getattr(self.card, p), getattr(mine, p), rel_tol=1e-6):
-                    problems.append(f"card {p} differs from the fitted card")
+                    problems.append(f"card {p} differs from the fitted card (a surrogate for "
+                                    "this card: SurrogateBackend.for_card(card))")
         if problems:
             msg = "surrogate backend outside the surrogate's validity: " + "; ".join(problems)
             if self.on_invalid == "error":
@@ -265,15 +296,32 @@ class SurrogateBackend(VMMBackend):
 
     # ------------------------------------------------------------------ layer mapping
     def bind(self, network: Any) -> None:
+        """Bind the network; take its card (``network.card``) for the devices, or refuse it
+        when this backend was built for another card."""
+        card = getattr(network, "card", None)
+        if card is not None and card is not self.card:
+            if not same_read_law(card, self.card):
+                if self.card_given:
+                    raise ConfigError("card", getattr(card, "name", "<network card>"),
+                                      "the network's card differs from the surrogate "
+                                      "backend's card (g_min/g_max densities, V_nl or "
+                                      "reference area); build the backend for the network's "
+                                      "card: SurrogateBackend.for_card(card)")
+                self._set_card(card)
         self.network = network
         self._state = {}
 
     def _arrays(self, layer: int, W: np.ndarray) -> tuple[np.ndarray, ...]:
-        """``(G0, S, GR, coef, dG)``: nominal device conductances and read coefficients.
+        """``(G0, S, GR, coef, dG)``: nominal device conductances and read coefficients."""
+        return self._mapping(layer, W)[:5]
+
+    def _mapping(self, layer: int, W: np.ndarray) -> tuple[Any, ...]:
+        """``(G0, S, GR, coef, dG, mapped, ws)``: device arrays and read coefficients.
 
         Pair-based cells read their device arrays; cells without devices (floating point)
-        and sign-read cells (2T2R) are mapped onto one differential pair of the reference
-        device holding ``W`` (``G± = G_min + max(±W, 0) / w_s`` in units of the range).
+        and sign-read cells (2T2R) are mapped onto one differential pair of the card's
+        device holding the read weight ``W`` (``G± = G_min + max(±W, 0) / ws`` in units of
+        the range, ``ws = max |W|``; ``mapped`` True).
         """
         ref_area = self.card.area_ref
         dG_ref = (self.card.g_max_density - self.card.g_min_density) * ref_area
@@ -281,9 +329,7 @@ class SurrogateBackend(VMMBackend):
         st = None
         if self.network is not None:
             st = self.network.layers[layer]
-        from ..network import kernels as K
-
-        if st is not None and st.ip[K.IP_KIND] == K.KIND_PAIR and not st.ip[K.IP_SIGN]:
+        if st is not None and st.is_pair and not st.sign_read:
             A = st.S.shape[0]
             areas = np.full(A, ref_area)
             cell = getattr(self.network, "cell", None)
@@ -292,15 +338,15 @@ class SurrogateBackend(VMMBackend):
             dG = (self.card.g_max_density - self.card.g_min_density) * areas
             coef = np.stack([st.gain, -st.gain], axis=1) / self.h_read  # (A, 2)
             # currents are dG * G_nom * (...); dividing by dG converts back: coef needs no dG
-            return st.G0, st.S, st.GR, coef, dG
+            return st.G0, st.S, st.GR, coef, dG, False, 1.0
         w = np.asarray(W, dtype=np.float32)
         ws = float(np.max(np.abs(w))) or 1.0
         S = np.stack([np.maximum(w, 0), np.maximum(-w, 0)])[None] / ws
         G0 = np.full_like(S, gmin)
         GR = np.ones_like(S)
         coef = np.array([[ws, -ws]]) / self.h_read
-        return G0.astype(np.float32), S.astype(np.float32), GR.astype(np.float32), coef, \
-            np.array([dG_ref])
+        return (np.ascontiguousarray(G0, np.float32), np.ascontiguousarray(S, np.float32),
+                np.ascontiguousarray(GR, np.float32), coef, np.array([dG_ref]), True, ws)
 
     def _tiles(self, m: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
         """Cut ``(..., n_rows, n_cols)`` into tiles ``(..., Ti, Tj, tr, tc)`` (zero padded)."""
@@ -335,9 +381,9 @@ class SurrogateBackend(VMMBackend):
         return out
 
     def _refresh(self, layer: int, W: np.ndarray, directions: tuple[str, ...]) -> dict:
-        G0, S, GR, coef, dG = self._arrays(layer, W)
+        G0, S, GR, coef, dG, mapped, ws = self._mapping(layer, W)
         st = self._state.setdefault(layer, {"dirs": {}})
-        st["coef"] = coef
+        st.update(coef=coef, G0=G0, S=S, GR=GR, mapped=mapped, ws=ws)
         g_nom = G0.astype(float) + S.astype(float) * GR.astype(float)
         for direction in directions:
             F = self._factors(G0, S, GR, dG, direction)
@@ -363,17 +409,22 @@ class SurrogateBackend(VMMBackend):
             return self._refresh(layer, W, dirs)
         Wf = np.asarray(W, dtype=np.float32)
         rows = np.flatnonzero((Wf != st["W_prev"]).any(axis=1))
-        if rows.size == 0:
-            return st
-        G0, S, GR, coef, _ = self._arrays(layer, W)
-        dirs = st["dirs"]
-        dummy = np.zeros((1, 1), np.float32)
-        f = dirs.get("forward")
-        t = dirs.get("transposed")
-        _sync_cells(rows, Wf, st["W_prev"], G0, S, GR, coef,
-                    f["F"]["dh"] if f else G0, f["stack"] if f else dummy, f is not None,
-                    t["F"]["dh"] if t else G0, t["stack"] if t else dummy, t is not None)
+        if rows.size:
+            sync_rows(self._layer_view(st, Wf.shape[1]), Wf, rows, rows.size)
         return st
+
+    @staticmethod
+    def _layer_view(st: dict, n_out: int) -> SurLayer:
+        """The compiled view (:data:`SurLayer`) of a layer's read state ``st``."""
+        f = st["dirs"].get("forward")
+        t = st["dirs"].get("transposed")
+        G0 = st["G0"]
+        dummy = np.zeros((1, 1), np.float32)
+        return SurLayer(G0, st["S"], st["GR"], st["coef"], bool(st["mapped"]),
+                        float(st["ws"]), st["W_prev"], f is not None,
+                        f["stack"] if f else dummy, f["F"]["dh"] if f else G0,
+                        t is not None, t["stack"] if t else dummy,
+                        t["F"]["dh"] if t else G0, np.empty(n_out))
 
     # ------------------------------------------------------------------ reads
     def _inputs(self, v: np.ndarray) -> np.ndarray:
@@ -391,49 +442,36 @@ class SurrogateBackend(VMMBackend):
         return self._inputs(v) @ st["dirs"][direction]["stack"]
 
     # ------------------------------------------------------------------ compiled training
-    def train_samples(self, net: Any, data: Any, order: np.ndarray, start: int, stop: int,
-                      rng_state: np.ndarray, counters: np.ndarray) -> None:
-        """Train ``net`` on ``order[start:stop]`` in a compiled per-sample loop.
-
-        Same semantics as :meth:`pyspice_rram.network.train.Network.train_samples` (forward
-        reads of both layers and the transposed read of layer 2 through this backend, the
-        same numba update kernels), without a Python round trip per sample: the factors are
-        refreshed every ``refresh_every`` samples between compiled chunks. Needs pair-based
-        cells with device arrays (single, hybrid, multi-device).
-        """
-        from ..network import kernels as K
-
-        L0, L1 = net.layers
-        for st in (L0, L1):
-            if st.ip[K.IP_KIND] != K.KIND_PAIR or st.ip[K.IP_SIGN]:
-                raise ValueError("the compiled surrogate loop needs pair-based device cells")
+    def compiled_reads(self, n_samples: int) -> tuple[SurrogateReads, int]:
+        """Read state of the compiled SGD loop (forward reads of both layers, transposed read
+        of layer 2, first order), valid until the next factor refresh (``refresh_every``
+        samples); the factors are refreshed here when due."""
+        if (type(self).forward is not SurrogateBackend.forward
+                or type(self).transpose is not SurrogateBackend.transpose):
+            # a subclass with reads of its own (the circuit backend of `check`) must not
+            # train with the surrogate's compiled reads
+            return super().compiled_reads(n_samples)
         if self.second_order:
-            raise ValueError("the compiled surrogate loop uses first-order reads "
-                             "(second_order=False)")
-        if self.network is not net:
-            self.bind(net)
-        indptr, indices, values = data.csr("train")
-        lr = float(net.config.lr)
-        t = start
-        while t < stop:
-            s0 = self._sync(0, L0.Wr, "forward", 1)
-            s1 = self._sync(1, L1.Wr, "forward", 1)
-            if "transposed" not in s1["dirs"]:
-                s1 = self._refresh(1, L1.Wr, ("forward", "transposed"))
-            n = min(stop - t, self.refresh_every - max(s0["since"], s1["since"]))
-            n = max(1, n)
-            f0 = s0["dirs"]["forward"]
-            f1 = s1["dirs"]["forward"]
-            t1 = s1["dirs"]["transposed"]
-            _train_kernel(order, t, t + n, indptr, indices, values, data.y_train,
-                          L0.as_tuple(), L1.as_tuple(), lr, rng_state, counters,
-                          f0["stack"], f0["F"]["dh"], s0["coef"], s0["W_prev"],
-                          f1["stack"], f1["F"]["dh"], t1["stack"], t1["F"]["dh"], s1["coef"],
-                          s1["W_prev"], self.v_read, float(self.law.v_nl))
-            for st in (s0, s1):
-                st["since"] += n
-            self.samples += n
-            t += n
+            raise ConfigError("second_order", True, "the compiled training loop uses "
+                              "first-order surrogate reads (second_order=False)")
+        L0, L1 = self.network.layers
+        s0 = self._sync(0, L0.Wr, "forward", 1)
+        s1 = self._sync(1, L1.Wr, "forward", 1)
+        if "transposed" not in s1["dirs"]:
+            s1 = self._refresh(1, L1.Wr, ("forward", "transposed"))
+        n = max(1, min(n_samples, self.refresh_every - max(s0["since"], s1["since"])))
+        v_nl = float(self.law.v_nl)
+        n_out = L1.Wr.shape[1]
+        reads = SurrogateReads(self._layer_view(s0, L0.Wr.shape[1]),
+                               self._layer_view(s1, n_out), self.v_read, v_nl,
+                               1.0 / (v_nl * math.sinh(self.v_read / v_nl)),
+                               np.empty(n_out), np.empty(n_out))
+        return reads, n
+
+    def advance(self, n: int) -> None:
+        for st in self._state.values():
+            st["since"] += n
+        self.samples += n
 
     def forward(self, layer: int, W: np.ndarray, x: np.ndarray) -> np.ndarray:
         x = np.atleast_2d(np.asarray(x, dtype=np.float32))
@@ -458,4 +496,15 @@ class SurrogateBackend(VMMBackend):
         return z[:, :-1].astype(np.float32)
 
 
-BACKENDS.setdefault("surrogate", SurrogateBackend)
+def same_read_law(a: ModelCard | None, b: ModelCard | None) -> bool:
+    """True when two cards read alike: same ``g_min``/``g_max`` densities, ``V_nl`` and
+    reference area (relative 1e-6)."""
+    if a is None or b is None:
+        return False
+    return all(math.isclose(getattr(a, p), getattr(b, p), rel_tol=1e-6)
+               for p in ("g_min_density", "g_max_density", "v_nl", "area_ref"))
+
+
+register_backend("surrogate", SurrogateBackend)
+# the kernels above embed the network's update kernels: recompile when either changes
+key_caches(globals(), extra=(__file__,))

@@ -27,6 +27,7 @@ import numpy as np
 from ..device.card import ModelCard
 from ..network.backend import IdealBackend
 from .backend import SurrogateBackend
+from ..errors import ConfigError
 
 #: Cell area (m²) standing for an absent cell in a padded tile (conductance ~1e-23 S).
 ABSENT_AREA = 1e-30
@@ -151,7 +152,7 @@ def run_check(run: str | Path, n_images: int = 200, *, surrogate: Any = None,
 
     hist, layers, phase = load_run(run)
     if layers is None:
-        raise ValueError(f"{run}: the run file has no checkpoint of the layers")
+        raise ConfigError(f"{run}: the run file has no checkpoint of the layers")
     config = TrainConfig.from_dict(hist.config)
     data = load_dataset(config.dataset, mnist_path or config.mnist_path)
     x = data.dense("test", 0, n_images)

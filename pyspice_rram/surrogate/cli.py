@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from ..errors import UserInputError
 
 DEFAULT_DATA_CONFIG = "configs/surrogate/data.toml"
 
@@ -70,7 +71,7 @@ def _check_data_file(path: Path) -> None:
 
     with open_h5(path, what="surrogate data set") as h5:
         if h5.attrs.get("format") != FORMAT:
-            raise ValueError(f"{path}: not a surrogate data set (root attribute 'format' is "
+            raise UserInputError(f"{path}: not a surrogate data set (root attribute 'format' is "
                              f"{h5.attrs.get('format')!r}, expected {FORMAT!r}): cannot "
                              "--resume it")
 
@@ -192,14 +193,14 @@ def _check_data(path: str) -> None:
     with open_h5(path, what=f"surrogate data set ({FORMAT}, written by `surrogate data`)") as h5:
         fmt = h5.attrs.get("format")
         if fmt != FORMAT:
-            raise ValueError(f"{path}: not a surrogate data set (root attribute 'format' is "
+            raise UserInputError(f"{path}: not a surrogate data set (root attribute 'format' is "
                              f"{fmt!r}, expected {FORMAT!r})")
         for key in ("spec", "card"):
             if key not in h5.attrs:
-                raise ValueError(f"{path}: surrogate data set without the root attribute "
+                raise UserInputError(f"{path}: surrogate data set without the root attribute "
                                  f"{key!r} (truncated or foreign file)")
         if "items" not in h5 or not len(h5["items"]):
-            raise ValueError(f"{path}: surrogate data set without the group 'items' (no "
+            raise UserInputError(f"{path}: surrogate data set without the group 'items' (no "
                              "solved tiles yet: run `surrogate data`)")
 
 
@@ -210,12 +211,12 @@ def _check_run(path: str) -> None:
 
     with open_h5(path, what="training run file (HDF5 of `pyspice-rram train`)") as f:
         if f.attrs.get("format") != FORMAT:
-            raise ValueError(f"{path}: not a pyspice-rram training run file (root attribute "
+            raise UserInputError(f"{path}: not a pyspice-rram training run file (root attribute "
                              f"'format' is {f.attrs.get('format')!r}, expected {FORMAT!r})")
         missing = [k for k in ("config", "dataset") if k not in f.attrs]
         missing += [k for k in ("epochs", "track", "checkpoint") if k not in f]
         if missing:
-            raise ValueError(f"{path}: training run file without {', '.join(missing)} "
+            raise UserInputError(f"{path}: training run file without {', '.join(missing)} "
                              "(truncated, or a run saved without a checkpoint)")
 
 

@@ -36,6 +36,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from ..device.card import ModelCard
+from ..errors import ConfigError
 
 FORMAT = "pyspice-rram-surrogate-data/1"
 
@@ -101,23 +102,23 @@ class DataSpec:
     def __post_init__(self) -> None:
         bad = set(self.patterns) - set(PATTERNS)
         if bad:
-            raise ValueError(f"unknown conductance patterns {sorted(bad)}; known {PATTERNS}")
+            raise ConfigError(f"unknown conductance patterns {sorted(bad)}; known {PATTERNS}")
         bad = set(self.input_kinds) - set(INPUT_KINDS)
         if bad:
-            raise ValueError(f"unknown input kinds {sorted(bad)}; known {INPUT_KINDS}")
+            raise ConfigError(f"unknown input kinds {sorted(bad)}; known {INPUT_KINDS}")
         if not (len(self.r_wire) == 2 and 0 < self.r_wire[0] <= self.r_wire[1]):
-            raise ValueError("r_wire must be [min, max] with 0 < min <= max (Ω)")
+            raise ConfigError("r_wire must be [min, max] with 0 < min <= max (Ω)")
         if min(self.sizes) < 1 or self.n_items < 1 or self.n_vectors < 1:
-            raise ValueError("sizes, n_items and n_vectors must be >= 1")
+            raise ConfigError("sizes, n_items and n_vectors must be >= 1")
         if not (0 <= self.test_fraction <= 1 and 0 <= self.mna_fraction <= 1):
-            raise ValueError("test_fraction and mna_fraction must be in [0, 1]")
+            raise ConfigError("test_fraction and mna_fraction must be in [0, 1]")
 
     @classmethod
     def from_dict(cls, data: dict) -> "DataSpec":
         known = {f.name for f in fields(cls)}
         bad = set(data) - known
         if bad:
-            raise ValueError(f"unknown data-spec keys: {sorted(bad)}")
+            raise ConfigError(f"unknown data-spec keys: {sorted(bad)}")
         return cls(**data)
 
     @classmethod
@@ -188,7 +189,7 @@ def sample_states(pattern: str, shape: tuple[int, int], grid: np.ndarray,
     elif pattern == "alloff":
         idx = np.zeros(shape, int)
     else:
-        raise ValueError(f"unknown pattern {pattern!r}")
+        raise ConfigError(f"unknown pattern {pattern!r}")
     return grid[idx]
 
 
@@ -212,7 +213,7 @@ def sample_inputs(kind: str, n: int, v_max: float, rng: np.random.Generator) -> 
         return np.full(n, v_max)
     if kind == "signed":
         return rng.uniform(-v_max, v_max, n)
-    raise ValueError(f"unknown input kind {kind!r}")
+    raise ConfigError(f"unknown input kind {kind!r}")
 
 
 @dataclass
@@ -415,10 +416,10 @@ def generate(path: str | Path, spec: DataSpec, card: ModelCard | None = None, *,
         with h5py.File(path, "r") as h5:
             if "spec" in h5.attrs:
                 if json.loads(h5.attrs["spec"]) != json.loads(spec_json):
-                    raise ValueError(f"{path} was generated with another data spec; use a "
+                    raise ConfigError(f"{path} was generated with another data spec; use a "
                                      "new file")
                 if card_data_json(h5.attrs["card"]) != card_data_json(card_json):
-                    raise ValueError(f"{path} was generated with another model card; use a "
+                    raise ConfigError(f"{path} was generated with another model card; use a "
                                      "new file")
             done = set(h5["items"].keys()) if "items" in h5 else set()
     todo = [k for k in range(spec.n_items) if f"{k:05d}" not in done]
@@ -491,7 +492,7 @@ def iter_records(path: str | Path, split: str | None = None) -> Iterator[Record]
         raise FileNotFoundError(f"surrogate data set {path} not found")
     with h5py.File(path, "r") as h5:
         if h5.attrs.get("format") != FORMAT:
-            raise ValueError(f"{path} is not a surrogate data set ({FORMAT})")
+            raise ConfigError(f"{path} is not a surrogate data set ({FORMAT})")
         card = ModelCard.from_dict(json.loads(h5.attrs["card"]))
         for name in sorted(h5.get("items", {}).keys()):
             g = h5["items"][name]

@@ -24,6 +24,7 @@ import numpy as np
 
 from .dataset import DataSpec, iter_records, load_card
 from .model import FEATURE_NAMES, TileSurrogate
+from ..errors import ConfigError
 
 
 def full_scale(tile: Any, direction: str, v_max: float) -> float:
@@ -76,7 +77,7 @@ def collect(sur: TileSurrogate, path: str | Path, split: str | None,
                          r_sense=rec.tile.r_sense, pattern=rec.pattern, solver=rec.solver,
                          n=core.size, fs=fs))
     if not meta:
-        raise ValueError(f"{path}: no stored reads in split {split!r}")
+        raise ConfigError(f"{path}: no stored reads in split {split!r}")
     return {"core": rows_core, "X": rows_X, "y": rows_y, "meta": meta}
 
 
@@ -108,7 +109,7 @@ def fit_surrogate(path: str | Path, *, ridge: float = 1e-9, terms: list[str] | N
     terms = list(terms or FEATURE_NAMES)
     bad = set(terms) - set(FEATURE_NAMES)
     if bad:
-        raise ValueError(f"unknown terms {sorted(bad)}; known {FEATURE_NAMES}")
+        raise ConfigError(f"unknown terms {sorted(bad)}; known {FEATURE_NAMES}")
     validity = {"size": [int(min(spec.sizes)), int(max(spec.sizes))],
                 "r_wire": [float(spec.r_wire[0]), float(spec.r_wire[1])],
                 "r_driver_max": float(spec.r_driver_max), "r_sense_max": float(spec.r_sense_max),

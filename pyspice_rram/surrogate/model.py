@@ -60,7 +60,7 @@ import numpy as np
 from numba import njit
 
 from ..device.card import ModelCard
-from ..errors import ValidityError
+from ..errors import ConfigError, ValidityError
 
 #: Fitted correction terms: (name, input transform, feature) -- see the module docstring.
 FEATURES: tuple[tuple[str, str, str], ...] = (
@@ -220,7 +220,7 @@ def canonical(m: np.ndarray, direction: str) -> np.ndarray:
         return flipped
     if direction == "transposed":
         return np.swapaxes(flipped, -1, -2)
-    raise ValueError(f"direction must be 'forward' or 'transposed', got {direction!r}")
+    raise ConfigError(f"direction must be 'forward' or 'transposed', got {direction!r}")
 
 
 def line_resistances(r_wire_row: float, r_wire_col: float, r_driver: float, r_sense: float,
@@ -370,10 +370,10 @@ class TileSurrogate:
     def __post_init__(self) -> None:
         unknown = set(self.theta) - set(FEATURE_NAMES)
         if unknown:
-            raise ValueError(f"unknown surrogate terms {sorted(unknown)}; known: {FEATURE_NAMES}")
+            raise ConfigError(f"unknown surrogate terms {sorted(unknown)}; known: {FEATURE_NAMES}")
         self.theta = {k: float(self.theta.get(k, 0.0)) for k in FEATURE_NAMES}
         if self.on_invalid not in ("error", "warn"):
-            raise ValueError("on_invalid must be 'error' or 'warn'")
+            raise ConfigError("on_invalid must be 'error' or 'warn'")
 
     # ------------------------------------------------------------------ validity
     def _card(self) -> ModelCard | None:
@@ -553,7 +553,7 @@ class TileSurrogate:
         data = dict(data)
         fmt = data.pop("format", None)
         if fmt != FORMAT:
-            raise ValueError(f"not a tile surrogate of format {FORMAT!r} (got {fmt!r})")
+            raise ConfigError(f"not a tile surrogate of format {FORMAT!r} (got {fmt!r})")
         return cls(**data)
 
     def save(self, path: str | Path) -> Path:
@@ -574,7 +574,7 @@ class TileSurrogate:
         try:
             data = json.loads(path.read_text())
         except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}: not a JSON tile surrogate ({exc})") from exc
+            raise ConfigError(f"{path}: not a JSON tile surrogate ({exc})") from exc
         sur = cls.from_dict(data)
         if on_invalid is not None:
             sur.on_invalid = on_invalid

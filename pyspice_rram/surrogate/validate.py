@@ -18,6 +18,7 @@ import numpy as np
 from .dataset import DataSpec, iter_records, load_card
 from .fit import full_scale
 from .model import TileSurrogate
+from ..errors import ConfigError
 
 SIZE_BINS = (0, 24, 40, 56, 80, 112, 1 << 30)
 WIRE_BINS = (0.0, 0.3, 1.0, 2.0, 5.0001)
@@ -59,7 +60,7 @@ def evaluate(sur: TileSurrogate, path: str | Path, split: str = "test") -> dict[
         pred_all.append((pred / fs).ravel())
         ref_all.append((rec.i_out / fs).ravel())
     if not reads:
-        raise ValueError(f"{path}: no reads in split {split!r}")
+        raise ConfigError(f"{path}: no reads in split {split!r}")
     return {"reads": reads, "pred": np.concatenate(pred_all), "ref": np.concatenate(ref_all)}
 
 

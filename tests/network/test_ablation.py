@@ -41,7 +41,7 @@ def test_study_runs_tabulates_and_reuses(tmp_path):
     assert [lab for lab, _ in runs] == ["digits, single", "digits hybrid, k 5",
                                         "digits hybrid, k 20"]
     # the sweep value is merged into B's cell parameters (stochastic rounding kept)
-    assert runs[2][1].cell_params == {"rounding": "stochastic", "k": 20.0}
+    assert runs[2][1].to_dict()["cell_params"] == {"rounding": "stochastic", "k": 20.0}
     res = run_study(study, tmp_path, progress=False)
     assert [r["epochs"] for r in res["rows"]] == [2, 2, 2]
     for r in res["rows"]:     # the table reads what the run files hold

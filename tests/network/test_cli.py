@@ -24,7 +24,7 @@ def test_every_config_loads_and_matches_paper_setting():
             if cfg.cell in ("fp", "single", "hybrid"):     # the seed-001 setting
                 assert cfg.w_max == PAPER_BASE["w_max"]
                 if cfg.cell != "fp":
-                    assert cfg.cell_params["rounding"] == PAPER_BASE["cell_params"]["rounding"]
+                    assert cfg.cell_params.rounding == PAPER_BASE["cell_params"]["rounding"]
         cfg.build_cell()   # parameters are valid for the cell
 
 
@@ -69,7 +69,7 @@ def test_paper_config_names_are_unique():
     b = paper_config("hybrid", device={"c2c": 0.5})
     c = paper_config("hybrid", cell_params={"k": 100})
     assert len({a.name, b.name, c.name}) == 3
-    assert a.cell_params["k"] == 10.0
+    assert a.cell_params.k == 10.0
 
 
 def test_demo_on_digits(tmp_path):

@@ -1,34 +1,11 @@
-"""Numba-compiled kernels: random numbers, pulse response, outer-product updates, training loop.
+"""Event application and outer-product update of a layer's synapses (numba).
 
-Everything in here works on plain arrays so that it compiles in ``nopython`` mode; the
-classes in :mod:`.cells` build those arrays and document the physics. Layer arrays
-(``in`` counts the bias row, inputs are row-major ``(in, out)`` so that one input drives one
-contiguous crossbar row):
-
-=========  ====================  ========================================================
-``Wa``     (in, out) float32     analog weight realised by the cell
-``Wr``     (in, out) float32     weight seen by a read (``Wa``; ``s sign(Wa)`` for 2T2R)
-``S``      (A, 2, in, out) f32   device state in [0, 1] of array ``a``, device +/- (0/1)
-``G0``     (A, 2, in, out) f32   device G_min in units of the nominal range G_max - G_min
-``GR``     (A, 2, in, out) f32   device range (G_max - G_min) in units of the nominal range
-``gain``   (A,) float64          weight per unit nominal range of array ``a`` (w_max / k_a)
-``ip``     int64                 integer parameters, see ``IP_*``
-``fp``     (A, N_FP) float64     float parameters per array, see ``FP_*``
-``stats``  (A, 3) int64          per array: pairs updated, pulses, refreshes
-=========  ====================  ========================================================
-
-Weight of a synapse::
-
-    W = sum_a gain[a] * [(G0[a,0] + S[a,0] GR[a,0]) - (G0[a,1] + S[a,1] GR[a,1])]
-
-Pulse response of a device with N states and nonlinearity beta (potentiation)::
-
-    x(n) = (1 - exp(-beta n / N)) / (1 - exp(-beta))      (x(n) = n / N for beta = 0)
-
-so that from state s, m pulses give ``s' = (1 - (1 - s c) exp(-beta m / N)) / c`` with
-``c = 1 - exp(-beta)``. Cycle-to-cycle noise adds ``c2c * sqrt(m) * mu * z`` (z ~ N(0, 1),
-mu the mean step per pulse) to the change: a Gaussian δ/μ on every pulse. Depression is the
-mirror image (``1 - s``) with ``beta_d``.
+An update ``ΔW = -η x δ^T`` of a layer (:class:`.layer.LayerState`) becomes pulse events on
+one array of pairs (:func:`update_layer`: deterministic rounding, stochastic rounding or
+stochastic pulse coincidence) that :func:`apply_events` applies to the devices with the
+pulse model of :mod:`.pulses` (saturation, refresh of a pair, bidirectional depression);
+stochastic rounding on uniform linear unidirectional devices draws and applies whole rows in
+place (:func:`_fused_rows`, :func:`_fused_block`: SIMD loops, same model).
 """
 
 from __future__ import annotations
@@ -38,33 +15,12 @@ import math
 import numpy as np
 from numba import njit
 
-# integer parameter slots
-IP_KIND = 0        # 0 floating point, 1 device pairs
-IP_NARR = 1        # number of arrays A
-IP_ACTIVE = 2      # active array (phase) when IP_SELECT == 0
-IP_SELECT = 3      # 0: fixed active array (single/hybrid), 1: global counter (multi-device)
-IP_COUNTER = 4     # global counter value
-IP_ROUND = 5       # 0 deterministic, 1 stochastic rounding, 2 stochastic pulse coincidence
-IP_BL = 6          # pulse-train length for coincidence
-IP_UNI = 7         # 1: unidirectional (potentiation only), 0: bidirectional
-IP_REFRESH = 8     # 1: refresh (reset + re-program) a pair when a device saturates
-IP_SIGN = 9        # 1: binary read Wr = read_scale * sign(Wa) (2T2R)
-IP_MAXP = 10       # cap on pulses per update event
-N_IP = 11
-
-FP_NSTATES = 0
-FP_BETA_P = 1
-FP_BETA_D = 2
-FP_C2C = 3
-FP_READ_SCALE = 4
-FP_UNIFORM = 5     # (row 0) 1.0 when every device has G0 = G_min/dG and GR = 1 (no d2d)
-FP_DEAD = 6        # stochastic rounding: updates below this many pulses are dropped
-FP_ROUND = 7       # per-array rounding mode + 1 (0: the layer's IP_ROUND)
-N_FP = 8
-
-KIND_FP = 0
-KIND_PAIR = 1
-ROUND_DET, ROUND_STOCH, ROUND_COINC = 0, 1, 2
+from .jitcache import key_caches
+from .layer import (KIND_FP, ROUND_DET, ROUND_STOCH, STAT_PULSES, STAT_REFRESH,
+                    STAT_UPDATES)
+from .pulses import pot_noisy, pulses_for_state
+from .rng import (NORMAL_TABLE32, popcount, splitmix, splitmix_at, table_normal, u01,
+                  xoshiro_step)
 
 #: stochastic rounding: pairs with |v| >= P_DENSE get one uniform each (branch-free);
 #: below it, geometric skipping + thinning (a log per candidate)
@@ -76,210 +32,9 @@ ROW_FUSED = 4.0
 #: probability may cost up to BLOCK_EXTRA expected extra candidates (vs a new block)
 BLOCK_EXTRA = 1.5
 
-STAT_UPDATES, STAT_PULSES, STAT_REFRESH = 0, 1, 2
-
-
-# --------------------------------------------------------------------------- RNG
-def seed_state(seed: int, stream: int = 0) -> np.ndarray:
-    """xoshiro256+ state (4 x uint64) from ``(seed, stream)`` through splitmix64."""
-    mask = (1 << 64) - 1
-    x = (int(seed) * 0x9E3779B97F4A7C15 + int(stream) * 0xD1B54A32D192ED03 + 1) & mask
-    out = []
-    for _ in range(4):
-        x = (x + 0x9E3779B97F4A7C15) & mask
-        z = x
-        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
-        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
-        out.append(z ^ (z >> 31))
-    return np.array(out, dtype=np.uint64)
-
-
-@njit(cache=True, inline="always")
-def _rotl(x, k):
-    return (x << np.uint64(k)) | (x >> np.uint64(64 - k))
-
-
-@njit(cache=True, inline="always")
-def next_u64(s):
-    """xoshiro256+ step: returns a uint64 and advances the state ``s`` in place."""
-    result = s[0] + s[3]
-    t = s[1] << np.uint64(17)
-    s[2] ^= s[0]
-    s[3] ^= s[1]
-    s[1] ^= s[2]
-    s[0] ^= s[3]
-    s[2] ^= t
-    s[3] = _rotl(s[3], 45)
-    return result
-
-
-@njit(cache=True, inline="always")
-def uniform(s):
-    """Uniform float in [0, 1) with 53 random bits."""
-    return float(next_u64(s) >> np.uint64(11)) * (1.0 / 9007199254740992.0)
-
-
-def _normal_table(bits: int = 16) -> np.ndarray:
-    """Standard-normal quantiles at the midpoints of 2**bits equal-probability bins."""
-    from scipy.special import ndtri
-
-    n = 1 << bits
-    return ndtri((np.arange(n) + 0.5) / n)
-
-
-#: Inverse-CDF table used by :func:`normal` (65,536 equiprobable quantiles, |z| <= 4.3).
-NORMAL_TABLE = _normal_table()
-#: the same quantiles in float32 (the fused stochastic-rounding rows work in float32)
-NORMAL_TABLE32 = NORMAL_TABLE.astype(np.float32)
-
-
-@njit(cache=True, inline="always")
-def normal(s):
-    """Standard normal deviate by inverse-CDF table lookup (16 random bits).
-
-    The marginal is the normal distribution discretised into 65,536 equiprobable bins
-    (tails cut at 4.3 sigma) -- ample for pulse noise and ~10x faster than Box-Muller.
-    """
-    return NORMAL_TABLE[np.int64(next_u64(s) >> np.uint64(48))]
-
 
 @njit(cache=True)
-def normal_exact(s):
-    """Standard normal deviate (Box-Muller), for reference."""
-    u1 = uniform(s)
-    u2 = uniform(s)
-    if u1 < 1e-300:
-        u1 = 1e-300
-    return math.sqrt(-2.0 * math.log(u1)) * math.cos(6.283185307179586 * u2)
-
-
-@njit(cache=True, inline="always")
-def _popcount(x):
-    x = x - ((x >> np.uint64(1)) & np.uint64(0x5555555555555555))
-    x = (x & np.uint64(0x3333333333333333)) + ((x >> np.uint64(2)) & np.uint64(0x3333333333333333))
-    x = (x + (x >> np.uint64(4))) & np.uint64(0x0F0F0F0F0F0F0F0F)
-    return np.int64((x * np.uint64(0x0101010101010101)) >> np.uint64(56))
-
-
-@njit(cache=True, inline="always")
-def popcount(x):
-    """Number of set bits of a uint64."""
-    x = x - ((x >> np.uint64(1)) & np.uint64(0x5555555555555555))
-    x = (x & np.uint64(0x3333333333333333)) + ((x >> np.uint64(2)) & np.uint64(0x3333333333333333))
-    x = (x + (x >> np.uint64(4))) & np.uint64(0x0F0F0F0F0F0F0F0F)
-    return np.int64((x * np.uint64(0x0101010101010101)) >> np.uint64(56))
-
-
-@njit(cache=True, inline="always")
-def bernoulli_mask(p, bl, rng):
-    """``bl`` Bernoulli(p) bits packed into a uint64 (a stochastic pulse train)."""
-    m = np.uint64(0)
-    if p <= 0.0:
-        return m
-    for b in range(bl):
-        if p >= 1.0 or uniform(rng) < p:
-            m |= np.uint64(1) << np.uint64(b)
-    return m
-
-
-# --------------------------------------------------------------------------- device
-# Hot-path note: numba inserts atomic reference-count operations around calls that take
-# arrays, which cost ~100 ns per call inside the event loop. The per-event code below
-# therefore uses scalar-only helpers and keeps the xoshiro state in local scalars.
-
-@njit(cache=True, inline="always")
-def _xo(s0, s1, s2, s3):
-    """xoshiro256+ on scalar state: returns ``(u64, s0, s1, s2, s3)``."""
-    result = s0 + s3
-    t = s1 << np.uint64(17)
-    s2 ^= s0
-    s3 ^= s1
-    s1 ^= s2
-    s0 ^= s3
-    s2 ^= t
-    s3 = (s3 << np.uint64(45)) | (s3 >> np.uint64(19))
-    return result, s0, s1, s2, s3
-
-
-@njit(cache=True, inline="always")
-def _u01(r):
-    return float(r >> np.uint64(11)) * (1.0 / 9007199254740992.0)
-
-
-@njit(cache=True, inline="always")
-def _z(r):
-    return NORMAL_TABLE[np.int64(r >> np.uint64(48))]
-
-
-@njit(cache=True, inline="always")
-def pot_mean(s, m, n_states, beta):
-    """Mean state change of ``m`` potentiation pulses from state ``s`` (no noise, no clip)."""
-    if abs(beta) < 1e-9:
-        return m / n_states
-    c = 1.0 - math.exp(-beta)
-    return (1.0 - (1.0 - s * c) * math.exp(-beta * m / n_states)) / c - s
-
-
-@njit(cache=True, inline="always")
-def _pot_noisy(s, m, n_states, beta, c2c, z):
-    """State after ``m`` pulses with noise ``c2c * mu * sqrt(m) * z``, clipped to [0, 1]."""
-    mean = pot_mean(s, m, n_states, beta)
-    d = mean
-    if c2c > 0.0:
-        if m == 1:
-            d += c2c * mean * z
-        else:
-            d += c2c * (mean / math.sqrt(m)) * z
-    s2 = s + d
-    if s2 > 1.0:
-        s2 = 1.0
-    elif s2 < 0.0:
-        s2 = 0.0
-    return s2
-
-
-@njit(cache=True)
-def potentiate(s, m, n_states, beta, c2c, rng):
-    """State after ``m`` > 0 potentiation pulses from ``s`` (clipped to [0, 1]).
-
-    Change ``pot_mean(s, m) + c2c * (pot_mean / m) * sqrt(m) * z``: a Gaussian δ/μ of
-    ``c2c`` on each of the ``m`` pulses.
-    """
-    z = normal(rng) if c2c > 0.0 else 0.0
-    return _pot_noisy(s, m, n_states, beta, c2c, z)
-
-
-@njit(cache=True)
-def depress(s, m, n_states, beta, c2c, rng):
-    """State after ``m`` > 0 depression pulses (mirror of :func:`potentiate`)."""
-    return 1.0 - potentiate(1.0 - s, m, n_states, beta, c2c, rng)
-
-
-@njit(cache=True, inline="always")
-def pulses_for_state(s, n_states, beta):
-    """Pulses from 0 that reach state ``s``: inverse of x(n)."""
-    if abs(beta) < 1e-9:
-        return s * n_states
-    c = 1.0 - math.exp(-beta)
-    arg = 1.0 - s * c
-    if arg <= 1e-12:
-        arg = 1e-12
-    return -n_states / beta * math.log(arg)
-
-
-@njit(cache=True)
-def pair_weight(S, G0, GR, gain, j, i):
-    """Analog weight of synapse (j, i): sum over arrays of gain * (G+ - G-)."""
-    w = 0.0
-    for a in range(S.shape[0]):
-        gp = G0[a, 0, j, i] + S[a, 0, j, i] * GR[a, 0, j, i]
-        gm = G0[a, 1, j, i] + S[a, 1, j, i] * GR[a, 1, j, i]
-        w += gain[a] * (gp - gm)
-    return w
-
-
-@njit(cache=True)
-def apply_events(Wa, Wr, S, G0, GR, gain, ip, fp, stats, a, ev_j, ev_i, ev_n, n_ev, rng):
+def apply_events(L, a, ev_j, ev_i, ev_n, n_ev, rng):
     """Apply ``n_ev`` pulse events ``(ev_j, ev_i, ev_n)`` to array ``a`` of a layer.
 
     ``n > 0`` raises W. Unidirectional devices: potentiate G+ (n > 0) or G- (n < 0); if that
@@ -291,17 +46,20 @@ def apply_events(Wa, Wr, S, G0, GR, gain, ip, fp, stats, a, ev_j, ev_i, ev_n, n_
     pulses are lost to saturation. Bidirectional devices: potentiate the target device, or
     depress the partner when the target is saturated. ``Wa``/``Wr`` are updated.
     """
-    n_states = fp[a, FP_NSTATES]
-    beta_p = fp[a, FP_BETA_P]
-    beta_d = fp[a, FP_BETA_D]
-    c2c = fp[a, FP_C2C]
+    Wa, Wr, S, G0, GR, gain, stats = L.Wa, L.Wr, L.S, L.G0, L.GR, L.gain, L.stats
+    cfg = L.cfg[0]
+    dev = L.dev[a]
+    n_states = dev.n_states
+    beta_p = dev.beta_p
+    beta_d = dev.beta_d
+    c2c = dev.c2c
     top = 1.0 - 0.5 / n_states
     low = 0.5 / n_states
-    uni = ip[IP_UNI] == 1
-    refresh = ip[IP_REFRESH] == 1
-    sign_read = ip[IP_SIGN] == 1
-    rs = fp[0, FP_READ_SCALE]
-    uniform = fp[0, FP_UNIFORM] == 1.0
+    uni = cfg.unidirectional
+    refresh = cfg.refresh
+    sign_read = cfg.sign_read
+    rs = cfg.read_scale
+    uniform = cfg.uniform
     n_arr = S.shape[0]
     n_out = S.shape[3]
     plane = S.shape[2] * n_out
@@ -343,9 +101,9 @@ def apply_events(Wa, Wr, S, G0, GR, gain, ip, fp, stats, a, ev_j, ev_i, ev_n, n_
                     if mr > 0:
                         z = 0.0
                         if c2c > 0.0:
-                            u, s0, s1, s2, s3 = _xo(s0, s1, s2, s3)
-                            z = _z(u)
-                        Sf[kr] = _pot_noisy(0.0, mr, n_states, beta_p, c2c, z)
+                            u, s0, s1, s2, s3 = xoshiro_step(s0, s1, s2, s3)
+                            z = table_normal(u)
+                        Sf[kr] = pot_noisy(0.0, mr, n_states, beta_p, c2c, z)
                     n_ref += 1
                     refreshed = True
                     st = Sf[kd]
@@ -353,8 +111,8 @@ def apply_events(Wa, Wr, S, G0, GR, gain, ip, fp, stats, a, ev_j, ev_i, ev_n, n_
                     continue
             z = 0.0
             if c2c > 0.0:
-                u, s0, s1, s2, s3 = _xo(s0, s1, s2, s3)
-                z = _z(u)
+                u, s0, s1, s2, s3 = xoshiro_step(s0, s1, s2, s3)
+                z = table_normal(u)
             if lin_p:    # linear device: m / N (1 + c2c z / sqrt(m)), hoisted constants
                 if m == 1:
                     snew = st + inv_n + cz * z
@@ -362,7 +120,7 @@ def apply_events(Wa, Wr, S, G0, GR, gain, ip, fp, stats, a, ev_j, ev_i, ev_n, n_
                     snew = st + m * inv_n + cz * math.sqrt(m) * z
                 snew = min(max(snew, 0.0), 1.0)
             else:
-                snew = _pot_noisy(st, m, n_states, beta_p, c2c, z)
+                snew = pot_noisy(st, m, n_states, beta_p, c2c, z)
             Sf[kd] = snew
             if uniform and not refreshed:
                 # only the target device changed: W changes by gain * (+-) ds
@@ -379,12 +137,12 @@ def apply_events(Wa, Wr, S, G0, GR, gain, ip, fp, stats, a, ev_j, ev_i, ev_n, n_
         else:
             z = 0.0
             if c2c > 0.0:
-                u, s0, s1, s2, s3 = _xo(s0, s1, s2, s3)
-                z = _z(u)
+                u, s0, s1, s2, s3 = xoshiro_step(s0, s1, s2, s3)
+                z = table_normal(u)
             if st < top:
-                Sf[kd] = _pot_noisy(st, m, n_states, beta_p, c2c, z)
+                Sf[kd] = pot_noisy(st, m, n_states, beta_p, c2c, z)
             else:
-                Sf[ko] = 1.0 - _pot_noisy(1.0 - Sf[ko], m, n_states, beta_d, c2c, z)
+                Sf[ko] = 1.0 - pot_noisy(1.0 - Sf[ko], m, n_states, beta_d, c2c, z)
         n_upd += 1
         n_pulse += m
         w = 0.0
@@ -420,10 +178,7 @@ def _stoch_dense(c, sd, qd, seed, fmaxp, nbuf):
     ``q < qd``, with ``u_q`` the q-th output of SplitMix64 started at ``seed`` (branch-free,
     no loop-carried state: compiles to SIMD)."""
     for q in range(qd):
-        z = seed + np.uint64(q + 1) * np.uint64(0x9E3779B97F4A7C15)
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        z = z ^ (z >> np.uint64(31))
+        z = splitmix_at(seed, q + 1)
         uq = float(np.int64(z >> np.uint64(11))) * (1.0 / 9007199254740992.0)
         v = c * sd[q]
         fl = math.floor(v)
@@ -480,7 +235,7 @@ def _counts_f32(nbuf, n):
 
 
 @njit(cache=True)
-def _counts(nbuf, n, fmaxp):
+def pulse_counts(nbuf, n, fmaxp):
     """(number of non-zero, sum of |.|) of ``nbuf[:n]`` (|nbuf| <= fmaxp), exact."""
     if n * fmaxp < 16777216.0:
         return _counts_f32(nbuf, n)
@@ -523,17 +278,14 @@ def _fused_block(cs, nr, j0, delta, seed, fmaxp, S, a, Wa, Wr, inv_n, cz, top, g
             o = q * n_out
             for i in range(n_out):
                 vbuf[o + i] = min(max(c * delta[i], -fmaxp), fmaxp)
-        sd = _splitmix(seed + np.uint64(chunk) * np.uint64(0xD1B54A32D192ED03))
+        sd = splitmix(seed + np.uint64(chunk) * np.uint64(0xD1B54A32D192ED03))
         for k in range(ln):
-            h = sd + np.uint64(k + 1) * np.uint64(0x9E3779B97F4A7C15)
-            h = (h ^ (h >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-            h = (h ^ (h >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-            h = h ^ (h >> np.uint64(31))
+            h = splitmix_at(sd, k + 1)
             uq = float(np.int64(h & np.uint64(0xFFFFFFFFFFFF))) * (1.0 / 281474976710656.0)
             n = np.int32(math.floor(vbuf[k] + uq))
             nbuf[k] = n
             zbuf[k] = NORMAL_TABLE32[np.int64(h >> np.uint64(48)) if n != 0 else 0]
-        cu, cp = _counts(nbuf, ln, fmaxp)
+        cu, cp = pulse_counts(nbuf, ln, fmaxp)
         n_upd += cu
         n_pulse += cp
         Sp = S[a, 0, j0 + r:j0 + r1].reshape(ln)
@@ -581,15 +333,6 @@ def _fused_block(cs, nr, j0, delta, seed, fmaxp, S, a, Wa, Wr, inv_n, cz, top, g
     return n_ev, n_upd, n_pulse
 
 
-@njit(cache=True, inline="always")
-def _splitmix(x):
-    """SplitMix64 output for state ``x`` (after its increment)."""
-    z = x + np.uint64(0x9E3779B97F4A7C15)
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return z ^ (z >> np.uint64(31))
-
-
 @njit(cache=True)
 def _fused_rows(rows, cs, seeds, nr, delta, fmaxp, S, a, Wa, Wr, inv_n, cz, top, ga,
                 sign_read, rs, nbuf, zbuf, ev_j, ev_i, ev_n, n_ev):
@@ -609,7 +352,7 @@ def _fused_rows(rows, cs, seeds, nr, delta, fmaxp, S, a, Wa, Wr, inv_n, cz, top,
 
     Not inlined on purpose: inlined into :func:`update_layer` the loops stay scalar; the
     accumulator of the second loop is boolean because a float reduction would not
-    vectorise (no fastmath), and the counts have their own loop (:func:`_counts`; int64
+    vectorise (no fastmath), and the counts have their own loop (:func:`pulse_counts`; int64
     reductions in the first loop cost ~0.4 ns per pair, ~0.1 ns there).
     """
     n_out = Wa.shape[1]
@@ -622,10 +365,7 @@ def _fused_rows(rows, cs, seeds, nr, delta, fmaxp, S, a, Wa, Wr, inv_n, cz, top,
         c = cs[r]
         seed = seeds[r]
         for i in range(n_out):
-            h = seed + np.uint64(i + 1) * np.uint64(0x9E3779B97F4A7C15)
-            h = (h ^ (h >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-            h = (h ^ (h >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-            h = h ^ (h >> np.uint64(31))
+            h = splitmix_at(seed, i + 1)
             uq = float(np.int64(h & np.uint64(0xFFFFFFFFFFFF))) * (1.0 / 281474976710656.0)
             # floor(v + u) = floor(v) + [u >= 1 - frac(v)]: rounds up with probability
             # frac(v); clipping v first to the integer +-fmaxp clips n the same way
@@ -635,7 +375,7 @@ def _fused_rows(rows, cs, seeds, nr, delta, fmaxp, S, a, Wa, Wr, inv_n, cz, top,
             # the noise of a pair without pulse is not used: index 0 keeps that lane of
             # the (vectorised) table gather in L1 instead of a random line of the table
             zbuf[i] = NORMAL_TABLE32[np.int64(h >> np.uint64(48)) if n != 0 else 0]
-        cu, cp = _counts(nbuf, n_out, fmaxp)   # own loop: see the docstring
+        cu, cp = pulse_counts(nbuf, n_out, fmaxp)   # own loop: see the docstring
         n_upd += cu
         n_pulse += cp
         any_sat = False
@@ -681,7 +421,7 @@ def _fused_rows(rows, cs, seeds, nr, delta, fmaxp, S, a, Wa, Wr, inv_n, cz, top,
 
 
 @njit(cache=True)
-def update_layer(Wa, Wr, S, G0, GR, gain, ip, fp, stats, idx, vals, nnz, delta, lr, rng,
+def update_layer(L, idx, vals, nnz, delta, lr, rng,
                  colbuf, maskbuf, ev_j, ev_i, ev_n):
     """Outer-product update ``dW[j, i] = -lr * x_j * delta_i`` realised by the cell.
 
@@ -704,8 +444,10 @@ def update_layer(Wa, Wr, S, G0, GR, gain, ip, fp, stats, idx, vals, nnz, delta, 
     narrow layer (< 64 columns) whose rows are all consecutive by :func:`_fused_block`.
     ``colbuf``/``maskbuf`` are scratch arrays of size ``n_out``.
     """
+    Wa, Wr, S, gain, stats = L.Wa, L.Wr, L.S, L.gain, L.stats
     n_out = Wa.shape[1]
-    if ip[IP_KIND] == KIND_FP:
+    cfg = L.cfg[0]
+    if cfg.kind == KIND_FP:
         for p in range(nnz):
             j = idx[p]
             c = -lr * vals[p]
@@ -715,15 +457,16 @@ def update_layer(Wa, Wr, S, G0, GR, gain, ip, fp, stats, idx, vals, nnz, delta, 
                 Wr[j, i] = w
         stats[0, STAT_UPDATES] += nnz * n_out
         return
-    n_arr = ip[IP_NARR]
-    if ip[IP_SELECT] == 1:
-        a = ip[IP_COUNTER] % n_arr
+    n_arr = cfg.n_arrays
+    if cfg.select == 1:
+        a = cfg.counter % n_arr
     else:
-        a = ip[IP_ACTIVE]
-    step = gain[a] / fp[a, FP_NSTATES]
+        a = cfg.active
+    dev = L.dev[a]
+    step = gain[a] / dev.n_states
     inv_step = 1.0 / step
-    maxp = ip[IP_MAXP]
-    mode = ip[IP_ROUND] if fp[a, FP_ROUND] == 0.0 else int(fp[a, FP_ROUND]) - 1
+    maxp = cfg.max_pulses
+    mode = dev.rounding
     n_ev = 0
     s0, s1, s2, s3 = rng[0], rng[1], rng[2], rng[3]
     fused = False
@@ -773,8 +516,8 @@ def update_layer(Wa, Wr, S, G0, GR, gain, ip, fp, stats, idx, vals, nnz, delta, 
         # probability q_b and thinning (accept with |v_i| / q_b) -- exact, and
         # ~|v|-proportional work; a block is extended while that costs at most
         # BLOCK_EXTRA expected extra candidates.
-        fused = (fp[0, FP_UNIFORM] == 1.0 and abs(fp[a, FP_BETA_P]) < 1e-9
-                 and ip[IP_UNI] == 1 and fp[a, FP_DEAD] == 0.0)
+        fused = (cfg.uniform and abs(dev.beta_p) < 1e-9
+                 and cfg.unidirectional and dev.dead_zone == 0.0)
         sumabs = 0.0
         for i in range(n_out):
             sumabs += abs(delta[i])
@@ -784,20 +527,20 @@ def update_layer(Wa, Wr, S, G0, GR, gain, ip, fp, stats, idx, vals, nnz, delta, 
         nbuf = np.empty(n_out, dtype=np.int32)
         zbuf = np.empty(n_out, dtype=np.float32)
         fmaxp = float(maxp)
-        dead = fp[a, FP_DEAD]
+        dead = dev.dead_zone
         ncol = -1          # columns not sorted yet (only rows that are not fused need it)
         # float32 constants of the fused rows; top32 = smallest float32 >= top, so that
         # the float32 test s >= top32 equals apply_events' float64 s >= top
-        n_states = fp[a, FP_NSTATES]
+        n_states = dev.n_states
         inv_n32 = np.float32(1.0 / n_states)
-        cz32 = np.float32(fp[a, FP_C2C] / n_states)
+        cz32 = np.float32(dev.c2c / n_states)
         top = 1.0 - 0.5 / n_states
         top32 = np.float32(top)
         if float(top32) < top:
             top32 = np.nextafter(top32, np.float32(2.0))
         ga32 = np.float32(gain[a])
-        sign_read = ip[IP_SIGN] == 1
-        rs32 = np.float32(fp[0, FP_READ_SCALE])
+        sign_read = cfg.sign_read
+        rs32 = np.float32(cfg.read_scale)
         nf = 0
         if fused:
             frow = np.empty(nnz, dtype=np.int64)
@@ -815,7 +558,7 @@ def update_layer(Wa, Wr, S, G0, GR, gain, ip, fp, stats, idx, vals, nnz, delta, 
         if block:       # narrow layer, consecutive rows (layer 2): one flat block
             for p in range(nnz):
                 fc[p] = -lr * vals[p] * inv_step
-            u, s0, s1, s2, s3 = _xo(s0, s1, s2, s3)
+            u, s0, s1, s2, s3 = xoshiro_step(s0, s1, s2, s3)
             n_ev, f_upd, f_pulse = _fused_block(fc, nnz, idx[0], delta, u, fmaxp, S, a, Wa,
                                                 Wr, inv_n32, cz32, top32, ga32, sign_read,
                                                 rs32, ev_j, ev_i, ev_n, n_ev)
@@ -826,7 +569,7 @@ def update_layer(Wa, Wr, S, G0, GR, gain, ip, fp, stats, idx, vals, nnz, delta, 
             if ac == 0.0:
                 continue
             if fused and ac * sumabs >= ROW_FUSED:
-                u, s0, s1, s2, s3 = _xo(s0, s1, s2, s3)
+                u, s0, s1, s2, s3 = xoshiro_step(s0, s1, s2, s3)
                 frow[nf] = j
                 fc[nf] = c
                 fseed[nf] = u
@@ -849,7 +592,7 @@ def update_layer(Wa, Wr, S, G0, GR, gain, ip, fp, stats, idx, vals, nnz, delta, 
             if qd > 0:
                 # the row's uniforms come from a SplitMix64 stream seeded by one xoshiro
                 # draw: its q-th output depends on q only, so this loop vectorises (SIMD)
-                u, s0, s1, s2, s3 = _xo(s0, s1, s2, s3)
+                u, s0, s1, s2, s3 = xoshiro_step(s0, s1, s2, s3)
                 _stoch_dense(c, sd, qd, u, fmaxp, nbuf)
                 for q in range(qd):
                     n = nbuf[q]
@@ -877,7 +620,7 @@ def update_layer(Wa, Wr, S, G0, GR, gain, ip, fp, stats, idx, vals, nnz, delta, 
                 lq = math.log1p(-qb)
                 pos = q - 1
                 while True:
-                    u, s0, s1, s2, s3 = _xo(s0, s1, s2, s3)
+                    u, s0, s1, s2, s3 = xoshiro_step(s0, s1, s2, s3)
                     uu = (float(u >> np.uint64(11)) + 1.0) * (1.0 / 9007199254740992.0)
                     if lq < 0.0:
                         # skip length compared as a float first: for a tiny qb it can
@@ -895,8 +638,8 @@ def update_layer(Wa, Wr, S, G0, GR, gain, ip, fp, stats, idx, vals, nnz, delta, 
                     if pi < dead:
                         continue
                     if pi < qb:
-                        u, s0, s1, s2, s3 = _xo(s0, s1, s2, s3)
-                        if _u01(u) * qb >= pi:
+                        u, s0, s1, s2, s3 = xoshiro_step(s0, s1, s2, s3)
+                        if u01(u) * qb >= pi:
                             continue
                     ev_j[n_ev] = j
                     ev_i[n_ev] = i
@@ -908,7 +651,7 @@ def update_layer(Wa, Wr, S, G0, GR, gain, ip, fp, stats, idx, vals, nnz, delta, 
                                                inv_n32, cz32, top32, ga32, sign_read, rs32,
                                                nbuf, zbuf, ev_j, ev_i, ev_n, n_ev)
     else:
-        bl = ip[IP_BL]
+        bl = cfg.bl
         cd = lr / (bl * step)
         ncol = 0
         for i in range(n_out):
@@ -916,8 +659,8 @@ def update_layer(Wa, Wr, S, G0, GR, gain, ip, fp, stats, idx, vals, nnz, delta, 
             m = np.uint64(0)
             if pcol > 0.0:
                 for b in range(bl):
-                    u, s0, s1, s2, s3 = _xo(s0, s1, s2, s3)
-                    if pcol >= 1.0 or _u01(u) < pcol:
+                    u, s0, s1, s2, s3 = xoshiro_step(s0, s1, s2, s3)
+                    if pcol >= 1.0 or u01(u) < pcol:
                         m |= np.uint64(1) << np.uint64(b)
             if m != np.uint64(0):
                 colbuf[ncol] = i
@@ -930,13 +673,13 @@ def update_layer(Wa, Wr, S, G0, GR, gain, ip, fp, stats, idx, vals, nnz, delta, 
             prow = vals[p]
             rm = np.uint64(0)
             for b in range(bl):
-                u, s0, s1, s2, s3 = _xo(s0, s1, s2, s3)
-                if prow >= 1.0 or _u01(u) < prow:
+                u, s0, s1, s2, s3 = xoshiro_step(s0, s1, s2, s3)
+                if prow >= 1.0 or u01(u) < prow:
                     rm |= np.uint64(1) << np.uint64(b)
             if rm == np.uint64(0):
                 continue
             for q in range(ncol):
-                k = _popcount(rm & maskbuf[q])
+                k = popcount(rm & maskbuf[q])
                 if k == 0:
                     continue
                 i = colbuf[q]
@@ -952,113 +695,7 @@ def update_layer(Wa, Wr, S, G0, GR, gain, ip, fp, stats, idx, vals, nnz, delta, 
         stats[a, STAT_UPDATES] += f_upd
         stats[a, STAT_PULSES] += f_pulse
     if n_ev > 0:
-        apply_events(Wa, Wr, S, G0, GR, gain, ip, fp, stats, a, ev_j, ev_i, ev_n, n_ev, rng)
+        apply_events(L, a, ev_j, ev_i, ev_n, n_ev, rng)
 
 
-# --------------------------------------------------------------------------- network
-@njit(cache=True, inline="always")
-def _sigmoid(z):
-    if z >= 0:
-        return 1.0 / (1.0 + math.exp(-z))
-    e = math.exp(z)
-    return e / (1.0 + e)
-
-@njit(cache=True)
-def output_error(opre, lab, o, d2, counters):
-    """Sigmoid outputs ``o``, MSE error term ``d2 = (o - t) o (1 - o)`` for one-hot target
-    ``lab``; adds (correct, squared error) of the sample to ``counters[0:2]``."""
-    best = 0
-    sse = 0.0
-    for k in range(opre.size):
-        ok = _sigmoid(opre[k])
-        o[k] = ok
-        if ok > o[best]:
-            best = k
-        e = ok - (1.0 if k == lab else 0.0)
-        sse += e * e
-        d2[k] = e * ok * (1.0 - ok)
-    if best == lab:
-        counters[0] += 1.0
-    counters[1] += sse
-
-
-
-@njit(cache=True)
-def update_buffers(n_in, n_hid, n_out):
-    """Scratch arrays of the per-sample loops: layer-1 non-zero inputs ``idx1``/``val1``,
-    layer-2 rows ``idx2``, column buffers for :func:`update_layer` and its event lists."""
-    idx1 = np.empty(n_in + 1, dtype=np.int64)
-    val1 = np.empty(n_in + 1, dtype=np.float32)
-    idx2 = np.arange(n_hid + 1)
-    colbuf = np.empty(max(n_hid, n_out), dtype=np.int64)
-    maskbuf = np.empty(max(n_hid, n_out), dtype=np.uint64)
-    n_ev_max = max((n_in + 1) * n_hid, (n_hid + 1) * n_out)
-    ev_j = np.empty(n_ev_max, dtype=np.int32)
-    ev_i = np.empty(n_ev_max, dtype=np.int32)
-    ev_n = np.empty(n_ev_max, dtype=np.int32)
-    return idx1, val1, idx2, colbuf, maskbuf, ev_j, ev_i, ev_n
-
-
-@njit(cache=True)
-def train_samples(order, start, stop, indptr, indices, values, labels,
-                  L1, L2, lr, rng, counters):
-    """Per-sample SGD (batch 1) of a 1-hidden-layer sigmoid MLP with MSE loss.
-
-    For each sample: forward ``h = f(W1^T [x, 1])``, ``o = f(W2^T [h, 1])`` over the non-zero
-    inputs only; output error ``d2 = (o - t) o (1 - o)``; transposed read
-    ``d1 = h (1 - h) (W2 d2)`` (read weights ``Wr``, i.e. what the crossbar returns); then the
-    outer-product updates of layer 2 and layer 1 (:func:`update_layer`). The loss is
-    ``E = 1/2 sum_k (o_k - t_k)^2``.
-
-    ``L1``/``L2`` are tuples ``(Wa, Wr, S, G0, GR, gain, ip, fp, stats)``. ``counters``
-    (float64[2]) accumulates the number of correct predictions and the summed squared error.
-    """
-    Wa1, Wr1, S1, G01, GR1, g1, ip1, fp1, st1 = L1
-    Wa2, Wr2, S2, G02, GR2, g2, ip2, fp2, st2 = L2
-    n_in = Wr1.shape[0] - 1
-    n_hid = Wr1.shape[1]
-    n_out = Wr2.shape[1]
-    h = np.empty(n_hid + 1, dtype=np.float32)
-    zpre = np.empty(n_hid, dtype=np.float32)
-    o = np.empty(n_out, dtype=np.float32)
-    opre = np.empty(n_out, dtype=np.float32)
-    d2 = np.empty(n_out, dtype=np.float32)
-    d1 = np.empty(n_hid, dtype=np.float32)
-    idx1, val1, idx2, colbuf, maskbuf, ev_j, ev_i, ev_n = update_buffers(n_in, n_hid, n_out)
-    for t in range(start, stop):
-        s = order[t]
-        a0 = indptr[s]
-        a1 = indptr[s + 1]
-        nnz = a1 - a0
-        for i in range(n_hid):
-            zpre[i] = Wr1[n_in, i]
-        for p in range(nnz):
-            j = indices[a0 + p]
-            xv = values[a0 + p]
-            idx1[p] = j
-            val1[p] = xv
-            for i in range(n_hid):
-                zpre[i] += xv * Wr1[j, i]
-        idx1[nnz] = n_in
-        val1[nnz] = 1.0
-        for i in range(n_hid):
-            h[i] = _sigmoid(zpre[i])
-        h[n_hid] = 1.0
-        for k in range(n_out):
-            opre[k] = Wr2[n_hid, k]
-        for j in range(n_hid):
-            hj = h[j]
-            for k in range(n_out):
-                opre[k] += hj * Wr2[j, k]
-        output_error(opre, labels[s], o, d2, counters)
-        for j in range(n_hid):
-            acc = 0.0
-            for k in range(n_out):
-                acc += Wr2[j, k] * d2[k]
-            d1[j] = h[j] * (1.0 - h[j]) * acc
-        update_layer(Wa2, Wr2, S2, G02, GR2, g2, ip2, fp2, st2, idx2, h, n_hid + 1, d2, lr,
-                     rng, colbuf, maskbuf, ev_j, ev_i, ev_n)
-        update_layer(Wa1, Wr1, S1, G01, GR1, g1, ip1, fp1, st1, idx1, val1, nnz + 1, d1, lr,
-                     rng, colbuf, maskbuf, ev_j, ev_i, ev_n)
-        ip1[IP_COUNTER] += 1
-        ip2[IP_COUNTER] += 1
+key_caches(globals())   # recompile when any kernel source changes (.jitcache)
