@@ -470,8 +470,8 @@ def cmd_energy(args) -> int:
                             n_slots=args.n_slots, update=args.update, seed=args.seed,
                             delta_levels=args.delta_levels, update_cells=args.update_cells,
                             periphery=periphery, solver=args.solver)
-    costs.settings["command"] = "pyspice-rram " + " ".join(sys.argv[1:])
     costs.settings["card_file"] = args.card or "reference"
+    costs.settings["periphery_file"] = args.periphery
     print(f"tile {rows}x{cols}, card '{card.name}', {args.r_wire} Ω/segment, "
           f"r_driver {args.r_driver} Ω, r_sense {args.r_sense} Ω")
     print(costs.table())
