@@ -183,3 +183,22 @@ def test_bad_settings_are_refused(card):
         read_energy(Tile(g=[[1e-5]]), [0.1], solver="spectre")
     with pytest.raises(ValueError, match="disturb"):
         event_costs(card, 2, v_read=1.5)
+
+
+def test_cli_writes_event_costs_and_keeps_an_earlier_file(tmp_path, capsys):
+    from pyspice_rram.cli import main
+
+    out = tmp_path / "e.json"
+    argv = ["xbar", "energy", "--tile", "3", "--tile-cols", "2", "--n-slots", "2", "-q", "-o",
+            str(out)]
+    assert main(argv) == 0
+    c = EventCosts.load(out)
+    assert c.settings["tile_rows"] == 3 and c.settings["tile_cols"] == 2
+    assert c.read_forward.periphery_energy_J == pytest.approx(
+        3 * c.periphery.dac_energy_J + 2 * (c.periphery.adc_energy_J
+                                            + c.periphery.sense_energy_J))
+    for e in ("read_forward", "read_transposed", "update_cycle"):
+        assert abs(getattr(c, e).closure) < 1e-6
+    before = out.read_bytes()
+    assert main(argv) == 1                      # no --force: the earlier file stays
+    assert "--force" in capsys.readouterr().err and out.read_bytes() == before
