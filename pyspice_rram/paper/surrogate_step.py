@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..circuit.safeio import atomic_write_text
 from ..device.card import ModelCard
 from ..surrogate.model import TileSurrogate
 
@@ -65,6 +66,6 @@ def demo(card: ModelCard | None = None, outdir: str | Path = "out/surrogate", *,
                     out=outdir / "check.json")
     summary["check"] = {k: chk[k] for k in ("accuracy", "agreement_surrogate_vs_circuit",
                                             "layers", "n_images")}
-    (outdir / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    atomic_write_text(outdir / "summary.json", json.dumps(summary, indent=1) + "\n")
     print(format_check(chk))
     return summary
