@@ -59,7 +59,7 @@ import scipy.sparse as sp
 from ..device.card import ModelCard
 from ..device.model import cell_current, conductance_density
 from ..device.ngspice import cell_library, iv_prefactor, iv_shape_expression
-from ..errors import UserInputError
+from ..errors import SimulatorError, UserInputError
 from ..spice import runner as _runner
 from ..spice.format import element, fmt, options_line, save_lines, time_pwl
 from .netlist import tile_netlist
@@ -390,12 +390,25 @@ def _integrate(t: np.ndarray, p: np.ndarray) -> float:
     return float(np.sum(0.5 * (p[1:] + p[:-1]) * np.diff(t)))
 
 
-def _energies(t: np.ndarray, powers: dict[str, np.ndarray], p_total: np.ndarray
+#: Largest |closure| (energy balance of the split) accepted; measured <= 1e-7 everywhere.
+MAX_CLOSURE = 1e-4
+
+
+def _closed(total: float, split: dict[str, float], what: str) -> float:
+    """``Σ split / total - 1``; a :class:`SimulatorError` above :data:`MAX_CLOSURE` (the
+    solution or the element bookkeeping is wrong: no number is returned)."""
+    closure = sum(split.values()) / total - 1.0 if total > 0 else 0.0
+    if not abs(closure) <= MAX_CLOSURE:
+        raise SimulatorError(f"{what}: the energy split does not sum to the energy drawn from "
+                             f"the sources ({sum(split.values())!r} J vs {total!r} J)")
+    return float(closure)
+
+
+def _energies(t: np.ndarray, powers: dict[str, np.ndarray], p_total: np.ndarray, what: str
               ) -> tuple[float, dict[str, float], float]:
     total = _integrate(t, p_total)
     split = {k: _integrate(t, v) for k, v in powers.items()}
-    closure = sum(split.values()) / total - 1.0 if total > 0 else 0.0
-    return total, split, float(closure)
+    return total, split, _closed(total, split, what)
 
 
 def _read_ports(tile: Tile, T: Topology, direction: str) -> list[tuple[int, float, float]]:
@@ -504,7 +517,7 @@ def read_energy(tile: Tile, v_in: Any, direction: str = "forward", *, t_read: fl
                                ).reshape(len(V), -1)
     powers = net.powers(V, i_cell, v_src)
     if solver == "ngspice":
-        total, split, closure = _energies(t, powers, p_total)
+        total, split, closure = _energies(t, powers, p_total, f"{direction} read (ngspice)")
     else:
         i_src = net.port_currents(V, i_cell)[:, :n_in]
         p_total = (v_src[:, :n_in] * i_src).sum(axis=1)
@@ -512,7 +525,7 @@ def read_energy(tile: Tile, v_in: Any, direction: str = "forward", *, t_read: fl
         w = np.r_[t_edge * wg, t_read]
         total = float(w @ p_total)
         split = {k: float(w @ p) for k, p in powers.items()}
-        closure = sum(split.values()) / total - 1.0 if total > 0 else 0.0
+        closure = _closed(total, split, f"{direction} read (MNA)")
     wall = time.perf_counter() - t0
     return EventCost(total, t_read + 2 * t_edge, 0.0, 0.0, split, float(closure), solver,
                      {"direction": direction, "n_driven": int(n_in),
@@ -687,7 +700,7 @@ def update_energy(card: ModelCard, x_act: Any, delta: Any, *, x0: float | np.nda
     groups = {"cells_selected": sel, "cells_half_selected": half,
               "cells_unselected": ~(sel | half)}
     powers = net.powers(V, i_cell, v_src, groups)
-    total, split, closure = _energies(t, powers, (v_src * i_src).sum(axis=1))
+    total, split, closure = _energies(t, powers, (v_src * i_src).sum(axis=1), "update cycle")
     n_pulses = int(2 * P.n_i.sum() + P.n_slots * P.col_on.sum())
     info = {"rows": R, "cols": C, "cells": cells, "n_slots": P.n_slots, "t_on_s": P.t_on,
             "t_edge_s": P.t_edge, "v_set_V": P.v_set, "v_dep_V": P.v_dep, "pulses": n_pulses,

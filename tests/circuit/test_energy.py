@@ -202,3 +202,12 @@ def test_cli_writes_event_costs_and_keeps_an_earlier_file(tmp_path, capsys):
     before = out.read_bytes()
     assert main(argv) == 1                      # no --force: the earlier file stays
     assert "--force" in capsys.readouterr().err and out.read_bytes() == before
+
+
+def test_an_open_energy_balance_is_an_error_not_a_number():
+    from pyspice_rram.circuit.energy import _closed
+    from pyspice_rram.errors import SimulatorError
+
+    assert _closed(1.0, {"cells": 0.7, "wires": 0.3}, "read") == pytest.approx(0.0)
+    with pytest.raises(SimulatorError, match="does not sum"):
+        _closed(1.0, {"cells": 0.7, "wires": 0.2}, "read")        # an element left out
