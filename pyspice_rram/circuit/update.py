@@ -110,10 +110,12 @@ class UpdatePulses:
 
     @property
     def rows(self) -> int:
+        """Number of row lines."""
         return len(self.x_act)
 
     @property
     def cols(self) -> int:
+        """Number of column lines."""
         return len(self.delta)
 
 
