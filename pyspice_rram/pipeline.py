@@ -99,11 +99,13 @@ def step_training(card: ModelCard, outdir: Path, mnist: str | None, progress: bo
     return demo(card, outdir, mnist=mnist, progress=progress, force=force)
 
 
-def step_surrogate(card: ModelCard, outdir: Path, progress: bool = True) -> dict:
-    """Train through the tile surrogate and check inference against ngspice."""
+def step_surrogate(card: ModelCard, outdir: Path, progress: bool = True,
+                   force: bool = False) -> dict:
+    """Train through the tile surrogate and check inference against ngspice (``force``: an
+    earlier surrogate data set or run in ``outdir`` is replaced, not continued)."""
     from .paper.surrogate_step import demo
 
-    return demo(card, outdir, progress=progress, epochs=15)
+    return demo(card, outdir, progress=progress, epochs=15, force=force)
 
 
 def run_chain(outdir: str | Path, dataset: str | Path = REFERENCE_DATASET, *,
@@ -152,7 +154,8 @@ def run_chain(outdir: str | Path, dataset: str | Path = REFERENCE_DATASET, *,
         timed("training", lambda: step_training(the_card, outdir / "training", mnist, progress,
                                                 force))
     if "surrogate" in steps:
-        timed("surrogate", lambda: step_surrogate(the_card, outdir / "surrogate", progress))
+        timed("surrogate", lambda: step_surrogate(the_card, outdir / "surrogate", progress,
+                                                  force))
 
     from .circuit.safeio import atomic_write_text
 

@@ -55,7 +55,10 @@ def test_debug_shows_the_traceback(tmp_path):
 
 
 @pytest.mark.parametrize("argv", [["fit", "--no-such-option", "x"], ["fit"],
-                                  ["no-such-command"], ["fit", "x", "--starts", "ten"]])
+                                  ["no-such-command"], ["fit", "x", "--starts", "ten"],
+                                  # abbreviated long options are refused, not guessed
+                                  ["train", "x.toml", "--epoch", "3"],
+                                  ["fit", "x", "--start", "3"]])
 def test_usage_error_exits_2(argv, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err

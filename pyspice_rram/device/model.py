@@ -76,13 +76,14 @@ def iv_shape_slope(vj: ArrayLike, card: ModelCard) -> np.ndarray:
 
 
 def _solve_monotone(f, df, target: np.ndarray, lo: np.ndarray, hi: np.ndarray,
-                    iters: int = 200) -> np.ndarray:
+                    iters: int = 200, start: np.ndarray | None = None) -> np.ndarray:
     """Root of the increasing ``f(v) = target`` in ``[lo, hi]``: Newton steps, bisection where
     a step leaves the bracket (vectorised, converges to round-off).
 
     ``f`` and ``df`` take ``(v, idx)``: the trial voltages of the still-active elements and
     their flat indices (so that per-element coefficients can be taken at ``idx``). Elements
     leave the iteration as they converge, so a few slow elements do not cost a full pass.
+    ``start`` (inside the bracket) replaces the bracket's midpoint as the first iterate.
     """
     target = np.asarray(target, float)
     shape = np.broadcast_shapes(target.shape, np.shape(lo), np.shape(hi))
@@ -90,6 +91,9 @@ def _solve_monotone(f, df, target: np.ndarray, lo: np.ndarray, hi: np.ndarray,
     lo = np.array(np.broadcast_to(lo, shape), float).ravel()
     hi = np.array(np.broadcast_to(hi, shape), float).ravel()
     out = 0.5 * (lo + hi)
+    if start is not None:
+        st = np.broadcast_to(np.asarray(start, float).reshape(shape), shape).ravel()
+        out = np.where((st >= lo) & (st <= hi), st, out)
     idx = np.arange(out.size)
     v = out.copy()
     for _ in range(iters):
@@ -100,10 +104,11 @@ def _solve_monotone(f, df, target: np.ndarray, lo: np.ndarray, hi: np.ndarray,
         lo_a = np.where(r <= 0, v, lo[idx])
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             vn = v - r / df(v, idx)
-        bad = ~np.isfinite(vn) | (vn <= lo_a) | (vn >= hi_a)
+        scale = 1e-15 * np.maximum(np.abs(v), 1e-12)
+        converged = np.abs(vn - v) <= scale          # a Newton step below round-off
+        bad = ~converged & (~np.isfinite(vn) | (vn <= lo_a) | (vn >= hi_a))
         vn = np.where(bad, 0.5 * (lo_a + hi_a), vn)
-        scale = 1e-15 * np.maximum(np.abs(vn), 1e-12)
-        done = (np.abs(vn - v) <= scale) | (hi_a - lo_a <= scale)
+        done = converged | (hi_a - lo_a <= scale)
         out[idx] = vn
         keep = ~done
         idx, v = idx[keep], vn[keep]
@@ -139,9 +144,11 @@ def junction_voltage(v: ArrayLike, x: ArrayLike, area: ArrayLike, card: ModelCar
         return v.copy() if v.ndim else v
     v, x, area = np.broadcast_arrays(v, np.asarray(x, float), np.asarray(area, float))
     k = (card.r_series * area * conductance_density(x, card)).ravel()
+    # first iterate: the solution for the junction's small-signal slope at 0 V
+    u0 = v.ravel() / (1.0 + k * float(iv_shape_slope(np.zeros(1), card)[0]))
     return _solve_monotone(lambda u, i: u + k[i] * iv_shape(u, card),
                            lambda u, i: 1.0 + k[i] * iv_shape_slope(u, card), v,
-                           np.minimum(v, 0.0), np.maximum(v, 0.0))
+                           np.minimum(v, 0.0), np.maximum(v, 0.0), start=u0)
 
 
 def cell_current(v: ArrayLike, x: ArrayLike, area: ArrayLike, card: ModelCard) -> np.ndarray:

@@ -26,6 +26,7 @@ from ..network.cells import ConfigError
 from ..network.history import History, load_run
 from ..network.train import TrainConfig, train
 from ..errors import UserInputError
+from ..circuit.safeio import atomic_write_text
 
 #: The measured alternative: unbiased stochastic rounding with a coarse range (docs/results.md).
 STOCHASTIC_BASE: dict[str, Any] = {}
@@ -198,7 +199,7 @@ def _save(fig, outdir: Path, fid: str, data: dict) -> Path:
     fig.tight_layout()
     fig.savefig(png, dpi=130)
     _plt().close(fig)
-    (outdir / f"fig{fid}.json").write_text(json.dumps(data, indent=1, default=_jsonable))
+    atomic_write_text(outdir / f"fig{fid}.json", json.dumps(data, indent=1, default=_jsonable))
     return png
 
 
@@ -386,7 +387,7 @@ def fig6d(outdir: Path, opts: dict, runner: Callable) -> Path:
     md = ["| run | epochs | train % | test % | best test % |", "|---|---|---|---|---|"]
     md += [f"| {r['run']} | {r['epochs']} | {100 * r['final_train_acc']:.2f} | "
            f"{100 * r['final_test_acc']:.2f} | {100 * r['best_test_acc']:.2f} |" for r in rows]
-    (Path(outdir) / "fig6D.md").write_text("\n".join(md) + "\n")
+    atomic_write_text(Path(outdir) / "fig6D.md", "\n".join(md) + "\n")
     return _save(fig, outdir, "6D", {"rows": rows})
 
 

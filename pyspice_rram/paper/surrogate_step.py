@@ -16,14 +16,18 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..circuit.safeio import atomic_write_text
 from ..device.card import ModelCard
 from ..surrogate.model import TileSurrogate
 
 
 def demo(card: ModelCard | None = None, outdir: str | Path = "out/surrogate", *,
          progress: bool = True, n_images: int = 20, epochs: int = 3,
-         solver: str = "ngspice") -> dict[str, Any]:
-    """Run the surrogate step; returns a summary dict (also written to ``summary.json``)."""
+         solver: str = "ngspice", force: bool = False) -> dict[str, Any]:
+    """Run the surrogate step; returns a summary dict (also written to ``summary.json``).
+
+    ``force``: replace an earlier surrogate data set and training run in ``outdir`` (e.g. of
+    another card) instead of continuing / refusing them."""
     from ..network.train import TrainConfig, train
     from ..surrogate.backend import SurrogateBackend, same_read_law
     from ..surrogate.check import format_check, run_check
@@ -41,7 +45,8 @@ def demo(card: ModelCard | None = None, outdir: str | Path = "out/surrogate", *,
     else:
         spec = DataSpec(n_items=16, sizes=[16, 32, 48], n_vectors=6, test_fraction=0.25,
                         mna_fraction=0.25, seed=7)
-        data = generate(outdir / "surrogate_data.h5", spec, card, workers=2, progress=progress)
+        data = generate(outdir / "surrogate_data.h5", spec, card, workers=2, progress=progress,
+                        new=force)
         sur, report = fit_surrogate(data)
         ev = summarise(evaluate(sur, data, "test"))
         sur.provenance["heldout_rms_pct_fs"] = ev["rms_pct"]
@@ -58,13 +63,13 @@ def demo(card: ModelCard | None = None, outdir: str | Path = "out/surrogate", *,
                       device={"n_states": 50, "c2c": 0.34})
     backend = SurrogateBackend(sur, card=card, tile=tile, r_wire=1.0)
     run = train(cfg, outdir / "train_surrogate.h5", card=card, backend=backend,
-                progress=progress)
+                progress=progress, force=force)
     summary["train_test_acc"] = [float(a) for a in run.history.epochs["test_acc"]]
     chk = run_check(outdir / "train_surrogate.h5", n_images, surrogate=sur_path, card=card,
                     solver=solver, tile=tile, r_wire=1.0, workers=2, progress=progress,
                     out=outdir / "check.json")
     summary["check"] = {k: chk[k] for k in ("accuracy", "agreement_surrogate_vs_circuit",
                                             "layers", "n_images")}
-    (outdir / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    atomic_write_text(outdir / "summary.json", json.dumps(summary, indent=1) + "\n")
     print(format_check(chk))
     return summary
