@@ -12,10 +12,10 @@ or run file without a ``[circuit]`` table means these.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
-from .cells import ConfigError, check_number
+from .cells import ConfigError, check_number, check_table
 
 
 @dataclass(frozen=True)
@@ -89,15 +89,7 @@ class CircuitSpec:
         naming ``circuit.<key>``. A missing key takes its default."""
         if isinstance(data, CircuitSpec):
             return data
-        if not isinstance(data, dict):
-            raise ConfigError(prefix.rstrip("."), data, "must be a table of circuit "
-                              "settings (tile_rows, tile_cols, r_wire_row, ...)")
-        known = [f.name for f in fields(cls)]
-        for key in data:
-            if key not in known:
-                raise ConfigError(prefix + str(key), data[key],
-                                  f"unknown circuit setting; known: {known}")
-        return cls(**data)
+        return cls(**check_table(cls, data, prefix, "circuit setting"))
 
     def to_dict(self) -> dict[str, Any]:
         """Every field as plain data (``v_read`` None when the card's is used)."""

@@ -19,42 +19,35 @@ from ..errors import UserInputError
 
 
 
-def _int_at_least(lo: int):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-        if value < lo:
-            raise argparse.ArgumentTypeError(f"{value} is below {lo}")
-        return value
-    parse.__name__ = f"integer >= {lo}"
-    return parse
+def _at_least(lo: float, kind: type = int, above: bool = False):
+    """An argparse type: a finite ``kind`` (int or float) ``>= lo`` (``> lo`` if ``above``)."""
+    what = "an integer" if kind is int else "a number"
 
-
-def _float_at_least(lo: float):
-    def parse(text: str) -> float:
+    def parse(text: str):
         try:
-            value = float(text)
+            value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
         if not math.isfinite(value):
             raise argparse.ArgumentTypeError(f"{text!r} is not finite")
         if value < lo:
-            raise argparse.ArgumentTypeError(f"{text} is below {lo:g}")
+            raise argparse.ArgumentTypeError(f"{value} is below {lo:g}")
+        if above and value == lo:
+            raise argparse.ArgumentTypeError(f"{text} is not above {lo:g}")
         return value
-    parse.__name__ = f"number >= {lo:g}"
+    parse.__name__ = f"{'integer' if kind is int else 'number'} {'>' if above else '>='} {lo:g}"
     return parse
 
 
-def _positive_float(text: str) -> float:
-    value = _float_at_least(0)(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text} is not above 0")
-    return value
+def _int_at_least(lo: int):
+    return _at_least(lo, int)
 
 
-_positive_float.__name__ = "number > 0"
+def _float_at_least(lo: float):
+    return _at_least(lo, float)
+
+
+_positive_float = _at_least(0.0, float, above=True)
 
 
 def _tile(text: str) -> tuple[int, int]:
