@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import warnings
 import sys
 
 from .errors import PyspiceRramError
@@ -107,11 +108,16 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # usage error (2), --help / --version (0)
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+    quiet = bool(getattr(args, "quiet", False) or getattr(args, "no_progress", False))
+    logging.basicConfig(level=logging.DEBUG if args.verbose else
+                        (logging.WARNING if quiet else logging.INFO),
                         format="%(levelname)s %(name)s: %(message)s")
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    shown = warnings.showwarning
+    if not args.debug:
+        warnings.showwarning = _one_line_warning(args.command)
     try:
         return int(args.func(args) or 0)
     except USER_ERRORS as exc:  # bad input, unreadable/unwritable path: one line
@@ -127,6 +133,20 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"pyspice-rram {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        warnings.showwarning = shown
+
+
+def _one_line_warning(command: str):
+    """A ``warnings.showwarning`` that prints ``pyspice-rram COMMAND: warning: message`` on one
+    line (no source path or code line; ``--debug`` keeps Python's own format)."""
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        kind = "" if issubclass(category, UserWarning) else f" ({category.__name__})"
+        text = " ".join(part.strip() for part in str(message).splitlines() if part.strip())
+        print(f"pyspice-rram {command}: warning{kind}: {text}", file=file or sys.stderr)
+
+    return show
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -115,3 +115,23 @@ def test_fit_default_output_without_a_card_is_allowed_past_the_check(tmp_path, c
     assert main(["fit", str(tmp_path), "-q"]) == 1
     line = _one_error_line(capsys.readouterr().err, "fit")
     assert "not overwritten" not in line and "recipe" in line
+
+
+def test_warnings_are_one_line_without_source_path(capsys):
+    """A warning under the CLI is ``pyspice-rram CMD: warning: text`` (no file path, no code
+    line), and main() restores Python's own warning printer afterwards."""
+    import warnings
+
+    from pyspice_rram.cli import _one_line_warning
+
+    before = warnings.showwarning
+    show = _one_line_warning("fit")
+    show(UserWarning("data.csv: 23 points clipped\n  in 3 sweeps"), UserWarning,
+         "/somewhere/fitting.py", 1420)
+    show(RuntimeWarning("overflow in exp"), RuntimeWarning, "/x.py", 1)
+    err = capsys.readouterr().err.splitlines()
+    assert err == ["pyspice-rram fit: warning: data.csv: 23 points clipped in 3 sweeps",
+                   "pyspice-rram fit: warning (RuntimeWarning): overflow in exp"]
+    assert main(["fit", "--no-such-option"]) == 2
+    assert main(["make-reference", "/proc/no/such/dir"]) == 1
+    assert warnings.showwarning is before
