@@ -75,7 +75,7 @@ class CircuitBackend(SurrogateBackend):
                         area = np.where(absent, ABSENT_AREA, m / gx)
                         area = np.maximum(area, ABSENT_AREA)
                         t = Tile(x=x, area=area, card=card, r_wire_row=self.r_wire,
-                                 r_wire_col=self.r_wire, r_driver=self.r_driver,
+                                 r_wire_col=self.r_wire_col, r_driver=self.r_driver,
                                  r_sense=self.r_sense, name=f"L{layer}a{ia}p{p}t{ti}_{tj}")
                         objs.append(((ia, p, ti, tj), t))
         return objs, coef, dG, shape, (Ti, Tj)
