@@ -288,6 +288,15 @@ BACKENDS: dict[str, Any] = {"ideal": IdealBackend, "read-noise": ReadNoiseBacken
                             "surrogate": "pyspice_rram.surrogate.backend:SurrogateBackend"}
 
 
+def backend_name(backend: TileBackend) -> str | None:
+    """The registered name of a backend instance's class (None for an unregistered one)."""
+    cls = type(backend)
+    for name, entry in BACKENDS.items():
+        if entry is cls or entry == f"{cls.__module__}:{cls.__name__}":
+            return name
+    return None
+
+
 def register_backend(name: str, backend: Any) -> None:
     """Register a backend class (or a ``"module:Class"`` string) under ``name``."""
     BACKENDS[name] = backend

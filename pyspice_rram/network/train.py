@@ -29,7 +29,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from .cells import ConfigError
-from .backend import BACKENDS, TileBackend, make_backend
+from .backend import BACKENDS, TileBackend, backend_name, make_backend
 from .circuit_spec import CircuitSpec, circuit_table
 from .cells import (CELLS, DeviceSpec, FloatingPointCell, HybridCell, check_choice,
                     check_finite_tree, check_number, make_cell)
@@ -465,12 +465,31 @@ def train(config: TrainConfig, out: str | Path | None = None, *, data: Dataset |
                       download=download)
 
 
+def _recorded_config(config: TrainConfig, backend: TileBackend) -> TrainConfig:
+    """The config as the run file records it when a backend *instance* is given: the
+    instance's registered name and, for a backend that models the circuit (an attribute
+    ``circuit``), its circuit -- so that a run file never says ``ideal`` of a network trained
+    through the surrogate. An unregistered backend leaves the config as it is."""
+    name = backend_name(backend)
+    if name is None:
+        return config
+    changes: dict[str, Any] = {}
+    if name != config.backend:
+        changes["backend"] = name
+    circuit = getattr(backend, "circuit", None)
+    if isinstance(circuit, CircuitSpec) and circuit != config.circuit:
+        changes["circuit"] = circuit.to_dict()
+    return config.replace(**changes) if changes else config
+
+
 def _train(config: TrainConfig, out: str | Path | None, *, data: Dataset | None,
            card: Any, backend: TileBackend | str | None, resume: bool, progress: bool,
            callback: Callable[[int, History], None] | None, stop_after: int | None,
            download: bool) -> RunResult:
     from tqdm.auto import tqdm
 
+    if isinstance(backend, TileBackend):
+        config = _recorded_config(config, backend)
     if data is None:
         data = load_dataset(config.dataset, config.mnist_path, download=download)
         if config.n_train or config.n_test:

@@ -299,3 +299,22 @@ def test_prepared_read_refuses_voltages_above_the_fitted_range():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         warn.apply(v)                               # in range: no warning
+
+
+def test_a_backend_instance_is_what_the_run_file_records(digits, tmp_path):
+    """A SurrogateBackend *instance* given to ``train`` with a config that says ``ideal``:
+    the run file records ``surrogate`` and the instance's circuit (16x16, 2 Ω row wire), not
+    the config's ``ideal`` -- a run file must say what the network was trained through."""
+    cfg = TrainConfig(name="inst", dataset="digits", n_hidden=16, n_train=200, n_test=50,
+                      epochs=1, cell="fp", w_max=[0.5, 1.0])
+    assert cfg.backend == "ideal"
+    out = tmp_path / "inst.h5"
+    train(cfg, out, data=digits.subset(200, 50), progress=False,
+          backend=SurrogateBackend(tile=(16, 16), r_wire=2.0))
+    stored = load_run(out, with_checkpoint=False)[0].config
+    assert stored["backend"] == "surrogate"
+    assert stored["circuit"]["tile_rows"] == 16 and stored["circuit"]["r_wire_row"] == 2.0
+    # an instance of the ideal backend keeps the config as it is
+    out2 = tmp_path / "ideal.h5"
+    train(cfg, out2, data=digits.subset(200, 50), progress=False, backend=IdealBackend())
+    assert load_run(out2, with_checkpoint=False)[0].config["backend"] == "ideal"
