@@ -318,3 +318,26 @@ def test_a_backend_instance_is_what_the_run_file_records(digits, tmp_path):
     out2 = tmp_path / "ideal.h5"
     train(cfg, out2, data=digits.subset(200, 50), progress=False, backend=IdealBackend())
     assert load_run(out2, with_checkpoint=False)[0].config["backend"] == "ideal"
+
+
+def test_check_reads_through_the_circuit_of_the_run(digits, tmp_path, capsys):
+    """``check RUN`` without circuit options reads through the run's ``[circuit]`` (16x16,
+    5 Ω rows, 0.5 Ω columns), not the 64x64 / 1 Ω defaults; options given override it (a
+    given ``--r-wire`` sets the columns too)."""
+    path = tmp_path / "c.toml"
+    path.write_text(circuit_toml(backend="ideal", n_train=200, extra="").replace(
+        "r_wire_col = 5.0", "r_wire_col = 0.5"))
+    out = tmp_path / "run.h5"
+    assert main(["train", str(path), "-o", str(out), "-q"]) == 0
+    res = tmp_path / "check.json"
+    assert main(["check", str(out), "--n-images", "5", "--solver", "mna", "-q",
+                 "-o", str(res)]) == 0
+    got = json.loads(res.read_text())
+    assert got["tile"] == [16, 16] and got["r_wire"] == 5.0 and got["r_wire_col"] == 0.5
+    assert "5.0 Ω/row segment, 0.5 Ω/column segment" in capsys.readouterr().out
+    assert main(["check", str(out), "--n-images", "5", "--solver", "mna", "-q", "--tile", "32",
+                 "--r-wire", "2", "-o", str(res), "--force"]) == 0
+    got = json.loads(res.read_text())
+    assert got["tile"] == [32, 32] and got["r_wire"] == 2.0 and got["r_wire_col"] == 2.0
+    assert main(["check", str(out), "--r-wire", "nan"]) == 1
+    assert "--r-wire nan" in capsys.readouterr().err
