@@ -54,6 +54,7 @@ _API: dict[str, tuple[tuple[str, str], ...]] = {
     "SurrogateBackend": (("pyspice_rram.surrogate.backend", "SurrogateBackend"),),
     # network
     "TrainConfig": (("pyspice_rram.network.train", "TrainConfig"),),
+    "CircuitSpec": (("pyspice_rram.network.circuit_spec", "CircuitSpec"),),
     "train": (("pyspice_rram.network.train", "train"),),
     # errors
     "PyspiceRramError": (("pyspice_rram.errors", "PyspiceRramError"),),

@@ -235,6 +235,27 @@ CASES: dict[str, Case] = {
     "train-missing-config": Case(
         lambda t, r, o: ["train", t / "none.toml", "-o", o / "r.h5", "--force"], 1,
         ["{tmp}/none.toml", "not found"], RUN),
+    # ---- train: the circuit ([circuit] table and its options, issue 11)
+    "train-r-wire-nan": Case(
+        lambda t, r, o: ["train", write(t / "c.toml", tiny()), "-o", o / "r.h5", "-q",
+                         "--force", "--backend", "surrogate", "--r-wire", "nan"], 2,
+        ["--r-wire", "'nan'", "not finite"], RUN),
+    "train-tile-zero": Case(
+        lambda t, r, o: ["train", write(t / "c.toml", tiny()), "-o", o / "r.h5", "-q",
+                         "--force", "--tile", "0"], 2, ["--tile", "0", "below 1"], RUN),
+    "train-circuit-tile-rows-text": train_config(
+        tiny(top='circuit = { tile_rows = "64" }'), "circuit.tile_rows", "'64'", "integer"),
+    "train-circuit-unknown-key": train_config(
+        tiny(top="circuit = { r_wire = 5.0 }"), "circuit.r_wire", "unknown circuit setting",
+        "r_wire_row"),
+    "train-circuit-outside-the-surrogate": Case(
+        lambda t, r, o: ["train", write(t / "c.toml", tiny()), "-o", o / "r.h5", "-q",
+                         "--force", "--backend", "surrogate", "--tile", "256"], 1,
+        ["tile_rows = 256", "[16, 128]"], RUN),
+    "train-unknown-backend": Case(
+        lambda t, r, o: ["train", write(t / "c.toml", tiny()), "-o", o / "r.h5", "-q",
+                         "--force", "--backend", "spice"], 1,
+        ["{tmp}/c.toml", "backend = 'spice'", "surrogate"], RUN),
     # ---- reproduce / ablation
     "reproduce-card-missing-v_nl": Case(
         lambda t, r, o: ["reproduce", "4A", "--quick", "--card",

@@ -42,6 +42,7 @@ from numba import njit, types
 from numba.extending import overload
 
 from .cells import ConfigError
+from .circuit_spec import CircuitSpec
 from .jitcache import key_caches
 from .rng import normal, seed_state
 from .update import update_layer
@@ -223,6 +224,16 @@ class TileBackend:
     def check_card(self, card: Any) -> None:
         """Refuse a network card this backend does not model (default: any card is fine)."""
 
+    @classmethod
+    def from_circuit(cls, circuit: CircuitSpec | None) -> "TileBackend":
+        """The backend for the crossbar ``circuit`` (the config's ``[circuit]`` table).
+
+        Default: ``cls()`` -- a backend with exact reads (ideal, read noise) has no circuit
+        and ignores it. Backends that model the circuit (the crossbar surrogate) override
+        this and check the values against the range their model holds in.
+        """
+        return cls()
+
 
 class IdealBackend(TileBackend):
     """Exact reads: ``y = x W[:-1] + W[-1]``, ``z = d W[:-1]^T`` (float32 matrix products)."""
@@ -277,17 +288,39 @@ BACKENDS: dict[str, Any] = {"ideal": IdealBackend, "read-noise": ReadNoiseBacken
                             "surrogate": "pyspice_rram.surrogate.backend:SurrogateBackend"}
 
 
+def backend_name(backend: TileBackend) -> str | None:
+    """The registered name of a backend instance's class (None for an unregistered one)."""
+    cls = type(backend)
+    for name, entry in BACKENDS.items():
+        if entry is cls or entry == f"{cls.__module__}:{cls.__name__}":
+            return name
+    return None
+
+
 def register_backend(name: str, backend: Any) -> None:
     """Register a backend class (or a ``"module:Class"`` string) under ``name``."""
     BACKENDS[name] = backend
 
 
-def make_backend(spec: str | TileBackend | None) -> TileBackend:
-    """A backend from a name (see :data:`BACKENDS`), an instance, or None (ideal)."""
-    if spec is None:
-        return IdealBackend()
+def make_backend(spec: str | TileBackend | None,
+                 circuit: CircuitSpec | dict | None = None) -> TileBackend:
+    """A backend from a name (see :data:`BACKENDS`), an instance, or None (ideal).
+
+    Parameters
+    ----------
+    spec : str, TileBackend or None
+        Backend name, a backend instance (returned as it is: it carries its own circuit),
+        or None for the ideal backend.
+    circuit : CircuitSpec, dict or None
+        The crossbar of the tiles (:class:`.circuit_spec.CircuitSpec`; None: its defaults),
+        handed to :meth:`TileBackend.from_circuit` of the named backend. Backends with exact
+        reads (``ideal``, ``read-noise``) ignore it.
+    """
     if isinstance(spec, TileBackend):
         return spec
+    circuit = CircuitSpec.from_dict(circuit if circuit is not None else {})
+    if spec is None:
+        return IdealBackend.from_circuit(circuit)
     if spec not in BACKENDS:
         raise ConfigError("backend", spec, f"unknown tile backend; choose from {sorted(BACKENDS)}")
     cls = BACKENDS[spec]
@@ -295,7 +328,8 @@ def make_backend(spec: str | TileBackend | None) -> TileBackend:
         module, _, name = cls.partition(":")
         cls = getattr(importlib.import_module(module), name)
         BACKENDS[spec] = cls
-    return cls()
+    factory = getattr(cls, "from_circuit", None)     # a registered non-TileBackend class
+    return factory(circuit) if factory is not None else cls()
 
 
 key_caches(globals())   # recompile when any kernel source changes (.jitcache)

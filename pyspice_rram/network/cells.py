@@ -83,6 +83,18 @@ def check_number(key: str, value: Any, *, integer: bool = False, lo: float | Non
         raise ConfigError(key, value, f"must be <= {hi:g}")
 
 
+def check_table(cls: type, data: Any, prefix: str, what: str) -> dict:
+    """``data`` if it is a table whose keys are all fields of the dataclass ``cls``; else a
+    :class:`ConfigError` naming ``prefix`` (+ the unknown key) and the value."""
+    if not isinstance(data, dict):
+        raise ConfigError(prefix.rstrip("."), data, f"must be a table of {what}s")
+    known = [f.name for f in fields(cls)]
+    for key in data:
+        if key not in known:
+            raise ConfigError(prefix + str(key), data[key], f"unknown {what}; known: {known}")
+    return data
+
+
 def check_choice(key: str, value: Any, choices) -> None:
     if not isinstance(value, str) or value not in choices:
         raise ConfigError(key, value, f"choose from {sorted(choices)}")
@@ -167,14 +179,7 @@ class DeviceSpec:
     @classmethod
     def from_dict(cls, data: dict, prefix: str = "device.") -> "DeviceSpec":
         """A DeviceSpec from a dict; an unknown key is a :class:`ConfigError`."""
-        if not isinstance(data, dict):
-            raise ConfigError(prefix.rstrip("."), data, "must be a table of device parameters")
-        known = [f.name for f in fields(cls)]
-        for key in data:
-            if key not in known:
-                raise ConfigError(prefix + str(key), data[key],
-                                  f"unknown device parameter; known: {known}")
-        return cls(**data)
+        return cls(**check_table(cls, data, prefix, "device parameter"))
 
     @classmethod
     def from_card(cls, card: Any, **overrides: Any) -> "DeviceSpec":

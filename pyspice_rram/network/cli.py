@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import sys
 from pathlib import Path
 
 from ..cli import DefaultsHelpFormatter as HELP
@@ -17,17 +19,84 @@ from ..errors import UserInputError
 
 
 
-def _int_at_least(lo: int):
-    def parse(text: str) -> int:
+def _at_least(lo: float, kind: type = int, above: bool = False):
+    """An argparse type: a finite ``kind`` (int or float) ``>= lo`` (``> lo`` if ``above``)."""
+    what = "an integer" if kind is int else "a number"
+
+    def parse(text: str):
         try:
-            value = int(text)
+            value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{text!r} is not finite")
         if value < lo:
-            raise argparse.ArgumentTypeError(f"{value} is below {lo}")
+            raise argparse.ArgumentTypeError(f"{value} is below {lo:g}")
+        if above and value == lo:
+            raise argparse.ArgumentTypeError(f"{text} is not above {lo:g}")
         return value
-    parse.__name__ = f"integer >= {lo}"
+    parse.__name__ = f"{'integer' if kind is int else 'number'} {'>' if above else '>='} {lo:g}"
     return parse
+
+
+def _int_at_least(lo: int):
+    return _at_least(lo, int)
+
+
+def _float_at_least(lo: float):
+    return _at_least(lo, float)
+
+
+_positive_float = _at_least(0.0, float, above=True)
+
+
+def _tile(text: str) -> tuple[int, int]:
+    """``N`` (N x N cells) or ``ROWSxCOLS``."""
+    parts = text.lower().split("x")
+    if len(parts) not in (1, 2):
+        raise argparse.ArgumentTypeError(f"{text!r} is not N or ROWSxCOLS")
+    try:
+        dims = [_int_at_least(1)(t) for t in parts]
+    except argparse.ArgumentTypeError as err:
+        raise argparse.ArgumentTypeError(f"tile {text!r}: {err}") from None
+    return (dims[0], dims[-1])
+
+
+_tile.__name__ = "tile N or ROWSxCOLS"
+
+
+def _circuit_options(p: argparse.ArgumentParser) -> None:
+    """``--backend`` and the ``[circuit]`` overrides of ``train`` (not given: the config's)."""
+    p.add_argument("--backend", help="tile backend of the reads (ideal, read-noise, "
+                   "surrogate); not given: the config's backend (ideal by default)")
+    p.add_argument("--tile", type=_tile, help="tile size in cells, N (N x N) or ROWSxCOLS; "
+                   "not given: the config's [circuit] tile_rows x tile_cols (64x64 by default)")
+    p.add_argument("--r-wire", type=_float_at_least(0), help="row wire Ω per segment (and "
+                   "column wire unless --r-wire-col); not given: the config's [circuit] "
+                   "r_wire_row (1 Ω by default)")
+    p.add_argument("--r-wire-col", type=_float_at_least(0), help="column wire Ω per segment; "
+                   "not given: --r-wire if given, else the config's r_wire_col (1 Ω by default)")
+    p.add_argument("--r-driver", type=_float_at_least(0), help="driver resistance Ω; not "
+                   "given: the config's [circuit] r_driver (0 by default)")
+    p.add_argument("--r-sense", type=_float_at_least(0), help="sense amplifier input "
+                   "resistance Ω; not given: the config's [circuit] r_sense (0 by default)")
+    p.add_argument("--v-read", type=_positive_float, help="full-scale read voltage V; not "
+                   "given: the config's [circuit] v_read (the card's by default)")
+
+
+def circuit_changes(args: argparse.Namespace) -> dict:
+    """The ``[circuit]`` fields given on the command line (``--tile``, ``--r-wire``, ...)."""
+    c = {}
+    if args.tile is not None:
+        c["tile_rows"], c["tile_cols"] = args.tile
+    if args.r_wire is not None:
+        c["r_wire_row"] = c["r_wire_col"] = args.r_wire
+    if args.r_wire_col is not None:
+        c["r_wire_col"] = args.r_wire_col
+    for key in ("r_driver", "r_sense", "v_read"):
+        if getattr(args, key) is not None:
+            c[key] = getattr(args, key)
+    return c
 
 
 def _common(p: argparse.ArgumentParser, *, output_help: str, output_default,
@@ -68,6 +137,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="continue the run in the output file from its last epoch")
     p.add_argument("--download", action="store_true",
                    help="download MNIST into the cache if it is not found (needs internet)")
+    _circuit_options(p)
     p.set_defaults(func=cmd_train)
 
     r = subparsers.add_parser(
@@ -138,6 +208,20 @@ def _check_output(out: Path, force: bool, resume: bool) -> None:
             "continue it, --force to overwrite it, or choose another -o")
 
 
+def _check_backend(cfg) -> None:
+    """Build the run's backend once before training, so that a circuit outside the
+    backend's range (e.g. the surrogate's fitted tile sizes) fails before any work; say so
+    when the backend ignores a non-default ``[circuit]``."""
+    from .backend import TileBackend, make_backend
+
+    backend = make_backend(cfg.backend, circuit=cfg.circuit)
+    if type(backend).from_circuit.__func__ is TileBackend.from_circuit.__func__ and \
+            not cfg.circuit.is_default():
+        print(f"note: backend {cfg.backend!r} does not model the circuit: the [circuit] "
+              f"table ({cfg.circuit.describe()}) is recorded in the run file but not used "
+              "(--backend surrogate reads through it)", file=sys.stderr)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from .train import TrainConfig, train
 
@@ -151,8 +235,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         changes["seed"] = args.seed
     if args.mnist:
         changes["mnist_path"] = args.mnist
+    if args.backend is not None:
+        changes["backend"] = args.backend
+    circuit = circuit_changes(args)
+    if circuit:
+        changes["circuit"] = cfg.circuit.replace(**circuit)
     if changes:
         cfg = cfg.replace(where=args.config, **changes)
+    _check_backend(cfg)
     out = Path(args.output) if args.output else Path("runs") / f"{Path(args.config).stem}.h5"
     _check_output(out, args.force, args.resume)
     card = _card(args.card)

@@ -35,6 +35,7 @@ from typing import Any
 import h5py
 import numpy as np
 from ..errors import UserInputError
+from .circuit_spec import circuit_table
 
 FORMAT = "pyspice-rram-train-1"
 EPOCH_KEYS = ("train_acc", "test_acc", "train_mse", "test_mse", "online_acc", "phase",
@@ -176,6 +177,7 @@ def _run_identity(config: dict) -> dict:
     d = dict(config)
     d.pop("epochs", None)
     d.pop("mnist_path", None)
+    d["circuit"] = circuit_table(d.get("circuit"))    # run files before the [circuit] table
     if d.get("card"):
         d["card"] = str(Path(d["card"]).resolve())
     return d

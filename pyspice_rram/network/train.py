@@ -29,7 +29,8 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from .cells import ConfigError
-from .backend import TileBackend, make_backend
+from .backend import BACKENDS, TileBackend, backend_name, make_backend
+from .circuit_spec import CircuitSpec, circuit_table
 from .cells import (CELLS, DeviceSpec, FloatingPointCell, HybridCell, check_choice,
                     check_finite_tree, check_number, make_cell)
 from .layer import STAT_PULSES, STAT_REFRESH, STAT_UPDATES, LayerState
@@ -93,6 +94,14 @@ class TrainConfig:
         2T2R read weight magnitude per layer (default ``1/sqrt(n_in)``).
     backend : str
         Tile backend name (``ideal``, ``read-noise``, ``surrogate``; :mod:`.backend`).
+    circuit : CircuitSpec (a dict is converted)
+        The crossbar the backend reads (the ``[circuit]`` table,
+        :class:`.circuit_spec.CircuitSpec`): ``tile_rows``, ``tile_cols`` (cells),
+        ``r_wire_row``, ``r_wire_col``, ``r_driver``, ``r_sense`` (Ω), ``v_read`` (V, None:
+        the card's). Default 64x64 tiles, 1 Ω wire segments, ideal driver and sense (the
+        surrogate backend's defaults; a config or run file without the table means these).
+        Used by backends that model the circuit (``surrogate``); ``ideal`` and
+        ``read-noise`` ignore it (it is still recorded in the run file).
     n_track : int
         Number of hidden-output synapses whose weights are recorded (Fig. 4D-F).
     track_points : int
@@ -118,6 +127,7 @@ class TrainConfig:
     init_gain: float = 1.0
     read_scale: list | None = None
     backend: str = "ideal"
+    circuit: CircuitSpec | dict = field(default_factory=CircuitSpec)
     n_track: int = 3
     track_points: int = 10
     save_weights: bool = False
@@ -170,8 +180,7 @@ class TrainConfig:
                 raise ConfigError("read_scale", self.read_scale, "needs one value per layer (2)")
             for i, r in enumerate(self.read_scale):
                 check_number(f"read_scale[{i}]", r, lo=0, lo_open=True)
-        if not isinstance(self.backend, str):
-            raise ConfigError("backend", self.backend, "must be a backend name")
+        check_choice("backend", self.backend, BACKENDS)
         check_number("n_track", self.n_track, integer=True, lo=0)
         check_number("track_points", self.track_points, integer=True, lo=1)
         if not isinstance(self.save_weights, bool):
@@ -197,6 +206,8 @@ class TrainConfig:
             raise ConfigError("cell_params", self.cell_params,
                               f"must be a table or a {CELLS[self.cell].__name__} (cell "
                               f"{self.cell!r})")
+        if not isinstance(self.circuit, CircuitSpec):
+            self.circuit = CircuitSpec.from_dict(self.circuit)
         if isinstance(self.card, (str, Path, dict)):
             from ..device.card import ModelCard  # device layer, imported only when used
 
@@ -258,8 +269,8 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         """The config as plain data (TOML/JSON and run files): the device and cell
-        parameters as the tables given (plus any field changed since), the card as its path
-        (or its dict when given as an object)."""
+        parameters as the tables given (plus any field changed since), the circuit as its
+        full table, the card as its path (or its dict when given as an object)."""
         d = {f.name: getattr(self, f.name) for f in fields(self)}
         for k in ("w_max", "read_scale"):
             d[k] = list(d[k]) if d[k] is not None else None
@@ -270,6 +281,8 @@ class TrainConfig:
         elif not isinstance(self.cell_params, dict):
             d["cell_params"] = self._given(self.cell_params, getattr(self, "_cell_keys", ()),
                                            skip=("device",))
+        if isinstance(self.circuit, CircuitSpec):
+            d["circuit"] = self.circuit.to_dict()
         if self.card is not None and not isinstance(self.card, (str, Path, dict)):
             path = getattr(self, "_card_path", None)
             d["card"] = path if path is not None else self.card.to_dict()
@@ -323,7 +336,8 @@ class Network:
         #: the device model card of the run (``card``, else ``config.card``; None: DeviceSpec)
         self.card = card if card is not None else config.load_card()
         self.cell = config.build_cell(self.card)
-        self.backend = make_backend(backend if backend is not None else config.backend)
+        self.backend = make_backend(backend if backend is not None else config.backend,
+                                    circuit=config.circuit)
         sizes = [(n_in, config.n_hidden), (config.n_hidden, n_out)]
         if layers is None:
             rng = np.random.default_rng(config.seed)
@@ -451,12 +465,31 @@ def train(config: TrainConfig, out: str | Path | None = None, *, data: Dataset |
                       download=download)
 
 
+def _recorded_config(config: TrainConfig, backend: TileBackend) -> TrainConfig:
+    """The config as the run file records it when a backend *instance* is given: the
+    instance's registered name and, for a backend that models the circuit (an attribute
+    ``circuit``), its circuit -- so that a run file never says ``ideal`` of a network trained
+    through the surrogate. An unregistered backend leaves the config as it is."""
+    name = backend_name(backend)
+    if name is None:
+        return config
+    changes: dict[str, Any] = {}
+    if name != config.backend:
+        changes["backend"] = name
+    circuit = getattr(backend, "circuit", None)
+    if isinstance(circuit, CircuitSpec) and circuit != config.circuit:
+        changes["circuit"] = circuit.to_dict()
+    return config.replace(**changes) if changes else config
+
+
 def _train(config: TrainConfig, out: str | Path | None, *, data: Dataset | None,
            card: Any, backend: TileBackend | str | None, resume: bool, progress: bool,
            callback: Callable[[int, History], None] | None, stop_after: int | None,
            download: bool) -> RunResult:
     from tqdm.auto import tqdm
 
+    if isinstance(backend, TileBackend):
+        config = _recorded_config(config, backend)
     if data is None:
         data = load_dataset(config.dataset, config.mnist_path, download=download)
         if config.n_train or config.n_test:
@@ -474,6 +507,7 @@ def _train(config: TrainConfig, out: str | Path | None, *, data: Dataset | None,
             d.pop("mnist_path", None)   # where the data lie is not part of the run
             if isinstance(d.get("card"), str):   # the same card file, relative or absolute
                 d["card"] = str(Path(d["card"]).resolve())
+            d["circuit"] = circuit_table(d.get("circuit"))   # run files before [circuit]
         if stored != mine:
             diff = sorted(k for k in set(stored) | set(mine) if stored.get(k) != mine.get(k))
             shown = ", ".join(f"{k}: stored {stored.get(k)!r}, given {mine.get(k)!r}"

@@ -34,6 +34,7 @@ from collections import namedtuple
 
 from ..device.card import ModelCard
 from ..network.cells import ConfigError
+from ..network.circuit_spec import CircuitSpec
 from ..network.backend import TileBackend, register_backend, register_tile_kernels
 from ..network.jitcache import key_caches
 from ..network.update import update_layer
@@ -187,7 +188,10 @@ class SurrogateBackend(TileBackend):
     tile : (rows, cols)
         Tile size in cells.
     r_wire : float
-        Wire resistance per cell segment (Ω) of rows and columns.
+        Wire resistance per cell segment (Ω) of the rows (and of the columns unless
+        ``r_wire_col`` is given).
+    r_wire_col : float or None
+        Wire resistance per cell segment (Ω) of the columns; None: ``r_wire``.
     r_driver, r_sense : float
         Driver and sense resistances (Ω).
     v_read : float or None
@@ -199,21 +203,41 @@ class SurrogateBackend(TileBackend):
         (two more matrix products per read; below 0.01 % of full scale at 64x64, 1 Ω).
     on_invalid : ``"error"`` or ``"warn"``
         What to do when the tiles are outside the surrogate's validity range.
+
+    Raises
+    ------
+    ConfigError
+        A non-finite or negative resistance, a tile dimension below 1, a read voltage
+        ``<= 0`` (named as the fields of :class:`~pyspice_rram.network.circuit_spec.CircuitSpec`).
+    SurrogateValidityError
+        (``on_invalid="error"``) Settings outside the range the surrogate was fitted on; the
+        message names each setting, its value and the valid range.
     """
 
     def __init__(self, surrogate: TileSurrogate | str | None = None, card: ModelCard | None = None,
                  tile: tuple[int, int] = (64, 64), r_wire: float = 1.0, r_driver: float = 0.0,
                  r_sense: float = 0.0, v_read: float | None = None, refresh_every: int = 5000,
-                 second_order: bool = False, on_invalid: str = "error"):
+                 second_order: bool = False, on_invalid: str = "error",
+                 r_wire_col: float | None = None):
+        if on_invalid not in ("error", "warn"):
+            raise ConfigError("on_invalid", on_invalid, "choose 'error' or 'warn'")
+        try:
+            rows, cols = tile
+        except (TypeError, ValueError):
+            raise ConfigError("tile", tile, "must be (rows, cols) in cells") from None
+        self.circuit = CircuitSpec(tile_rows=rows, tile_cols=cols, r_wire_row=r_wire,
+                                   r_wire_col=r_wire if r_wire_col is None else r_wire_col,
+                                   r_driver=r_driver, r_sense=r_sense, v_read=v_read)
         if not isinstance(surrogate, TileSurrogate):
             surrogate = TileSurrogate.load(surrogate)
         self.sur = surrogate
         self.card_given = card is not None
-        self.tile = (int(tile[0]), int(tile[1]))
-        self.r_wire = float(r_wire)
-        self.r_driver = float(r_driver)
-        self.r_sense = float(r_sense)
-        self.v_read_given = v_read
+        self.tile = self.circuit.tile
+        self.r_wire = self.circuit.r_wire_row
+        self.r_wire_col = self.circuit.r_wire_col
+        self.r_driver = self.circuit.r_driver
+        self.r_sense = self.circuit.r_sense
+        self.v_read_given = self.circuit.v_read
         self.refresh_every = max(1, int(refresh_every))
         self.on_invalid = on_invalid
         self.second_order = bool(second_order)
@@ -235,6 +259,19 @@ class SurrogateBackend(TileBackend):
                                "v_max", self.v_read)))
         self.h_read = float(self.law.transforms(np.array(self.v_read))["h"])
         self._check_settings()
+
+    @classmethod
+    def from_circuit(cls, circuit: CircuitSpec | dict | None, **backend_kw: Any
+                     ) -> "SurrogateBackend":
+        """The backend for a config's ``[circuit]`` table
+        (:class:`~pyspice_rram.network.circuit_spec.CircuitSpec`; None: its defaults):
+        tile shape, row and column wire, driver and sense resistance, read voltage.
+        ``backend_kw`` (surrogate, card, refresh_every, ...) go to the constructor. The
+        settings are checked against the surrogate's validity range here
+        (:class:`SurrogateValidityError` naming the setting, its value and the range)."""
+        c = CircuitSpec.from_dict(circuit if circuit is not None else {})
+        return cls(tile=c.tile, r_wire=c.r_wire_row, r_wire_col=c.r_wire_col,
+                   r_driver=c.r_driver, r_sense=c.r_sense, v_read=c.v_read, **backend_kw)
 
     @classmethod
     def for_card(cls, card: ModelCard, workdir: str | Any = None, *, spec: Any = None,
@@ -265,21 +302,30 @@ class SurrogateBackend(TileBackend):
 
     # ------------------------------------------------------------------ validity
     def _check_settings(self) -> None:
+        """Check the circuit settings (named as the ``[circuit]`` fields) and the card
+        against the surrogate's validity range; raise or warn per ``on_invalid``."""
         val = self.sur.validity
         problems = []
         if "size" in val:
             lo, hi = val["size"]
-            if not all(lo <= n <= hi for n in self.tile):
-                problems.append(f"tile {self.tile} outside the fitted sizes [{lo}, {hi}]")
-        if "r_wire" in val and self.r_wire > val["r_wire"][1] * (1 + 1e-9):
-            problems.append(f"r_wire {self.r_wire} Ω above the fitted maximum "
-                            f"{val['r_wire'][1]} Ω")
-        if self.r_driver > val.get("r_driver_max", math.inf):
-            problems.append(f"r_driver {self.r_driver} Ω above {val['r_driver_max']} Ω")
-        if self.r_sense > val.get("r_sense_max", math.inf):
-            problems.append(f"r_sense {self.r_sense} Ω above {val['r_sense_max']} Ω")
+            for name, n in zip(("tile_rows", "tile_cols"), self.tile):
+                if not lo <= n <= hi:
+                    problems.append(f"{name} = {n} cells outside the fitted range "
+                                    f"[{lo}, {hi}] (tile {self.tile[0]}x{self.tile[1]})")
+        if "r_wire" in val:
+            hi = val["r_wire"][1]
+            for name, r in (("r_wire_row", self.r_wire), ("r_wire_col", self.r_wire_col)):
+                if r > hi * (1 + 1e-9):
+                    problems.append(f"{name} = {r:g} Ω above the fitted maximum {hi:g} Ω "
+                                    f"(valid: 0 to {hi:g} Ω per segment)")
+        for name, key in (("r_driver", "r_driver_max"), ("r_sense", "r_sense_max")):
+            r = getattr(self, name)
+            if r > val.get(key, math.inf) * (1 + 1e-9):
+                problems.append(f"{name} = {r:g} Ω above the fitted maximum {val[key]:g} Ω "
+                                f"(valid: 0 to {val[key]:g} Ω)")
         if self.v_read > val.get("v_max", math.inf) * (1 + 1e-9):
-            problems.append(f"v_read {self.v_read} V above {val['v_max']} V")
+            problems.append(f"v_read = {self.v_read:g} V above the fitted maximum "
+                            f"{val['v_max']:g} V (valid: up to {val['v_max']:g} V)")
         if self.sur.card is not None:
             mine = ModelCard.from_dict(self.sur.card)
             for p in ("g_min_density", "g_max_density", "v_nl"):
@@ -370,7 +416,7 @@ class SurrogateBackend(TileBackend):
         a = g_nom * dG[:, None, None, None]                      # low-field conductance (S)
         tiles, shape = self._tiles(a)
         can = canonical(tiles, direction)
-        r_d, r_s, R_d, R_s = line_resistances(self.r_wire, self.r_wire, self.r_driver,
+        r_d, r_s, R_d, R_s = line_resistances(self.r_wire, self.r_wire_col, self.r_driver,
                                               self.r_sense, direction)
         fac = self.sur.factors(can, self.law, r_d, r_s, R_d, R_s)
         out = {}

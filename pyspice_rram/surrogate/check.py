@@ -75,7 +75,7 @@ class CircuitBackend(SurrogateBackend):
                         area = np.where(absent, ABSENT_AREA, m / gx)
                         area = np.maximum(area, ABSENT_AREA)
                         t = Tile(x=x, area=area, card=card, r_wire_row=self.r_wire,
-                                 r_wire_col=self.r_wire, r_driver=self.r_driver,
+                                 r_wire_col=self.r_wire_col, r_driver=self.r_driver,
                                  r_sense=self.r_sense, name=f"L{layer}a{ia}p{p}t{ti}_{tj}")
                         objs.append(((ia, p, ti, tj), t))
         return objs, coef, dG, shape, (Ti, Tj)
@@ -129,11 +129,28 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * z))
 
 
+def check_circuit(config: Any, tile: tuple[int, int] | None = None, r_wire: float | None = None,
+                  r_wire_col: float | None = None, r_driver: float | None = None,
+                  r_sense: float | None = None) -> dict[str, Any]:
+    """The crossbar a check reads through: each value given, else the run's ``[circuit]``
+    table (:class:`~pyspice_rram.network.circuit_spec.CircuitSpec`; its defaults -- 64x64,
+    1 Ω/segment, ideal periphery -- for run files written before the table existed). A given
+    ``r_wire`` sets the column wire too unless ``r_wire_col`` is given."""
+    c = config.circuit
+    return dict(tile=tuple(tile) if tile is not None else (c.tile_rows, c.tile_cols),
+                r_wire=c.r_wire_row if r_wire is None else float(r_wire),
+                r_wire_col=(float(r_wire_col) if r_wire_col is not None else
+                            float(r_wire) if r_wire is not None else c.r_wire_col),
+                r_driver=c.r_driver if r_driver is None else float(r_driver),
+                r_sense=c.r_sense if r_sense is None else float(r_sense))
+
+
 def run_check(run: str | Path, n_images: int = 200, *, surrogate: Any = None,
-              card: ModelCard | None = None, solver: str = "ngspice", tile: tuple[int, int] = (64, 64),
-              r_wire: float = 1.0, r_driver: float = 0.0, r_sense: float = 0.0,
-              mnist_path: str | None = None, workers: int = 1, progress: bool = True,
-              out: str | Path | None = None) -> dict[str, Any]:
+              card: ModelCard | None = None, solver: str = "ngspice",
+              tile: tuple[int, int] | None = None, r_wire: float | None = None,
+              r_wire_col: float | None = None, r_driver: float | None = None,
+              r_sense: float | None = None, mnist_path: str | None = None, workers: int = 1,
+              progress: bool = True, out: str | Path | None = None) -> dict[str, Any]:
     """Evaluate ``n_images`` test images of a trained run through (a), (b), (c).
 
     Parameters
@@ -143,7 +160,8 @@ def run_check(run: str | Path, n_images: int = 200, *, surrogate: Any = None,
     surrogate : TileSurrogate, path or None (shipped)
     card : device card of the tiles (default: the surrogate's)
     solver : ``"ngspice"`` or ``"mna"`` for path (c)
-    tile, r_wire, r_driver, r_sense : tile configuration (cells, Ω)
+    tile, r_wire, r_wire_col, r_driver, r_sense : tile configuration (cells, Ω); None: the
+        run's ``[circuit]`` (:func:`check_circuit`)
     out : JSON file for the result (optional)
     """
     from ..network.data import load_dataset
@@ -158,7 +176,8 @@ def run_check(run: str | Path, n_images: int = 200, *, surrogate: Any = None,
     x = data.dense("test", 0, n_images)
     y = data.y_test[:n_images]
     n_in, n_out = x.shape[1], layers[1].Wr.shape[1]
-    kw = dict(tile=tile, r_wire=r_wire, r_driver=r_driver, r_sense=r_sense)
+    kw = check_circuit(config, tile, r_wire, r_wire_col, r_driver, r_sense)
+    tile, r_wire, r_driver, r_sense = kw["tile"], kw["r_wire"], kw["r_driver"], kw["r_sense"]
     backends = {"ideal": IdealBackend(),
                 "surrogate": SurrogateBackend(surrogate, card=card, second_order=True, **kw),
                 solver: CircuitBackend(surrogate, solver=solver, card=card, workers=workers,
@@ -169,7 +188,8 @@ def run_check(run: str | Path, n_images: int = 200, *, surrogate: Any = None,
         net.phase = phase
         nets[name] = net
     result: dict[str, Any] = {"run": str(run), "n_images": int(len(y)), "solver": solver,
-                              "tile": list(tile), "r_wire": r_wire, "r_driver": r_driver,
+                              "tile": list(tile), "r_wire": r_wire,
+                              "r_wire_col": kw["r_wire_col"], "r_driver": r_driver,
                               "r_sense": r_sense, "accuracy": {}, "layers": [], "wall_s": {}}
     pre: dict[str, list[np.ndarray]] = {}
     for name, net in nets.items():
@@ -208,9 +228,11 @@ def run_check(run: str | Path, n_images: int = 200, *, surrogate: Any = None,
 
 
 def format_check(r: dict[str, Any]) -> str:
+    col = r.get("r_wire_col", r["r_wire"])
+    wire = (f"{r['r_wire']} Ω/segment" if col == r["r_wire"] else
+            f"{r['r_wire']} Ω/row segment, {col} Ω/column segment")
     lines = [f"check: {r['n_images']} test images, tiles {r['tile'][0]}x{r['tile'][1]}, "
-             f"{r['r_wire']} Ω/segment, circuit solver {r['solver']} ({r['tiles_solved']} tile "
-             "solves)"]
+             f"{wire}, circuit solver {r['solver']} ({r['tiles_solved']} tile solves)"]
     for k, v in r["accuracy"].items():
         lines.append(f"  accuracy {k:>10s}: {100 * v:.2f} %   ({r['wall_s'][k]:.2f} s)")
     lines.append(f"  surrogate/circuit prediction agreement: "

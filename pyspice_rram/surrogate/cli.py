@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from ..errors import UserInputError
@@ -160,10 +161,24 @@ def cmd_check(args: argparse.Namespace) -> int:
     _check_run(args.run)
     if args.surrogate:
         _surrogate(args.surrogate)
+    from ..network.history import load_run
+    from ..network.train import TrainConfig
+    from .check import check_circuit
+
+    for name in ("tile", "r_wire", "r_wire_col", "r_driver", "r_sense"):
+        value = getattr(args, name)
+        if value is not None and not (math.isfinite(value) and value >= (1 if name == "tile"
+                                                                          else 0)):
+            raise UserInputError(f"--{name.replace('_', '-')} {value}: must be a finite "
+                                 f"number >= {1 if name == 'tile' else 0}")
+    config = TrainConfig.from_dict(load_run(args.run, with_checkpoint=False)[0].config,
+                                   where=str(args.run))
+    args.circuit = check_circuit(config, None if args.tile is None else (args.tile, args.tile),
+                                 args.r_wire, args.r_wire_col, args.r_driver, args.r_sense)
     if args.solver == "ngspice":
         from ..circuit.ngspice_run import check_tile_size
 
-        check_tile_size(args.tile, args.tile, force=args.force)
+        check_tile_size(*args.circuit["tile"], force=args.force)
     card = _card(args.card) if args.card else None
     try:
         with signals_unwind(), ngspice_errors_as_one_line():
@@ -180,9 +195,8 @@ def _run_check(args: argparse.Namespace, card):
     from .check import run_check
 
     return run_check(args.run, args.n_images, surrogate=args.surrogate, card=card,
-                    solver=args.solver, tile=(args.tile, args.tile), r_wire=args.r_wire,
-                    r_driver=args.r_driver, r_sense=args.r_sense, mnist_path=args.mnist,
-                    workers=args.workers, progress=not args.no_progress, out=args.out)
+                     solver=args.solver, **args.circuit, mnist_path=args.mnist,
+                     workers=args.workers, progress=not args.no_progress, out=args.out)
 
 
 def _check_data(path: str) -> None:
@@ -286,10 +300,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="circuit solver of the reference path")
     c.add_argument("--surrogate", help="surrogate JSON (default: shipped)")
     c.add_argument("--card", help="model card JSON (default: the surrogate's)")
-    c.add_argument("--tile", type=int, default=64, help="tile size (cells per line)")
-    c.add_argument("--r-wire", type=float, default=1.0, help="Ω per wire segment")
-    c.add_argument("--r-driver", type=float, default=0.0, help="driver resistance Ω")
-    c.add_argument("--r-sense", type=float, default=0.0, help="sense input resistance Ω")
+    c.add_argument("--tile", type=int,
+                   help="tile size (cells per line; default: the run's [circuit], 64 for runs "
+                        "without one)")
+    c.add_argument("--r-wire", type=float,
+                   help="Ω per wire segment, rows (and columns unless --r-wire-col; default: "
+                        "the run's [circuit])")
+    c.add_argument("--r-wire-col", type=float,
+                   help="Ω per column wire segment (default: --r-wire, else the run's)")
+    c.add_argument("--r-driver", type=float,
+                   help="driver resistance Ω (default: the run's [circuit])")
+    c.add_argument("--r-sense", type=float,
+                   help="sense input resistance Ω (default: the run's [circuit])")
     c.add_argument("--mnist", help="MNIST directory (default: config / environment)")
     c.add_argument("--workers", type=int, default=2, help="local worker processes")
     add_output(c, "JSON result file")

@@ -295,7 +295,10 @@ class PreparedRead:
     """Per-tile factors of one read direction: ``I = [psi_0(v), ..., psi_m(v)] @ stack``.
 
     ``stack`` is ``(..., n_transforms * n_driven, n_sensed)`` in the canonical frame; the
-    input order and output order are restored by :meth:`apply`.
+    input order and output order are restored by :meth:`apply`. ``v_max`` (V) is the largest
+    |read voltage| of the surrogate's validity range (None: not checked) and ``on_invalid``
+    what :meth:`apply` does beyond it (``"error"``: :class:`SurrogateValidityError`,
+    ``"warn"``: a warning); both are set by :meth:`TileSurrogate.prepare_arrays`.
     """
 
     direction: str
@@ -303,13 +306,44 @@ class PreparedRead:
     transforms: tuple[str, ...]
     stack: np.ndarray
     n_driven: int
+    v_max: float | None = None
+    on_invalid: str = "error"
 
-    def apply(self, v_in: np.ndarray) -> np.ndarray:
+    def check_inputs(self, v: np.ndarray) -> None:
+        """Refuse (or warn about, per ``on_invalid``) read voltages that are not finite or
+        whose magnitude exceeds ``v_max`` (V); the message names the value and the limit."""
+        if v.size == 0:
+            return
+        vmax = float(np.max(np.abs(v)))
+        if vmax <= (self.v_max * (1 + 1e-9) if self.v_max is not None else math.inf):
+            return
+        if not math.isfinite(vmax):
+            msg = (f"read voltages must be finite, got {vmax} (at index "
+                   f"{np.unravel_index(int(np.argmax(~np.isfinite(v))), v.shape)})")
+            raise SurrogateValidityError(msg)       # never a number to return
+        msg = (f"|read voltage| {vmax:.4g} V above the surrogate's fitted maximum "
+               f"v_max = {self.v_max:g} V ({self.direction} read; valid: |v| <= "
+               f"{self.v_max:g} V)")
+        if self.on_invalid == "error":
+            raise SurrogateValidityError(msg)
+        warnings.warn(msg, stacklevel=3)
+
+    def apply(self, v_in: np.ndarray, check: bool = True) -> np.ndarray:
         """Output currents (A) ``(n_vectors, n_sensed)`` for read voltages ``(n_vectors, n_driven)``.
 
         With a stack of tiles ``(T, ...)``, ``v_in`` is ``(T, n_vectors, n_driven)``.
+        ``check`` (default True): refuse voltages outside the validity range
+        (:meth:`check_inputs`); False only where the caller has checked them.
+
+        Raises
+        ------
+        SurrogateValidityError
+            A voltage that is not finite, or (``on_invalid="error"``) whose magnitude is
+            above ``v_max``.
         """
         v = np.asarray(v_in, dtype=float)
+        if check:
+            self.check_inputs(v)
         law = self.law
         if self.transforms in (("h",), ("h", "dh", "d2h", "dhs")):  # fused kernel
             shape = v.shape
@@ -502,7 +536,9 @@ class TileSurrogate:
         _prepare_kernel(a3, shunt_scale, float(R_d + r_d), float(r_d), float(R_s + r_s),
                         float(r_s), th, law.linear, stack)
         stack = stack.reshape(a.shape[:-2] + stack.shape[-2:])
-        return PreparedRead(direction, law, names, stack, a.shape[-2])
+        v_max = self.validity.get("v_max")
+        return PreparedRead(direction, law, names, stack, a.shape[-2],
+                            float(v_max) if v_max is not None else None, self.on_invalid)
 
     def predict(self, tile: Any, v_in: Any, direction: str = "forward",
                 on_invalid: str | None = None) -> np.ndarray:
@@ -518,8 +554,8 @@ class TileSurrogate:
         on_invalid : ``"error"``, ``"warn"`` or None (the surrogate's setting)
         """
         v = tile.check_inputs(v_in, direction)
-        self.check(tile, v, direction, on_invalid)
-        return self.prepare(tile, direction).apply(v)
+        self.check(tile, v, direction, on_invalid)        # inputs included: checked here
+        return self.prepare(tile, direction).apply(v, check=False)
 
     def design(self, tile: Any, v_in: np.ndarray, direction: str) -> tuple[np.ndarray, np.ndarray]:
         """Physics-core prediction ``(n_vectors, n_sensed)`` and the per-term design matrix

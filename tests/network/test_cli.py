@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pyspice_rram.paper.experiments import PAPER_BASE, demo, paper_config, reproduce
+from pyspice_rram.paper.experiments import PAPER_BASE, STOCHASTIC_BASE, demo, paper_config, reproduce
 from pyspice_rram.network.history import load_run
 from pyspice_rram.network.train import TrainConfig
 
@@ -21,10 +21,13 @@ def test_every_config_loads_and_matches_paper_setting():
         assert cfg.lr == 0.1
         if cfg.dataset == "mnist":
             assert cfg.n_hidden == PAPER_BASE["n_hidden"]
-            if cfg.cell in ("fp", "single", "hybrid"):     # the seed-001 setting
-                assert cfg.w_max == PAPER_BASE["w_max"]
+            if cfg.cell in ("fp", "single", "hybrid"):     # the seed-001 setting A (or B)
+                base = PAPER_BASE
+                if cfg.cell != "fp" and cfg.cell_params.rounding == "stochastic":
+                    base = STOCHASTIC_BASE                 # setting B
+                assert cfg.w_max == base["w_max"]
                 if cfg.cell != "fp":
-                    assert cfg.cell_params.rounding == PAPER_BASE["cell_params"]["rounding"]
+                    assert cfg.cell_params.rounding == base["cell_params"]["rounding"]
         cfg.build_cell()   # parameters are valid for the cell
 
 
