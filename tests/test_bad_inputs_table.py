@@ -310,6 +310,10 @@ CASES: dict[str, Case] = {
     "xbar-solve-inputs-of-the-wrong-width": Case(
         lambda t, r, o: xbar(r, "--inputs", np_save(t / "A.npy", (3, 7)), "--force",
                              out=o / "r.h5"), 1, ["7 columns", "24"], XBAR),
+    "xbar-energy-r-wire-nan": Case(
+        lambda t, r, o: ["xbar", "energy", "--r-wire", "nan", "--tile", "4", "-q", "-o",
+                         o / "e.json", "--force"], 1, ["--r-wire", "nan"],
+        {"e.json": "{}\n"}),
     "xbar-sweep-bad-tile-list": Case(
         lambda t, r, o: ["xbar", "sweep", "--tile", "8,x", "-q", "-o", o / "e.png", "--force"],
         1, ["--tile", "'8,x'"], {"e.png": "earlier figure"}),

@@ -11,6 +11,8 @@ Subcommands::
     xbar update  --card CARD.json [-o DIR]             parallel-update transient (8x8)
     xbar netlist --card CARD.json --tile 8 -o tile.cir write one tile's netlist
     xbar demo    --card CARD.json -o DIR               the main job's circuit step
+    xbar energy  --card CARD.json --tile 64 [--r-wire 1] -o energy.json
+                 energy and time of a read and an update cycle (ngspice)
 
 Options: -o/--output (alias --out), -q/--quiet (alias --no-progress), --tile (aliases
 --size, --sizes), --force (overwrite an existing output; ngspice tiles above 512x512),
@@ -415,6 +417,68 @@ def cmd_demo(args) -> int:
     return 0
 
 
+
+def _finite(value: float | None, option: str, positive: bool = False) -> None:
+    """Refuse a NaN, infinite or negative (``positive``: non-positive) option value."""
+    import math
+
+    from ..errors import UserInputError
+
+    if value is None:
+        return
+    if not math.isfinite(value) or value < 0 or (positive and value == 0):
+        raise UserInputError(f"{option} {value!r}: must be finite and "
+                             f"{'> 0' if positive else '>= 0'}")
+
+
+def cmd_energy(args) -> int:
+    from .energy import PeripheryCosts, event_costs
+    from .ngspice_run import check_tile_size
+    from .safeio import check_output, ngspice_errors_as_one_line, signals_unwind
+
+    for value, option, positive in (
+            (args.r_wire, "--r-wire", False), (args.r_wire_col, "--r-wire-col", False),
+            (args.r_driver, "--r-driver", False), (args.r_sense, "--r-sense", False),
+            (args.v_read, "--v-read", True), (args.t_read, "--t-read", True),
+            (args.t_edge, "--t-edge", False), (args.x, "--x", False),
+            (args.activity, "--activity", False)):
+        _finite(value, option, positive)
+    out = Path(args.out)
+    check_output(out, force=args.force, resume=None)
+    rows = args.size
+    cols = args.tile_cols or rows
+    check_tile_size(rows, cols, 1, force=args.force)
+    from ..device.card import ModelCard
+
+    card = ModelCard.load(args.card) if args.card else ModelCard.reference()
+    periphery = None
+    if args.periphery:
+        ppath = Path(args.periphery)
+        try:
+            data = json.loads(ppath.read_text())
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"--periphery {ppath}: cannot read it ({exc})") from None
+        try:
+            periphery = PeripheryCosts.from_dict(data.get("periphery", data))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"--periphery {ppath}: {exc}") from None
+    with signals_unwind(), ngspice_errors_as_one_line():
+        costs = event_costs(card, rows, cols, r_wire_row=args.r_wire,
+                            r_wire_col=args.r_wire_col, r_driver=args.r_driver,
+                            r_sense=args.r_sense, v_read=args.v_read, t_read=args.t_read,
+                            t_edge=args.t_edge, x=args.x, activity=args.activity,
+                            n_slots=args.n_slots, update=args.update, seed=args.seed,
+                            delta_levels=args.delta_levels, update_cells=args.update_cells,
+                            periphery=periphery, solver=args.solver)
+    costs.settings["card_file"] = args.card or "reference"
+    costs.settings["periphery_file"] = args.periphery
+    print(f"tile {rows}x{cols}, card '{card.name}', {args.r_wire} Ω/segment, "
+          f"r_driver {args.r_driver} Ω, r_sense {args.r_sense} Ω")
+    print(costs.table())
+    costs.save(out)
+    print(f"event costs written to {out}")
+    return 0
+
 def register(subparsers) -> None:
     """Add ``xbar`` and its subcommands to the top-level CLI."""
     p = subparsers.add_parser("xbar", help="build and solve crossbar tiles (ngspice / MNA)",
@@ -489,6 +553,43 @@ def register(subparsers) -> None:
     add_output(s, "output directory", default="xbar_demo")
     add_force(s, "overwrite the results of an earlier demo in -o/--output")
     s.set_defaults(func=cmd_demo)
+
+    s = parser("energy", "energy and time per event of a tile: forward and transposed read, "
+                         "parallel update cycle (ngspice transients), with periphery costs")
+    s.add_argument("--card", help="model card JSON (default: the reference card)")
+    s.add_argument("--tile", "--size", dest="size", type=int, default=64,
+                   help="tile rows (N x N unless --tile-cols)")
+    s.add_argument("--tile-cols", type=int, help="tile columns (default: --tile)")
+    s.add_argument("--r-wire", type=float, default=1.0, help="row wire Ω per segment")
+    s.add_argument("--r-wire-col", type=float, help="column wire Ω per segment (default r-wire)")
+    s.add_argument("--r-driver", type=float, default=10.0,
+                   help="driver output resistance Ω (reads and update pulses)")
+    s.add_argument("--r-sense", type=float, default=0.0, help="sense input resistance Ω")
+    s.add_argument("--v-read", type=float, help="read amplitude V (default: the card's v_read)")
+    s.add_argument("--t-read", type=float, default=1e-6, help="read pulse plateau s")
+    s.add_argument("--t-edge", type=float, default=10e-9,
+                   help="edge time s of the read and update pulses")
+    s.add_argument("--x", type=float, default=0.5, help="cell state in [0, 1]")
+    s.add_argument("--activity", type=float, default=1.0,
+                   help="input activation in [0, 1] of every driven line (read at "
+                        "activity x v_read)")
+    s.add_argument("--n-slots", type=int, default=10, help="update slots per phase")
+    s.add_argument("--update", choices=("random", "full"), default="random",
+                   help="update pattern: random x and quantised delta, or every cell at "
+                        "full scale")
+    s.add_argument("--delta-levels", type=int, default=4,
+                   help="magnitudes of delta in the random pattern")
+    s.add_argument("--update-cells", choices=("static", "dynamic"), default="static",
+                   help="cells hold their state during the update (fast) or integrate it")
+    s.add_argument("--seed", type=int, default=0, help="seed of the random update pattern")
+    s.add_argument("--solver", choices=("ngspice", "mna"), default="ngspice",
+                   help="solver of the reads (the update cycle always runs in ngspice)")
+    s.add_argument("--periphery", help="JSON of PeripheryCosts fields (default: the cited "
+                                       "figures of pyspice_rram.circuit.energy)")
+    add_output(s, "event costs JSON", default="energy.json")
+    add_force(s, "overwrite the output; run tiles above the ngspice limit")
+    add_quiet(s)
+    s.set_defaults(func=cmd_energy)
 
 
 def _max_tile() -> int:

@@ -63,9 +63,10 @@ class UpdateResult:
     wall_s: float = 0.0
 
 
-def _pwl(points: list[tuple[float, float]]) -> str:
-    """PWL text of the corners ``points`` after (0 s, 0 V); a corner that does not come
-    after the previous one is moved 1 fs later (ngspice needs increasing times)."""
+def pwl_corners(points: list[tuple[float, float]]) -> tuple[list[float], list[float]]:
+    """Times (s) and values of a PWL source with the corners ``points`` after (0 s, 0 V); a
+    corner that does not come after the previous one is moved 1 fs later (ngspice needs
+    increasing times)."""
     times, values = [], []
     last = -1.0
     for t, v in [(0.0, 0.0)] + points:
@@ -74,11 +75,91 @@ def _pwl(points: list[tuple[float, float]]) -> str:
         times.append(t)
         values.append(v)
         last = t
-    return time_pwl(times, values)
+    return times, values
+
+
+def _pwl(points: list[tuple[float, float]]) -> str:
+    """PWL text of :func:`pwl_corners` of ``points``."""
+    return time_pwl(*pwl_corners(points))
 
 
 def _trapezoid(t0: float, te: float, plateau: float, v: float) -> list[tuple[float, float]]:
     return [(t0, 0.0), (t0 + te, v), (t0 + te + plateau, v), (t0 + 2 * te + plateau, 0.0)]
+
+
+@dataclass
+class UpdatePulses:
+    """The pulse sequence of one parallel update (:func:`update_pulses`): PWL corners
+    ``(t s, V)`` of every row and column source, the schedule and the amplitudes (V)."""
+
+    x_act: np.ndarray
+    delta: np.ndarray
+    n_slots: int
+    t_on: float
+    t_edge: float
+    v_set: float
+    v_dep: float
+    period: float                      # slot period (s)
+    t_stop: float                      # end of the sequence plus one idle period (s)
+    n_i: np.ndarray                    # row pulses per phase
+    col_w: np.ndarray                  # column pulse widths (s)
+    col_on: np.ndarray                 # columns that pulse
+    phases: tuple                      # (name, v_row, v_col, column mask) per phase
+    rows_pts: list[list[tuple[float, float]]]
+    cols_pts: list[list[tuple[float, float]]]
+
+    @property
+    def rows(self) -> int:
+        """Number of row lines."""
+        return len(self.x_act)
+
+    @property
+    def cols(self) -> int:
+        """Number of column lines."""
+        return len(self.delta)
+
+
+def update_pulses(card: ModelCard, x_act: Any, delta: Any, *, n_slots: int = 10,
+                  t_on: float | None = None, t_edge: float = 10e-9,
+                  v_set: float | None = None, v_dep: float | None = None) -> UpdatePulses:
+    """Row and column pulse trains of the parallel update scheme (module docstring); the
+    arguments are those of :func:`update_check`."""
+    xa = np.asarray(x_act, dtype=float).ravel()
+    de = np.asarray(delta, dtype=float).ravel()
+    if np.any((xa < 0) | (xa > 1)) or not np.all(np.isfinite(xa)):
+        raise UserInputError("x_act must be in [0, 1]")
+    if np.any(np.abs(de) > 1) or not np.all(np.isfinite(de)):
+        raise UserInputError("delta must be in [-1, 1]")
+    if n_slots < 1:
+        raise UserInputError("n_slots >= 1 required")
+    R, C = len(xa), len(de)
+    t_on = card.scheme.t_set if t_on is None else float(t_on)
+    v_set = card.scheme.v_set if v_set is None else float(v_set)
+    if v_dep is None:
+        v_dep = card.v_d + (v_set - card.v_p) * card.v0_d / card.v0_p
+    te = float(t_edge)
+    period = t_on + 6 * te
+    n_i = np.round(xa * n_slots).astype(int)
+    # column plateau so that the equivalent rectangular width (plateau + te) is |δ| t_on
+    col_w = np.abs(de) * t_on
+    col_on = col_w > te
+
+    rows_pts: list[list[tuple[float, float]]] = [[] for _ in range(R)]
+    cols_pts: list[list[tuple[float, float]]] = [[] for _ in range(C)]
+    phases = (("p", +v_set / 2, -v_set / 2, de > 0), ("d", -v_dep / 2, +v_dep / 2, de < 0))
+    for ph, (name, v_row, v_col, col_sel) in enumerate(phases):
+        for s in range(n_slots):
+            t0 = (ph * n_slots + s) * period
+            for i in range(R):
+                if s < n_i[i]:
+                    rows_pts[i] += _trapezoid(t0, te, t_on + 2 * te, v_row)
+            for j in range(C):
+                if col_sel[j] and col_on[j]:
+                    cols_pts[j] += _trapezoid(t0 + 2 * te, te, col_w[j] - te, v_col)
+    t_stop = 2 * n_slots * period + period
+
+    return UpdatePulses(xa, de, int(n_slots), t_on, te, v_set, v_dep, period, t_stop, n_i,
+                        col_w, col_on, phases, rows_pts, cols_pts)
 
 
 def update_check(card: ModelCard, x_act: Any, delta: Any, *, n_slots: int = 10,
@@ -118,43 +199,18 @@ def update_check(card: ModelCard, x_act: Any, delta: Any, *, n_slots: int = 10,
         Wall-clock limit (s) of the ngspice run
         (:data:`pyspice_rram.spice.runner.DEFAULT_TIMEOUT_S` when None).
     """
-    xa = np.asarray(x_act, dtype=float).ravel()
-    de = np.asarray(delta, dtype=float).ravel()
-    if np.any((xa < 0) | (xa > 1)) or not np.all(np.isfinite(xa)):
-        raise UserInputError("x_act must be in [0, 1]")
-    if np.any(np.abs(de) > 1) or not np.all(np.isfinite(de)):
-        raise UserInputError("delta must be in [-1, 1]")
-    if n_slots < 1 or r_wire < 0 or r_driver < 0:
-        raise UserInputError("n_slots >= 1 and non-negative resistances required")
-    R, C = len(xa), len(de)
-    t_on = card.scheme.t_set if t_on is None else float(t_on)
-    v_set = card.scheme.v_set if v_set is None else float(v_set)
-    if v_dep is None:
-        v_dep = card.v_d + (v_set - card.v_p) * card.v0_d / card.v0_p
+    P = update_pulses(card, x_act, delta, n_slots=n_slots, t_on=t_on, t_edge=t_edge,
+                      v_set=v_set, v_dep=v_dep)
+    if r_wire < 0 or r_driver < 0:
+        raise UserInputError("non-negative resistances required")
+    xa, de, R, C = P.x_act, P.delta, P.rows, P.cols
+    t_on, v_set, v_dep, te = P.t_on, P.v_set, P.v_dep, P.t_edge
+    n_i, col_w, col_on, phases = P.n_i, P.col_w, P.col_on, P.phases
+    rows_pts, cols_pts, t_stop = P.rows_pts, P.cols_pts, P.t_stop
     area = card.area_ref if area is None else float(area)
     x0 = np.broadcast_to(np.asarray(x0, dtype=float), (R, C)).copy()
     if np.any((x0 < 0) | (x0 > 1)):
         raise UserInputError("x0 must be in [0, 1]")
-    te = float(t_edge)
-    period = t_on + 6 * te
-    n_i = np.round(xa * n_slots).astype(int)
-    # column plateau so that the equivalent rectangular width (plateau + te) is |δ| t_on
-    col_w = np.abs(de) * t_on
-    col_on = col_w > te
-
-    rows_pts: list[list[tuple[float, float]]] = [[] for _ in range(R)]
-    cols_pts: list[list[tuple[float, float]]] = [[] for _ in range(C)]
-    phases = (("p", +v_set / 2, -v_set / 2, de > 0), ("d", -v_dep / 2, +v_dep / 2, de < 0))
-    for ph, (name, v_row, v_col, col_sel) in enumerate(phases):
-        for s in range(n_slots):
-            t0 = (ph * n_slots + s) * period
-            for i in range(R):
-                if s < n_i[i]:
-                    rows_pts[i] += _trapezoid(t0, te, t_on + 2 * te, v_row)
-            for j in range(C):
-                if col_sel[j] and col_on[j]:
-                    cols_pts[j] += _trapezoid(t0 + 2 * te, te, col_w[j] - te, v_col)
-    t_stop = 2 * n_slots * period + period
 
     # ---------------------------------------------------------------- netlist
     def rn(i: int, j: int) -> str:
