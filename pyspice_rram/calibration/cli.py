@@ -13,6 +13,7 @@ import argparse
 import math
 import sys
 from pathlib import Path
+
 from ..errors import DataError
 
 

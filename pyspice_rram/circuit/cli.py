@@ -398,7 +398,6 @@ DEMO_OUTPUTS = ("results.h5", "summary.json", "error_vs_tile.png", "update.png",
 
 
 def cmd_demo(args) -> int:
-    from ..errors import UserInputError
     from ..paper.crossbar_step import demo
 
     out = Path(args.out)
@@ -421,8 +420,6 @@ def cmd_demo(args) -> int:
 def _finite(value: float | None, option: str, positive: bool = False) -> None:
     """Refuse a NaN, infinite or negative (``positive``: non-positive) option value."""
     import math
-
-    from ..errors import UserInputError
 
     if value is None:
         return

@@ -54,6 +54,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
 from ..errors import UserInputError
 
 #: Rate prefactor of the switching kinetics, s^-1 (fixed, so that V_p is identifiable).

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
 from ..errors import UserInputError
 
 #: Canonical file names of the four MNIST IDX files (without ``.gz``).

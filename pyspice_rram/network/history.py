@@ -34,6 +34,7 @@ from typing import Any
 
 import h5py
 import numpy as np
+
 from ..errors import UserInputError
 from .circuit_spec import circuit_table
 
@@ -196,8 +197,6 @@ def check_overwrite(path: str | Path | None, config: dict, *, force: bool = Fals
     UserInputError
         Naming the file and what it holds.
     """
-    from ..errors import UserInputError
-
     if path is None or force:
         return
     path = Path(path)

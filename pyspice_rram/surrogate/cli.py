@@ -7,6 +7,7 @@ import json
 import math
 import sys
 from pathlib import Path
+
 from ..errors import UserInputError
 
 DEFAULT_DATA_CONFIG = "configs/surrogate/data.toml"
@@ -14,8 +15,6 @@ DEFAULT_DATA_CONFIG = "configs/surrogate/data.toml"
 
 def _named(path, load):
     """``load()``, with a ``ValueError`` that does not name ``path`` prefixed by it."""
-    from ..errors import UserInputError
-
     try:
         return load()
     except ValueError as exc:
