@@ -52,5 +52,14 @@ class ValidityError(PyspiceRramError, ValueError):
     or a conductance outside a surrogate's range; also a ``ValueError``)."""
 
 
+def unknown_fields(cls: type, data: dict) -> list[str]:
+    """The keys of ``data`` that are not fields of the dataclass ``cls`` (sorted): the one
+    check behind every "unknown key" error of a configuration table."""
+    from dataclasses import fields
+
+    known = {f.name for f in fields(cls)}
+    return sorted(str(k) for k in data if k not in known)
+
+
 __all__ = ["ConfigError", "DataError", "PyspiceRramError", "SimulatorError", "UserInputError",
            "ValidityError"]

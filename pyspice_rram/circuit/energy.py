@@ -59,7 +59,7 @@ import scipy.sparse as sp
 from ..device.card import ModelCard
 from ..device.model import cell_current, conductance_density
 from ..device.ngspice import cell_library, iv_prefactor, iv_shape_expression
-from ..errors import SimulatorError, UserInputError
+from ..errors import SimulatorError, UserInputError, unknown_fields
 from ..spice import runner as _runner
 from ..spice.format import element, fmt, options_line, save_lines, time_pwl
 from .netlist import tile_netlist
@@ -211,10 +211,9 @@ class PeripheryCosts:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "PeripheryCosts":
-        known = {f.name for f in fields(cls)}
-        extra = set(d) - known
+        extra = unknown_fields(cls, d)
         if extra:
-            raise UserInputError(f"PeripheryCosts: unknown field(s) {sorted(extra)}")
+            raise UserInputError(f"PeripheryCosts: unknown field(s) {extra}")
         return cls(**d)
 
 

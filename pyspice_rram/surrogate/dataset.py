@@ -29,14 +29,14 @@ import json
 import math
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
 
 from ..device.card import ModelCard
-from ..errors import ConfigError
+from ..errors import ConfigError, unknown_fields
 
 FORMAT = "pyspice-rram-surrogate-data/1"
 
@@ -115,10 +115,9 @@ class DataSpec:
 
     @classmethod
     def from_dict(cls, data: dict) -> "DataSpec":
-        known = {f.name for f in fields(cls)}
-        bad = set(data) - known
+        bad = unknown_fields(cls, data)
         if bad:
-            raise ConfigError(f"unknown data-spec keys: {sorted(bad)}")
+            raise ConfigError(f"unknown data-spec keys: {bad}")
         return cls(**data)
 
     @classmethod
