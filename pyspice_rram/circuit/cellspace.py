@@ -62,7 +62,7 @@ from .mna import ConvergenceError
 from .tile import Tile, check_direction
 
 #: Inner (CG) tolerance of each Newton correction, relative to the 2-norm of its right-hand side.
-CG_ETA = 1e-4
+CG_ETA = 1e-3
 #: Newton iterations per input vector before :class:`ConvergenceError`.
 MAX_NEWTON = 40
 #: CG iterations per Newton correction before :class:`ConvergenceError`.
@@ -74,60 +74,102 @@ _JIT = dict(cache=True, nogil=True, error_model="numpy",
             fastmath={"reassoc", "contract", "nsz", "arcp"})
 
 
-#: Rows per block of the row pass of :func:`_apply_w`.
+#: Rows per block of the row pass of :func:`_matvec` (independent chains).
 _RB = 8
 
 
 @njit(**_JIT)
-def _apply_w(f, out, R, C, rrp, rwr, rcp, rwc, tc, suf, zc, tr, pr, yr):
-    """``out = W f`` (V) for cell currents ``f`` (A), both flat ``(R*C,)`` row-major.
+def _matvec(f, sc, out, R, C, rrp, rwr, rcp, rwc, fuse_q, tc, suf, zc, tr, pr, yr):
+    """``w = W (sc * f)`` (V) for cell currents ``sc * f`` (A), flat ``(R*C,)`` row-major.
 
-    ``tc``, ``suf``, ``zc``: work vectors of length C; ``tr``, ``pr``, ``yr``: of length R.
+    ``fuse_q`` False: ``out = w``, returns 0. True (the CG product): ``out = f + sc * w``,
+    returns ``f . out``. ``tc``, ``suf``, ``zc``: work vectors of length C; ``tr``, ``pr``,
+    ``yr``: of length R (``pr``, ``yr`` unused).
     """
+    has_row = rrp != 0.0 or rwr != 0.0
+    has_col = rcp != 0.0 or rwc != 0.0
+    # line totals: T_i of each row, tc_j of each column
+    for j in range(C):
+        tc[j] = 0.0
+    for i in range(R):
+        b = i * C
+        t = 0.0
+        for j in range(C):
+            t += sc[b + j] * f[b + j]
+        tr[i] = t
+        for j in range(C):
+            tc[j] += sc[b + j] * f[b + j]
     # rows: drop at node j = R_rp T + r sum_{k=1..j} S_k, S_k = sum_{j' >= k} f_ij'
-    # (blocks of _RB rows: independent chains, j inner)
-    if rrp != 0.0 or rwr != 0.0:
-        for i in range(R):
-            b = i * C
-            t = 0.0
-            for j in range(C):
-                t += f[b + j]
-            tr[i] = t
-            yr[i] = rrp * t
-            out[b] = yr[i]
-            pr[i] = f[b]
-        for i0 in range(0, R, _RB):
-            i1 = min(i0 + _RB, R)
+    if has_row:
+        # four rows at a time in scalars (independent chains, no aliasing with ``out``)
+        i = 0
+        while i + 4 <= R:
+            b0, b1, b2, b3 = i * C, (i + 1) * C, (i + 2) * C, (i + 3) * C
+            t0, t1, t2, t3 = tr[i], tr[i + 1], tr[i + 2], tr[i + 3]
+            y0, y1, y2, y3 = rrp * t0, rrp * t1, rrp * t2, rrp * t3
+            out[b0] = y0
+            out[b1] = y1
+            out[b2] = y2
+            out[b3] = y3
+            p0, p1 = sc[b0] * f[b0], sc[b1] * f[b1]
+            p2, p3 = sc[b2] * f[b2], sc[b3] * f[b3]
             for j in range(1, C):
-                for i in range(i0, i1):
-                    b = i * C + j
-                    yr[i] += rwr * (tr[i] - pr[i])
-                    out[b] = yr[i]
-                    pr[i] += f[b]
+                y0 += rwr * (t0 - p0)
+                y1 += rwr * (t1 - p1)
+                y2 += rwr * (t2 - p2)
+                y3 += rwr * (t3 - p3)
+                out[b0 + j] = y0
+                out[b1 + j] = y1
+                out[b2 + j] = y2
+                out[b3 + j] = y3
+                p0 += sc[b0 + j] * f[b0 + j]
+                p1 += sc[b1 + j] * f[b1 + j]
+                p2 += sc[b2 + j] * f[b2 + j]
+                p3 += sc[b3 + j] * f[b3 + j]
+            i += 4
+        while i < R:
+            b0 = i * C
+            t0 = tr[i]
+            y0 = rrp * t0
+            out[b0] = y0
+            p0 = sc[b0] * f[b0]
+            for j in range(1, C):
+                y0 += rwr * (t0 - p0)
+                out[b0 + j] = y0
+                p0 += sc[b0 + j] * f[b0 + j]
+            i += 1
     else:
         for n in range(R * C):
             out[n] = 0.0
-    # columns: rise at node i = R_cp T + r sum_{m=i..R-2} P_m, P_m = sum_{i' <= m} f_i'j
-    if rcp != 0.0 or rwc != 0.0:
-        for j in range(C):
-            tc[j] = 0.0
-            suf[j] = 0.0
-        for i in range(R):
-            b = i * C
-            for j in range(C):
-                tc[j] += f[b + j]
-        b = (R - 1) * C
+    # columns: rise at node i = R_cp T + r sum_{m=i..R-2} P_m, P_m = sum_{i' <= m} f_i'j;
+    # i descending: z_{R-1} = R_cp T, z_i = z_{i+1} + r (T - sum_{i' > i} f)
+    pq = 0.0
+    if has_col:
         for j in range(C):
             zc[j] = rcp * tc[j]
-            out[b + j] += zc[j]
-            suf[j] = f[b + j]
-        # z_i = z_{i+1} + r P_i, P_i = T - sum_{i' > i} f
-        for i in range(R - 2, -1, -1):
+            suf[j] = 0.0
+        for i in range(R - 1, -1, -1):
             b = i * C
+            if i < R - 1:
+                for j in range(C):
+                    zc[j] += rwc * (tc[j] - suf[j])
+            # (loops of few arrays each: vectorised with runtime alias checks)
+            if fuse_q:
+                for j in range(C):
+                    q = f[b + j] + sc[b + j] * (out[b + j] + zc[j])
+                    out[b + j] = q
+                    pq += f[b + j] * q
+            else:
+                for j in range(C):
+                    out[b + j] += zc[j]
             for j in range(C):
-                zc[j] += rwc * (tc[j] - suf[j])
-                out[b + j] += zc[j]
-                suf[j] += f[b + j]
+                suf[j] += sc[b + j] * f[b + j]
+    elif fuse_q:
+        for n in range(R * C):
+            q = f[n] + sc[n] * out[n]
+            out[n] = q
+            pq += f[n] * q
+    return pq
 
 
 @njit(**_JIT)
@@ -150,17 +192,17 @@ _SERIES_MAX = 0.5
 @njit(**_JIT)
 def _cells(u, kc, fI, D, sq, read, v_nl, v_f, v_r, c_s, r_series):
     """Cell currents ``fI`` (A), slopes ``D`` (S) and ``sq = sqrt(D)`` at voltages ``u`` (V);
-    returns ``max |fI|``."""
+    returns ``max |fI|``. (``D`` may be ``sq``'s own array: only ``sq`` is then kept.)"""
     n = u.shape[0]
     imax = 0.0
     if read == SINH and r_series <= 0.0:
         a = 1.0 / v_nl
         n_big = 0
+        big2 = _SERIES_MAX * _SERIES_MAX
         for c in range(n):
             x = u[c] * a
-            if x > _SERIES_MAX or x < -_SERIES_MAX:
-                n_big += 1
             x2 = x * x
+            n_big += x2 > big2
             sh = 1.0 + x2 / 20.0 * (1.0 + x2 / 42.0 * (1.0 + x2 / 72.0 * (
                 1.0 + x2 / 110.0 * (1.0 + x2 / 156.0 * (1.0 + x2 / 210.0)))))
             sh = x * (1.0 + x2 / 6.0 * sh)
@@ -191,25 +233,25 @@ def _cells(u, kc, fI, D, sq, read, v_nl, v_f, v_r, c_s, r_series):
 
 @njit(**_JIT)
 def _solve_one(s, kc, R, C, rrp, rwr, rcp, rwc, read, v_nl, v_f, v_r, c_s, r_series, rtol,
-               eta, max_newton, max_cg, ulim, u, fI, D, sq, res, z, r, p, q, tp, wq, tc, suf,
-               zc, tr, pr, yr):
+               eta, max_newton, max_cg, ulim, u, fI, sq, ones, z, r, p, q, tc, suf, zc, tr,
+               pr, yr):
     """Newton-CG for one input vector; ``u`` (in: start, out: solution), ``fI`` (out: cell
     currents). Returns ``(status, newton iterations, CG iterations)``; status 0 = converged,
     1 = Newton limit, 2 = CG limit, 3 = non-finite."""
     n = R * C
     n_cg = 0
+    last = 0.0
     for it in range(max_newton):
-        imax = _cells(u, kc, fI, D, sq, read, v_nl, v_f, v_r, c_s, r_series)
+        imax = _cells(u, kc, fI, sq, sq, read, v_nl, v_f, v_r, c_s, r_series)
         if not math.isfinite(imax):
             return 3, it, n_cg
         if imax == 0.0:
             return 0, it, n_cg
-        _apply_w(fI, wq, R, C, rrp, rwr, rcp, rwc, tc, suf, zc, tr, pr, yr)
+        _matvec(fI, ones, q, R, C, rrp, rwr, rcp, rwc, False, tc, suf, zc, tr, pr, yr)
         # F = u - s + W f; CG on (I + S W S) z = -S F, S = D^1/2
         bn = 0.0
         for c in range(n):
-            res[c] = u[c] - s[c] + wq[c]
-            b = -sq[c] * res[c]
+            b = -sq[c] * (u[c] - s[c] + q[c])
             r[c] = b
             p[c] = b
             z[c] = 0.0
@@ -220,14 +262,7 @@ def _solve_one(s, kc, R, C, rrp, rwr, rcp, rwc, read, v_nl, v_f, v_r, c_s, r_ser
         while rr > tol2 and rr > 0.0:
             if k_cg >= max_cg:
                 return 2, it, n_cg
-            for c in range(n):
-                tp[c] = sq[c] * p[c]
-            _apply_w(tp, wq, R, C, rrp, rwr, rcp, rwc, tc, suf, zc, tr, pr, yr)
-            pq = 0.0
-            for c in range(n):
-                qc = p[c] + sq[c] * wq[c]
-                q[c] = qc
-                pq += p[c] * qc
+            pq = _matvec(p, sq, q, R, C, rrp, rwr, rcp, rwc, True, tc, suf, zc, tr, pr, yr)
             alpha = rr / pq
             rn = 0.0
             for c in range(n):
@@ -241,15 +276,15 @@ def _solve_one(s, kc, R, C, rrp, rwr, rcp, rwc, read, v_nl, v_f, v_r, c_s, r_ser
                 p[c] = r[c] + beta * p[c]
             k_cg += 1
         n_cg += k_cg
-        # d = S^-1 z (cells without conductance keep their voltage: no current either way)
+        # d = S^-1 z, current change D d = S z (cells without conductance keep their
+        # voltage: no current either way)
         dmax = 0.0
         for c in range(n):
             if sq[c] > 0.0:
-                d = z[c] / sq[c]
-                di = abs(D[c] * d)
+                di = abs(sq[c] * z[c])
                 if di > dmax:
                     dmax = di
-                x = u[c] + d
+                x = u[c] + z[c] / sq[c]
                 if x > ulim:
                     x = ulim
                 elif x < -ulim:
@@ -257,8 +292,13 @@ def _solve_one(s, kc, R, C, rrp, rwr, rcp, rwc, read, v_nl, v_f, v_r, c_s, r_ser
                 u[c] = x
         if not math.isfinite(dmax):
             return 3, it + 1, n_cg
-        if dmax <= rtol * imax:
-            _cells(u, kc, fI, D, sq, read, v_nl, v_f, v_r, c_s, r_series)
+        # converged: this step, or the next one predicted from the contraction so far
+        # (linear model: pessimistic for Newton's superlinear convergence), below rtol
+        delta = dmax / imax
+        rho = delta / last if last > 0.0 else 1.0
+        last = delta
+        if delta <= rtol or (rho <= 0.1 and rho * delta <= rtol):
+            _cells(u, kc, fI, sq, sq, read, v_nl, v_f, v_r, c_s, r_series)
             return 0, it + 1, n_cg
     return 1, max_newton, n_cg
 
@@ -281,15 +321,12 @@ def _solve_many(v, forward, kc, R, C, rrp, rwr, rcp, rwc, read, v_nl, v_f, v_r, 
         u = np.empty(n)
         s = np.empty(n)
         fI = np.empty(n)
-        D = np.empty(n)
         sq = np.empty(n)
-        res = np.empty(n)
+        ones = np.ones(n)
         z = np.empty(n)
         r = np.empty(n)
         p = np.empty(n)
         q = np.empty(n)
-        tp = np.empty(n)
-        wq = np.empty(n)
         tc = np.empty(C)
         suf = np.empty(C)
         zc = np.empty(C)
@@ -311,8 +348,7 @@ def _solve_many(v, forward, kc, R, C, rrp, rwr, rcp, rwc, read, v_nl, v_f, v_r, 
                     u[i * C + j] = s[i * C + j]
             st, nn, ncg = _solve_one(s, kc, R, C, rrp, rwr, rcp, rwc, read, v_nl, v_f, v_r,
                                      c_s, r_series, rtol, eta, max_newton, max_cg, hi - lo,
-                                     u, fI, D, sq, res, z, r, p, q, tp, wq, tc, suf, zc,
-                                     tr, pr, yr)
+                                     u, fI, sq, ones, z, r, p, q, tc, suf, zc, tr, pr, yr)
             stats[kk, 0] = st
             stats[kk, 1] = nn
             stats[kk, 2] = ncg
@@ -360,7 +396,7 @@ class CellSpaceSystem:
 
     tile: Tile
     direction: str = "forward"
-    rtol: float = 1e-11
+    rtol: float = 1e-10
     eta: float = CG_ETA
     max_newton: int = MAX_NEWTON
     max_cg: int = MAX_CG
@@ -424,7 +460,7 @@ class CellSpaceSystem:
         return out
 
 
-def solve_tile(tile: Tile, v_in: Any, direction: str = "forward", *, rtol: float = 1e-11,
+def solve_tile(tile: Tile, v_in: Any, direction: str = "forward", *, rtol: float = 1e-10,
                **options: Any) -> np.ndarray:
     """Sensed currents of a tile read with voltages ``v_in``, by the cell-space solver.
 

@@ -165,8 +165,9 @@ def check_circuit(config: Any, tile: tuple[int, int] | None = None, r_wire: floa
 
 def _cross_check(name: str, ref: CircuitBackend, fast: CircuitBackend, net: Any,
                  x: np.ndarray, pre_fast: list[np.ndarray]) -> dict[str, Any]:
-    """Path (c) against the reference solver ``ref`` on the images ``x``: each layer of both
-    reading the reference path's inputs; predictions of each path's own chain."""
+    """Path (c) against the reference solver ``ref`` (bound to its own copy of the network,
+    ``net`` is that of path (c)) on the images ``x``: each layer of both reading the reference
+    path's inputs; predictions of each path's own chain."""
     W = [st.Wr for st in net.layers]
     t0 = time.perf_counter()
     z0 = np.asarray(ref.forward(0, W[0], x), dtype=float)
@@ -282,8 +283,11 @@ def run_check(run: str | Path, n_images: int = 200, *, surrogate: Any = None,
         n = min(int(n), len(y))
         if name == solver or n <= 0:
             continue
-        result["cross_checks"].append(_cross_check(name, circuit(name), backends[solver],
-                                                   nets[solver], x[:n], pre[solver]))
+        ref = circuit(name)
+        ref_net = Network(config, n_in, n_out, backend=ref, layers=[st.copy() for st in layers])
+        ref_net.phase = phase
+        result["cross_checks"].append(_cross_check(name, ref, backends[solver], nets[solver],
+                                                   x[:n], pre[solver]))
     if out is not None:
         from ..circuit.safeio import atomic_write_text
 
