@@ -14,8 +14,8 @@ DEFAULT_DATA_CONFIG = "configs/surrogate/data.toml"
 #: ``check``: images of the cross-checks against ngspice and the sparse nodal solver (at
 #: 128x128 tiles a 784-250-10 network costs ~20 s per image in ngspice, ~2 s in the sparse
 #: solver; see docs/circuit.md#many-input-vectors-the-cell-space-solver).
-DEFAULT_NGSPICE_IMAGES = 8
-DEFAULT_SPARSE_IMAGES = 50
+DEFAULT_NGSPICE_IMAGES = 2
+DEFAULT_SPARSE_IMAGES = 20
 
 
 def _named(path, load):
@@ -184,9 +184,17 @@ def cmd_check(args: argparse.Namespace) -> int:
             raise UserInputError(f"--{name.replace('_', '-')} {getattr(args, name)}: must be "
                                  ">= 0")
     if args.solver == "ngspice" or args.ngspice_images > 0:
-        from ..circuit.ngspice_run import check_tile_size
+        from ..circuit.ngspice_run import MAX_NGSPICE_TILE, check_tile_size
 
-        check_tile_size(*args.circuit["tile"], force=args.force)
+        if (args.solver != "ngspice" and not args.force
+                and max(args.circuit["tile"]) > MAX_NGSPICE_TILE):
+            print(f"pyspice-rram check: tiles {args.circuit['tile'][0]}x"
+                  f"{args.circuit['tile'][1]} are above the ngspice limit of "
+                  f"{MAX_NGSPICE_TILE}: no ngspice cross-check (--force runs it)",
+                  file=sys.stderr)
+            args.ngspice_images = 0
+        else:
+            check_tile_size(*args.circuit["tile"], force=args.force)
     card = _card(args.card) if args.card else None
     try:
         with signals_unwind(), ngspice_errors_as_one_line():
