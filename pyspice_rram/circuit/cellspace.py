@@ -222,13 +222,15 @@ def _cells(u, kc, fI, D, sq, read, v_nl, v_f, v_r, c_s, r_series):
     else:
         for c in range(n):
             fI[c], D[c] = _cell(u[c], kc[c], read, v_nl, v_f, v_r, c_s, r_series)
+    chk = 0.0
     for c in range(n):
         d = D[c]
         sq[c] = math.sqrt(d) if d > 0.0 else 0.0
         ai = abs(fI[c])
+        chk += 0.0 * (ai + d)             # NaN if any current or slope is not finite
         if ai > imax:
             imax = ai
-    return imax
+    return imax + chk
 
 
 @njit(**_JIT)
@@ -263,6 +265,8 @@ def _solve_one(s, kc, R, C, rrp, rwr, rcp, rwc, read, v_nl, v_f, v_r, c_s, r_ser
             if k_cg >= max_cg:
                 return 2, it, n_cg
             pq = _matvec(p, sq, q, R, C, rrp, rwr, rcp, rwc, True, tc, suf, zc, tr, pr, yr)
+            if not (pq > 0.0 and math.isfinite(pq)):
+                return 3, it + 1, n_cg + k_cg
             alpha = rr / pq
             rn = 0.0
             for c in range(n):
@@ -279,7 +283,9 @@ def _solve_one(s, kc, R, C, rrp, rwr, rcp, rwc, read, v_nl, v_f, v_r, c_s, r_ser
         # d = S^-1 z, current change D d = S z (cells without conductance keep their
         # voltage: no current either way)
         dmax = 0.0
+        chk = 0.0
         for c in range(n):
+            chk += 0.0 * z[c]
             if sq[c] > 0.0:
                 di = abs(sq[c] * z[c])
                 if di > dmax:
@@ -290,7 +296,7 @@ def _solve_one(s, kc, R, C, rrp, rwr, rcp, rwc, read, v_nl, v_f, v_r, c_s, r_ser
                 elif x < -ulim:
                     x = -ulim
                 u[c] = x
-        if not math.isfinite(dmax):
+        if not math.isfinite(dmax + chk):
             return 3, it + 1, n_cg
         # converged: this step, or the next one predicted from the contraction so far
         # (linear model: pessimistic for Newton's superlinear convergence), below rtol
@@ -298,7 +304,9 @@ def _solve_one(s, kc, R, C, rrp, rwr, rcp, rwc, read, v_nl, v_f, v_r, c_s, r_ser
         rho = delta / last if last > 0.0 else 1.0
         last = delta
         if delta <= rtol or (rho <= 0.1 and rho * delta <= rtol):
-            _cells(u, kc, fI, sq, sq, read, v_nl, v_f, v_r, c_s, r_series)
+            if not math.isfinite(_cells(u, kc, fI, sq, sq, read, v_nl, v_f, v_r, c_s,
+                                        r_series)):
+                return 3, it + 1, n_cg
             return 0, it + 1, n_cg
     return 1, max_newton, n_cg
 

@@ -102,6 +102,10 @@ def test_unconverged_iterations_raise():
         CellSpaceSystem(tile, max_newton=1).solve(v)
     with pytest.raises(ConvergenceError, match="CG"):
         CellSpaceSystem(tile, max_cg=2, eta=1e-12).solve(v)
+    # a Schottky cell at 50 V: exp overflows, reported rather than returned
+    hot = Tile(x=np.full((4, 4), 0.5), card=CARDS["schottky"], r_wire_row=1.0)
+    with pytest.raises(ConvergenceError, match="non-finite"):
+        CellSpaceSystem(hot).solve(np.full((1, 4), 50.0))
 
 
 def test_zero_inputs_and_the_solve_entry_point():
