@@ -447,10 +447,14 @@ class CellSpaceSystem:
         fwd = self.direction == "forward"
         vk = np.ascontiguousarray(v[:, :R] if fwd else v[:, :C])
         t0 = time.perf_counter()
-        n_chunks = min(v.shape[0], 8 * numba.get_num_threads())
-        cur, st = _solve_many(vk, fwd, self._kc, R, C, self._rrp, self.tile.r_wire_row,
-                              self._rcp, self.tile.r_wire_col, *self._card, float(self.rtol),
-                              float(self.eta), int(self.max_newton), int(self.max_cg), n_chunks)
+        # chunks of vectors handed out dynamically (one at a time): a thread slowed down by
+        # other processes on a shared machine takes fewer
+        n_chunks = min(v.shape[0], 16 * numba.get_num_threads())
+        with numba.parallel_chunksize(1):
+            cur, st = _solve_many(vk, fwd, self._kc, R, C, self._rrp, self.tile.r_wire_row,
+                                  self._rcp, self.tile.r_wire_col, *self._card,
+                                  float(self.rtol), float(self.eta), int(self.max_newton),
+                                  int(self.max_cg), n_chunks)
         out = np.zeros((v.shape[0], self.tile.n_outputs(self.direction)))
         out[:, :cur.shape[1]] = cur
         self.stats = {"wall_s": time.perf_counter() - t0,
