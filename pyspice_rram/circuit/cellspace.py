@@ -34,8 +34,12 @@ Each correction solves ``J d = -F`` by conjugate gradients on the symmetric posi
 form ``(I + D^{1/2} W D^{1/2}) z = -D^{1/2} F``, ``d = D^{-1/2} z`` (inexact Newton: the inner
 tolerance is :data:`CG_ETA`, relative). The iteration starts at the ideal operating point
 ``u = s``, is clipped to the range the passive network allows (``|u| <= max v - min v``, with
-0 V included) and stops when the largest cell-current change ``max |D d|`` is below
-``rtol * max |f|``. Everything runs in float64 in numba, one input vector per thread task
+0 V included) and stops when the largest cell-current change ``delta_k = max |D d| / max |f|``
+of a step, or that of the next step predicted from the contraction so far (``rho = delta_k /
+delta_(k-1) <= 0.1``, ``rho delta_k``: a linear model, pessimistic for Newton's superlinear
+convergence), is below ``rtol``; the currents are then evaluated once more at the last
+iterate. Non-finite currents, slopes, CG curvature or steps end the iteration (status
+"non-finite"). Everything runs in float64 in numba, one input vector per thread task
 (``prange``), so a call solves ``(n_vectors) x (one tile)``. A vector whose Newton or CG
 iteration does not converge raises :class:`~pyspice_rram.circuit.mna.ConvergenceError`; no
 unconverged result is returned.
