@@ -84,6 +84,23 @@ def _circuit_options(p: argparse.ArgumentParser) -> None:
                    "given: the config's [circuit] v_read (the card's by default)")
 
 
+def _periphery_options(p: argparse.ArgumentParser) -> None:
+    """DAC/ADC options of ``train`` (the ``[periphery]`` table; docs/cost.md)."""
+    p.add_argument("--dac-bits", type=_int_at_least(1), help="input DAC bits of every read "
+                   "(not given: the config's [periphery], default ideal)")
+    p.add_argument("--adc-bits", type=_int_at_least(1), help="output ADC bits per tile line "
+                   "(not given: the config's [periphery], default ideal)")
+    p.add_argument("--adc-range", choices=["max", "calibrated"], help="ADC full scale: the "
+                   "largest possible line current, or calibrated on training samples (not "
+                   "given: the config's, default max)")
+
+
+def periphery_changes(args: argparse.Namespace) -> dict:
+    """The ``[periphery]`` fields given on the command line."""
+    keys = {"dac_bits": "dac_bits", "adc_bits": "adc_bits", "adc_range": "adc_range"}
+    return {k: getattr(args, a) for k, a in keys.items() if getattr(args, a, None) is not None}
+
+
 def circuit_changes(args: argparse.Namespace) -> dict:
     """The ``[circuit]`` fields given on the command line (``--tile``, ``--r-wire``, ...)."""
     c = {}
@@ -121,7 +138,7 @@ def _parallel(p: argparse.ArgumentParser) -> None:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the ``train``, ``reproduce`` and ``ablation`` subcommands to the top-level CLI."""
+    """Add the ``train``, ``reproduce``, ``ablation`` and ``cost`` subcommands to the top-level CLI."""
     p = subparsers.add_parser(
         "train", help="train a network from a config (TOML/JSON)", formatter_class=HELP,
         description="Train a 784-250-10 (or 64-h-10 on 8x8 digits) network with the synapse "
@@ -138,6 +155,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--download", action="store_true",
                    help="download MNIST into the cache if it is not found (needs internet)")
     _circuit_options(p)
+    _periphery_options(p)
     p.set_defaults(func=cmd_train)
 
     r = subparsers.add_parser(
@@ -178,6 +196,32 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     a.add_argument("--only-existing", action="store_true",
                    help="tabulate the stored runs without training")
     a.set_defaults(func=cmd_ablation)
+
+    c = subparsers.add_parser(
+        "cost", help="time and energy of training: the cost ledger of a run, or a study "
+                     "of the synapse schemes", formatter_class=HELP,
+        description="RUN.h5: print the run's cost ledger (events per epoch -- reads, "
+                    "update cycles, refreshes, arbitration steps, pulses per device -- and "
+                    "their time and energy per sample and per epoch) with the per-event "
+                    "costs used and their source. STUDY.toml (configs/cost/): run the "
+                    "study like `ablation` and write <output>/<study>_cost.md/.json/.png "
+                    "(accuracy vs energy per training sample). See docs/cost.md.")
+    c.add_argument("target", help="a run file (.h5) or a study file (.toml), e.g. "
+                                  "configs/cost/schemes.toml")
+    c.add_argument("--costs", help="per-event costs JSON of `pyspice-rram xbar energy` "
+                                   "(default: the shipped costs of the fitted reference card "
+                                   "for the run's tile size)")
+    c.add_argument("--json", help="RUN.h5: also write the ledger as JSON to this file")
+    _common(c, output_help="STUDY.toml: output directory", output_default="out/cost",
+            force_help="STUDY.toml: retrain the runs from scratch",
+            seed_help="STUDY.toml: override the seed of every run")
+    _parallel(c)
+    c.add_argument("--quick", action="store_true",
+                   help="STUDY.toml: every run on the 8x8 digits, 1 epoch, 32 hidden (smoke "
+                        "test)")
+    c.add_argument("--only-existing", action="store_true",
+                   help="STUDY.toml: tabulate the stored runs without training")
+    c.set_defaults(func=cmd_cost)
 
 
 def _card(path):
@@ -240,6 +284,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     circuit = circuit_changes(args)
     if circuit:
         changes["circuit"] = cfg.circuit.replace(**circuit)
+    periphery = periphery_changes(args)
+    if periphery:
+        changes["periphery"] = {**cfg.periphery.to_dict(), **periphery}
     if changes:
         cfg = cfg.replace(where=args.config, **changes)
     _check_backend(cfg)
@@ -293,4 +340,29 @@ def cmd_ablation(args: argparse.Namespace) -> int:
         acc = f"{r['test']:6.2f} %" if r["epochs"] else "not run"
         print(f"{acc}  {r['label']}")
     print(Path(args.output) / (Path(args.study).stem + ".md"))
+    return 0
+
+
+def cmd_cost(args: argparse.Namespace) -> int:
+    from ..paper.cost import cost_study, format_ledger, run_ledger, save_ledger_json
+
+    target = Path(args.target)
+    if target.suffix == ".toml":
+        res = cost_study(target, args.output, costs=args.costs, quick=args.quick,
+                         mnist=args.mnist, workers=args.workers, scheduler=args.scheduler,
+                         progress=not args.quiet, only_existing=args.only_existing,
+                         force=args.force, seed=args.seed)
+        for r in res["rows"]:
+            print(f"{r['test']:6.2f} %  {r['energy_per_sample_J']:.3e} J/sample  "
+                  f"{r['time_per_sample_s']:.3e} s/sample  {r['label']}")
+        for p in res["paths"]:
+            print(p)
+        return 0
+    if not target.is_file():
+        raise UserInputError(f"cost: {target} not found (give a run file .h5 or a study "
+                             ".toml)")
+    led = run_ledger(target, args.costs)
+    print(format_ledger(led))
+    if args.json:
+        print(save_ledger_json(led, args.json))
     return 0
