@@ -120,8 +120,9 @@ def _run_one(cfg_dict: dict, path: str, progress: bool, resume: bool = True) -> 
 
 def _absolute(cfg: TrainConfig) -> TrainConfig:
     """``cfg`` with its relative paths (MNIST directory, card) made absolute."""
-    changes = {k: str(Path(getattr(cfg, k)).resolve()) for k in ("mnist_path", "card")
-               if getattr(cfg, k)}
+    given = cfg.to_dict()      # the card as its path (the field holds the loaded card)
+    changes = {k: str(Path(given[k]).resolve()) for k in ("mnist_path", "card")
+               if isinstance(given.get(k), str)}
     return cfg.replace(**changes) if changes else cfg
 
 
