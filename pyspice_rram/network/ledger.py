@@ -192,7 +192,7 @@ def format_ledger(led: dict[str, Any]) -> str:
     for w in led["warnings"]:
         lines.append(f"  warning: {w}")
     lines.append("epoch samples  reads F/T (per layer)  cycles/sample  pulses/device  "
-                 "refreshes  E/sample (J)  t/sample (s)  E/epoch (J)  t/epoch (s)")
+                 "refreshes  E/sample (J)  t/sample (s)  E/epoch (J)  t/epoch (s)  switch")
     for r in led["epochs"]:
         reads = " ".join(f"{L['reads_forward']}/{L['reads_transposed']}" for L in r["layers"])
         ppd = " ".join(f"{L['pulses_per_device']:.3g}" for L in r["layers"])
@@ -200,7 +200,8 @@ def format_ledger(led: dict[str, Any]) -> str:
         lines.append(f"{r['epoch']:5d} {r['samples']:7d}  {reads:21s}  "
                      f"{r['update_cycles_per_sample']:13.3f}  {ppd:13s}  {ref:9s}  "
                      f"{r['energy_per_sample_J']:12.4e}  {r['time_per_sample_s']:12.4e}  "
-                     f"{r['total_energy_J']:11.4e}  {r['total_time_s']:11.4e}")
+                     f"{r['total_energy_J']:11.4e}  {r['total_time_s']:11.4e}  "
+                     f"{'yes' if r.get('phase_switch') else '-'}")
         lines.append("      by event, E (J): " + ", ".join(
             f"{k} {v:.3e}" for k, v in r["energy_J"].items()))
     if led["cell"] == "fp":

@@ -20,6 +20,7 @@ from ..circuit.energy import EventCosts
 from ..circuit.safeio import atomic_write_text
 from ..errors import UserInputError
 from ..network.circuit_spec import CircuitSpec
+from ..network.history import load_run
 from ..network.ledger import epoch_events, event_prices, format_ledger, price
 
 __all__ = ["DEFAULT_COSTS", "QUICK", "cost_study", "default_costs_path", "format_ledger",
@@ -76,10 +77,12 @@ def run_ledger(path: str | Path, costs: str | Path | None = None) -> dict[str, A
     ec, source, warn = load_costs(cfg, costs)
     prices = event_prices(ec, cfg)
     priced = price(cfg, epochs, prices)
+    phase = [int(v) for v in _history_of(path).epochs["phase"]]
     rows = []
     for (ep, n, layers), c in zip(epochs, priced):
         rows.append({
             "epoch": ep, "samples": n,
+            "phase_switch": int(ep >= 2 and phase[ep] != phase[ep - 1]),
             "layers": [{"tiles": L.tiles, "arrays": L.arrays,
                         "reads_forward": L.reads_forward,
                         "reads_transposed": L.reads_transposed,
@@ -217,7 +220,9 @@ def cost_study(study: str | Path, outdir: str | Path, *, costs: str | Path | Non
                                                             (".md", ".json", ".png")]}
 
 
-def _config_of(path: Path) -> dict:
-    from ..network.history import load_run
+def _history_of(path: str | Path) -> Any:
+    return load_run(path, with_checkpoint=False)[0]
 
-    return load_run(path, with_checkpoint=False)[0].config
+
+def _config_of(path: Path) -> dict:
+    return _history_of(path).config
