@@ -120,9 +120,9 @@ def _run_one(cfg_dict: dict, path: str, progress: bool, resume: bool = True) -> 
 
 def _absolute(cfg: TrainConfig) -> TrainConfig:
     """``cfg`` with its relative paths (MNIST directory, card) made absolute."""
-    given = cfg.to_dict()      # the card as its path (the field holds the loaded card)
+    given = cfg.to_dict()        # the card as its path (a card given as an object: a dict)
     changes = {k: str(Path(given[k]).resolve()) for k in ("mnist_path", "card")
-               if isinstance(given.get(k), str)}
+               if isinstance(given.get(k), str) and given[k]}
     return cfg.replace(**changes) if changes else cfg
 
 
