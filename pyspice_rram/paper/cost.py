@@ -174,7 +174,7 @@ def cost_study(study: str | Path, outdir: str | Path, *, costs: str | Path | Non
                      "adc_bits": (cfg.get("periphery") or {}).get("adc_bits"),
                      **_run_totals(led)})
     stem = outdir / (Path(study).stem + "_cost")
-    lines = [f"# Cost of training: {res['title']}", "",
+    lines = [f"# {res['title']}", "",
              f"Study `{Path(study).name}`{' (--quick: 8x8 digits, 1 epoch)' if quick else ''}; "
              f"run files in `runs/`; per-event costs: {source}. Energy and time per training "
              "sample: totals over the run's epochs / samples (docs/cost.md).", "",

@@ -143,3 +143,29 @@ def test_cost_cli_prints_the_ledger_and_its_source(tmp_path, capsys):
         del f["epochs/samples"]
     assert main(["cost", str(out), "--costs", str(costs)]) == 1
     assert "no cost ledger" in capsys.readouterr().err
+
+
+def test_cost_study_end_to_end(tmp_path, capsys):
+    """``pyspice-rram cost STUDY.toml --quick``: trains, writes table, JSON and figure whose
+    numbers are the runs' ledgers."""
+    study = tmp_path / "s.toml"
+    study.write_text('title = "t"\n'
+                     '[[run]]\nlabel = "single"\nbase = "B"\ncell = "single"\n'
+                     '[[run]]\nlabel = "single, ADC 4"\nbase = "B"\ncell = "single"\n'
+                     'periphery = { adc_bits = 4, adc_range = "calibrated" }\n')
+    costs = _costs(tmp_path / "c.json")
+    out = tmp_path / "out"
+    assert main(["cost", str(study), "-o", str(out), "--quick", "-q", "--costs",
+                 str(costs)]) == 0
+    for suffix in (".md", ".json", ".png"):
+        assert (out / f"s_cost{suffix}").is_file()
+    res = json.loads((out / "s_cost.json").read_text())
+    assert [r["read_path"] for r in res["rows"]] == ["ideal", "ADC 4 b (calibrated)"]
+    for r in res["rows"]:
+        led = run_ledger(out / "runs" / f"{r['run']}.h5", costs)
+        assert r["epochs"] == 1 and led["epochs"][0]["samples"] == r["samples"]
+        assert math.isclose(r["energy_per_sample_J"], led["epochs"][0]["energy_per_sample_J"],
+                            rel_tol=1e-12)
+    table = (out / "s_cost.md").read_text()     # accuracy vs ADC bits: 4 bits, ideal
+    ideal, adc = res["rows"]
+    assert f"| single | {adc['test']:.2f} | {ideal['test']:.2f} |" in table
