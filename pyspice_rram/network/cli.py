@@ -137,6 +137,15 @@ def _parallel(p: argparse.ArgumentParser) -> None:
                    "paths are made absolute before the runs go to the workers")
 
 
+def _study_options(p: argparse.ArgumentParser, *, output_help: str, output_default: str,
+                   force_help: str, seed_help: str, existing_help: str) -> None:
+    """Options of the commands that run a study of training runs (ablation, cost)."""
+    _common(p, output_help=output_help, output_default=output_default, force_help=force_help,
+            seed_help=seed_help)
+    _parallel(p)
+    p.add_argument("--only-existing", action="store_true", help=existing_help)
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``train``, ``reproduce``, ``ablation`` and ``cost`` subcommands to the top-level CLI."""
     p = subparsers.add_parser(
@@ -189,12 +198,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "write <output>/<study>.md (table), .json (curves) and .png (final test "
                     "accuracy per run).")
     a.add_argument("study", help="study file, e.g. configs/ablation/one_setting.toml")
-    _common(a, output_help="output directory", output_default="out/ablation",
-            force_help="retrain the runs from scratch instead of re-using / resuming them",
-            seed_help="override the seed of every run of the study")
-    _parallel(a)
-    a.add_argument("--only-existing", action="store_true",
-                   help="tabulate the stored runs without training")
+    _study_options(a, output_help="output directory", output_default="out/ablation",
+                   force_help="retrain the runs from scratch instead of re-using / resuming "
+                              "them",
+                   seed_help="override the seed of every run of the study",
+                   existing_help="tabulate the stored runs without training")
     a.set_defaults(func=cmd_ablation)
 
     c = subparsers.add_parser(
@@ -212,15 +220,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                    "(default: the shipped costs of the fitted reference card "
                                    "for the run's tile size)")
     c.add_argument("--json", help="RUN.h5: also write the ledger as JSON to this file")
-    _common(c, output_help="STUDY.toml: output directory", output_default="out/cost",
-            force_help="STUDY.toml: retrain the runs from scratch",
-            seed_help="STUDY.toml: override the seed of every run")
-    _parallel(c)
+    _study_options(c, output_help="STUDY.toml: output directory", output_default="out/cost",
+                   force_help="STUDY.toml: retrain the runs from scratch",
+                   seed_help="STUDY.toml: override the seed of every run",
+                   existing_help="STUDY.toml: tabulate the stored runs without training")
     c.add_argument("--quick", action="store_true",
                    help="STUDY.toml: every run on the 8x8 digits, 1 epoch, 32 hidden (smoke "
                         "test)")
-    c.add_argument("--only-existing", action="store_true",
-                   help="STUDY.toml: tabulate the stored runs without training")
     c.set_defaults(func=cmd_cost)
 
     c = subparsers.add_parser(
