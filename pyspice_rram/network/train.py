@@ -108,7 +108,8 @@ class TrainConfig:
     periphery : PeripherySpec (a dict is converted)
         DAC and ADC resolution of the reads (the ``[periphery]`` table,
         :class:`.periphery.PeripherySpec`): ``dac_bits``, ``adc_bits`` (None: ideal),
-        ``adc_range`` (``"max"`` or ``"calibrated"``), ``calibration_samples``. Default (and
+        ``adc_range`` (``"max"`` or ``"calibrated"``), ``calibration_samples``,
+        ``calibration_interval``, ``calibration_margin`` (docs/cost.md). Default (and
         a config or run file without the table): ideal converters. Quantised reads need the
         ``ideal`` backend.
     n_track : int
