@@ -44,7 +44,10 @@ CHECK_SOLVERS = {"mna": "cellspace", "mna-sparse": "mna", "ngspice": "ngspice"}
 
 
 class CircuitBackend(SurrogateBackend):
-    """Reads in which every tile is solved by ngspice (``solver='ngspice'``) or by MNA.
+    """Reads in which every tile is solved by a circuit solver of
+    :mod:`pyspice_rram.circuit.parallel`: ``'ngspice'``, ``'mna'`` (sparse nodal) or
+    ``'cellspace'`` (cell-space Newton-CG; padded edge tiles trimmed, see
+    :class:`~pyspice_rram.circuit.cellspace.CellSpaceSystem` ``absent_g``).
 
     Same tiling and conversion to weight units as :class:`SurrogateBackend`; the tiles are
     :class:`~pyspice_rram.circuit.tile.Tile` objects of model cells whose area carries each
