@@ -17,12 +17,22 @@ sees at most ``V/2``, below the switching threshold. ``V_dep`` defaults to the d
 amplitude whose rate equals the potentiation rate at ``V_set``:
 ``V_dep = V_d + (V_set - V_p) V_0d / V_0p``.
 
-The array is simulated in ngspice with the dynamic ``motiox`` subcircuit (state on a
-capacitor, ``tran ... uic``) including row/column wire resistance and driver resistance; the
-same pulse sequence is also applied with the NumPy model's exact per-segment advance
-(rectangular pulses of the same equivalent widths) as a cross-check. Reported: the achieved
-low-field conductance change ``ΔG`` against the intended outer product ``η x δ`` (``η``
-fitted by least squares on the selected cells) and the disturb of half-selected cells.
+The array is simulated in ngspice (:func:`update_netlist`) with the dynamic cell -- the
+compiled Verilog-A module through ngspice's OSDI loader when OpenVAF is found (~7x faster),
+else a two-B-source subcircuit of the same equations -- including row/column wire
+resistance and driver resistance; only the cell states of the final idle half period are
+saved. Two references: :func:`pyspice_rram.circuit.update_mna.update_reference` applies the
+same sequence to the same circuit *with* its IR drop (sparse nodal analysis of the tile with
+the model cells at the current states, exact advance of every cell per time slice), and
+:func:`update_numpy` without any IR drop (every cell at its source difference). Reported:
+ngspice's state change against the IR-drop reference (max / RMS, in state units and in
+full-select pulses), the half-select disturb (row pulsed with column idle, and vice versa)
+from both, the achieved low-field conductance change ``ΔG`` against the intended outer
+product ``η x δ`` (``η`` fitted by least squares on the selected cells).
+
+Cost of the transient (measured, docs/circuit.md): it is set by the number of distinct
+column pulse widths (every column edge is an ngspice breakpoint, followed by ~15 steps
+while the step regrows) times the number of cells.
 """
 
 from __future__ import annotations
@@ -539,15 +549,20 @@ def plot_update(result: UpdateResult, path: str | Path) -> Path:
     s, h = result.selected, result.half_selected
     ax[3].plot(result.dG_target[s] * 1e6, result.dG[s] * 1e6, "o", label="selected")
     ax[3].plot(result.dG_target[h] * 1e6, result.dG[h] * 1e6, "x", label="half-selected")
+    if result.dG_ref is not None:
+        ax[3].plot(result.dG_target[s] * 1e6, result.dG_ref[s] * 1e6, "+", ms=5,
+                   label="IR-drop reference")
     ax[3].plot(result.dG_target[s] * 1e6, result.dG_numpy[s] * 1e6, ".", ms=3,
-               label="NumPy model")
+               label="NumPy, no IR drop")
     lim = [-vmax, vmax]
     ax[3].plot(lim, lim, "k:", lw=0.8)
     ax[3].set_xlabel("intended ΔG (µS)")
     ax[3].set_ylabel("achieved ΔG (µS)")
     ax[3].legend(fontsize=8)
     m = result.metrics
+    ref = "" if "ngspice_vs_irdrop_max_dx" not in m else (
+        f"; ngspice vs IR-drop reference: max |Δx error| {m['ngspice_vs_irdrop_max_dx']:.2e}")
     fig.suptitle(f"parallel update {result.dG.shape[0]}x{result.dG.shape[1]}: rms error "
                  f"{m['rms_error_rel']:.3f}, half-selected max {m['half_selected_max_rel']:.2e}"
-                 f" (of max |ΔG|)", fontsize=10)
+                 f" (of max |ΔG|){ref}", fontsize=10)
     return save_figure(fig, path, dpi=120)

@@ -81,6 +81,7 @@ class _UpdateCircuit:
                  r_driver: float, tol_v: float, max_iter: int) -> None:
         self.card, self.R, self.C, self.area = card, R, C, area
         self.tol_v, self.max_iter = tol_v, max_iter
+        self.refresh_ratio = 0.25
         rp = r_driver + r_wire
         self.held = rp == 0            # then r_wire = 0 too: every line is its source
         self.newton_iterations = 0
@@ -158,7 +159,7 @@ class _UpdateCircuit:
             step = float(np.abs(dV).max())
             if step <= self.tol_v:
                 break
-            refresh = step > 0.25 * last
+            refresh = step > self.refresh_ratio * last
             last = step
         else:
             raise SimulatorError(f"update reference: Newton did not converge in {self.max_iter} "
