@@ -365,7 +365,7 @@ def cmd_update(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     plot_update(res, out / "update.png")
     atomic_write_text(out / "update.json", json.dumps(
-        {"metrics": res.metrics, "settings": res.settings, "timings": res.timings,
+        {**res.metrics, "settings": res.settings, "timings": res.timings,
          "reference_stats": res.reference_stats}, indent=2) + "\n")
     m = res.metrics
     print(f"parallel update {args.size}x{args.size}: r_wire {args.r_wire:g} ohm/segment, "
