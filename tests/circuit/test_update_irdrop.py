@@ -59,3 +59,17 @@ def test_reference_with_ir_drop_matches_ngspice_8x8(card):
 def test_reference_rejects_bad_resistance(card):
     with pytest.raises(UserInputError, match="r_wire"):
         update_reference(card, [0.5], [0.5], r_wire=-1.0)
+
+
+def test_cell_forms_agree(card):
+    # the compiled Verilog-A cell (OSDI) and the B-source subcircuit are the same equations
+    from pyspice_rram.spice.runner import openvaf_executable
+
+    if openvaf_executable() is None:
+        pytest.skip("no OpenVAF compiler: the OSDI cell cannot be built")
+    x, d = default_pattern(4, 4)
+    a = update_check(card, x, d, n_slots=3, r_wire=2.5, cell="subckt", reference=False)
+    b = update_check(card, x, d, n_slots=3, r_wire=2.5, cell="osdi", reference=False)
+    assert a.settings["cell"] == "subckt" and b.settings["cell"] == "osdi"
+    assert np.abs(a.x_final - b.x_final).max() < 1e-5
+    assert np.abs(a.x_final - a.x0).max() > 0.01
