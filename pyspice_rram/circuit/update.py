@@ -267,7 +267,7 @@ def update_netlist(card: ModelCard, pulses: UpdatePulses, x0: np.ndarray, *, are
     """
     P = pulses
     R, C = P.rows, P.cols
-    te, t_on, t_stop = P.t_edge, P.t_on, P.t_stop
+    t_on, t_stop = P.t_on, P.t_stop
     osdi = _osdi_object(card, cell)
 
     def rn(i: int, j: int) -> str:

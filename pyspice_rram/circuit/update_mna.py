@@ -84,8 +84,7 @@ class _UpdateCircuit:
         self.refresh_ratio = 0.25
         rp = r_driver + r_wire
         self.held = rp == 0            # then r_wire = 0 too: every line is its source
-        self.newton_iterations = 0
-        self.solves = 0
+        self.newton_iterations = self.solves = self.factorizations = 0
         if self.held:
             return
         gd = 1.0 / rp
@@ -120,7 +119,6 @@ class _UpdateCircuit:
         self.V: np.ndarray | None = None      # last solution (warm start)
         self._jac = _Jacobian(self.G, self.ct, self.cb, n)
         self._factor: Any = None
-        self.factorizations = 0
 
     def cell_voltages(self, v_row: np.ndarray, v_col: np.ndarray, x: np.ndarray) -> np.ndarray:
         """Cell voltages V(row node) - V(column node) (V), shape (R, C), for source voltages
@@ -340,7 +338,7 @@ def update_reference(card: ModelCard, x_act: Any, delta: Any, *, n_slots: int = 
                     n_steps += 1
                 t_a = t_b
     stats = dict(slices=n_slices, steps=n_steps, solves=ckt.solves,
-                 factorizations=getattr(ckt, "factorizations", 0),
+                 factorizations=ckt.factorizations,
                  newton_iterations=ckt.newton_iterations, wall_s=time.perf_counter() - t_start)
     settings = dict(n_slots=P.n_slots, t_on=P.t_on, t_edge=P.t_edge, v_set=P.v_set,
                     v_dep=P.v_dep, area=area, r_wire=float(r_wire), r_driver=float(r_driver),
