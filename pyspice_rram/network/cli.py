@@ -179,6 +179,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="tabulate the stored runs without training")
     a.set_defaults(func=cmd_ablation)
 
+    c = subparsers.add_parser(
+        "circuit-sweep", help="accuracy through the crossbar: ideal- vs circuit-trained",
+        formatter_class=HELP,
+        description="Train a network with ideal reads and, per circuit point (tile size x "
+                    "wire resistance), through the crossbar surrogate; read both through the "
+                    "circuit on the test set (pyspice-rram check); write <output>/<sweep>.md "
+                    "(table), .h5/.json (every number) and .png (accuracy vs wire "
+                    "resistance). Stored runs and checks are re-used (--force: redone).")
+    c.add_argument("sweep", help="sweep file, e.g. configs/sweep/circuit_mnist.toml")
+    _common(c, output_help="output directory", output_default="out/circuit_sweep",
+            force_help="retrain and re-check everything instead of re-using stored results",
+            seed_help="override the seed of the training runs")
+    c.add_argument("--workers", type=_int_at_least(1), default=1,
+                   help="training runs in parallel local processes")
+    c.add_argument("--n-images", type=_int_at_least(1),
+                   help="test images per check (None: the sweep file's)")
+    c.add_argument("--only-existing", action="store_true",
+                   help="tabulate the stored runs and checks without training or checking")
+    c.set_defaults(func=cmd_circuit_sweep)
+
 
 def _card(path):
     if not path:
@@ -293,4 +313,19 @@ def cmd_ablation(args: argparse.Namespace) -> int:
         acc = f"{r['test']:6.2f} %" if r["epochs"] else "not run"
         print(f"{acc}  {r['label']}")
     print(Path(args.output) / (Path(args.study).stem + ".md"))
+    return 0
+
+
+def cmd_circuit_sweep(args: argparse.Namespace) -> int:
+    from ..paper.circuit_sweep import CircuitSweep, run_sweep
+
+    sweep = CircuitSweep.load(args.sweep)
+    if args.seed is not None:
+        sweep.train = sweep.train.replace(seed=args.seed)
+    res = run_sweep(sweep, args.output, stem=Path(args.sweep).stem, mnist=args.mnist, workers=args.workers,
+                    progress=not args.quiet, only_existing=args.only_existing,
+                    force=args.force, n_images=args.n_images)
+    print(Path(res["table"]).read_text(), end="")
+    for key in ("table", "figure", "h5"):
+        print(res[key])
     return 0
