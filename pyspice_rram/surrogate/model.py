@@ -535,8 +535,9 @@ class TileSurrogate:
     def card_problems(self, card: ModelCard) -> list[str]:
         """Where a card's read law differs from the fitted card's by more than
         ``validity['card_rtol']`` (relative; 1e-6 when absent): ``g_min_density``,
-        ``g_max_density``, ``v_nl``, ``area_ref``. The model itself uses the tile card's conductances and
-        ``V_nl``; the tolerance bounds how far the fitted coefficients are carried."""
+        ``g_max_density``, ``v_nl``, ``area_ref``. The model itself uses the tile card's
+        conductances and ``V_nl``; the tolerance bounds how far the fitted coefficients are
+        carried."""
         if self.card is None:
             return []
         mine = self._card()
@@ -713,8 +714,8 @@ class TileSurrogate:
     # ------------------------------------------------------------------ I/O
     def to_dict(self) -> dict[str, Any]:
         return {"format": FORMAT, "theta": self.theta, "v_eff_frac": self.v_eff_frac,
-                "coupling": self.coupling, "validity": self.validity, "card": self.card, "provenance": self.provenance,
-                "on_invalid": self.on_invalid}
+                "coupling": self.coupling, "validity": self.validity, "card": self.card,
+                "provenance": self.provenance, "on_invalid": self.on_invalid}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TileSurrogate":

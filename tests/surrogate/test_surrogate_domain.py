@@ -116,7 +116,8 @@ def test_outside_the_domain_raises_naming_field_value_and_range(shipped):
     lam = ir_drop_parameter(128, 128, 10.0, 10.0, shipped.validity["g_max"])
     assert lam > shipped.validity["ir_drop_max"]
     with pytest.raises(ValidityError, match=r"IR-drop parameter .* = 8\.19 above the validated "
-                                            r"maximum .*valid: r_wire <= 5\.\d+ Ω"):
+                                            r"maximum 4\.2 \(valid at 128x128: r_wire_row <= "
+                                            r"5\.1\d Ω"):
         shipped.predict(t, v)
     with pytest.warns(UserWarning, match="IR-drop parameter"):
         shipped.predict(t, v, on_invalid="warn")
@@ -133,7 +134,8 @@ def test_backend_refuses_settings_outside_the_domain(shipped):
     """The training backend checks the same domain, naming the [circuit] fields."""
     from pyspice_rram.surrogate.backend import SurrogateBackend
 
-    with pytest.raises(ValidityError, match=r"IR-drop parameter .*tile_rows tile_cols"):
+    with pytest.raises(ValidityError,
+                       match=r"IR-drop parameter .*r_wire_row tile_cols\^2, r_wire_col tile_rows"):
         SurrogateBackend(tile=(128, 128), r_wire=10.0, card=FITTED)
     be = SurrogateBackend(tile=(128, 128), r_wire=5.0, card=FITTED)      # inside: no error
     assert be.card is FITTED
