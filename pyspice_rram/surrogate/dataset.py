@@ -91,9 +91,9 @@ class DataSpec:
         Limit of the IR drop of sampled tiles: where ``g_max max(r_wire_row, r_wire_col)
         rows cols`` (dimensionless, ``g_max`` the card's largest cell conductance, S)
         exceeds it, both wires are scaled down so that it is ``U(0.6, 1) ir_drop_max``
-        (biased to the limit). Equal to the surrogate's line-based
-        :func:`ir_drop_parameter` for square tiles; non-square tiles may lie beyond the
-        surrogate's domain (reported apart by ``surrogate validate``).
+        (biased to the limit). Not the surrogate's line-based :func:`ir_drop_parameter`
+        (equal to it for square tiles without driver and sense resistance): sampled tiles
+        may lie beyond the surrogate's domain (reported apart by ``surrogate validate``).
     periphery_max : float or None
         The same for ``g_max (r_driver + r_sense) max(rows, cols)``.
     """
@@ -366,14 +366,33 @@ class Item:
         return h.hexdigest()[:16]
 
 
+def line_ir_drops(rows: int, cols: int, r_wire_row: float, r_wire_col: float, g_max: float,
+                  r_driver: float = 0.0, r_sense: float = 0.0) -> tuple[float, float]:
+    """Dimensionless IR-drop parameters of the row and column lines of a tile,
+    ``(g_max (r_row cols^2 + (r_driver + r_sense) cols), g_max (r_col rows^2 + (r_driver +
+    r_sense) rows))`` (``g_max`` in S, resistances in Ω; a row line carries ``cols`` cells):
+    about twice the fraction of the read voltage a line drops when all its cells are at
+    ``g_max`` (for one line alone; driver and sense counted on both lines, as each line is
+    driven in one read direction and sensed in the other)."""
+    rp = r_driver + r_sense
+    return (float(g_max * (r_wire_row * cols * cols + rp * cols)),
+            float(g_max * (r_wire_col * rows * rows + rp * rows)))
+
+
 def ir_drop_parameter(rows: int, cols: int, r_wire_row: float, r_wire_col: float,
-                      g_max: float) -> float:
-    """Dimensionless IR-drop parameter of a tile, ``g_max max(r_row cols^2, r_col rows^2)``
-    (``g_max`` in S, wires in Ω per segment; a row line carries ``cols`` cells, a column line
-    ``rows``): twice the fraction of the read voltage the worst line drops when all its
-    cells are at ``g_max`` (for one line alone). The surrogate's error grows with it; its
+                      g_max: float, r_driver: float = 0.0, r_sense: float = 0.0) -> float:
+    """The larger of the two :func:`line_ir_drops`: the surrogate's error grows with it, its
     validity caps it (``validity['ir_drop_max']``)."""
-    return float(g_max * max(r_wire_row * cols * cols, r_wire_col * rows * rows))
+    return max(line_ir_drops(rows, cols, r_wire_row, r_wire_col, g_max, r_driver, r_sense))
+
+
+def ir_drop_asymmetry(rows: int, cols: int, r_wire_row: float, r_wire_col: float,
+                      g_max: float, r_driver: float = 0.0, r_sense: float = 0.0) -> float:
+    """``|lam_row - lam_col|`` of :func:`line_ir_drops`: one strongly attenuated line against
+    a nearly ideal one is the surrogate's hardest case (capped by
+    ``validity['ir_drop_asym_max']``)."""
+    a, b = line_ir_drops(rows, cols, r_wire_row, r_wire_col, g_max, r_driver, r_sense)
+    return abs(a - b)
 
 
 def periphery_parameter(rows: int, cols: int, r_driver: float, r_sense: float,

@@ -87,13 +87,13 @@ COUPLINGS = ((0.5, 0.5), (0.6, 0.4), (0.7, 0.3), (0.8, 0.2), (0.9, 0.1), (1.0, 0
 
 #: keys of a domain table (``configs/surrogate/domain.toml``, :func:`load_domain`)
 DOMAIN_KEYS = ("size", "r_wire_max", "r_driver_max", "r_sense_max", "ir_drop_max",
-               "periphery_max", "card_rtol")
+               "ir_drop_asym_max", "periphery_max", "card_rtol")
 
 
 def load_domain(path: str | Path) -> dict[str, Any]:
     """The stated validity domain of a fit from TOML (table ``[domain]`` or top level):
     ``size = [min, max]`` lines, ``r_wire_max``, ``r_driver_max``, ``r_sense_max`` (Ω),
-    ``ir_drop_max``, ``periphery_max`` (dimensionless, see
+    ``ir_drop_max``, ``ir_drop_asym_max``, ``periphery_max`` (dimensionless, see
     :meth:`.model.TileSurrogate.domain_problems`), ``card_rtol``; every key optional.
 
     Raises
@@ -143,8 +143,8 @@ def fit_surrogate(path: str | Path | list, *, ridge: float = 1e-9, terms: list[s
         step), or ``"auto"``: each of :data:`COUPLINGS` is fitted and the one with the
         smallest largest error on the fit split is kept (the scan is in the report)
     domain : the stated validity domain (:func:`load_domain`); default the data spec's
-        sizes, wire, driver and sense ranges, its ``ir_drop_max`` / ``periphery_max``, and a
-        card tolerance of 1e-6
+        sizes, wire, driver and sense ranges, its ``periphery_max``, and a card tolerance of
+        1e-6 (no IR-drop cap: the data spec's sampling limit is not the surrogate's)
 
     Returns
     -------
@@ -178,7 +178,6 @@ def fit_surrogate(path: str | Path | list, *, ridge: float = 1e-9, terms: list[s
     bad = set(terms) - set(FEATURE_NAMES)
     if bad:
         raise ConfigError(f"unknown terms {sorted(bad)}; known {FEATURE_NAMES}")
-    caps = [sp.ir_drop_max for sp in specs]
     pcaps = [sp.periphery_max for sp in specs]
     validity = {"size": [int(min(min(sp.sizes) for sp in specs)),
                          int(max(max(sp.sizes) for sp in specs))],
@@ -187,7 +186,7 @@ def fit_surrogate(path: str | Path | list, *, ridge: float = 1e-9, terms: list[s
                 "r_driver_max": float(max(sp.r_driver_max for sp in specs)),
                 "r_sense_max": float(max(sp.r_sense_max for sp in specs)),
                 "v_max": v_max, "g_max": float(card.g_max()), "cells": "model",
-                "ir_drop_max": None if None in caps else max(caps),
+                "ir_drop_max": None,
                 "periphery_max": None if None in pcaps else max(pcaps),
                 "card_rtol": 1e-6}
     for k, v in (domain or {}).items():

@@ -431,8 +431,9 @@ class TileSurrogate:
         ``r_wire`` [min, max] Ω per segment of the data (below ``min`` the IR drop and the
         error only shrink, and 0 is exact, so only ``max`` is enforced), ``r_driver_max``, ``r_sense_max`` (Ω),
         ``v_max`` (V, |read voltage|), ``g_max`` (S, largest low-field cell conductance),
-        ``cells`` (``"model"`` or ``"linear"``), ``ir_drop_max`` (largest
-        ``g_max max(r_wire_row cols^2, r_wire_col rows^2)``, dimensionless), ``periphery_max``
+        ``cells`` (``"model"`` or ``"linear"``), ``ir_drop_max`` and ``ir_drop_asym_max``
+        (largest line IR-drop parameter and largest difference of the row and column ones,
+        dimensionless, :meth:`domain_problems`), ``periphery_max``
         (largest ``g_max (r_driver + r_sense) max(rows, cols)``), ``card_rtol`` (relative
         tolerance on the card's read law); see :meth:`domain_problems`.
     card : dict or None
@@ -484,9 +485,11 @@ class TileSurrogate:
 
         Checked: ``size`` (lines per side), ``r_wire`` (largest Ω per segment; below the
         data's smallest value the IR drop and the error only shrink, and 0 is exact),
-        ``r_driver_max`` / ``r_sense_max`` (Ω), ``ir_drop_max`` (the dimensionless
-        ``g_max max(r_wire_row cols^2, r_wire_col rows^2)``, ``g_max`` =
-        ``validity['g_max']``: the IR drop of the worst line, a row carrying ``cols`` cells)
+        ``r_driver_max`` / ``r_sense_max`` (Ω), ``ir_drop_max`` (the larger of the
+        dimensionless line parameters ``g_max (r_wire_row cols^2 + (r_driver + r_sense)
+        cols)`` and ``g_max (r_wire_col rows^2 + (r_driver + r_sense) rows)``, ``g_max`` =
+        ``validity['g_max']``; :func:`.dataset.line_ir_drops`), ``ir_drop_asym_max`` (their
+        difference)
         and ``periphery_max`` (``g_max (r_driver + r_sense) max(rows, cols)``). ``names``:
         what the caller calls rows and cols (e.g. ``tile_rows``, ``tile_cols``).
         """
@@ -510,17 +513,24 @@ class TileSurrogate:
                 problems.append(f"{name} = {r:g} Ω above the validated maximum {val[key]:g} Ω "
                                 f"(valid: 0 to {val[key]:g} Ω)")
         g_max = val.get("g_max")
-        if g_max is not None and val.get("ir_drop_max") is not None:
-            lam = g_max * max(r_wire_row * cols * cols, r_wire_col * rows * rows)
-            cap = float(val["ir_drop_max"])
-            if lam > cap * (1 + 1e-9):
-                problems.append(
-                    f"IR-drop parameter g_max max(r_wire_row {names[1]}^2, r_wire_col "
-                    f"{names[0]}^2) = {g_max:.4g} S x max({r_wire_row:g} Ω x {cols}^2, "
-                    f"{r_wire_col:g} Ω x {rows}^2) = {lam:.3g} above the validated maximum "
-                    f"{cap:g} (valid at {rows}x{cols}: r_wire_row <= "
-                    f"{cap / (g_max * cols * cols):.3g} Ω and r_wire_col <= "
-                    f"{cap / (g_max * rows * rows):.3g} Ω per segment)")
+        if g_max is not None:
+            rp = r_driver + r_sense
+            lam_r = g_max * (r_wire_row * cols * cols + rp * cols)
+            lam_c = g_max * (r_wire_col * rows * rows + rp * rows)
+            what = (f"g_max (r_wire_row {names[1]}^2 + (r_driver + r_sense) {names[1]}) = "
+                    f"{lam_r:.3g} (row lines), g_max (r_wire_col {names[0]}^2 + (r_driver + "
+                    f"r_sense) {names[0]}) = {lam_c:.3g} (column lines), g_max = {g_max:.4g} S,"
+                    f" at {rows}x{cols}, r_wire_row {r_wire_row:g} Ω, r_wire_col "
+                    f"{r_wire_col:g} Ω, r_driver {r_driver:g} Ω, r_sense {r_sense:g} Ω")
+            cap = val.get("ir_drop_max")
+            if cap is not None and max(lam_r, lam_c) > float(cap) * (1 + 1e-9):
+                problems.append(f"IR-drop parameter {max(lam_r, lam_c):.3g} above the validated "
+                                f"maximum {float(cap):g} ({what}; valid: both <= {float(cap):g})")
+            cap = val.get("ir_drop_asym_max")
+            if cap is not None and abs(lam_r - lam_c) > float(cap) * (1 + 1e-9):
+                problems.append(f"IR-drop asymmetry |row - column| = {abs(lam_r - lam_c):.3g} "
+                                f"above the validated maximum {float(cap):g} ({what}; valid: "
+                                f"|row - column| <= {float(cap):g})")
         if g_max is not None and val.get("periphery_max") is not None:
             p = g_max * (r_driver + r_sense) * max(rows, cols)
             cap = float(val["periphery_max"])

@@ -46,7 +46,7 @@ def evaluate(sur: TileSurrogate, path: str | Path, split: str | None = "test"
 
     import h5py
 
-    from .dataset import ir_drop_parameter, periphery_parameter
+    from .dataset import ir_drop_asymmetry, ir_drop_parameter, periphery_parameter
 
     card = load_card(path)
     with h5py.File(path, "r") as h5:
@@ -70,7 +70,11 @@ def evaluate(sur: TileSurrogate, path: str | Path, split: str | None = "test"
                           r_wire_row=t.r_wire_row, r_wire_col=t.r_wire_col,
                           r_driver=t.r_driver, r_sense=t.r_sense,
                           ir_drop=ir_drop_parameter(t.rows, t.cols, t.r_wire_row,
-                                                    t.r_wire_col, g_max),
+                                                    t.r_wire_col, g_max, t.r_driver,
+                                                    t.r_sense),
+                          ir_asym=ir_drop_asymmetry(t.rows, t.cols, t.r_wire_row,
+                                                    t.r_wire_col, g_max, t.r_driver,
+                                                    t.r_sense),
                           periphery=periphery_parameter(t.rows, t.cols, t.r_driver,
                                                         t.r_sense, g_max),
                           shape="square" if t.rows == t.cols else "non-square",
@@ -162,13 +166,14 @@ def summarise(ev: dict[str, Any]) -> dict[str, Any]:
              "by_pattern": _by_value(sel, "pattern"), "by_input": _by_kind(sel),
              "by_size": _group(sel, "size", SIZE_BINS),
              "by_wire": _group(sel, "r_wire", WIRE_BINS),
-             "by_ir_drop": _group(sel, "ir_drop", IR_DROP_BINS)}
+             "by_ir_drop": _group(sel, "ir_drop", IR_DROP_BINS),
+             "by_ir_asym": _group(sel, "ir_asym", IR_DROP_BINS)}
         for key in ("shape", "wires", "drivers", "direction", "solver"):
             b[f"by_{key}"] = _by_value(sel, key)
         worst = max(sel, key=lambda r: r["max_pct"])
         b["worst"] = {k: worst[k] for k in ("index", "direction", "rows", "cols", "r_wire_row",
                                             "r_wire_col", "r_driver", "r_sense", "pattern",
-                                            "ir_drop", "max_pct")}
+                                            "ir_drop", "ir_asym", "max_pct")}
         return b
 
     out.update({k: v for k, v in block(reads).items() if k.startswith("by_")})
@@ -248,6 +253,7 @@ def format_summary(s: dict[str, Any]) -> str:
                            ("by_wire", "wire (Ω per segment, largest)"),
                            ("by_size", "tile size (largest side)"),
                            ("by_ir_drop", "IR-drop parameter"),
+                           ("by_ir_asym", "IR-drop asymmetry |row - column|"),
                            ("by_drivers", "driver/sense"), ("by_direction", "direction"),
                            ("by_solver", "solver")):
             lines.append(f"  by {label} (RMS / max %FS):")

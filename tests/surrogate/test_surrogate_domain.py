@@ -36,13 +36,18 @@ def shipped() -> TileSurrogate:
     return TileSurrogate.load()
 
 
-def _at_limit(sur: TileSurrogate, rows: int, cols: int, ratio: float = 1.0) -> tuple[float, float]:
-    """Row and column wire (Ω, ``ratio`` = r_col / r_row) putting a tile at 98 % of the
-    IR-drop limit ``g_max max(r_row cols^2, r_col rows^2)``, neither above ``r_wire``'s max."""
-    val = sur.validity
-    r_row = 0.98 * val["ir_drop_max"] / (val["g_max"] * max(cols * cols, ratio * rows * rows))
-    r_row = min(r_row, val["r_wire"][1], val["r_wire"][1] / ratio)
-    return r_row, r_row * ratio
+def _at_limit(sur: TileSurrogate, rows: int, cols: int, ratio: float = 1.0,
+              r_drv: float = 0.0, r_sns: float = 0.0) -> tuple[float, float]:
+    """Row and column wire (Ω, ``ratio`` = r_col / r_row) at 98 % of the largest wire for
+    which the tile is inside the domain (IR-drop and asymmetry limits, wire maximum):
+    bisection on the surrogate's own domain check."""
+    lo, hi = 0.0, sur.validity["r_wire"][1] / max(1.0, ratio)
+    assert not sur.domain_problems(rows, cols, 0.0, 0.0, r_drv, r_sns)
+    for _ in range(40):
+        mid = 0.5 * (lo + hi)
+        ok = not sur.domain_problems(rows, cols, mid, mid * ratio, r_drv, r_sns)
+        lo, hi = (mid, hi) if ok else (lo, mid)
+    return 0.98 * lo, 0.98 * lo * ratio
 
 
 #: (pattern, rows, cols, r_col / r_row, driver Ω, sense Ω): structured classes and
@@ -62,7 +67,7 @@ def test_structured_heldout_tiles_within_half_a_percent(shipped, direction):
     rng = np.random.default_rng(20261203)
     worst, worst_ideal = 0.0, 0.0
     for pattern, rows, cols, ratio, r_drv, r_sns in CASES:
-        r_row, r_col = _at_limit(shipped, rows, cols, ratio)
+        r_row, r_col = _at_limit(shipped, rows, cols, ratio, r_drv, r_sns)
         x = sample_states(pattern, (rows, cols), grid, rng)
         t = Tile(x=x, card=FITTED, r_wire_row=r_row, r_wire_col=r_col, r_driver=r_drv,
                  r_sense=r_sns)
@@ -99,13 +104,16 @@ def test_all_on_stripes_against_ngspice(shipped):
 
 def test_training_points_inside_the_domain(shipped):
     """The tiles the networks of issue 11 train on are inside the domain: 64x64 at 0.5, 2,
-    5 and 10 Ω per segment, 128x128 at 0.5, 2 and 5 Ω (equal wire, ideal periphery)."""
-    x = np.ones((64, 64))
+    5 and 10 Ω per segment, 128x128 at 0.5, 2 and 5 Ω (equal wire, ideal periphery); 128x128
+    at 10 Ω and 256x256 are not."""
     for n, r in ((64, 0.5), (64, 2.0), (64, 5.0), (64, 10.0), (128, 0.5), (128, 2.0),
                  (128, 5.0)):
         t = Tile(x=np.ones((n, n)), card=FITTED, r_wire_row=r, r_wire_col=r)
         assert shipped.check(t, np.full((1, n), V_READ)) == [], (n, r)
-    del x
+    for n, r in ((128, 10.0), (256, 0.5)):
+        t = Tile(x=np.ones((n, n)), card=FITTED, r_wire_row=r, r_wire_col=r)
+        with pytest.raises(ValidityError):
+            shipped.check(t)
 
 
 def test_outside_the_domain_raises_naming_field_value_and_range(shipped):
@@ -115,10 +123,15 @@ def test_outside_the_domain_raises_naming_field_value_and_range(shipped):
     v = np.full((1, 128), V_READ)
     lam = ir_drop_parameter(128, 128, 10.0, 10.0, shipped.validity["g_max"])
     assert lam > shipped.validity["ir_drop_max"]
-    with pytest.raises(ValidityError, match=r"IR-drop parameter .* = 8\.19 above the validated "
-                                            r"maximum 4\.2 \(valid at 128x128: r_wire_row <= "
-                                            r"5\.1\d Ω"):
+    with pytest.raises(ValidityError, match=r"IR-drop parameter 8\.19 above the validated "
+                                            r"maximum 4\.2 \(g_max \(r_wire_row cols\^2 .*"
+                                            r"valid: both <= 4\.2\)"):
         shipped.predict(t, v)
+    # one heavy line against a nearly ideal one (issue 11: 128x128 at 5 / 0.1 Ω, 2.1 % FS)
+    lopsided = Tile(x=np.ones((128, 128)), card=FITTED, r_wire_row=5.0, r_wire_col=0.1)
+    with pytest.raises(ValidityError, match=r"IR-drop asymmetry \|row - column\| = 4\.0\d "
+                                            r"above the validated maximum 3\.3"):
+        shipped.predict(lopsided, v)
     with pytest.warns(UserWarning, match="IR-drop parameter"):
         shipped.predict(t, v, on_invalid="warn")
     wide = Tile(x=np.ones((16, 128)), card=FITTED, r_wire_row=1.0, r_wire_col=1.0,
@@ -135,7 +148,8 @@ def test_backend_refuses_settings_outside_the_domain(shipped):
     from pyspice_rram.surrogate.backend import SurrogateBackend
 
     with pytest.raises(ValidityError,
-                       match=r"IR-drop parameter .*r_wire_row tile_cols\^2, r_wire_col tile_rows"):
+                       match=r"IR-drop parameter 8\.19 .*r_wire_row tile_cols\^2 .*r_wire_col "
+                             r"tile_rows\^2"):
         SurrogateBackend(tile=(128, 128), r_wire=10.0, card=FITTED)
     be = SurrogateBackend(tile=(128, 128), r_wire=5.0, card=FITTED)      # inside: no error
     assert be.card is FITTED
