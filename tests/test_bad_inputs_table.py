@@ -357,6 +357,13 @@ CASES: dict[str, Case] = {
     "check-foreign-run": Case(
         lambda t, r, o: ["check", r / "xbar.h5", "-o", o / "c.json", "--force", "-q"], 1,
         ["xbar.h5", "not a pyspice-rram training run file"], {"c.json": "{}\n"}),
+    # ---- cost: a file that is no run, costs that are no event costs
+    "cost-foreign-run": Case(
+        lambda t, r, o: ["cost", r / "xbar.h5"], 1,
+        ["xbar.h5", "not a pyspice-rram training run file"]),
+    "cost-costs-not-event-costs": Case(
+        lambda t, r, o: ["cost", r / "run.h5", "--costs", write(t / "c.json", "{}\n")], 1,
+        ["{tmp}/c.json", "cannot read event costs"]),
     "check-over-an-earlier-result": Case(
         lambda t, r, o: ["check", r / "run.h5", "-o", o / "c.json", "-q"], 1,
         ["{out}/c.json", "--force"], {"c.json": "{}\n"}),

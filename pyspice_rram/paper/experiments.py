@@ -120,8 +120,9 @@ def _run_one(cfg_dict: dict, path: str, progress: bool, resume: bool = True) -> 
 
 def _absolute(cfg: TrainConfig) -> TrainConfig:
     """``cfg`` with its relative paths (MNIST directory, card) made absolute."""
-    changes = {k: str(Path(getattr(cfg, k)).resolve()) for k in ("mnist_path", "card")
-               if getattr(cfg, k)}
+    given = cfg.to_dict()        # the card as its path (a card given as an object: a dict)
+    changes = {k: str(Path(given[k]).resolve()) for k in ("mnist_path", "card")
+               if isinstance(given.get(k), str) and given[k]}
     return cfg.replace(**changes) if changes else cfg
 
 
