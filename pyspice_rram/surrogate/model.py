@@ -115,6 +115,25 @@ def _pow(x, e):
     return x ** e
 
 
+@njit(cache=True, inline="always")
+def _sensed_ladder(a, t, shunt_scale, w, r_s_first, r_s, Ys, qs, out):
+    """Ladders of the sensed lines (columns of canonical tile ``a[t]``) with shunts
+    ``a w shunt_scale`` into ``out`` (all lines advance together)."""
+    na, nb = w.shape
+    for j in range(nb):
+        Ys[j] = a[t, na - 1, j] * shunt_scale * w[na - 1, j]
+    for k in range(na - 1, 0, -1):
+        for j in range(nb):
+            qk = 1.0 / (1.0 + r_s * Ys[j])
+            qs[k, j] = qk
+            Ys[j] = a[t, k - 1, j] * shunt_scale * w[k - 1, j] + Ys[j] * qk
+    for j in range(nb):
+        out[0, j] = 1.0 / (1.0 + r_s_first * Ys[j])
+    for k in range(1, na):
+        for j in range(nb):
+            out[k, j] = out[k - 1, j] * qs[k, j]
+
+
 @njit(cache=True)
 def _prepare_kernel(a, shunt_scale, r_d_first, r_d, r_s_first, r_s, th, linear, out, mode=1,
                     p_cpl=0.0, q_cpl=1.0):
@@ -127,6 +146,7 @@ def _prepare_kernel(a, shunt_scale, r_d_first, r_d, r_s_first, r_s, th, linear, 
     alpha = np.empty((na, nb))
     beta = np.empty((na, nb))
     beta0 = np.ones((na, nb))
+    ones = np.ones((na, nb))
     aq = np.empty((na, nb))
     qd = np.empty((nb, na))        # qd[k, i] = 1 / (1 + r_d Y_k) of driven line i
     qs = np.empty((na, nb))        # qs[k, j] = 1 / (1 + r_s Y_k) of sensed line j
@@ -135,18 +155,7 @@ def _prepare_kernel(a, shunt_scale, r_d_first, r_d, r_s_first, r_s, th, linear, 
     # the recursions run along each line; all lines advance together (independent, SIMD)
     for t in range(nt):
         if p_cpl != 0.0:           # sensed lines alone (shunts a): beta0 ** p_cpl
-            for j in range(nb):
-                Ys[j] = a[t, na - 1, j] * shunt_scale
-            for k in range(na - 1, 0, -1):
-                for j in range(nb):
-                    qk = 1.0 / (1.0 + r_s * Ys[j])
-                    qs[k, j] = qk
-                    Ys[j] = a[t, k - 1, j] * shunt_scale + Ys[j] * qk
-            for j in range(nb):
-                beta0[0, j] = 1.0 / (1.0 + r_s_first * Ys[j])
-            for k in range(1, na):
-                for j in range(nb):
-                    beta0[k, j] = beta0[k - 1, j] * qs[k, j]
+            _sensed_ladder(a, t, shunt_scale, ones, r_s_first, r_s, Ys, qs, beta0)
             for i in range(na):
                 for j in range(nb):
                     beta0[i, j] = _pow(beta0[i, j], p_cpl)
@@ -165,18 +174,7 @@ def _prepare_kernel(a, shunt_scale, r_d_first, r_d, r_s_first, r_s, th, linear, 
         for i in range(na):
             for j in range(nb):
                 aq[i, j] = _pow(alpha[i, j], q_cpl)
-        for j in range(nb):
-            Ys[j] = a[t, na - 1, j] * shunt_scale * aq[na - 1, j]
-        for k in range(na - 1, 0, -1):
-            for j in range(nb):
-                qk = 1.0 / (1.0 + r_s * Ys[j])
-                qs[k, j] = qk
-                Ys[j] = a[t, k - 1, j] * shunt_scale * aq[k - 1, j] + Ys[j] * qk
-        for j in range(nb):
-            beta[0, j] = 1.0 / (1.0 + r_s_first * Ys[j])
-        for k in range(1, na):
-            for j in range(nb):
-                beta[k, j] = beta[k - 1, j] * qs[k, j]
+        _sensed_ladder(a, t, shunt_scale, aq, r_s_first, r_s, Ys, qs, beta)
         for i in range(na):
             for j in range(nb):
                 ea = 1.0 - alpha[i, j]
