@@ -240,6 +240,7 @@ def fit_surrogate(path: str | Path | list, *, ridge: float = 1e-9, terms: list[s
         return hs[0] if len(hs) == 1 else hashlib.sha256("".join(hs).encode()).hexdigest()
 
     sur.stamp(data_set=", ".join(p.name for p in paths), data_hash=_hash("fit"),
+              data_hashes={p.name: data_hash(p, "fit") for p in paths},
               data_hash_all=_hash(None), n_fit_reads=len(data["meta"]),
               fit_solvers=solvers, fit_rms_pct_fs=report["fit_rms_pct"],
               fit_max_pct_fs=report["fit_max_pct"], ridge=ridge)
