@@ -115,6 +115,11 @@ def _default_sources() -> dict[str, str]:
         "pulse_driver_energy_J": "ASSUMPTION: one programming pulse on a line costs the "
                                  "driver what a read DAC conversion costs (dac_energy_J); "
                                  "the energy delivered into the array is in the circuit",
+        "counter_energy_J": "ASSUMPTION: counter arbitration of a multi-device synapse is "
+                            "one increment of a global digital counter per sample and "
+                            "layer (Boybat et al. 2018), negligible next to the array "
+                            "events: 0 J (set a figure to cost it)",
+        "counter_time_s": "ASSUMPTION: the counter increment overlaps the reads: 0 s",
     }
 
 
@@ -145,6 +150,9 @@ class PeripheryCosts:
     pulse_driver_energy_J : float
         Driver energy (J) per programming pulse on a line (update), beyond the energy it
         delivers into the array.
+    counter_energy_J, counter_time_s : float
+        Energy (J) and time (s) of one counter-arbitration step of a multi-device synapse
+        (the training cost ledger, :mod:`pyspice_rram.network.ledger`).
     sources : dict
         Citation or stated assumption of every field above (field name -> text).
     """
@@ -157,6 +165,8 @@ class PeripheryCosts:
     lines_per_adc: int = 1
     sense_energy_J: float = 10e-6 / 1024 * 100e-9
     pulse_driver_energy_J: float = 4e-3 / 1024 * 100e-9
+    counter_energy_J: float = 0.0
+    counter_time_s: float = 0.0
     sources: dict[str, str] = field(default_factory=_default_sources)
 
     def __post_init__(self) -> None:
@@ -214,6 +224,10 @@ class PeripheryCosts:
         extra = unknown_fields(cls, d)
         if extra:
             raise UserInputError(f"PeripheryCosts: unknown field(s) {extra}")
+        d = dict(d)
+        if "sources" in d:      # files written before a field existed: its default source
+            d["sources"] = {**{k: v for k, v in _default_sources().items() if k not in d},
+                            **d["sources"]}
         return cls(**d)
 
 

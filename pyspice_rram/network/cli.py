@@ -84,6 +84,23 @@ def _circuit_options(p: argparse.ArgumentParser) -> None:
                    "given: the config's [circuit] v_read (the card's by default)")
 
 
+def _periphery_options(p: argparse.ArgumentParser) -> None:
+    """DAC/ADC options of ``train`` (the ``[periphery]`` table; docs/cost.md)."""
+    p.add_argument("--dac-bits", type=_int_at_least(1), help="input DAC bits of every read "
+                   "(not given: the config's [periphery], default ideal)")
+    p.add_argument("--adc-bits", type=_int_at_least(1), help="output ADC bits per tile line "
+                   "(not given: the config's [periphery], default ideal)")
+    p.add_argument("--adc-range", choices=["max", "calibrated"], help="ADC full scale: the "
+                   "largest possible line current, or calibrated on training samples (not "
+                   "given: the config's, default max)")
+
+
+def periphery_changes(args: argparse.Namespace) -> dict:
+    """The ``[periphery]`` fields given on the command line."""
+    keys = {"dac_bits": "dac_bits", "adc_bits": "adc_bits", "adc_range": "adc_range"}
+    return {k: getattr(args, a) for k, a in keys.items() if getattr(args, a, None) is not None}
+
+
 def circuit_changes(args: argparse.Namespace) -> dict:
     """The ``[circuit]`` fields given on the command line (``--tile``, ``--r-wire``, ...)."""
     c = {}
@@ -120,8 +137,17 @@ def _parallel(p: argparse.ArgumentParser) -> None:
                    "paths are made absolute before the runs go to the workers")
 
 
+def _study_options(p: argparse.ArgumentParser, *, output_help: str, output_default: str,
+                   force_help: str, seed_help: str, existing_help: str) -> None:
+    """Options of the commands that run a study of training runs (ablation, cost)."""
+    _common(p, output_help=output_help, output_default=output_default, force_help=force_help,
+            seed_help=seed_help)
+    _parallel(p)
+    p.add_argument("--only-existing", action="store_true", help=existing_help)
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the ``train``, ``reproduce`` and ``ablation`` subcommands to the top-level CLI."""
+    """Add the ``train``, ``reproduce``, ``ablation`` and ``cost`` subcommands to the top-level CLI."""
     p = subparsers.add_parser(
         "train", help="train a network from a config (TOML/JSON)", formatter_class=HELP,
         description="Train a 784-250-10 (or 64-h-10 on 8x8 digits) network with the synapse "
@@ -138,6 +164,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--download", action="store_true",
                    help="download MNIST into the cache if it is not found (needs internet)")
     _circuit_options(p)
+    _periphery_options(p)
     p.set_defaults(func=cmd_train)
 
     r = subparsers.add_parser(
@@ -171,13 +198,36 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "write <output>/<study>.md (table), .json (curves) and .png (final test "
                     "accuracy per run).")
     a.add_argument("study", help="study file, e.g. configs/ablation/one_setting.toml")
-    _common(a, output_help="output directory", output_default="out/ablation",
-            force_help="retrain the runs from scratch instead of re-using / resuming them",
-            seed_help="override the seed of every run of the study")
-    _parallel(a)
-    a.add_argument("--only-existing", action="store_true",
-                   help="tabulate the stored runs without training")
+    _study_options(a, output_help="output directory", output_default="out/ablation",
+                   force_help="retrain the runs from scratch instead of re-using / resuming "
+                              "them",
+                   seed_help="override the seed of every run of the study",
+                   existing_help="tabulate the stored runs without training")
     a.set_defaults(func=cmd_ablation)
+
+    c = subparsers.add_parser(
+        "cost", help="time and energy of training: the cost ledger of a run, or a study "
+                     "of the synapse schemes", formatter_class=HELP,
+        description="RUN.h5: print the run's cost ledger (events per epoch -- reads, "
+                    "update cycles, refreshes, arbitration steps, pulses per device -- and "
+                    "their time and energy per sample and per epoch) with the per-event "
+                    "costs used and their source. STUDY.toml (configs/cost/): run the "
+                    "study like `ablation` and write <output>/<study>_cost.md/.json/.png "
+                    "(accuracy vs energy per training sample). See docs/cost.md.")
+    c.add_argument("target", help="a run file (.h5) or a study file (.toml), e.g. "
+                                  "configs/cost/schemes.toml")
+    c.add_argument("--costs", help="per-event costs JSON of `pyspice-rram xbar energy` "
+                                   "(default: the shipped costs of the fitted reference card "
+                                   "for the run's tile size)")
+    c.add_argument("--json", help="RUN.h5: also write the ledger as JSON to this file")
+    _study_options(c, output_help="STUDY.toml: output directory", output_default="out/cost",
+                   force_help="STUDY.toml: retrain the runs from scratch",
+                   seed_help="STUDY.toml: override the seed of every run",
+                   existing_help="STUDY.toml: tabulate the stored runs without training")
+    c.add_argument("--quick", action="store_true",
+                   help="STUDY.toml: every run on the 8x8 digits, 1 epoch, 32 hidden (smoke "
+                        "test)")
+    c.set_defaults(func=cmd_cost)
 
     c = subparsers.add_parser(
         "circuit-sweep", help="accuracy through the crossbar: ideal- vs circuit-trained",
@@ -260,6 +310,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     circuit = circuit_changes(args)
     if circuit:
         changes["circuit"] = cfg.circuit.replace(**circuit)
+    periphery = periphery_changes(args)
+    if periphery:
+        changes["periphery"] = {**cfg.periphery.to_dict(), **periphery}
     if changes:
         cfg = cfg.replace(where=args.config, **changes)
     _check_backend(cfg)
@@ -313,6 +366,31 @@ def cmd_ablation(args: argparse.Namespace) -> int:
         acc = f"{r['test']:6.2f} %" if r["epochs"] else "not run"
         print(f"{acc}  {r['label']}")
     print(Path(args.output) / (Path(args.study).stem + ".md"))
+    return 0
+
+
+def cmd_cost(args: argparse.Namespace) -> int:
+    from ..paper.cost import cost_study, format_ledger, run_ledger, save_ledger_json
+
+    target = Path(args.target)
+    if target.suffix == ".toml":
+        res = cost_study(target, args.output, costs=args.costs, quick=args.quick,
+                         mnist=args.mnist, workers=args.workers, scheduler=args.scheduler,
+                         progress=not args.quiet, only_existing=args.only_existing,
+                         force=args.force, seed=args.seed)
+        for r in res["rows"]:
+            print(f"{r['test']:6.2f} %  {r['energy_per_sample_J']:.3e} J/sample  "
+                  f"{r['time_per_sample_s']:.3e} s/sample  {r['label']}")
+        for p in res["paths"]:
+            print(p)
+        return 0
+    if not target.is_file():
+        raise UserInputError(f"cost: {target} not found (give a run file .h5 or a study "
+                             ".toml)")
+    led = run_ledger(target, args.costs)
+    print(format_ledger(led))
+    if args.json:
+        print(save_ledger_json(led, args.json))
     return 0
 
 

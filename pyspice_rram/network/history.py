@@ -14,6 +14,12 @@ epoch, so a killed run leaves the last complete epoch)::
     /epochs/pulses         (E+1, L, A) pulses applied
     /epochs/refreshes      (E+1, L, A) pair refreshes (reset + re-program)
     /epochs/wall_s         (E+1,) seconds of training per epoch
+    /epochs/samples        (E+1,) training samples of the epoch          (cost ledger:
+    /epochs/reads_forward  (E+1, L) forward reads of each layer           :mod:`.ledger`;
+    /epochs/reads_transposed (E+1, L) transposed reads of each layer      -1: not counted)
+    /epochs/update_cycles  (E+1, L, A) samples whose update pulsed array A of layer L
+    /epochs/adc_full_scale (E+1, 2, 2, T) ADC full scale per layer, direction (forward,
+                           transposed) and tile (quantised read paths only, :mod:`.periphery`)
     /track/samples         (T,)   training samples seen at each record
     /track/weights         (T, A, n) per-array weight of the tracked synapses (layer 2)
     /track/index           (n, 2) (input row, output column) of the tracked synapses
@@ -37,10 +43,15 @@ import numpy as np
 
 from ..errors import UserInputError
 from .circuit_spec import circuit_table
+from .periphery import periphery_table
 
 FORMAT = "pyspice-rram-train-1"
 EPOCH_KEYS = ("train_acc", "test_acc", "train_mse", "test_mse", "online_acc", "phase",
               "updates", "pulses", "refreshes", "wall_s")
+#: Per-epoch fields of the cost ledger (:mod:`.ledger`), absent from run files written
+#: before it; epochs of a resumed older run that were not counted hold -1.
+LEDGER_KEYS = ("samples", "reads_forward", "reads_transposed", "update_cycles",
+               "adc_full_scale")
 
 
 @dataclass
@@ -59,8 +70,16 @@ class History:
         return max(0, len(self.epochs["train_acc"]) - 1)
 
     def append(self, **values: Any) -> None:
+        n = len(self.epochs["train_acc"])
         for k in EPOCH_KEYS:
             self.epochs[k].append(values[k])
+        for k in LEDGER_KEYS:
+            if k not in values:
+                continue
+            rows = self.epochs.setdefault(k, [])
+            if len(rows) < n:       # a resumed run from before the ledger: not counted
+                rows[:0] = [np.full_like(np.asarray(values[k]), -1)] * (n - len(rows))
+            rows.append(values[k])
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {k: np.asarray(v) for k, v in self.epochs.items()}
@@ -179,6 +198,7 @@ def _run_identity(config: dict) -> dict:
     d.pop("epochs", None)
     d.pop("mnist_path", None)
     d["circuit"] = circuit_table(d.get("circuit"))    # run files before the [circuit] table
+    d["periphery"] = periphery_table(d.get("periphery"))   # ... before [periphery]
     if d.get("card"):
         d["card"] = str(Path(d["card"]).resolve())
     return d
@@ -235,6 +255,9 @@ def load_run(path: str | Path, with_checkpoint: bool = True):
         hist = History(json.loads(f.attrs["config"]), str(f.attrs["dataset"]))
         for k in EPOCH_KEYS:
             hist.epochs[k] = list(f["epochs"][k][()])
+        for k in LEDGER_KEYS:
+            if k in f["epochs"]:
+                hist.epochs[k] = list(f["epochs"][k][()])
         hist.track_samples = list(f["track/samples"][()])
         if "track/weights" in f:
             hist.track_weights = list(f["track/weights"][()])

@@ -20,7 +20,8 @@ import hashlib
 from pathlib import Path
 
 #: the modules whose compiled kernels call each other
-KERNEL_MODULES = ("rng.py", "pulses.py", "layer.py", "update.py", "backend.py", "sgd.py")
+KERNEL_MODULES = ("rng.py", "pulses.py", "layer.py", "update.py", "backend.py", "sgd.py",
+                  "periphery.py")
 
 
 def sources_digest(extra: tuple = ()) -> bytes:

@@ -45,6 +45,23 @@ def output_error(opre, lab, o, d2, counters):
     counters[1] += sse
 
 
+#: ledger slots of the SGD loop's ``counters`` (after correct, squared error): forward reads
+#: of layer 0 and 1, transposed reads of layer 0 and 1, then the update cycles of layer
+#: ``l`` on array ``a`` at ``LEDGER_CYCLES + l A + a``
+LEDGER_FORWARD, LEDGER_TRANSPOSED, LEDGER_CYCLES = 2, 4, 6
+
+
+def ledger_size(n_arrays: int) -> int:
+    """Length of a ``counters`` array that holds the ledger of a network of ``n_arrays``
+    arrays per layer (:func:`sgd_samples`)."""
+    return LEDGER_CYCLES + 2 * n_arrays
+
+
+@njit(cache=True, inline="always")
+def _stats_sum(stats, a):
+    return stats[a, 0] + stats[a, 1] + stats[a, 2]
+
+
 @njit(cache=True)
 def sgd_samples(order, start, stop, indptr, indices, values, labels, L1, L2, lr, rng,
                 counters, reads):
@@ -59,7 +76,11 @@ def sgd_samples(order, start, stop, indptr, indices, values, labels, L1, L2, lr,
 
     ``L1``/``L2`` are the :class:`.layer.LayerState` of the two layers; ``rng`` the xoshiro
     state of pulse noise and stochastic rounding; ``counters`` (float64[2]) accumulates the
-    number of correct predictions and the summed squared error.
+    number of correct predictions and the summed squared error. A longer ``counters``
+    (:func:`ledger_size`) also counts the events of the cost ledger: the reads of each layer
+    (slots :data:`LEDGER_FORWARD`, :data:`LEDGER_TRANSPOSED`) and, per layer and array, the
+    parallel update cycles -- samples in which the array received at least one pulse,
+    refresh or (floating point) update (slots from :data:`LEDGER_CYCLES`).
     """
     n_in = L1.Wr.shape[0] - 1
     n_hid = L1.Wr.shape[1]
@@ -80,6 +101,9 @@ def sgd_samples(order, start, stop, indptr, indices, values, labels, L1, L2, lr,
     ev_j = np.empty(n_ev_max, dtype=np.int32)
     ev_i = np.empty(n_ev_max, dtype=np.int32)
     ev_n = np.empty(n_ev_max, dtype=np.int32)
+    n_arr = L1.stats.shape[0]
+    ledger = counters.size >= LEDGER_CYCLES + 2 * n_arr
+    before = np.zeros(n_arr, dtype=np.int64)
     for t in range(start, stop):
         s = order[t]
         a0 = indptr[s]
@@ -94,8 +118,19 @@ def sgd_samples(order, start, stop, indptr, indices, values, labels, L1, L2, lr,
         scale = tile_transpose(reads, 1, L2, d2, e1)
         for j in range(n_hid):
             d1[j] = h[j] * (1.0 - h[j]) * e1[j] * scale
+        if ledger:
+            counters[LEDGER_FORWARD] += 1.0
+            counters[LEDGER_FORWARD + 1] += 1.0
+            counters[LEDGER_TRANSPOSED + 1] += 1.0
+            for a in range(n_arr):
+                before[a] = _stats_sum(L2.stats, a)
         tile_update(reads, 1, L2, idx2, h, n_hid + 1, d2, lr, rng, colbuf, maskbuf, ev_j,
                     ev_i, ev_n)
+        if ledger:
+            for a in range(n_arr):
+                if _stats_sum(L2.stats, a) != before[a]:
+                    counters[LEDGER_CYCLES + n_arr + a] += 1.0
+                before[a] = _stats_sum(L1.stats, a)
         for p in range(nnz):        # the layer's non-zero inputs, bias row last
             idx1[p] = indices[a0 + p]
             val1[p] = values[a0 + p]
@@ -103,6 +138,10 @@ def sgd_samples(order, start, stop, indptr, indices, values, labels, L1, L2, lr,
         val1[nnz] = 1.0
         tile_update(reads, 0, L1, idx1, val1, nnz + 1, d1, lr, rng, colbuf, maskbuf, ev_j,
                     ev_i, ev_n)
+        if ledger:
+            for a in range(n_arr):
+                if _stats_sum(L1.stats, a) != before[a]:
+                    counters[LEDGER_CYCLES + a] += 1.0
         L1.cfg[0].counter += 1
         L2.cfg[0].counter += 1
 

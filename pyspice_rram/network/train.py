@@ -31,11 +31,13 @@ from threadpoolctl import threadpool_limits
 from .cells import ConfigError
 from .backend import BACKENDS, TileBackend, backend_name, make_backend
 from .circuit_spec import CircuitSpec, circuit_table
+from .periphery import (PeripherySpec, QuantizedBackend, make_periphery_backend,
+                        periphery_table)
 from .cells import (CELLS, DeviceSpec, FloatingPointCell, HybridCell, check_choice,
                     check_finite_tree, check_number, make_cell)
 from .layer import STAT_PULSES, STAT_REFRESH, STAT_UPDATES, LayerState
 from .rng import seed_state
-from .sgd import sgd_samples
+from .sgd import LEDGER_CYCLES, LEDGER_FORWARD, LEDGER_TRANSPOSED, ledger_size, sgd_samples
 from .data import Dataset, load_dataset
 from .history import History, check_overwrite, load_run, run_lock, save_run
 from ..errors import UserInputError
@@ -101,7 +103,15 @@ class TrainConfig:
         the card's). Default 64x64 tiles, 1 Ω wire segments, ideal driver and sense (the
         surrogate backend's defaults; a config or run file without the table means these).
         Used by backends that model the circuit (``surrogate``); ``ideal`` and
-        ``read-noise`` ignore it (it is still recorded in the run file).
+        ``read-noise`` ignore it (it is still recorded in the run file). The tile size
+        also sets the ADCs of ``periphery`` and the tiles counted by the cost ledger.
+    periphery : PeripherySpec (a dict is converted)
+        DAC and ADC resolution of the reads (the ``[periphery]`` table,
+        :class:`.periphery.PeripherySpec`): ``dac_bits``, ``adc_bits`` (None: ideal),
+        ``adc_range`` (``"max"`` or ``"calibrated"``), ``calibration_samples``,
+        ``calibration_interval``, ``calibration_margin`` (docs/cost.md). Default (and
+        a config or run file without the table): ideal converters. Quantised reads need the
+        ``ideal`` backend.
     n_track : int
         Number of hidden-output synapses whose weights are recorded (Fig. 4D-F).
     track_points : int
@@ -128,6 +138,7 @@ class TrainConfig:
     read_scale: list | None = None
     backend: str = "ideal"
     circuit: CircuitSpec | dict = field(default_factory=CircuitSpec)
+    periphery: PeripherySpec | dict = field(default_factory=PeripherySpec)
     n_track: int = 3
     track_points: int = 10
     save_weights: bool = False
@@ -208,6 +219,12 @@ class TrainConfig:
                               f"{self.cell!r})")
         if not isinstance(self.circuit, CircuitSpec):
             self.circuit = CircuitSpec.from_dict(self.circuit)
+        if not isinstance(self.periphery, PeripherySpec):
+            self.periphery = PeripherySpec.from_dict(self.periphery)
+        if not self.periphery.ideal and self.backend != "ideal":
+            raise ConfigError("periphery", self.periphery.to_dict(),
+                              f"DAC/ADC quantisation is modelled on the ideal backend only, "
+                              f"not {self.backend!r}")
         if isinstance(self.card, (str, Path, dict)):
             from ..device.card import ModelCard  # device layer, imported only when used
 
@@ -283,6 +300,8 @@ class TrainConfig:
                                            skip=("device",))
         if isinstance(self.circuit, CircuitSpec):
             d["circuit"] = self.circuit.to_dict()
+        if isinstance(self.periphery, PeripherySpec):
+            d["periphery"] = self.periphery.to_dict()
         if self.card is not None and not isinstance(self.card, (str, Path, dict)):
             path = getattr(self, "_card_path", None)
             d["card"] = path if path is not None else self.card.to_dict()
@@ -338,6 +357,9 @@ class Network:
         self.cell = config.build_cell(self.card)
         self.backend = make_backend(backend if backend is not None else config.backend,
                                     circuit=config.circuit)
+        if not isinstance(backend, TileBackend):    # an instance given is the read model
+            self.backend = make_periphery_backend(self.backend, config.periphery,
+                                                  config.circuit)
         sizes = [(n_in, config.n_hidden), (config.n_hidden, n_out)]
         if layers is None:
             rng = np.random.default_rng(config.seed)
@@ -482,6 +504,33 @@ def _recorded_config(config: TrainConfig, backend: TileBackend) -> TrainConfig:
     return config.replace(**changes) if changes else config
 
 
+def _calibrate(net: Network, data: Dataset) -> None:
+    """Calibrate the ADC full scales of a quantised read path (``adc_range =
+    "calibrated"``) on the first training samples with the present weights."""
+    p = net.config.periphery
+    if p.ideal or p.adc_range != "calibrated" or not hasattr(net.backend, "calibrate"):
+        return
+    n = min(p.calibration_samples, len(data.y_train))
+    net.backend.calibrate(data.dense("train", 0, n), data.y_train[:n])
+
+
+def _ledger_row(net: Network, counters: np.ndarray, n_samples: int) -> dict[str, Any]:
+    """The cost-ledger fields of one epoch (:mod:`.history`) from the SGD loop's counters:
+    samples, reads per layer, update cycles per layer and array; the ADC full scales of a
+    quantised read path."""
+    n_arr = net.layers[0].n_arrays
+    row = {"samples": int(n_samples),
+           "reads_forward": counters[LEDGER_FORWARD:LEDGER_FORWARD + 2].astype(np.int64),
+           "reads_transposed": counters[LEDGER_TRANSPOSED:LEDGER_TRANSPOSED + 2]
+           .astype(np.int64),
+           "update_cycles": counters[LEDGER_CYCLES:LEDGER_CYCLES + 2 * n_arr]
+           .reshape(2, n_arr).astype(np.int64)}
+    fs = getattr(net.backend, "fs", None)
+    if not net.config.periphery.ideal and fs is not None:
+        row["adc_full_scale"] = np.asarray(fs, np.float64).copy()
+    return row
+
+
 def _train(config: TrainConfig, out: str | Path | None, *, data: Dataset | None,
            card: Any, backend: TileBackend | str | None, resume: bool, progress: bool,
            callback: Callable[[int, History], None] | None, stop_after: int | None,
@@ -489,6 +538,11 @@ def _train(config: TrainConfig, out: str | Path | None, *, data: Dataset | None,
     from tqdm.auto import tqdm
 
     if isinstance(backend, TileBackend):
+        if not config.periphery.ideal and not isinstance(backend, QuantizedBackend):
+            raise ConfigError("periphery", config.periphery.to_dict(),
+                              f"the backend instance {type(backend).__name__} given does "
+                              "not model the converters; give no instance (or a "
+                              "QuantizedBackend)")
         config = _recorded_config(config, backend)
     if data is None:
         data = load_dataset(config.dataset, config.mnist_path, download=download)
@@ -508,6 +562,7 @@ def _train(config: TrainConfig, out: str | Path | None, *, data: Dataset | None,
             if isinstance(d.get("card"), str):   # the same card file, relative or absolute
                 d["card"] = str(Path(d["card"]).resolve())
             d["circuit"] = circuit_table(d.get("circuit"))   # run files before [circuit]
+            d["periphery"] = periphery_table(d.get("periphery"))   # ... before [periphery]
         if stored != mine:
             diff = sorted(k for k in set(stored) | set(mine) if stored.get(k) != mine.get(k))
             shown = ", ".join(f"{k}: stored {stored.get(k)!r}, given {mine.get(k)!r}"
@@ -520,6 +575,7 @@ def _train(config: TrainConfig, out: str | Path | None, *, data: Dataset | None,
     if net is None:
         net = Network(config, n_in, n_out, card=card, backend=backend)
         hist = History(config.to_dict(), data.source)
+        _calibrate(net, data)
         rng = np.random.default_rng([config.seed, 10**6])
         n_hid = config.n_hidden
         k = min(config.n_track, (n_hid + 1) * n_out)
@@ -530,7 +586,8 @@ def _train(config: TrainConfig, out: str | Path | None, *, data: Dataset | None,
         zeros = np.zeros((2, net.layers[0].n_arrays), np.int64)
         hist.append(train_acc=tr_acc, test_acc=te_acc, train_mse=tr_mse, test_mse=te_mse,
                     online_acc=float("nan"), phase=net.phase, updates=zeros, pulses=zeros,
-                    refreshes=zeros, wall_s=0.0)
+                    refreshes=zeros, wall_s=0.0,
+                    **_ledger_row(net, np.zeros(ledger_size(net.layers[0].n_arrays)), 0))
         hist.track_samples.append(0)
         hist.track_weights.append(_track_values(net, hist.track_index))
     hist.config = config.to_dict()
@@ -553,7 +610,8 @@ def _train(config: TrainConfig, out: str | Path | None, *, data: Dataset | None,
                 rng_state = seed_state(config.seed, epoch)
                 for st in net.layers:
                     st.stats[...] = 0
-                counters = np.zeros(2)
+                _calibrate(net, data)
+                counters = np.zeros(ledger_size(net.layers[0].n_arrays))
                 t0 = time.perf_counter()
                 for c in range(n_points):
                     net.train_samples(data, order, int(bounds[c]), int(bounds[c + 1]),
@@ -570,7 +628,8 @@ def _train(config: TrainConfig, out: str | Path | None, *, data: Dataset | None,
                             test_mse=te_mse, online_acc=counters[0] / n_train,
                             phase=phase_used, updates=stats[:, :, STAT_UPDATES],
                             pulses=stats[:, :, STAT_PULSES],
-                            refreshes=stats[:, :, STAT_REFRESH], wall_s=wall)
+                            refreshes=stats[:, :, STAT_REFRESH], wall_s=wall,
+                            **_ledger_row(net, counters, n_train))
                 if isinstance(net.cell, HybridCell):
                     net.phase = net.cell.next_phase(net.phase, hist.epochs["train_acc"])
                 bar.set_postfix(train=f"{tr_acc:.4f}", test=f"{te_acc:.4f}",

@@ -108,10 +108,11 @@ def _fmt(v: Any) -> str:
 def run_study(path: str | Path, outdir: str | Path, *, mnist: str | None = None,
               workers: int = 1, scheduler: str | None = None, progress: bool = True,
               only_existing: bool = False, force: bool = False,
-              seed: int | None = None) -> dict:
+              seed: int | None = None, overrides: dict | None = None) -> dict:
     """Run every run of a study (missing or incomplete ones only) and write the report.
 
-    ``force`` retrains every run from scratch; ``seed`` overrides the seed of every run.
+    ``force`` retrains every run from scratch; ``seed`` overrides the seed of every run,
+    ``overrides`` any config fields of every run (e.g. the cost study's ``--quick``).
     Relative ``outdir`` / ``mnist`` are resolved here, before anything goes to workers.
     Returns ``{"title", "rows": [{label, run, epochs, test, best_test, train, switch}]}``
     with accuracies in percent (final epoch, best epoch).
@@ -122,6 +123,7 @@ def run_study(path: str | Path, outdir: str | Path, *, mnist: str | None = None,
         opts["mnist_path"] = str(mnist)
     if seed is not None:
         opts["seed"] = seed
+    opts.update(overrides or {})
     title, runs = load_study(path, opts or None)
     if outdir.exists() and not outdir.is_dir():
         raise UserInputError(f"output {outdir} exists and is not a directory")

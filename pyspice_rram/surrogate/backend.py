@@ -51,33 +51,62 @@ def _hdh(vv, v_nl):
     return 0.5 * v_nl * (e - e2), vv * (1.0 + 0.5 * (e + e2))
 
 
-@njit(cache=True, inline="always")
-def _cell(r, j, G0, S, GR, coef, F, stack, n_first, transposed):
-    """Refresh entry ``(r, j)`` of a stacked ``[W_h; W_dh]`` matrix (or of its transpose)."""
-    wh = 0.0
-    wd = 0.0
-    for a in range(S.shape[0]):
-        for p in range(2):
-            g = coef[a, p] * (G0[a, p, r, j] + S[a, p, r, j] * GR[a, p, r, j])
-            wh += g
-            wd += g * F[a, p, r, j]
-    if transposed:
-        stack[j, r] = wh
-        stack[n_first + j, r] = wd
-    else:
-        stack[r, j] = wh
-        stack[n_first + r, j] = wd
-
-
 #: compiled view of one layer: device arrays (the network's, or a floating-point / sign-read
 #: weight mapped onto one pair: ``mapped``, full scale ``ws``), read coefficients, the read
 #: weights at the last sync (``old``), forward stack ``sf`` = [W_h; W_dh] with its factors
-#: ``ff``, transposed stack ``st``/``ft`` (when ``has_t``), pre-activation buffer ``z``
+#: ``ff``, transposed stack ``st``/``ft`` (when ``has_t``), pre-activation buffer ``z``;
+#: mapped layers: ``of``/``ot`` (n_rows, n_cols, 3) = ``(A, K+, K-)`` of the forward /
+#: transposed first-order term ``W_dh = A + K+ max(w, 0) + K- min(w, 0)`` (:func:`_otf`)
 SurLayer = namedtuple("SurLayer", ["G0", "S", "GR", "coef", "mapped", "ws", "old", "has_f",
-                                   "sf", "ff", "has_t", "st", "ft", "z"])
+                                   "sf", "ff", "has_t", "st", "ft", "z", "of", "ot"])
 #: read state of the compiled SGD loop: both layers and the read law
 SurrogateReads = namedtuple("SurrogateReads", ["l0", "l1", "v_read", "v_nl", "inv_h", "hv",
                                                "dv"])
+
+
+@njit(cache=True)
+def _row_sums(ly, r, F, hbuf, dbuf):
+    """``hbuf[j] = sum coef (G0 + S GR)``, ``dbuf[j] = sum coef (G0 + S GR) F`` over the
+    device arrays of row ``r`` (the sums in the order ``a``, then ``p``; contiguous in ``j``)."""
+    n_out = hbuf.size
+    for j in range(n_out):
+        hbuf[j] = 0.0
+        dbuf[j] = 0.0
+    for a in range(ly.S.shape[0]):
+        for p in range(2):
+            c = ly.coef[a, p]
+            for j in range(n_out):
+                g = c * (ly.G0[a, p, r, j] + ly.S[a, p, r, j] * ly.GR[a, p, r, j])
+                hbuf[j] += g
+                dbuf[j] += g * F[a, p, r, j]
+
+
+@njit(cache=True)
+def _mapped_row(ly, W, r, changed):
+    """:func:`sync_rows` for one row of a mapped layer (one pair, ``G0`` uniform, ``GR = 1``,
+    as :meth:`SurrogateBackend._mapping` builds it): the same float32 ``S`` and the same sums,
+    without reading the constant ``G0``/``GR`` planes."""
+    n_in, n_out = W.shape
+    g0p = ly.G0[0, 0, 0, 0]
+    g0m = ly.G0[0, 1, 0, 0]
+    cp = ly.coef[0, 0]
+    cm = ly.coef[0, 1]
+    for j in range(n_out):
+        if changed[j]:
+            w = W[r, j]
+            ly.old[r, j] = w
+            sp = np.float32(max(w, 0.0) / ly.ws)
+            sm = np.float32(max(-w, 0.0) / ly.ws)
+            ly.S[0, 0, r, j] = sp
+            ly.S[0, 1, r, j] = sm
+            gp = cp * (g0p + sp)
+            gm = cm * (g0m + sm)
+            if ly.has_f:
+                ly.sf[r, j] = gp + gm
+                ly.sf[n_in + r, j] = gp * ly.ff[0, 0, r, j] + gm * ly.ff[0, 1, r, j]
+            if ly.has_t:
+                ly.st[j, r] = gp + gm
+                ly.st[n_out + j, r] = gp * ly.ft[0, 0, r, j] + gm * ly.ft[0, 1, r, j]
 
 
 @njit(cache=True)
@@ -85,21 +114,40 @@ def sync_rows(ly, W, rows, n):
     """Bring the stacks of ``ly`` up to date on every cell of ``rows[:n]`` whose read weight
     ``W`` changed since the last sync: ``W_h = sum coef (G0 + S GR)``,
     ``W_dh = sum coef (G0 + S GR) F`` (forward stack rows, transposed stack columns). A mapped
-    layer first re-maps the cell's weight onto its pair (``S = max(+-w, 0) / ws``)."""
+    layer first re-maps the row's weights onto its pair (``S = max(+-w, 0) / ws``). Whole rows
+    are summed (vectorised over the columns) and stored where the weight changed; mapped
+    layers take :func:`_mapped_row`."""
     n_in, n_out = W.shape
+    hbuf = np.empty(n_out)
+    dbuf = np.empty(n_out)
+    changed = np.empty(n_out, np.bool_)
     for q in range(n):
         r = rows[q]
+        any_changed = False
         for j in range(n_out):
-            w = W[r, j]
-            if w != ly.old[r, j]:
-                ly.old[r, j] = w
-                if ly.mapped:
-                    ly.S[0, 0, r, j] = max(w, 0.0) / ly.ws
-                    ly.S[0, 1, r, j] = max(-w, 0.0) / ly.ws
-                if ly.has_f:
-                    _cell(r, j, ly.G0, ly.S, ly.GR, ly.coef, ly.ff, ly.sf, n_in, False)
-                if ly.has_t:
-                    _cell(r, j, ly.G0, ly.S, ly.GR, ly.coef, ly.ft, ly.st, n_out, True)
+            c = W[r, j] != ly.old[r, j]
+            changed[j] = c
+            any_changed |= c
+        if not any_changed:
+            continue
+        if ly.mapped:
+            _mapped_row(ly, W, r, changed)
+            continue
+        for j in range(n_out):
+            if changed[j]:
+                ly.old[r, j] = W[r, j]
+        if ly.has_f:
+            _row_sums(ly, r, ly.ff, hbuf, dbuf)
+            for j in range(n_out):
+                if changed[j]:
+                    ly.sf[r, j] = hbuf[j]
+                    ly.sf[n_in + r, j] = dbuf[j]
+        if ly.has_t:
+            _row_sums(ly, r, ly.ft, hbuf, dbuf)
+            for j in range(n_out):
+                if changed[j]:
+                    ly.st[j, r] = hbuf[j]
+                    ly.st[n_out + j, r] = dbuf[j]
 
 
 @njit(cache=True)
@@ -123,8 +171,15 @@ def surrogate_forward(reads, layer, L, idx, vals):
             j = nr - 1
             hx, dx = _hdh(reads.v_read, reads.v_nl)
         hx *= reads.inv_h
-        for i in range(n_out):
-            z[i] += hx * W[j, i] + dx * sf[nr + j, i]
+        if ly.mapped:           # the first-order term from the read weight (no sync)
+            of = ly.of
+            for i in range(n_out):
+                w = W[j, i]
+                z[i] += hx * w + dx * (of[j, i, 0] + of[j, i, 1] * max(w, 0.0)
+                                       + of[j, i, 2] * min(w, 0.0))
+        else:
+            for i in range(n_out):
+                z[i] += hx * W[j, i] + dx * sf[nr + j, i]
     return z
 
 
@@ -145,6 +200,16 @@ def surrogate_transpose(reads, layer, L, d, e):
         vk = d[k] / scale * reads.v_read if scale > 0 else 0.0
         hv[k], dv[k] = _hdh(vk, reads.v_nl)
     inv_h = reads.inv_h
+    if ly.mapped:               # the first-order term from the read weight (no sync)
+        ot = ly.ot
+        for j in range(e.size):
+            acc = 0.0
+            for k in range(n_out):
+                w = W[j, k]
+                acc += hv[k] * inv_h * w + dv[k] * (ot[j, k, 0] + ot[j, k, 1] * max(w, 0.0)
+                                                   + ot[j, k, 2] * min(w, 0.0))
+            e[j] = acc
+        return scale
     for j in range(e.size):
         acc = 0.0
         for k in range(n_out):
@@ -158,14 +223,34 @@ def surrogate_update(reads, layer, L, idx, vals, n, delta, lr, rng, colbuf, mask
                      ev_i, ev_n):
     """The cell's update, then the effective matrices follow the synapses whose read weight
     changed (a pair refresh that re-programs exactly the same weight is caught at the next
-    factor refresh)."""
+    factor refresh); mapped layers need no sync (their reads use :func:`_otf` terms)."""
     before = L.stats.sum()
     update_layer(L, idx, vals, n, delta, lr, rng, colbuf, maskbuf, ev_j, ev_i, ev_n)
-    if L.stats.sum() != before:      # no update, pulse or refresh: no device changed
-        sync_rows(reads.l0 if layer == 0 else reads.l1, L.Wr, idx, n)
+    ly = reads.l0 if layer == 0 else reads.l1
+    # no update, pulse or refresh: no device changed; a mapped layer's reads follow the read
+    # weight directly (its stacks are brought up to date at the next Python-side sync)
+    if L.stats.sum() != before and not ly.mapped:
+        sync_rows(ly, L.Wr, idx, n)
 
 
 register_tile_kernels(SurrogateReads, surrogate_forward, surrogate_transpose, surrogate_update)
+
+
+def _otf(st: dict, d: dict) -> np.ndarray:
+    """``(A, K+, K-)`` (n_rows, n_cols, 3; float32, interleaved per cell) of a mapped layer's first-order term for
+    one direction's factors ``F = d["F"]["dh"]``: with ``G± = G0 + max(±w, 0) / ws`` on the
+    pair (``GR = 1``), ``W_dh = sum_p coef_p G_p F_p = A + K+ max(w, 0) + K- min(w, 0)``,
+    ``A = G0 (coef_+ F_+ + coef_- F_-)``, ``K+ = coef_+ F_+ / ws``, ``K- = -coef_- F_- / ws``.
+    Computed once per factor refresh and kept with the factors."""
+    if "otf" not in d:
+        F = d["F"]["dh"].astype(np.float64)
+        cp, cm = float(st["coef"][0, 0]), float(st["coef"][0, 1])
+        g0 = float(st["G0"][0, 0, 0, 0])
+        ws = float(st["ws"])
+        d["otf"] = np.ascontiguousarray(np.stack([
+            g0 * (cp * F[0, 0] + cm * F[0, 1]), cp * F[0, 0] / ws, -cm * F[0, 1] / ws],
+            axis=-1), dtype=np.float32)
+    return d["otf"]
 
 
 class SurrogateBackend(TileBackend):
@@ -290,7 +375,7 @@ class SurrogateBackend(TileBackend):
         from .fit import fit_surrogate
 
         sur = TileSurrogate.load()
-        if not same_read_law(card, ModelCard.from_dict(sur.card) if sur.card else None):
+        if sur.card is None or sur.card_problems(card):
             spec = spec or DataSpec(n_items=16, sizes=[16, 32, 48], n_vectors=6,
                                     test_fraction=0.25, mna_fraction=0.25, seed=7)
             with tempfile.TemporaryDirectory() as tmp:
@@ -305,33 +390,14 @@ class SurrogateBackend(TileBackend):
         """Check the circuit settings (named as the ``[circuit]`` fields) and the card
         against the surrogate's validity range; raise or warn per ``on_invalid``."""
         val = self.sur.validity
-        problems = []
-        if "size" in val:
-            lo, hi = val["size"]
-            for name, n in zip(("tile_rows", "tile_cols"), self.tile):
-                if not lo <= n <= hi:
-                    problems.append(f"{name} = {n} cells outside the fitted range "
-                                    f"[{lo}, {hi}] (tile {self.tile[0]}x{self.tile[1]})")
-        if "r_wire" in val:
-            hi = val["r_wire"][1]
-            for name, r in (("r_wire_row", self.r_wire), ("r_wire_col", self.r_wire_col)):
-                if r > hi * (1 + 1e-9):
-                    problems.append(f"{name} = {r:g} Ω above the fitted maximum {hi:g} Ω "
-                                    f"(valid: 0 to {hi:g} Ω per segment)")
-        for name, key in (("r_driver", "r_driver_max"), ("r_sense", "r_sense_max")):
-            r = getattr(self, name)
-            if r > val.get(key, math.inf) * (1 + 1e-9):
-                problems.append(f"{name} = {r:g} Ω above the fitted maximum {val[key]:g} Ω "
-                                f"(valid: 0 to {val[key]:g} Ω)")
+        problems = self.sur.domain_problems(*self.tile, self.r_wire, self.r_wire_col,
+                                            self.r_driver, self.r_sense,
+                                            names=("tile_rows", "tile_cols"))
         if self.v_read > val.get("v_max", math.inf) * (1 + 1e-9):
             problems.append(f"v_read = {self.v_read:g} V above the fitted maximum "
                             f"{val['v_max']:g} V (valid: up to {val['v_max']:g} V)")
-        if self.sur.card is not None:
-            mine = ModelCard.from_dict(self.sur.card)
-            for p in ("g_min_density", "g_max_density", "v_nl"):
-                if not math.isclose(getattr(self.card, p), getattr(mine, p), rel_tol=1e-6):
-                    problems.append(f"card {p} differs from the fitted card (a surrogate for "
-                                    "this card: SurrogateBackend.for_card(card))")
+        problems += [p + " (a surrogate for this card: SurrogateBackend.for_card(card))"
+                     for p in self.sur.card_problems(self.card)]
         if problems:
             msg = "surrogate backend outside the surrogate's validity: " + "; ".join(problems)
             if self.on_invalid == "error":
@@ -418,7 +484,9 @@ class SurrogateBackend(TileBackend):
         can = canonical(tiles, direction)
         r_d, r_s, R_d, R_s = line_resistances(self.r_wire, self.r_wire_col, self.r_driver,
                                               self.r_sense, direction)
-        fac = self.sur.factors(can, self.law, r_d, r_s, R_d, R_s)
+        # first-order reads: the second-order and chord terms folded in at V_read
+        fac = self.sur.factors(can, self.law, r_d, r_s, R_d, R_s,
+                               fold_v=None if self.second_order else self.v_read)
         out = {}
         for term in TERMS:
             f = canonical(fac[term], direction) if direction == "forward" else \
@@ -466,11 +534,15 @@ class SurrogateBackend(TileBackend):
         t = st["dirs"].get("transposed")
         G0 = st["G0"]
         dummy = np.zeros((1, 1), np.float32)
-        return SurLayer(G0, st["S"], st["GR"], st["coef"], bool(st["mapped"]),
+        none = np.zeros((1, 1, 3), np.float32)
+        mapped = bool(st["mapped"])
+        return SurLayer(G0, st["S"], st["GR"], st["coef"], mapped,
                         float(st["ws"]), st["W_prev"], f is not None,
                         f["stack"] if f else dummy, f["F"]["dh"] if f else G0,
                         t is not None, t["stack"] if t else dummy,
-                        t["F"]["dh"] if t else G0, np.empty(n_out))
+                        t["F"]["dh"] if t else G0, np.empty(n_out),
+                        _otf(st, f) if f and mapped else none,
+                        _otf(st, t) if t and mapped else none)
 
     # ------------------------------------------------------------------ reads
     def _inputs(self, v: np.ndarray) -> np.ndarray:

@@ -1,0 +1,228 @@
+"""The cost of training: ledgers of run files priced with per-event costs, and the comparison
+of the synapse schemes (issue 13).
+
+:func:`run_ledger` reads a run file's event counts (:mod:`pyspice_rram.network.ledger`) and
+prices them with :class:`~pyspice_rram.circuit.energy.EventCosts` -- a file given by the user,
+or the costs shipped for the fitted reference card (``pyspice_rram/data/event_costs/``, made
+by ``pyspice-rram xbar energy``; see that directory's README). ``pyspice-rram cost RUN``
+prints it; :func:`cost_study` runs a study of :mod:`.ablation` and tabulates accuracy against
+time and energy per training sample.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from ..circuit.energy import EventCosts
+from ..circuit.safeio import atomic_write_text
+from ..errors import UserInputError
+from ..network.circuit_spec import CircuitSpec
+from ..network.history import load_run
+from ..network.ledger import epoch_events, event_prices, format_ledger, price
+
+__all__ = ["DEFAULT_COSTS", "QUICK", "cost_study", "default_costs_path", "format_ledger",
+           "load_costs", "run_ledger", "save_ledger_json"]
+
+#: the shipped per-event costs (package data)
+DEFAULT_COSTS = Path(__file__).resolve().parents[1] / "data" / "event_costs"
+
+
+def default_costs_path(cfg: dict) -> Path:
+    """The shipped event-cost file of the run's tile size (``<rows>x<cols>.json``)."""
+    c = CircuitSpec.from_dict(cfg.get("circuit") or {})
+    return DEFAULT_COSTS / f"motiox-reference_{c.tile_rows}x{c.tile_cols}.json"
+
+
+def load_costs(cfg: dict, costs: str | Path | None = None) -> tuple[Any, str, list[str]]:
+    """``(EventCosts, source, warnings)`` for a run: the file ``costs``, else the shipped
+    costs of the fitted reference card for the run's tile size. Warnings name every setting
+    where the costs' circuit differs from the run's ``[circuit]``."""
+    if costs is None:
+        path = default_costs_path(cfg)
+        if not path.is_file():
+            have = sorted(p.name for p in DEFAULT_COSTS.glob("*.json"))
+            c = CircuitSpec.from_dict(cfg.get("circuit") or {})
+            raise UserInputError(
+                f"no shipped event costs for tiles of {c.tile_rows}x{c.tile_cols} (shipped: "
+                f"{have}); compute them with `pyspice-rram xbar energy --tile "
+                f"{c.tile_rows} --tile-cols {c.tile_cols} -o costs.json` and pass "
+                "--costs costs.json")
+        source = f"shipped {path.name} (pyspice_rram/data/event_costs)"
+    else:
+        path = Path(costs)
+        source = str(path)
+    ec = EventCosts.load(path)
+    warn = []
+    c = CircuitSpec.from_dict(cfg.get("circuit") or {})
+    s = ec.settings
+    for key in ("tile_rows", "tile_cols", "r_wire_row", "r_wire_col", "r_driver", "r_sense"):
+        mine = getattr(c, key)
+        if key in s and float(s[key]) != float(mine):
+            warn.append(f"event costs at {key} = {s[key]}, the run's circuit has {mine}")
+    card = cfg.get("card")
+    if card is None:
+        warn.append(f"the run has no model card: the costs are those of card "
+                    f"{s.get('card')!r}")
+    return ec, source, warn
+
+
+def run_ledger(path: str | Path, costs: str | Path | None = None) -> dict[str, Any]:
+    """The ledger of a run file as plain data: config name and cell, the per-event prices
+    and their source, warnings, and per epoch the counts, time and energy (total, per
+    sample, by event)."""
+    cfg, epochs = epoch_events(path)
+    ec, source, warn = load_costs(cfg, costs)
+    prices = event_prices(ec, cfg)
+    priced = price(cfg, epochs, prices)
+    phase = [int(v) for v in _history_of(path).epochs["phase"]]
+    rows = []
+    for (ep, n, layers), c in zip(epochs, priced):
+        rows.append({
+            "epoch": ep, "samples": n,
+            "phase_switch": int(ep >= 2 and phase[ep] != phase[ep - 1]),
+            "layers": [{"tiles": L.tiles, "arrays": L.arrays,
+                        "reads_forward": L.reads_forward,
+                        "reads_transposed": L.reads_transposed,
+                        "update_cycles": L.update_cycles, "pulses": L.pulses,
+                        "pulses_per_device": (sum(L.pulses) / L.devices / L.arrays
+                                              if L.devices else math.nan),
+                        "refreshes": L.refreshes, "arbitration_steps": L.arbitration}
+                       for L in layers],
+            "update_cycles_per_sample": (sum(sum(L.update_cycles) for L in layers) / n
+                                         if n else math.nan),
+            "energy_J": c.energy_J, "time_s": c.time_s,
+            "total_energy_J": c.total_energy_J, "total_time_s": c.total_time_s,
+            "energy_per_sample_J": c.energy_per_sample_J,
+            "time_per_sample_s": c.time_per_sample_s})
+    return {"run": str(path), "name": cfg.get("name"), "cell": cfg.get("cell"),
+            "periphery": cfg.get("periphery"), "prices": prices, "source": source,
+            "periphery_sources": ec.periphery.sources, "settings": ec.settings,
+            "warnings": warn, "epochs": rows}
+
+
+def save_ledger_json(led: dict[str, Any], path: str | Path) -> Path:
+    path = Path(path)
+    atomic_write_text(path, json.dumps(led, indent=1, default=float) + "\n")
+    return path
+
+
+#: overrides of ``--quick``: every run of a study on the embedded 8x8 digits, 1 epoch, 32
+#: hidden neurons (a smoke test of the whole command, seconds per run)
+QUICK = {"dataset": "digits", "epochs": 1, "n_hidden": 32}
+
+
+def _run_totals(led: dict[str, Any]) -> dict[str, float]:
+    """Totals over the counted epochs of a ledger: energy and time per training sample,
+    update cycles per sample, energy by event per sample."""
+    rows = led["epochs"]
+    n = sum(r["samples"] for r in rows)
+    if not n:
+        return {"energy_per_sample_J": math.nan, "time_per_sample_s": math.nan,
+                "update_cycles_per_sample": math.nan, "samples": 0}
+    cyc = sum(r["update_cycles_per_sample"] * r["samples"] for r in rows)
+    by = {k: sum(r["energy_J"][k] for r in rows) / n for k in rows[0]["energy_J"]}
+    return {"energy_per_sample_J": sum(r["total_energy_J"] for r in rows) / n,
+            "time_per_sample_s": sum(r["total_time_s"] for r in rows) / n,
+            "update_cycles_per_sample": cyc / n, "samples": n,
+            "energy_per_sample_by_event_J": by}
+
+
+def _read_path(cfg: dict) -> str:
+    p = cfg.get("periphery") or {}
+    if not p.get("adc_bits") and not p.get("dac_bits"):
+        return "ideal"
+    parts = []
+    if p.get("dac_bits"):
+        parts.append(f"DAC {p['dac_bits']} b")
+    if p.get("adc_bits"):
+        parts.append(f"ADC {p['adc_bits']} b ({p.get('adc_range', 'max')})")
+    return ", ".join(parts)
+
+
+def cost_study(study: str | Path, outdir: str | Path, *, costs: str | Path | None = None,
+               quick: bool = False, **run_options: Any) -> dict[str, Any]:
+    """Run a study (:func:`.ablation.run_study`: missing runs trained, stored ones re-used)
+    and write the cost comparison: ``<study>_cost.md`` (accuracy, update cycles, time and
+    energy per training sample of every run with its run file and read path; accuracy vs
+    ADC bits per cell), ``<study>_cost.json`` (the same and every run's ledger) and
+    ``<study>_cost.png`` (test accuracy vs energy per training sample).
+
+    ``quick`` trains every run on the 8x8 digits for 1 epoch (:data:`QUICK`);
+    ``run_options`` go to :func:`.ablation.run_study` (``mnist``, ``workers``,
+    ``scheduler``, ``progress``, ``only_existing``, ``force``, ``seed``).
+    """
+    from .ablation import run_study
+    from .experiments import _plt
+
+    outdir = Path(outdir).resolve()
+    res = run_study(study, outdir, overrides=QUICK if quick else None, **run_options)
+    rows = []
+    ledgers = {}
+    source = None
+    for r in res["rows"]:
+        if not r["epochs"]:
+            continue
+        path = outdir / "runs" / f"{r['run']}.h5"
+        led = run_ledger(path, costs)
+        source = led["source"]
+        ledgers[r["run"]] = led
+        cfg = json.loads(json.dumps(_config_of(path)))
+        rows.append({**r, "cell": cfg["cell"], "read_path": _read_path(cfg),
+                     "adc_bits": (cfg.get("periphery") or {}).get("adc_bits"),
+                     **_run_totals(led)})
+    stem = outdir / (Path(study).stem + "_cost")
+    lines = [f"# {res['title']}", "",
+             f"Study `{Path(study).name}`{' (--quick: 8x8 digits, 1 epoch)' if quick else ''}; "
+             f"run files in `runs/`; per-event costs: {source}. Energy and time per training "
+             "sample: totals over the run's epochs / samples (docs/cost.md).", "",
+             "| run | cell | read path | test % | update cycles / sample | time / sample (s) "
+             "| energy / sample (J) | run file |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['label']} | {r['cell']} | {r['read_path']} | {r['test']:.2f} | "
+                     f"{r['update_cycles_per_sample']:.3f} | {r['time_per_sample_s']:.4g} | "
+                     f"{r['energy_per_sample_J']:.4g} | `runs/{r['run']}.h5` |")
+    cells = sorted({r["cell"] for r in rows if r["adc_bits"]})
+    if cells:
+        bits = sorted({r["adc_bits"] for r in rows if r["adc_bits"]})
+        lines += ["", "## Test accuracy (%) vs ADC bits", "",
+                  "| cell | " + " | ".join(f"{b} bits" for b in bits) + " | ideal |",
+                  "|---|" + "---|" * (len(bits) + 1)]
+        for c in cells:
+            acc = {}
+            for r in rows:
+                if r["cell"] == c:
+                    acc.setdefault(r["adc_bits"], f"{r['test']:.2f}")
+            lines.append(f"| {c} | " + " | ".join(acc.get(b, "-") for b in bits)
+                         + f" | {acc.get(None, '-')} |")
+    atomic_write_text(stem.with_suffix(".md"), "\n".join(lines) + "\n")
+    atomic_write_text(stem.with_suffix(".json"), json.dumps(
+        {"title": res["title"], "source": source, "rows": rows, "ledgers": ledgers},
+        indent=1, default=float) + "\n")
+    pts = [r for r in rows if math.isfinite(r["energy_per_sample_J"])]
+    if pts:
+        plt = _plt()
+        fig, ax = plt.subplots(figsize=(6.5, 4.5))
+        for r in pts:
+            ax.scatter(r["energy_per_sample_J"], r["test"], s=18)
+            ax.annotate(r["label"], (r["energy_per_sample_J"], r["test"]), fontsize=6,
+                        xytext=(3, 2), textcoords="offset points")
+        ax.set_xscale("log")
+        ax.set_xlabel("energy per training sample (J)")
+        ax.set_ylabel("test accuracy (%)")
+        ax.set_title(res["title"], fontsize=9)
+        fig.tight_layout()
+        fig.savefig(stem.with_suffix(".png"), dpi=130)
+        plt.close(fig)
+    return {"title": res["title"], "rows": rows, "paths": [str(stem.with_suffix(s)) for s in
+                                                            (".md", ".json", ".png")]}
+
+
+def _history_of(path: str | Path) -> Any:
+    return load_run(path, with_checkpoint=False)[0]
+
+
+def _config_of(path: Path) -> dict:
+    return _history_of(path).config
