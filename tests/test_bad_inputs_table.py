@@ -156,6 +156,12 @@ def train_config(text: str, *words: str) -> Case:
                                  "--force"], 1, ["{tmp}/c.toml", *words], RUN)
 
 
+def sweep(tiles: str = "[16]", lr: str = "0.5") -> str:
+    """A circuit-sweep file on the digits with the given ``tiles`` list and ``lr``."""
+    return (f"tiles = {tiles}\nr_wire = [1.0]\nn_images = 10\n[train]\nname = \"s\"\n"
+            f"cell = \"fp\"\ndataset = \"digits\"\nepochs = 1\nlr = {lr}\n")
+
+
 def ablation_study(text: str, *words: str) -> Case:
     """``ablation`` of the study ``text`` with ``--force`` into a directory with a report."""
     return Case(lambda t, r, o: ["ablation", write(t / "s.toml", text), "-o", o, "-q",
@@ -272,6 +278,14 @@ CASES: dict[str, Case] = {
     "ablation-output-is-a-file": Case(
         lambda t, r, o: ["ablation", write(t / "s.toml", study()), "-o", o / "notes.txt",
                          "-q"], 1, ["{out}/notes.txt"]),
+    # ---- circuit-sweep
+    "circuit-sweep-tile-zero": Case(
+        lambda t, r, o: ["circuit-sweep", write(t / "s.toml", sweep(tiles="[0]")), "-o", o,
+                         "-q"], 1, ["{tmp}/s.toml", "tiles", "[0]"],
+        {"s.md": "earlier report\n"}),
+    "circuit-sweep-train-lr-zero": Case(
+        lambda t, r, o: ["circuit-sweep", write(t / "s.toml", sweep(lr="0")), "-o", o, "-q"],
+        1, ["{tmp}/s.toml", "[train]", "lr", "0"], {"s.md": "earlier report\n"}),
     # ---- xbar: cards, outputs, locks, resume, tile limit, ngspice
     "xbar-solve-card-missing-v_nl": Case(
         lambda t, r, o: xbar(r, "--card", card_without(t / "nov.json", "v_nl"), "--force",

@@ -8,6 +8,7 @@
 * :mod:`.mapping` -- weight matrices onto differential / hybrid tile arrays, periphery, ADC;
 * :mod:`.parallel` -- many tiles over a process pool or a Dask cluster;
 * :mod:`.update` -- transient check of the parallel outer-product update;
+* :mod:`.update_mna` -- its IR-drop-aware reference (nodal analysis + exact advance);
 * :mod:`.store` -- HDF5 results store;
 * :mod:`.cli` -- ``pyspice-rram xbar``.
 
@@ -27,6 +28,7 @@ from .parallel import solve_tiles
 from .store import TileResult, load_results, record, save_results
 from .tile import Tile, tia_input_resistance, topology
 from .update import UpdateResult, update_check
+from .update_mna import UpdateReference, update_reference
 
 __all__ = [
     "Tile", "TileSystem", "ideal_product", "transfer_matrix", "solve_tile_mna",
@@ -34,5 +36,6 @@ __all__ = [
     "NgspiceConvergenceError", "NgspiceNetlistError", "NgspiceNotFound",
     "MappedLayer", "map_layer", "encode_inputs", "adc_quantise", "disturb_free_voltage",
     "solve_tiles", "TileResult", "record", "save_results", "load_results", "UpdateResult",
-    "update_check", "CellSpaceSystem", "solve_tile_cellspace",
+    "update_check", "UpdateReference", "update_reference", "CellSpaceSystem",
+    "solve_tile_cellspace",
 ]

@@ -8,7 +8,7 @@ Subcommands::
                  [--force | --resume]
     xbar sweep   --card CARD.json [--weights W.npy] --tile 16,32,64,128 --r-wires 0.5,1,2.5,5
                  -o error.png
-    xbar update  --card CARD.json [-o DIR]             parallel-update transient (8x8)
+    xbar update  --card CARD.json [--tile N] [-o DIR]  parallel-update transient vs IR-drop reference
     xbar netlist --card CARD.json --tile 8 -o tile.cir write one tile's netlist
     xbar demo    --card CARD.json -o DIR               the main job's circuit step
     xbar energy  --card CARD.json --tile 64 [--r-wire 1] -o energy.json
@@ -360,12 +360,30 @@ def cmd_update(args) -> int:
     out = Path(args.out)
     check_output(out / "update.json", force=args.force, resume=None)
     x, d = default_pattern(args.size, args.size)
-    res = update_check(card, x, d, r_wire=args.r_wire, r_driver=args.r_driver)
+    res = update_check(card, x, d, r_wire=args.r_wire, r_driver=args.r_driver,
+                       n_slots=args.n_slots, cell=args.cell, reference=not args.no_reference)
     out.mkdir(parents=True, exist_ok=True)
     plot_update(res, out / "update.png")
-    atomic_write_text(out / "update.json", json.dumps(res.metrics, indent=2) + "\n")
-    for k, v in res.metrics.items():
-        print(f"  {k:24s} {v:.4g}")
+    atomic_write_text(out / "update.json", json.dumps(
+        {**res.metrics, "settings": res.settings, "timings": res.timings,
+         "reference_stats": res.reference_stats}, indent=2) + "\n")
+    m = res.metrics
+    print(f"parallel update {args.size}x{args.size}: r_wire {args.r_wire:g} ohm/segment, "
+          f"r_driver {args.r_driver:g} ohm, {args.n_slots} slots, cell {res.settings['cell']}")
+    print(f"  ngspice transient {m['ngspice_s']:.1f} s; one full pulse moves x by "
+          f"{m['dx_pulse']:.4g}; largest |dx| {m['max_dx']:.4g}")
+    if "ngspice_vs_irdrop_max_dx" in m:
+        print(f"  ngspice vs IR-drop reference ({m['reference_s']:.1f} s): max |dx error| "
+              f"{m['ngspice_vs_irdrop_max_dx']:.3g} ({m['ngspice_vs_irdrop_max_pulses']:.3g} "
+              f"pulses), RMS {m['ngspice_vs_irdrop_rms_dx']:.3g} "
+              f"({m['ngspice_vs_irdrop_rms_pulses']:.3g} pulses)")
+    print(f"  ngspice vs NumPy without IR drop: max |dx error| {m['ngspice_vs_numpy_max_dx']:.3g}")
+    ref = "" if "half_row_max_dx_irdrop" not in m else (
+        f" (reference {m['half_row_max_dx_irdrop']:.3g} / {m['half_col_max_dx_irdrop']:.3g})")
+    print(f"  half-select disturb max |dx|, row only / column only: {m['half_row_max_dx']:.3g}"
+          f" / {m['half_col_max_dx']:.3g}{ref}")
+    print(f"  outer-product fit: RMS error {m['rms_error_rel']:.3g} of max |dG|, corr "
+          f"{m['corr']:.4f}, sign agreement {m['sign_agreement']:.3f}")
     print(f"figure and metrics written to {out}")
     return 0
 
@@ -529,6 +547,11 @@ def register(subparsers) -> None:
     _add_common(s)
     s.add_argument("--tile", "--size", dest="size", type=int, default=8,
                    help="tile size (N x N)")
+    s.add_argument("--n-slots", type=int, default=10, help="update slots per phase")
+    s.add_argument("--cell", choices=("auto", "osdi", "subckt"), default="auto",
+                   help="ngspice cell: compiled Verilog-A (OSDI) or B-source subcircuit")
+    s.add_argument("--no-reference", action="store_true",
+                   help="skip the IR-drop reference (nodal analysis + exact advance)")
     add_output(s, "output directory (update.png, update.json)", default="xbar_update")
     add_force(s)
     s.set_defaults(func=cmd_update, r_driver=10.0)

@@ -2,8 +2,9 @@
 
 :func:`demo` is what ``pyspice-rram run`` calls after the crossbar step:
 
-1. the shipped surrogate if it was fitted for the same cell read law (``g_min/g_max``
-   densities and ``V_nl`` of the card), else a small ngspice data set of the given card
+1. the shipped surrogate if the card's read law (``g_min/g_max`` densities, ``V_nl``,
+   reference area) is within the surrogate's ``card_rtol`` of its fitted card (the rule of
+   :meth:`.SurrogateBackend.for_card`), else a small ngspice data set of the given card
    (``surrogate_data.h5``) and a refit (``surrogate.json``), validated on its held-out tiles;
 2. a hybrid network trained on the embedded 8x8 digits with every read through the
    surrogate (32x32 tiles, 1 Ω per segment);
@@ -29,7 +30,7 @@ def demo(card: ModelCard | None = None, outdir: str | Path = "out/surrogate", *,
     ``force``: replace an earlier surrogate data set and training run in ``outdir`` (e.g. of
     another card) instead of continuing / refusing them."""
     from ..network.train import TrainConfig, train
-    from ..surrogate.backend import SurrogateBackend, same_read_law
+    from ..surrogate.backend import SurrogateBackend
     from ..surrogate.check import format_check, run_check
     from ..surrogate.dataset import DataSpec, generate
     from ..surrogate.fit import fit_surrogate
@@ -40,7 +41,7 @@ def demo(card: ModelCard | None = None, outdir: str | Path = "out/surrogate", *,
     outdir.mkdir(parents=True, exist_ok=True)
     summary: dict[str, Any] = {}
     sur = TileSurrogate.load()
-    if sur.card is not None and same_read_law(card, ModelCard.from_dict(sur.card)):
+    if sur.card is not None and not sur.card_problems(card):
         summary["surrogate"] = "shipped"
     else:
         spec = DataSpec(n_items=16, sizes=[16, 32, 48], n_vectors=6, test_fraction=0.25,

@@ -375,7 +375,7 @@ class SurrogateBackend(TileBackend):
         from .fit import fit_surrogate
 
         sur = TileSurrogate.load()
-        if not same_read_law(card, ModelCard.from_dict(sur.card) if sur.card else None):
+        if sur.card is None or sur.card_problems(card):
             spec = spec or DataSpec(n_items=16, sizes=[16, 32, 48], n_vectors=6,
                                     test_fraction=0.25, mna_fraction=0.25, seed=7)
             with tempfile.TemporaryDirectory() as tmp:
@@ -390,33 +390,14 @@ class SurrogateBackend(TileBackend):
         """Check the circuit settings (named as the ``[circuit]`` fields) and the card
         against the surrogate's validity range; raise or warn per ``on_invalid``."""
         val = self.sur.validity
-        problems = []
-        if "size" in val:
-            lo, hi = val["size"]
-            for name, n in zip(("tile_rows", "tile_cols"), self.tile):
-                if not lo <= n <= hi:
-                    problems.append(f"{name} = {n} cells outside the fitted range "
-                                    f"[{lo}, {hi}] (tile {self.tile[0]}x{self.tile[1]})")
-        if "r_wire" in val:
-            hi = val["r_wire"][1]
-            for name, r in (("r_wire_row", self.r_wire), ("r_wire_col", self.r_wire_col)):
-                if r > hi * (1 + 1e-9):
-                    problems.append(f"{name} = {r:g} Ω above the fitted maximum {hi:g} Ω "
-                                    f"(valid: 0 to {hi:g} Ω per segment)")
-        for name, key in (("r_driver", "r_driver_max"), ("r_sense", "r_sense_max")):
-            r = getattr(self, name)
-            if r > val.get(key, math.inf) * (1 + 1e-9):
-                problems.append(f"{name} = {r:g} Ω above the fitted maximum {val[key]:g} Ω "
-                                f"(valid: 0 to {val[key]:g} Ω)")
+        problems = self.sur.domain_problems(*self.tile, self.r_wire, self.r_wire_col,
+                                            self.r_driver, self.r_sense,
+                                            names=("tile_rows", "tile_cols"))
         if self.v_read > val.get("v_max", math.inf) * (1 + 1e-9):
             problems.append(f"v_read = {self.v_read:g} V above the fitted maximum "
                             f"{val['v_max']:g} V (valid: up to {val['v_max']:g} V)")
-        if self.sur.card is not None:
-            mine = ModelCard.from_dict(self.sur.card)
-            for p in ("g_min_density", "g_max_density", "v_nl"):
-                if not math.isclose(getattr(self.card, p), getattr(mine, p), rel_tol=1e-6):
-                    problems.append(f"card {p} differs from the fitted card (a surrogate for "
-                                    "this card: SurrogateBackend.for_card(card))")
+        problems += [p + " (a surrogate for this card: SurrogateBackend.for_card(card))"
+                     for p in self.sur.card_problems(self.card)]
         if problems:
             msg = "surrogate backend outside the surrogate's validity: " + "; ".join(problems)
             if self.on_invalid == "error":
@@ -503,7 +484,9 @@ class SurrogateBackend(TileBackend):
         can = canonical(tiles, direction)
         r_d, r_s, R_d, R_s = line_resistances(self.r_wire, self.r_wire_col, self.r_driver,
                                               self.r_sense, direction)
-        fac = self.sur.factors(can, self.law, r_d, r_s, R_d, R_s)
+        # first-order reads: the second-order and chord terms folded in at V_read
+        fac = self.sur.factors(can, self.law, r_d, r_s, R_d, R_s,
+                               fold_v=None if self.second_order else self.v_read)
         out = {}
         for term in TERMS:
             f = canonical(fac[term], direction) if direction == "forward" else \

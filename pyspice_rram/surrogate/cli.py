@@ -12,8 +12,8 @@ from ..errors import UserInputError
 
 DEFAULT_DATA_CONFIG = "configs/surrogate/data.toml"
 #: ``check``: images of the cross-checks against ngspice and the sparse nodal solver (at
-#: 128x128 tiles a 784-250-10 network costs ~20 s per image in ngspice, ~2 s in the sparse
-#: solver; see docs/circuit.md#many-input-vectors-the-cell-space-solver).
+#: 128x128 tiles a 784-250-10 network took 90 s per image in ngspice, 1.4 s in the sparse
+#: solver, 2 workers at load ~6; docs/circuit.md#many-input-vectors-the-cell-space-solver).
 DEFAULT_NGSPICE_IMAGES = 2
 DEFAULT_SPARSE_IMAGES = 20
 
@@ -94,7 +94,7 @@ def _data(args: argparse.Namespace, spec, new: bool = False) -> int:
 
 def cmd_fit(args: argparse.Namespace) -> int:
     from .fit import fit_surrogate, format_report
-    from .validate import evaluate, figures, format_summary, summarise
+    from .validate import evaluate_many, figures, format_summary, summarise
 
     from ..circuit.safeio import atomic_write_text, check_output
 
@@ -102,17 +102,33 @@ def cmd_fit(args: argparse.Namespace) -> int:
     if args.report_dir:
         check_output(Path(args.report_dir) / "fit_report.json", force=args.force, resume=None,
                      option="--report-dir")
-    _check_data(args.data)
+    for path in args.data:
+        _check_data(path)
     terms = args.terms.split(",") if args.terms else None
+    domain = None
+    if args.domain:
+        from .fit import load_domain
+
+        domain = _named(args.domain, lambda: load_domain(args.domain))
+    coupling = args.coupling
+    if coupling != "auto":
+        try:
+            coupling = tuple(float(c) for c in args.coupling.split(","))
+            if len(coupling) != 2:
+                raise ValueError
+        except ValueError:
+            raise UserInputError(f"--coupling {args.coupling!r}: expected 'auto' or two "
+                                 "numbers p,q (e.g. 0.7,0.3)") from None
     sur, report = fit_surrogate(args.data, ridge=args.ridge, terms=terms,
-                                v_eff_frac=args.v_eff_frac)
+                                v_eff_frac=args.v_eff_frac, domain=domain, coupling=coupling)
     print(format_report(report))
-    ev = evaluate(sur, args.data, "test")
+    ev = evaluate_many(sur, args.data, "test", skip_empty=True)
     summ = summarise(ev)
     print(format_summary(summ))
-    sur.provenance["heldout_rms_pct_fs"] = summ["rms_pct"]
-    sur.provenance["heldout_max_pct_fs"] = summ["max_pct"]
-    sur.provenance["heldout_reads"] = summ["reads"]
+    held = summ["in_domain"] or summ
+    sur.provenance["heldout_rms_pct_fs"] = held["rms_pct"]
+    sur.provenance["heldout_max_pct_fs"] = held["max_pct"]
+    sur.provenance["heldout_reads"] = held["reads"]
     path = sur.save(args.out)
     print(f"surrogate written to {path}")
     if args.report_dir:
@@ -126,15 +142,16 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from .validate import evaluate, figures, format_summary, summarise
+    from .validate import evaluate_many, figures, format_summary, summarise
 
     from ..circuit.safeio import atomic_write_text, check_output
 
     if args.out:
         check_output(Path(args.out) / "validation.json", force=args.force, resume=None)
-    _check_data(args.data)
+    for path in args.data:
+        _check_data(path)
     sur = _surrogate(args.surrogate)
-    ev = evaluate(sur, args.data, args.split)
+    ev = evaluate_many(sur, args.data, None if args.split == "all" else args.split)
     summ = summarise(ev)
     print(format_summary(summ))
     if args.out:
@@ -143,8 +160,17 @@ def cmd_validate(args: argparse.Namespace) -> int:
         atomic_write_text(out / "validation.json", json.dumps(summ, indent=1) + "\n")
         for p in figures(ev, out):
             print(f"figure {p}")
-    if args.max_rms is not None and summ["rms_pct"] > args.max_rms:
-        print(f"FAIL: held-out RMS {summ['rms_pct']:.4f} % > {args.max_rms} %")
+    held = summ["in_domain"]
+    if (args.max_rms is not None or args.max_error is not None) and held is None:
+        print("FAIL: no read of the data set lies in the surrogate's validity domain")
+        return 1
+    if args.max_rms is not None and held["rms_pct"] > args.max_rms:
+        print(f"FAIL: RMS error in the domain {held['rms_pct']:.4f} % of full scale > "
+              f"{args.max_rms} %")
+        return 1
+    if args.max_error is not None and held["max_pct"] > args.max_error:
+        print(f"FAIL: largest error in the domain {held['max_pct']:.4f} % of full scale > "
+              f"{args.max_error} %")
         return 1
     return 0
 
@@ -282,23 +308,38 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     d.set_defaults(func=cmd_data)
 
     f = parser("fit", "fit the surrogate to a data set and validate on its held-out tiles")
-    f.add_argument("data", help="HDF5 data set of `surrogate data`")
+    f.add_argument("data", nargs="+", help="HDF5 data set(s) of `surrogate data` (several: "
+                   "fitted together)")
     add_output(f, "surrogate JSON to write", required=True)
     f.add_argument("--terms", help="comma-separated correction terms (default all)")
     f.add_argument("--ridge", type=float, default=1e-9, help="ridge regularisation")
     f.add_argument("--v-eff-frac", type=float, default=0.7,
                    help="chord voltage of the ladder shunts / v_max")
+    f.add_argument("--coupling", default="auto",
+                   help="coupling exponents p,q of the driven / sensed line ladders (0,1: the "
+                        "first surrogate's one mean-field step; auto: the best of p = "
+                        "0.5 ... 1, q = 1 - p on the fit split)")
+    f.add_argument("--domain", help="TOML of the stated validity domain (size, r_wire_max, "
+                   "r_driver_max, r_sense_max, ir_drop_max, periphery_max, card_rtol); "
+                   "default: the data spec's ranges")
     f.add_argument("--report-dir", help="write fit_report.json and figures here")
     add_force(f, "overwrite an existing surrogate JSON")
     f.set_defaults(func=cmd_fit)
 
     v = parser("validate", "errors of a surrogate on a data set split")
-    v.add_argument("data", help="HDF5 data set of `surrogate data`")
+    v.add_argument("data", nargs="+", help="HDF5 data set(s) of `surrogate data` (several: "
+                   "one table over all)")
     v.add_argument("--surrogate", help="surrogate JSON (default: shipped)")
-    v.add_argument("--split", default="test", choices=["test", "fit"], help="data set split")
+    v.add_argument("--split", default="test", choices=["test", "fit", "all"],
+                   help="data set split (a validation set of its own: all its items are "
+                        "held out, split 'test')")
     add_output(v, "directory for validation.json and figures")
     add_force(v, "overwrite validation.json and the figures of an earlier validation")
-    v.add_argument("--max-rms", type=float, help="exit 1 if the RMS error (%% FS) is above")
+    v.add_argument("--max-rms", type=float,
+                   help="exit 1 if the RMS error (%% FS) of the reads in the domain is above")
+    v.add_argument("--max-error", type=float,
+                   help="exit 1 if the largest error (%% FS) of the reads in the domain is "
+                        "above")
     v.set_defaults(func=cmd_validate)
 
     i = parser("info", "print a surrogate's coefficients, validity, provenance")
@@ -319,7 +360,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "sparse nodal solver, ngspice")
     c.add_argument("--ngspice-images", type=int, default=DEFAULT_NGSPICE_IMAGES,
                    help="cross-check the circuit path against ngspice on this many of the "
-                        "first images (0: not); ~20 s per image at 128x128 on one core")
+                        "first images (0: not); ~90 s per image at 128x128 with 2 workers")
     c.add_argument("--sparse-images", type=int, default=DEFAULT_SPARSE_IMAGES,
                    help="cross-check the circuit path against the sparse nodal solver on this "
                         "many of the first images (0: not)")

@@ -30,6 +30,7 @@ import math
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -40,7 +41,10 @@ from ..errors import ConfigError, unknown_fields
 
 FORMAT = "pyspice-rram-surrogate-data/1"
 
-PATTERNS = ("random", "network", "sparse", "allon", "alloff")
+PATTERNS = ("random", "network", "sparse", "allon", "alloff", "colstripes", "rowstripes",
+            "corner", "checker", "nearmax", "weights")
+#: structured conductance patterns (held-out validation of issue 11; see :func:`sample_states`)
+STRUCTURED = ("allon", "colstripes", "rowstripes", "corner", "checker", "nearmax", "weights")
 INPUT_KINDS = ("random", "mnist", "onehot", "allon", "signed")
 
 
@@ -79,6 +83,19 @@ class DataSpec:
         Fraction of items solved with MNA (cross-checked against ngspice).
     mna_check_vectors : int
     mna_rtol : float
+    cases : list of [rows, cols, r_wire_row, r_wire_col, r_driver, r_sense]
+        Fixed tile geometries (Ω): items ``k < len(cases) * len(patterns)`` take case
+        ``k // len(patterns)`` with pattern ``patterns[k % len(patterns)]``; later items are
+        sampled as above.
+    ir_drop_max : float or None
+        Limit of the IR drop of sampled tiles: where ``g_max max(r_wire_row, r_wire_col)
+        rows cols`` (dimensionless, ``g_max`` the card's largest cell conductance, S)
+        exceeds it, both wires are scaled down so that it is ``U(0.6, 1) ir_drop_max``
+        (biased to the limit). Not the surrogate's line-based :func:`ir_drop_parameter`
+        (equal to it for square tiles without driver and sense resistance): sampled tiles
+        may lie beyond the surrogate's domain (reported apart by ``surrogate validate``).
+    periphery_max : float or None
+        The same for ``g_max (r_driver + r_sense) max(rows, cols)``.
     """
 
     n_items: int = 120
@@ -98,8 +115,21 @@ class DataSpec:
     mna_fraction: float = 0.0
     mna_check_vectors: int = 2
     mna_rtol: float = 1e-6
+    cases: list = field(default_factory=list)
+    ir_drop_max: float | None = None
+    periphery_max: float | None = None
 
     def __post_init__(self) -> None:
+        for c in self.cases:
+            if not (isinstance(c, (list, tuple)) and len(c) == 6 and int(c[0]) >= 1
+                    and int(c[1]) >= 1 and all(float(r) >= 0 for r in c[2:])):
+                raise ConfigError(f"cases: each case is [rows, cols, r_wire_row, r_wire_col, "
+                                  f"r_driver, r_sense] with rows, cols >= 1 and resistances "
+                                  f">= 0 (Ω), got {c!r}")
+        for name in ("ir_drop_max", "periphery_max"):
+            val = getattr(self, name)
+            if val is not None and not (math.isfinite(val) and val > 0):
+                raise ConfigError(f"{name} must be a positive number or absent, got {val!r}")
         bad = set(self.patterns) - set(PATTERNS)
         if bad:
             raise ConfigError(f"unknown conductance patterns {sorted(bad)}; known {PATTERNS}")
@@ -170,7 +200,14 @@ def sample_states(pattern: str, shape: tuple[int, int], grid: np.ndarray,
     ``random``: uniform over the grid; ``network``: a trained-network-like differential
     array (half the devices at the lowest state, the others ``|N(0, 0.3)|`` of the range,
     with smooth row/column structure); ``sparse``: 5-20 % of the cells programmed, the rest
-    at the lowest state; ``allon`` / ``alloff``: every cell at the highest / lowest state.
+    at the lowest state; ``allon`` / ``alloff``: every cell at the highest / lowest state;
+    ``colstripes`` / ``rowstripes``: stripes of 1-4 columns / rows at the highest state every
+    2-4 lines, the rest at the lowest; ``corner``: a block of 25-75 % of each side at the top
+    10 % of the states in the corner farthest from both peripheries; ``checker``: a
+    checkerboard of 1-3-cell squares at the highest / lowest state; ``nearmax``: a block of
+    50-100 % of each side in the top 10 % of the states, the rest random; ``weights``: a
+    block of the trained weights of a network mapped like the surrogate backend maps a
+    weight matrix (:func:`trained_weight_states`; states off the grid).
     """
     n = len(grid) - 1
     if pattern == "random":
@@ -187,9 +224,91 @@ def sample_states(pattern: str, shape: tuple[int, int], grid: np.ndarray,
         idx = np.full(shape, n)
     elif pattern == "alloff":
         idx = np.zeros(shape, int)
+    elif pattern in ("colstripes", "rowstripes"):
+        # stripes of 1-4 lines at the top state every 2-4 lines, the others at the lowest
+        width, period = int(rng.integers(1, 5)), int(rng.integers(2, 5))
+        period = max(period, width + 1)
+        n_lines = shape[1] if pattern == "colstripes" else shape[0]
+        on = (np.arange(n_lines) + int(rng.integers(period))) % period < width
+        idx = np.where(on[None, :] if pattern == "colstripes" else on[:, None], n, 0)
+        idx = np.broadcast_to(idx, shape).copy()
+    elif pattern == "corner":
+        # a block at (near) the top state in the corner far from both peripheries
+        # (row 0: far from the column periphery; the last columns: far from the drivers)
+        h = max(1, int(round(shape[0] * rng.uniform(0.25, 0.75))))
+        w = max(1, int(round(shape[1] * rng.uniform(0.25, 0.75))))
+        idx = np.zeros(shape, int)
+        idx[:h, shape[1] - w:] = rng.integers(int(0.9 * n), n + 1, (h, w))
+    elif pattern == "checker":
+        k = int(rng.integers(1, 4))                  # checker squares of 1-3 cells
+        i, j = np.indices(shape)
+        idx = np.where(((i // k) + (j // k)) % 2 == 0, n, 0)
+    elif pattern == "nearmax":
+        # a block of 50-100 % of each side with states in the top 10 % of the range, the
+        # rest random
+        idx = rng.integers(0, n + 1, shape)
+        h = max(1, int(round(shape[0] * rng.uniform(0.5, 1.0))))
+        w = max(1, int(round(shape[1] * rng.uniform(0.5, 1.0))))
+        i0, j0 = int(rng.integers(shape[0] - h + 1)), int(rng.integers(shape[1] - w + 1))
+        idx[i0:i0 + h, j0:j0 + w] = rng.integers(int(0.9 * n), n + 1, (h, w))
+    elif pattern == "weights":
+        return trained_weight_states(shape, rng)
     else:
         raise ConfigError(f"unknown pattern {pattern!r}")
     return grid[idx]
+
+
+@lru_cache(maxsize=1)
+def trained_weights() -> np.ndarray:
+    """First-layer weights ``(257, 256)`` (bias row last) of a 256-256-10 perceptron trained
+    on the embedded 8x8 digits upsampled to 16x16 (numpy SGD, tanh hidden layer, softmax
+    output, 4 epochs, batch 16, learning rate 0.05, seed 0; ~1 s): real trained weights,
+    with the structure of images (smooth, correlated rows), for the ``weights`` pattern."""
+    from threadpoolctl import threadpool_limits
+
+    from ..network.data import load_digits
+
+    with threadpool_limits(1):          # tiny products: threaded BLAS only stalls here
+        return _train_weights(load_digits())
+
+
+def _train_weights(ds) -> np.ndarray:
+    x = ds.x_train.astype(float) * ds.scale
+    x = np.kron(x.reshape(-1, 8, 8), np.ones((1, 2, 2))).reshape(len(x), 256)
+    y = ds.y_train
+    rng = np.random.default_rng(0)
+    W1 = rng.normal(0, 1 / math.sqrt(257), (257, 256))
+    W2 = rng.normal(0, 1 / math.sqrt(257), (257, 10))
+    for _ in range(4):
+        for b in np.array_split(rng.permutation(len(y)), len(y) // 16):
+            xa = np.hstack([x[b], np.ones((len(b), 1))])
+            h = np.tanh(xa @ W1)
+            ha = np.hstack([h, np.ones((len(b), 1))])
+            z = ha @ W2
+            p = np.exp(z - z.max(1, keepdims=True))
+            p /= p.sum(1, keepdims=True)
+            p[np.arange(len(b)), y[b]] -= 1.0
+            dh = (p @ W2[:-1].T) * (1 - h * h)
+            W2 -= 0.05 * ha.T @ p / len(b)
+            W1 -= 0.05 * xa.T @ dh / len(b)
+    return W1
+
+
+def trained_weight_states(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """States of one device array holding a block of :func:`trained_weights`, mapped as
+    :class:`~pyspice_rram.surrogate.backend.SurrogateBackend` maps a weight matrix onto a
+    differential pair: ``x = max(+-W, 0) / max|W|`` (the ``+`` or ``-`` device, drawn), the
+    block at a random offset (tiles of up to 257 x 256 cells; larger ones repeat it)."""
+    W = trained_weights()
+    if rng.uniform() < 0.5:
+        W = W.T
+    reps = (-(-shape[0] // W.shape[0]), -(-shape[1] // W.shape[1]))
+    W = np.tile(W, reps)
+    i0 = int(rng.integers(W.shape[0] - shape[0] + 1))
+    j0 = int(rng.integers(W.shape[1] - shape[1] + 1))
+    block = W[i0:i0 + shape[0], j0:j0 + shape[1]]
+    sign = 1.0 if rng.uniform() < 0.5 else -1.0
+    return np.clip(np.maximum(sign * block, 0.0) / np.max(np.abs(W)), 0.0, 1.0)
 
 
 def sample_inputs(kind: str, n: int, v_max: float, rng: np.random.Generator) -> np.ndarray:
@@ -247,6 +366,42 @@ class Item:
         return h.hexdigest()[:16]
 
 
+def line_ir_drops(rows: int, cols: int, r_wire_row: float, r_wire_col: float, g_max: float,
+                  r_driver: float = 0.0, r_sense: float = 0.0) -> tuple[float, float]:
+    """Dimensionless IR-drop parameters of the row and column lines of a tile,
+    ``(g_max (r_row cols^2 + (r_driver + r_sense) cols), g_max (r_col rows^2 + (r_driver +
+    r_sense) rows))`` (``g_max`` in S, resistances in Ω; a row line carries ``cols`` cells):
+    about twice the fraction of the read voltage a line drops when all its cells are at
+    ``g_max`` (for one line alone; driver and sense counted on both lines, as each line is
+    driven in one read direction and sensed in the other)."""
+    rp = r_driver + r_sense
+    return (float(g_max * (r_wire_row * cols * cols + rp * cols)),
+            float(g_max * (r_wire_col * rows * rows + rp * rows)))
+
+
+def ir_drop_parameter(rows: int, cols: int, r_wire_row: float, r_wire_col: float,
+                      g_max: float, r_driver: float = 0.0, r_sense: float = 0.0) -> float:
+    """The larger of the two :func:`line_ir_drops`: the surrogate's error grows with it, its
+    validity caps it (``validity['ir_drop_max']``)."""
+    return max(line_ir_drops(rows, cols, r_wire_row, r_wire_col, g_max, r_driver, r_sense))
+
+
+def ir_drop_asymmetry(rows: int, cols: int, r_wire_row: float, r_wire_col: float,
+                      g_max: float, r_driver: float = 0.0, r_sense: float = 0.0) -> float:
+    """``|lam_row - lam_col|`` of :func:`line_ir_drops`: one strongly attenuated line against
+    a nearly ideal one is the surrogate's hardest case (capped by
+    ``validity['ir_drop_asym_max']``)."""
+    a, b = line_ir_drops(rows, cols, r_wire_row, r_wire_col, g_max, r_driver, r_sense)
+    return abs(a - b)
+
+
+def periphery_parameter(rows: int, cols: int, r_driver: float, r_sense: float,
+                        g_max: float) -> float:
+    """Dimensionless periphery parameter ``g_max (r_driver + r_sense) max(rows, cols)``: the
+    fraction of the read voltage a full line current drops across driver and sense."""
+    return float(g_max * (r_driver + r_sense) * max(rows, cols))
+
+
 def sample_item(spec: DataSpec, card: ModelCard, k: int) -> Item:
     """Item ``k`` of the data set (deterministic in ``spec.seed`` and ``k``)."""
     rng = np.random.default_rng([spec.seed, k])
@@ -262,6 +417,24 @@ def sample_item(spec: DataSpec, card: ModelCard, k: int) -> Item:
     r_drv = float(rng.uniform(0, spec.r_driver_max)) if rng.uniform() < 0.5 else 0.0
     r_sns = float(rng.uniform(0, spec.r_sense_max)) if rng.uniform() < 0.5 else 0.0
     pattern = str(rng.choice(spec.patterns))
+    n_fixed = len(spec.cases) * len(spec.patterns)
+    if k < n_fixed:
+        c = spec.cases[k // len(spec.patterns)]
+        rows, cols = int(c[0]), int(c[1])
+        r_row, r_col, r_drv, r_sns = (float(r) for r in c[2:])
+        pattern = spec.patterns[k % len(spec.patterns)]
+    else:
+        g_max = card.g_max()
+        if spec.ir_drop_max is not None:
+            lam = g_max * max(r_row, r_col) * rows * cols
+            if lam > spec.ir_drop_max:
+                f = spec.ir_drop_max * rng.uniform(0.6, 1.0) / lam
+                r_row, r_col = r_row * f, r_col * f
+        if spec.periphery_max is not None:
+            p = periphery_parameter(rows, cols, r_drv, r_sns, g_max)
+            if p > spec.periphery_max:
+                f = spec.periphery_max * rng.uniform(0.6, 1.0) / p
+                r_drv, r_sns = r_drv * f, r_sns * f
     x = sample_states(pattern, (rows, cols), state_grid(card), rng)
     split = "test" if rng.uniform() < spec.test_fraction else "fit"
     solver = "mna" if rng.uniform() < spec.mna_fraction else "ngspice"

@@ -377,12 +377,14 @@ def test_data_hash_ignores_provenance_timestamps(tmp_path):
 
 
 def test_data_hash_of_shipped_data_unchanged():
-    """The shipped surrogate's recorded hash still matches its data set."""
+    """The shipped surrogate's recorded hashes still match its data sets."""
     from pyspice_rram.surrogate.fit import data_hash
 
     d = ROOT / "pyspice_rram" / "data" / "surrogate"
     prov = json.loads((d / "default.json").read_text())["provenance"]
-    assert data_hash(d / "tiles.h5", "fit") == prov["data_hash"]
+    assert set(prov["data_hashes"]) == {"tiles.h5", "tiles_wide.h5"}
+    for name, h in prov["data_hashes"].items():
+        assert data_hash(d / name, "fit") == h
 
 
 # ------------------------------------------------------------------ 6. one vocabulary

@@ -182,7 +182,7 @@ def test_unequal_row_and_column_wire_match_the_circuit(digits):
 @pytest.mark.parametrize("changes,words", [
     (dict(tile_rows=256), ["tile_rows = 256", "[16, 128]"]),
     (dict(tile_cols=8), ["tile_cols = 8", "[16, 128]"]),
-    (dict(r_wire_col=10.0), ["r_wire_col = 10", "5 Ω"]),
+    (dict(r_wire_col=20.0), ["r_wire_col = 20", "10 Ω"]),
     (dict(r_sense=80.0), ["r_sense = 80", "50 Ω"]),
     (dict(v_read=0.8), ["v_read = 0.8", "0.2 V"]),
 ])
@@ -190,7 +190,7 @@ def test_circuit_outside_the_surrogate_range_is_refused(changes, words):
     """Values the surrogate was not fitted on are a ValidityError naming the setting, its
     value and the valid range (read from the shipped surrogate's ``validity``)."""
     val = TileSurrogate.load().validity
-    assert val["size"] == [16, 128] and val["r_wire"][1] == 5.0 and val["v_max"] == 0.2
+    assert val["size"] == [16, 128] and val["r_wire"][1] == 10.0 and val["v_max"] == 0.2
     with pytest.raises(SurrogateValidityError) as err:
         make_backend("surrogate", circuit=CircuitSpec(**changes))
     for w in words:
