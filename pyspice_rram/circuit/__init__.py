@@ -4,6 +4,7 @@
 * :mod:`.netlist` -- the ngspice netlist of a tile (many input vectors in one DC sweep);
 * :mod:`.ngspice_run` -- ngspice through PySpice's shared library or ``ngspice -b``;
 * :mod:`.mna` -- the sparse nodal-analysis reference solver and the ideal product;
+* :mod:`.cellspace` -- the cell-space Newton-CG solver (many input vectors per tile, fast);
 * :mod:`.mapping` -- weight matrices onto differential / hybrid tile arrays, periphery, ADC;
 * :mod:`.parallel` -- many tiles over a process pool or a Dask cluster;
 * :mod:`.update` -- transient check of the parallel outer-product update;
@@ -15,6 +16,8 @@ Sign convention: cell terminal t is on the row line, b on the column line; a sen
 the current (A) from the line into its virtual ground.
 """
 
+from .cellspace import CellSpaceSystem
+from .cellspace import solve_tile as solve_tile_cellspace
 from .mapping import MappedLayer, adc_quantise, disturb_free_voltage, encode_inputs, map_layer
 from .mna import TileSystem, ideal_product, transfer_matrix
 from .mna import solve_tile as solve_tile_mna
@@ -33,5 +36,6 @@ __all__ = [
     "NgspiceConvergenceError", "NgspiceNetlistError", "NgspiceNotFound",
     "MappedLayer", "map_layer", "encode_inputs", "adc_quantise", "disturb_free_voltage",
     "solve_tiles", "TileResult", "record", "save_results", "load_results", "UpdateResult",
-    "update_check", "UpdateReference", "update_reference",
+    "update_check", "UpdateReference", "update_reference", "CellSpaceSystem",
+    "solve_tile_cellspace",
 ]

@@ -19,15 +19,17 @@ import numpy as np
 from .tile import Tile
 from ..errors import ConfigError
 
-SOLVERS = ("ngspice", "mna", "ideal")
+SOLVERS = ("ngspice", "mna", "cellspace", "ideal")
 
 Task = tuple[Tile, np.ndarray, str]
 
 
 def solve_task(task: Task, solver: str = "ngspice", backend: str = "batch",
-               workdir: str | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+               workdir: str | None = None, options: dict[str, Any] | None = None
+               ) -> tuple[np.ndarray, dict[str, Any]]:
     """Solve one task; returns ``(currents, info)`` with ``info['wall_s']`` (and, for ngspice,
-    the netlist hash, options and attempts)."""
+    the netlist hash, options and attempts). ``options``: keyword arguments of the
+    cell-space solver (:class:`~pyspice_rram.circuit.cellspace.CellSpaceSystem`)."""
     tile, v_in, direction = task
     info: dict[str, Any] = {"solver": solver}
     t0 = time.perf_counter()
@@ -40,6 +42,10 @@ def solve_task(task: Task, solver: str = "ngspice", backend: str = "batch",
         from .mna import solve_tile
 
         out = solve_tile(tile, v_in, direction)
+    elif solver == "cellspace":
+        from .cellspace import solve_tile
+
+        out = solve_tile(tile, v_in, direction, **(options or {}))
     elif solver == "ideal":
         from .mna import ideal_product
 
@@ -59,13 +65,16 @@ def _progress(total: int, desc: str, enabled: bool):
 def solve_tiles(tasks: Sequence[Task], *, solver: str = "ngspice", backend: str = "batch",
                 workers: int | None = 1, scheduler: str | None = None,
                 progress: bool = False, desc: str = "tiles",
-                infos: list | None = None) -> list[np.ndarray]:
+                infos: list | None = None, options: dict[str, Any] | None = None
+                ) -> list[np.ndarray]:
     """Sensed currents of every task, in task order.
 
     Parameters
     ----------
     tasks : sequence of (Tile, v_in, direction)
-    solver : {'ngspice', 'mna', 'ideal'}
+    solver : {'ngspice', 'mna', 'cellspace', 'ideal'}
+        ``'cellspace'`` (:mod:`.cellspace`) always runs in this process: it is parallel over
+        input vectors in numba threads.
     backend : {'batch', 'shared'}
         ngspice backend for in-process solving; worker processes and Dask always use
         ``'batch'``.
@@ -78,6 +87,8 @@ def solve_tiles(tasks: Sequence[Task], *, solver: str = "ngspice", backend: str 
         Show a tqdm progress bar over tiles.
     infos : list, optional
         Receives one info dict per task (timings, netlist hash, ...).
+    options : dict, optional
+        Keyword arguments of the cell-space solver.
     """
     if solver not in SOLVERS:
         raise ConfigError(f"solver must be one of {SOLVERS}, got {solver!r}")
@@ -102,9 +113,9 @@ def solve_tiles(tasks: Sequence[Task], *, solver: str = "ngspice", backend: str 
                 for fut in dask_completed(futures):
                     results[index[fut.key]] = fut.result()
                     bar.update()
-        elif workers == 1 or n <= 1 or solver == "ideal":
+        elif workers == 1 or n <= 1 or solver in ("ideal", "cellspace"):
             for k, task in enumerate(tasks):
-                results[k] = solve_task(task, solver, backend)
+                results[k] = solve_task(task, solver, backend, options=options)
                 bar.update()
         else:
             with ProcessPoolExecutor(max_workers=min(workers, n)) as pool:

@@ -11,7 +11,7 @@ from .mapping import MappedLayer
 from .tile import Tile
 
 #: Solvers of :func:`solve`.
-SOLVERS = ("mna", "ngspice", "ideal")
+SOLVERS = ("mna", "cellspace", "ngspice", "ideal")
 
 
 def solve(circuit: Tile | MappedLayer, v_in: Any, direction: str = "forward", *,
@@ -28,8 +28,10 @@ def solve(circuit: Tile | MappedLayer, v_in: Any, direction: str = "forward", *,
         (layer inputs) for ``'forward'``, its columns (layer outputs) for ``'transposed'``.
     direction : {'forward', 'transposed'}
         ``'forward'``: rows driven, columns sensed; ``'transposed'``: the other way round.
-    solver : {'mna', 'ngspice', 'ideal'}
+    solver : {'mna', 'cellspace', 'ngspice', 'ideal'}
         ``'mna'``: sparse nodal analysis (:func:`~pyspice_rram.circuit.mna.solve_tile`);
+        ``'cellspace'``: the cell-space Newton-CG solver, fast for many input vectors
+        (:func:`~pyspice_rram.circuit.cellspace.solve_tile`, the same circuit to <= 1e-10);
         ``'ngspice'``: the circuit simulator
         (:func:`~pyspice_rram.circuit.ngspice_run.solve_tile`); ``'ideal'``: the same cells
         without wire, driver or sense resistance.
@@ -58,6 +60,8 @@ def solve(circuit: Tile | MappedLayer, v_in: Any, direction: str = "forward", *,
                           f"{type(circuit).__name__}")
     if solver == "mna":
         from .mna import solve_tile
+    elif solver == "cellspace":
+        from .cellspace import solve_tile
     elif solver == "ngspice":
         from .ngspice_run import solve_tile
     else:

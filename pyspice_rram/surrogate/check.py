@@ -7,12 +7,18 @@ separate tiles, read voltages ``v = x V_read``, partial sums added in the periph
 
 a. ideal VMM (exact matrix products, :class:`pyspice_rram.network.backend.IdealBackend`);
 b. the tile surrogate (:class:`.backend.SurrogateBackend`);
-c. every tile solved by ngspice (or the MNA solver), :class:`CircuitBackend`.
+c. every tile solved by a circuit solver, :class:`CircuitBackend`: ``--solver mna`` the
+   cell-space Newton-CG solver (:mod:`pyspice_rram.circuit.cellspace`, fast for many images:
+   the whole MNIST test set in minutes), ``mna-sparse`` the sparse nodal solver
+   (:mod:`pyspice_rram.circuit.mna`), ``ngspice`` the circuit simulator.
 
 Reported: accuracy of each path on the test images, and for each layer the RMS and largest
 error of the pre-activations of (a) and (b) against (c), all three reading the same layer
 inputs (those of the circuit path), in weight units and in % of the layer's largest
-|pre-activation|.
+|pre-activation|; the wall time of each path. In the same run path (c) is cross-checked on
+the first images against ngspice (``ngspice_images``) and the sparse nodal solver
+(``sparse_images``): prediction agreement and the largest pre-activation difference per layer
+(% of the reference's peak), each layer reading the reference path's own inputs.
 """
 
 from __future__ import annotations
@@ -32,9 +38,16 @@ from ..errors import ConfigError
 #: Cell area (m²) standing for an absent cell in a padded tile (conductance ~1e-23 S).
 ABSENT_AREA = 1e-30
 
+#: ``check --solver`` names and the tile solver of :mod:`pyspice_rram.circuit.parallel` each
+#: one runs.
+CHECK_SOLVERS = {"mna": "cellspace", "mna-sparse": "mna", "ngspice": "ngspice"}
+
 
 class CircuitBackend(SurrogateBackend):
-    """Reads in which every tile is solved by ngspice (``solver='ngspice'``) or by MNA.
+    """Reads in which every tile is solved by a circuit solver of
+    :mod:`pyspice_rram.circuit.parallel`: ``'ngspice'``, ``'mna'`` (sparse nodal) or
+    ``'cellspace'`` (cell-space Newton-CG; padded edge tiles trimmed, see
+    :class:`~pyspice_rram.circuit.cellspace.CellSpaceSystem` ``absent_g``).
 
     Same tiling and conversion to weight units as :class:`SurrogateBackend`; the tiles are
     :class:`~pyspice_rram.circuit.tile.Tile` objects of model cells whose area carries each
@@ -80,6 +93,13 @@ class CircuitBackend(SurrogateBackend):
                         objs.append(((ia, p, ti, tj), t))
         return objs, coef, dG, shape, (Ti, Tj)
 
+    def _solver_options(self) -> dict[str, Any] | None:
+        # the cell-space solver leaves out the absent cells of padded tiles (conductance
+        # <= ABSENT_AREA g_max, ~1e-23 S; anything <= 1000x that counts as absent)
+        if self.solver != "cellspace":
+            return None
+        return {"absent_g": 1e3 * ABSENT_AREA * self.card.g_max_density}
+
     def _circuit_read(self, layer: int, W: np.ndarray, v: np.ndarray, direction: str
                       ) -> np.ndarray:
         from ..circuit.parallel import solve_tiles
@@ -100,7 +120,8 @@ class CircuitBackend(SurrogateBackend):
             out = np.zeros((B, Ti * tr))
         t0 = time.perf_counter()
         res = solve_tiles(tasks, solver=self.solver, workers=self.workers,
-                          progress=self.progress, desc=f"{self.solver} layer {layer}")
+                          progress=self.progress, desc=f"{self.solver} layer {layer}",
+                          options=self._solver_options())
         self.wall_s += time.perf_counter() - t0
         self.tiles_solved += len(tasks)
         for (key, _), cur in zip(objs, res):
@@ -145,12 +166,38 @@ def check_circuit(config: Any, tile: tuple[int, int] | None = None, r_wire: floa
                 r_sense=c.r_sense if r_sense is None else float(r_sense))
 
 
+def _cross_check(name: str, ref: CircuitBackend, fast: CircuitBackend, net: Any,
+                 x: np.ndarray, pre_fast: list[np.ndarray]) -> dict[str, Any]:
+    """Path (c) against the reference solver ``ref`` (bound to its own copy of the network,
+    ``net`` is that of path (c)) on the images ``x``: each layer of both reading the reference
+    path's inputs; predictions of each path's own chain."""
+    W = [st.Wr for st in net.layers]
+    t0 = time.perf_counter()
+    z0 = np.asarray(ref.forward(0, W[0], x), dtype=float)
+    h = _sigmoid(z0)
+    z1 = np.asarray(ref.forward(1, W[1], h), dtype=float)
+    wall = time.perf_counter() - t0
+    n = len(x)
+    z1_fast = np.asarray(fast.forward(1, W[1], h), dtype=float)
+    layers = []
+    for li, (r, f) in enumerate(((z0, pre_fast[0][:n]), (z1, z1_fast))):
+        peak = float(np.max(np.abs(r))) or 1.0
+        layers.append({"layer": li, "peak_abs_preactivation": peak,
+                       "max_abs_difference": float(np.max(np.abs(f - r))),
+                       "max_difference_pct_of_peak": float(100 * np.max(np.abs(f - r)) / peak)})
+    return {"solver": name, "n_images": int(n), "wall_s": wall,
+            "s_per_image": wall / max(n, 1), "tile_solves": ref.tiles_solved,
+            "prediction_agreement": float(np.mean(z1.argmax(1) == pre_fast[1][:n].argmax(1))),
+            "layers": layers}
+
+
 def run_check(run: str | Path, n_images: int = 200, *, surrogate: Any = None,
-              card: ModelCard | None = None, solver: str = "ngspice",
+              card: ModelCard | None = None, solver: str = "mna",
               tile: tuple[int, int] | None = None, r_wire: float | None = None,
               r_wire_col: float | None = None, r_driver: float | None = None,
               r_sense: float | None = None, mnist_path: str | None = None, workers: int = 1,
-              progress: bool = True, out: str | Path | None = None) -> dict[str, Any]:
+              progress: bool = True, out: str | Path | None = None,
+              ngspice_images: int = 0, sparse_images: int = 0) -> dict[str, Any]:
     """Evaluate ``n_images`` test images of a trained run through (a), (b), (c).
 
     Parameters
@@ -159,15 +206,24 @@ def run_check(run: str | Path, n_images: int = 200, *, surrogate: Any = None,
     n_images : number of test images (the first ones of the test split)
     surrogate : TileSurrogate, path or None (shipped)
     card : device card of the tiles (default: the surrogate's)
-    solver : ``"ngspice"`` or ``"mna"`` for path (c)
+    solver : path (c): ``"mna"`` (cell-space solver), ``"mna-sparse"`` (sparse nodal
+        solver) or ``"ngspice"`` (:data:`CHECK_SOLVERS`)
     tile, r_wire, r_wire_col, r_driver, r_sense : tile configuration (cells, Ω); None: the
         run's ``[circuit]`` (:func:`check_circuit`)
-    out : JSON file for the result (optional)
+    workers : ngspice / sparse-solver worker processes (the cell-space solver uses numba
+        threads)
+    out : JSON file for the result (optional; written atomically)
+    ngspice_images, sparse_images : cross-check path (c) on this many of the first images
+        against ngspice and against the sparse nodal solver (0: not; a reference equal to
+        ``solver`` is skipped)
     """
     from ..network.data import load_dataset
     from ..network.history import load_run
     from ..network.train import Network, TrainConfig
 
+    if solver not in CHECK_SOLVERS:
+        raise ConfigError(f"check solver = {solver!r}: choose one of "
+                          f"{', '.join(CHECK_SOLVERS)}")
     hist, layers, phase = load_run(run)
     if layers is None:
         raise ConfigError(f"{run}: the run file has no checkpoint of the layers")
@@ -178,10 +234,14 @@ def run_check(run: str | Path, n_images: int = 200, *, surrogate: Any = None,
     n_in, n_out = x.shape[1], layers[1].Wr.shape[1]
     kw = check_circuit(config, tile, r_wire, r_wire_col, r_driver, r_sense)
     tile, r_wire, r_driver, r_sense = kw["tile"], kw["r_wire"], kw["r_driver"], kw["r_sense"]
+
+    def circuit(name: str) -> CircuitBackend:
+        return CircuitBackend(surrogate, solver=CHECK_SOLVERS[name], card=card,
+                              workers=workers, progress=progress, **kw)
+
     backends = {"ideal": IdealBackend(),
                 "surrogate": SurrogateBackend(surrogate, card=card, second_order=True, **kw),
-                solver: CircuitBackend(surrogate, solver=solver, card=card, workers=workers,
-                                       progress=progress, **kw)}
+                solver: circuit(solver)}
     nets = {}
     for name, be in backends.items():
         net = Network(config, n_in, n_out, backend=be, layers=[st.copy() for st in layers])
@@ -217,9 +277,20 @@ def run_check(run: str | Path, n_images: int = 200, *, surrogate: Any = None,
                            "rms_pct_of_peak": float(100 * np.sqrt(np.mean(err ** 2)) / peak),
                            "max_pct_of_peak": float(100 * np.max(np.abs(err)) / peak)}
         result["layers"].append(entry)
-    result["agreement_surrogate_vs_circuit"] = float(np.mean(
-        pre["surrogate"][1].argmax(1) == pre[solver][1].argmax(1)))
+    for name in ("surrogate", "ideal"):
+        result[f"agreement_{name}_vs_circuit"] = float(np.mean(
+            pre[name][1].argmax(1) == pre[solver][1].argmax(1)))
     result["tiles_solved"] = backends[solver].tiles_solved
+    result["cross_checks"] = []
+    for name, n in (("ngspice", ngspice_images), ("mna-sparse", sparse_images)):
+        n = min(int(n), len(y))
+        if name == solver or n <= 0:
+            continue
+        ref = circuit(name)
+        ref_net = Network(config, n_in, n_out, backend=ref, layers=[st.copy() for st in layers])
+        ref_net.phase = phase
+        result["cross_checks"].append(_cross_check(name, ref, backends[solver], nets[solver],
+                                                   x[:n], pre[solver]))
     if out is not None:
         from ..circuit.safeio import atomic_write_text
 
@@ -235,10 +306,19 @@ def format_check(r: dict[str, Any]) -> str:
              f"{wire}, circuit solver {r['solver']} ({r['tiles_solved']} tile solves)"]
     for k, v in r["accuracy"].items():
         lines.append(f"  accuracy {k:>10s}: {100 * v:.2f} %   ({r['wall_s'][k]:.2f} s)")
-    lines.append(f"  surrogate/circuit prediction agreement: "
-                 f"{100 * r['agreement_surrogate_vs_circuit']:.2f} %")
+    for k in ("surrogate", "ideal"):
+        if f"agreement_{k}_vs_circuit" in r:
+            lines.append(f"  {k}/circuit prediction agreement: "
+                         f"{100 * r[f'agreement_{k}_vs_circuit']:.2f} %")
     for e in r["layers"]:
         parts = [f"{k} RMS {v['rms']:.4g} ({v['rms_pct_of_peak']:.3f} % of peak) max "
                  f"{v['max']:.4g}" for k, v in e.items() if isinstance(v, dict)]
         lines.append(f"  layer {e['layer']} pre-activation error vs circuit: " + "; ".join(parts))
+    for c in r.get("cross_checks", []):
+        diffs = ", ".join(f"layer {e['layer']} {e['max_difference_pct_of_peak']:.2g} %"
+                          for e in c["layers"])
+        lines.append(f"  cross-check vs {c['solver']} on {c['n_images']} images: predictions "
+                     f"agree {100 * c['prediction_agreement']:.2f} %, largest pre-activation "
+                     f"difference (of peak) {diffs}; {c['wall_s']:.1f} s "
+                     f"({c['s_per_image']:.3g} s/image)")
     return "\n".join(lines)

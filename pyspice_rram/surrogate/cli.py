@@ -11,6 +11,11 @@ from pathlib import Path
 from ..errors import UserInputError
 
 DEFAULT_DATA_CONFIG = "configs/surrogate/data.toml"
+#: ``check``: images of the cross-checks against ngspice and the sparse nodal solver (at
+#: 128x128 tiles a 784-250-10 network took 90 s per image in ngspice, 1.4 s in the sparse
+#: solver, 2 workers at load ~6; docs/circuit.md#many-input-vectors-the-cell-space-solver).
+DEFAULT_NGSPICE_IMAGES = 2
+DEFAULT_SPARSE_IMAGES = 20
 
 
 def _named(path, load):
@@ -200,10 +205,22 @@ def cmd_check(args: argparse.Namespace) -> int:
                                    where=str(args.run))
     args.circuit = check_circuit(config, None if args.tile is None else (args.tile, args.tile),
                                  args.r_wire, args.r_wire_col, args.r_driver, args.r_sense)
-    if args.solver == "ngspice":
-        from ..circuit.ngspice_run import check_tile_size
+    for name in ("ngspice_images", "sparse_images"):
+        if getattr(args, name) < 0:
+            raise UserInputError(f"--{name.replace('_', '-')} {getattr(args, name)}: must be "
+                                 ">= 0")
+    if args.solver == "ngspice" or args.ngspice_images > 0:
+        from ..circuit.ngspice_run import MAX_NGSPICE_TILE, check_tile_size
 
-        check_tile_size(*args.circuit["tile"], force=args.force)
+        if (args.solver != "ngspice" and not args.force
+                and max(args.circuit["tile"]) > MAX_NGSPICE_TILE):
+            print(f"pyspice-rram check: tiles {args.circuit['tile'][0]}x"
+                  f"{args.circuit['tile'][1]} are above the ngspice limit of "
+                  f"{MAX_NGSPICE_TILE}: no ngspice cross-check (--force runs it)",
+                  file=sys.stderr)
+            args.ngspice_images = 0
+        else:
+            check_tile_size(*args.circuit["tile"], force=args.force)
     card = _card(args.card) if args.card else None
     try:
         with signals_unwind(), ngspice_errors_as_one_line():
@@ -221,7 +238,8 @@ def _run_check(args: argparse.Namespace, card):
 
     return run_check(args.run, args.n_images, surrogate=args.surrogate, card=card,
                      solver=args.solver, **args.circuit, mnist_path=args.mnist,
-                     workers=args.workers, progress=not args.no_progress, out=args.out)
+                     workers=args.workers, progress=not args.no_progress, out=args.out,
+                     ngspice_images=args.ngspice_images, sparse_images=args.sparse_images)
 
 
 def _check_data(path: str) -> None:
@@ -336,8 +354,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                           "the surrogate and ngspice (or MNA) on every tile.")
     c.add_argument("run", help="HDF5 training run with a checkpoint")
     c.add_argument("--n-images", type=int, default=200, help="test images")
-    c.add_argument("--solver", default="ngspice", choices=["ngspice", "mna"],
-                   help="circuit solver of the reference path")
+    c.add_argument("--solver", default="mna", choices=["mna", "mna-sparse", "ngspice"],
+                   help="circuit solver of the circuit path: mna = the cell-space Newton-CG "
+                        "solver (the whole MNIST test set in minutes), mna-sparse = the "
+                        "sparse nodal solver, ngspice")
+    c.add_argument("--ngspice-images", type=int, default=DEFAULT_NGSPICE_IMAGES,
+                   help="cross-check the circuit path against ngspice on this many of the "
+                        "first images (0: not); ~90 s per image at 128x128 with 2 workers")
+    c.add_argument("--sparse-images", type=int, default=DEFAULT_SPARSE_IMAGES,
+                   help="cross-check the circuit path against the sparse nodal solver on this "
+                        "many of the first images (0: not)")
     c.add_argument("--surrogate", help="surrogate JSON (default: shipped)")
     c.add_argument("--card", help="model card JSON (default: the surrogate's)")
     c.add_argument("--tile", type=int,
