@@ -6,7 +6,8 @@ Run: ``python benchmarks/bench_surrogate.py [--size 64 128] [--vectors 64] [--sa
 1. Per-read time of a ``size x size`` tile of reference-card model cells (random states,
    1 Ω per segment, sinh cells), ``--vectors`` input vectors read in one batch, forward:
    ngspice (``ngspice -b``, one DC sweep over all vectors, KLU), the sparse MNA solver
-   (Newton per vector), the surrogate (per-tile preparation + reads, and reads of a prepared
+   (chord Newton over all vectors), the cell-space solver (the fast MNA of ``check``), the
+   surrogate (per-tile preparation + reads, and reads of a prepared
    tile). Same tile, same inputs, one run; ratios printed (acceptance of issue 11: ngspice /
    surrogate >= 1e4, MNA / surrogate >= 100 at 64x64 and 128x128).
 2. Training loop, per cell (784-250-10 of ``configs/train/<cell>.toml``, MNIST when
@@ -54,17 +55,26 @@ def bench_reads(size: int, n_vec: int, repeats: int = 3) -> dict:
 
     t_ng, i_ng = best(lambda: ngspice_run.solve_tile(tile, v, backend="batch"), 1)
     t_mna, i_mna = best(lambda: mna.solve_tile(tile, v), 1)
+    from pyspice_rram.circuit import cellspace
+
+    cellspace.solve_tile(tile, v[:2])                   # numba warm-up
+    t_cs, i_cs = best(lambda: cellspace.solve_tile(tile, v), 3)
     t_sur, i_sur = best(lambda: sur.predict(tile, v), 20)
     prep = sur.prepare(tile)
     t_app, _ = best(lambda: prep.apply(v), 50)
     fs = size * card.g_max() * card.v_nl * np.sinh(card.scheme.v_read / card.v_nl)
     res = {"size": size, "vectors": n_vec,
            "ngspice_s_per_read": t_ng / n_vec, "mna_s_per_read": t_mna / n_vec,
+           "cellspace_s_per_read": t_cs / n_vec,
+           "cellspace_vs_ngspice_max_rel": float(np.max(np.abs(i_cs - i_ng))
+                                                 / np.max(np.abs(i_ng))),
            "surrogate_s_per_read": t_sur / n_vec, "surrogate_prepared_s_per_read": t_app / n_vec,
            "surrogate_rms_err_pct_fs_vs_ngspice": float(100 * np.sqrt(np.mean((i_sur - i_ng) ** 2)) / fs),
            "mna_vs_ngspice_max_rel": float(np.max(np.abs(i_mna - i_ng)) / np.max(np.abs(i_ng)))}
     res["ratio_ngspice_over_surrogate"] = res["ngspice_s_per_read"] / res["surrogate_s_per_read"]
     res["ratio_mna_over_surrogate"] = res["mna_s_per_read"] / res["surrogate_s_per_read"]
+    res["ratio_cellspace_over_surrogate"] = (res["cellspace_s_per_read"]
+                                             / res["surrogate_s_per_read"])
     return res
 
 
@@ -135,13 +145,17 @@ def main() -> None:
         res["reads"].append(r)
         print(f"{r['size']}x{r['size']} tile, {r['vectors']} vectors, 1 Ω/segment, sinh cells")
         print(f"  ngspice   {1e3 * r['ngspice_s_per_read']:10.3f} ms/read")
-        print(f"  MNA       {1e3 * r['mna_s_per_read']:10.3f} ms/read")
+        print(f"  MNA       {1e3 * r['mna_s_per_read']:10.3f} ms/read (sparse nodal, chord "
+              "Newton)")
+        print(f"  cellspace {1e3 * r['cellspace_s_per_read']:10.3f} ms/read (cell-space "
+              f"Newton-CG, numba threads; vs ngspice max rel "
+              f"{r['cellspace_vs_ngspice_max_rel']:.1e})")
         print(f"  surrogate {1e3 * r['surrogate_s_per_read']:10.4f} ms/read (incl. tile "
               f"preparation); {1e3 * r['surrogate_prepared_s_per_read']:.4f} ms/read on a "
               "prepared tile")
         print(f"  ratios: ngspice/surrogate {r['ratio_ngspice_over_surrogate']:.3g}x, "
-              f"MNA/surrogate {r['ratio_mna_over_surrogate']:.3g}x   (acceptance: >= 1e4, "
-              ">= 100)")
+              f"MNA/surrogate {r['ratio_mna_over_surrogate']:.3g}x, cellspace/surrogate "
+              f"{r['ratio_cellspace_over_surrogate']:.3g}x   (acceptance: >= 1e4, >= 100)")
         print(f"  surrogate vs ngspice RMS error {r['surrogate_rms_err_pct_fs_vs_ngspice']:.4f} "
               f"% FS; MNA vs ngspice max rel {r['mna_vs_ngspice_max_rel']:.2e}")
     if not args.skip_training:

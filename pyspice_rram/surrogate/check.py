@@ -242,6 +242,15 @@ def run_check(run: str | Path, n_images: int = 200, *, surrogate: Any = None,
     backends = {"ideal": IdealBackend(),
                 "surrogate": SurrogateBackend(surrogate, card=card, second_order=True, **kw),
                 solver: circuit(solver)}
+    if not config.periphery.ideal:
+        # the run's DAC / ADC on exact array reads (the circuit paths read without converters)
+        from ..network.periphery import make_periphery_backend
+
+        backends = {"ideal": backends["ideal"],
+                    "ideal+converters": make_periphery_backend(IdealBackend(),
+                                                               config.periphery,
+                                                               config.circuit),
+                    **{k: v for k, v in backends.items() if k != "ideal"}}
     nets = {}
     for name, be in backends.items():
         net = Network(config, n_in, n_out, backend=be, layers=[st.copy() for st in layers])

@@ -152,3 +152,29 @@ def test_two_adc_bits_train_the_digits_worse_than_eight():
         assert fs.shape[1:3] == (2, 2) and np.all(fs[-1, :, 0, 0] > 0)
     assert acc[8] >= 0.6
     assert acc[8] - acc[2] >= 0.25, acc
+
+
+def test_check_reads_the_runs_converters(tmp_path):
+    """``check`` of a run with converters adds the path "ideal+converters": with 24-bit
+    converters it predicts like the exact read (independent expectation: the quantisation
+    step is ~1e-7 of full scale), and with 3-bit converters its pre-activations differ from the
+    circuit's by far more than the exact read's do."""
+    from pyspice_rram.network.train import TrainConfig, train
+    from pyspice_rram.surrogate.check import run_check
+
+    errs = {}
+    for bits in (24, 3):
+        cfg = TrainConfig(name=f"q{bits}", dataset="digits", cell="hybrid", n_hidden=16,
+                          epochs=1, n_train=300, w_max=[1.0, 1.0],
+                          cell_params={"rounding": "stochastic"},
+                          periphery={"adc_bits": bits, "dac_bits": bits})
+        train(cfg, tmp_path / f"q{bits}.h5", progress=False)
+        r = run_check(tmp_path / f"q{bits}.h5", 30, tile=(16, 16), r_wire=0.5,
+                      progress=False)
+        assert set(r["accuracy"]) == {"ideal", "ideal+converters", "surrogate", "mna"}
+        errs[bits] = r["layers"][0]
+        if bits == 24:
+            assert r["accuracy"]["ideal+converters"] == r["accuracy"]["ideal"]
+    l24, l3 = errs[24], errs[3]
+    assert l24["ideal+converters"]["max"] <= l24["ideal"]["max"] * 1.01 + 1e-5
+    assert l3["ideal+converters"]["rms"] > 5 * l3["ideal"]["rms"]
