@@ -109,6 +109,19 @@ def _mapped_row(ly, W, r, changed):
                 ly.st[n_out + j, r] = gp * ly.ft[0, 0, r, j] + gm * ly.ft[0, 1, r, j]
 
 
+@njit(cache=True, inline="always")
+def _store_row(stack, r, n_first, hbuf, dbuf, changed, transposed):
+    """Row ``r`` of ``[W_h; W_dh]`` (or column ``r`` of the transposed stack) where changed."""
+    for j in range(hbuf.size):
+        if changed[j]:
+            if transposed:
+                stack[j, r] = hbuf[j]
+                stack[n_first + j, r] = dbuf[j]
+            else:
+                stack[r, j] = hbuf[j]
+                stack[n_first + r, j] = dbuf[j]
+
+
 @njit(cache=True)
 def sync_rows(ly, W, rows, n):
     """Bring the stacks of ``ly`` up to date on every cell of ``rows[:n]`` whose read weight
@@ -138,16 +151,10 @@ def sync_rows(ly, W, rows, n):
                 ly.old[r, j] = W[r, j]
         if ly.has_f:
             _row_sums(ly, r, ly.ff, hbuf, dbuf)
-            for j in range(n_out):
-                if changed[j]:
-                    ly.sf[r, j] = hbuf[j]
-                    ly.sf[n_in + r, j] = dbuf[j]
+            _store_row(ly.sf, r, n_in, hbuf, dbuf, changed, False)
         if ly.has_t:
             _row_sums(ly, r, ly.ft, hbuf, dbuf)
-            for j in range(n_out):
-                if changed[j]:
-                    ly.st[j, r] = hbuf[j]
-                    ly.st[n_out + j, r] = dbuf[j]
+            _store_row(ly.st, r, n_out, hbuf, dbuf, changed, True)
 
 
 @njit(cache=True)
