@@ -59,8 +59,8 @@ from typing import Any
 import numpy as np
 from numba import njit, prange
 
-from ..device.compiled import (CARD_ARGS, LINEAR_READ, SINH, _iv_shape, _iv_slope, _junction,
-                               card_args)
+from ..device.compiled import (CARD_ARGS, LINEAR_READ, SINH, card_args, scalar_iv_shape,
+                               scalar_iv_slope, scalar_junction)
 from ..device.model import conductance_density
 from .mna import ConvergenceError
 from .tile import Tile, check_direction
@@ -182,9 +182,9 @@ def _cell(u, k, read, v_nl, v_f, v_r, c_s, r_series):
     or the linear conductance) at terminal voltage ``u`` (V)."""
     if read == LINEAR_READ and r_series <= 0.0:
         return k * u, k
-    vj = _junction(u, 1.0, k, read, v_nl, v_f, v_r, c_s, r_series)
-    i = k * _iv_shape(vj, read, v_nl, v_f, v_r, c_s)
-    gj = k * _iv_slope(vj, read, v_nl, v_f, v_r, c_s)
+    vj = scalar_junction(u, 1.0, k, read, v_nl, v_f, v_r, c_s, r_series)
+    i = k * scalar_iv_shape(vj, read, v_nl, v_f, v_r, c_s)
+    gj = k * scalar_iv_slope(vj, read, v_nl, v_f, v_r, c_s)
     return i, gj / (1.0 + r_series * gj)
 
 

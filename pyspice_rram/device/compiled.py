@@ -467,3 +467,12 @@ def _assimilated(assimilate, xp):
             a = assimilate[s, k]
             out[s, k] = a if math.isfinite(a) else xp[s, k]
     return out
+
+
+#: The scalar read-law kernels, public for other layers' compiled code (the circuit's
+#: cell-space solver): ``scalar_iv_shape(vj, read, v_nl, v_f, v_r, c_s)`` (the read law's
+#: current per low-field conductance at junction voltage ``vj``), ``scalar_iv_slope`` (its
+#: derivative), ``scalar_junction`` (junction voltage with the series resistance).
+scalar_iv_shape = _iv_shape
+scalar_iv_slope = _iv_slope
+scalar_junction = _junction
