@@ -306,6 +306,9 @@ def _figure(result: dict, path: Path) -> Path:
     if c:
         ax.axhline(float(np.mean(c)), color="k", lw=0.8, ls=":", label="(c) ideal reads")
     ax.set_xscale("log")
+    wires = sorted({r["r_wire"] for r in rows})
+    ax.set_xticks(wires, [f"{w:g}" for w in wires])
+    ax.xaxis.set_minor_locator(plt.NullLocator())
     ax.set_xlabel("wire resistance per segment (Ω)")
     ax.set_ylabel(f"test accuracy through the circuit (%), {result['n_images']} images")
     ax.set_title(result["title"], fontsize=9)
