@@ -15,8 +15,9 @@ read contains the IR drop of every tile and the sinh nonlinearity of the cells.
 
 Cost per read: the surrogate's per-cell factors (:meth:`TileSurrogate.factors`) are
 recomputed for all tiles every ``refresh_every`` training samples (and before every batched
-evaluation); between refreshes the effective matrices ``sum s gain G * f`` are kept up to
-date row by row where the weights changed, and a read is four matrix products
+evaluation); between refreshes the effective matrices ``sum s gain G * f`` follow the
+devices that moved (``W_dh += coef GR F dS``: per changed row, only the array the cell
+programmed in the compiled loop), and a read is four matrix products
 (``h(v)``, ``v h'(v)``, ``v^2 h''/2`` and the chord term). The factors depend on the
 conductances only through line integrals (the ladder admittances), so their staleness
 between refreshes is a small second-order effect (measured in the tests).
@@ -56,29 +57,16 @@ def _hdh(vv, v_nl):
 #: weights at the last sync (``old``), forward stack ``sf`` = [W_h; W_dh] with its factors
 #: ``ff``, transposed stack ``st``/``ft`` (when ``has_t``), pre-activation buffer ``z``;
 #: mapped layers: ``of``/``ot`` (n_rows, n_cols, 3) = ``(A, K+, K-)`` of the forward /
-#: transposed first-order term ``W_dh = A + K+ max(w, 0) + K- min(w, 0)`` (:func:`_otf`)
+#: transposed first-order term ``W_dh = A + K+ max(w, 0) + K- min(w, 0)`` (:func:`_otf`);
+#: device layers: ``seen`` the device states ``S`` at the last sync, ``kh = coef GR`` and
+#: ``kf``/``kt = coef GR F`` (forward / transposed), the change of ``W_h`` / ``W_dh`` per unit
+#: change of ``S`` of each device (:func:`sync_rows`)
 SurLayer = namedtuple("SurLayer", ["G0", "S", "GR", "coef", "mapped", "ws", "old", "has_f",
-                                   "sf", "ff", "has_t", "st", "ft", "z", "of", "ot"])
+                                   "sf", "ff", "has_t", "st", "ft", "z", "of", "ot", "seen",
+                                   "kh", "kf", "kt"])
 #: read state of the compiled SGD loop: both layers and the read law
 SurrogateReads = namedtuple("SurrogateReads", ["l0", "l1", "v_read", "v_nl", "inv_h", "hv",
                                                "dv"])
-
-
-@njit(cache=True)
-def _row_sums(ly, r, F, hbuf, dbuf):
-    """``hbuf[j] = sum coef (G0 + S GR)``, ``dbuf[j] = sum coef (G0 + S GR) F`` over the
-    device arrays of row ``r`` (the sums in the order ``a``, then ``p``; contiguous in ``j``)."""
-    n_out = hbuf.size
-    for j in range(n_out):
-        hbuf[j] = 0.0
-        dbuf[j] = 0.0
-    for a in range(ly.S.shape[0]):
-        for p in range(2):
-            c = ly.coef[a, p]
-            for j in range(n_out):
-                g = c * (ly.G0[a, p, r, j] + ly.S[a, p, r, j] * ly.GR[a, p, r, j])
-                hbuf[j] += g
-                dbuf[j] += g * F[a, p, r, j]
 
 
 @njit(cache=True)
@@ -109,52 +97,62 @@ def _mapped_row(ly, W, r, changed):
                 ly.st[n_out + j, r] = gp * ly.ft[0, 0, r, j] + gm * ly.ft[0, 1, r, j]
 
 
-@njit(cache=True, inline="always")
-def _store_row(stack, r, n_first, hbuf, dbuf, changed, transposed):
-    """Row ``r`` of ``[W_h; W_dh]`` (or column ``r`` of the transposed stack) where changed."""
-    for j in range(hbuf.size):
-        if changed[j]:
-            if transposed:
-                stack[j, r] = hbuf[j]
-                stack[n_first + j, r] = dbuf[j]
-            else:
-                stack[r, j] = hbuf[j]
-                stack[n_first + r, j] = dbuf[j]
+@njit(cache=True)
+def _device_row(ly, r, a_lo, a_hi):
+    """Row ``r`` of a device layer: every device of arrays ``a_lo <= a < a_hi`` whose state
+    moved since the last sync (``dS = S - seen``) moves ``W_h`` by ``kh dS`` and ``W_dh`` by
+    ``kf dS`` (forward stack row) / ``kt dS`` (transposed stack column). Branch-free over the
+    columns (``dS = 0`` adds nothing)."""
+    n_in, n_out = ly.old.shape
+    for a in range(a_lo, a_hi):
+        for p in range(2):
+            S = ly.S[a, p, r]
+            seen = ly.seen[a, p, r]
+            kh = ly.kh[a, p, r]
+            if ly.has_f:
+                kf = ly.kf[a, p, r]
+                sh = ly.sf[r]
+                sd = ly.sf[n_in + r]
+                for j in range(n_out):
+                    d = np.float64(S[j]) - np.float64(seen[j])      # exact
+                    sh[j] += kh[j] * d
+                    sd[j] += kf[j] * d
+            if ly.has_t:
+                kt = ly.kt[a, p, r]
+                for j in range(n_out):
+                    d = np.float64(S[j]) - np.float64(seen[j])
+                    ly.st[j, r] += kh[j] * d
+                    ly.st[n_out + j, r] += kt[j] * d
+            for j in range(n_out):
+                seen[j] = S[j]
 
 
 @njit(cache=True)
-def sync_rows(ly, W, rows, n):
-    """Bring the stacks of ``ly`` up to date on every cell of ``rows[:n]`` whose read weight
-    ``W`` changed since the last sync: ``W_h = sum coef (G0 + S GR)``,
-    ``W_dh = sum coef (G0 + S GR) F`` (forward stack rows, transposed stack columns). A mapped
-    layer first re-maps the row's weights onto its pair (``S = max(+-w, 0) / ws``). Whole rows
-    are summed (vectorised over the columns) and stored where the weight changed; mapped
-    layers take :func:`_mapped_row`."""
+def sync_rows(ly, W, rows, n, a_lo=0, a_hi=-1):
+    """Bring the stacks of ``ly`` up to date on the rows ``rows[:n]`` (``W_h = sum coef (G0 +
+    S GR)``, ``W_dh = sum coef (G0 + S GR) F``: forward stack rows, transposed stack
+    columns). Device layers follow the change of each device state since the last sync
+    (:func:`_device_row`; arrays ``a_lo <= a < a_hi``, default all: the compiled update
+    passes the one array it programmed); a mapped layer re-maps the cells whose read
+    weight ``W`` changed onto its pair (``S = max(+-w, 0) / ws``, :func:`_mapped_row`)."""
     n_in, n_out = W.shape
-    hbuf = np.empty(n_out)
-    dbuf = np.empty(n_out)
     changed = np.empty(n_out, np.bool_)
+    if a_hi < 0:
+        a_hi = ly.S.shape[0]
     for q in range(n):
         r = rows[q]
+        if not ly.mapped:
+            _device_row(ly, r, a_lo, a_hi)
+            for j in range(n_out):
+                ly.old[r, j] = W[r, j]
+            continue
         any_changed = False
         for j in range(n_out):
             c = W[r, j] != ly.old[r, j]
             changed[j] = c
             any_changed |= c
-        if not any_changed:
-            continue
-        if ly.mapped:
+        if any_changed:
             _mapped_row(ly, W, r, changed)
-            continue
-        for j in range(n_out):
-            if changed[j]:
-                ly.old[r, j] = W[r, j]
-        if ly.has_f:
-            _row_sums(ly, r, ly.ff, hbuf, dbuf)
-            _store_row(ly.sf, r, n_in, hbuf, dbuf, changed, False)
-        if ly.has_t:
-            _row_sums(ly, r, ly.ft, hbuf, dbuf)
-            _store_row(ly.st, r, n_out, hbuf, dbuf, changed, True)
 
 
 @njit(cache=True)
@@ -232,12 +230,16 @@ def surrogate_update(reads, layer, L, idx, vals, n, delta, lr, rng, colbuf, mask
     changed (a pair refresh that re-programs exactly the same weight is caught at the next
     factor refresh); mapped layers need no sync (their reads use :func:`_otf` terms)."""
     before = L.stats.sum()
+    cfg = L.cfg[0]
+    # the one array the cell programs (update_layer's contract): the phase's, or the
+    # counter's for multi-device cells (the counter moves after the sample)
+    a = cfg.counter % cfg.n_arrays if cfg.select == 1 else cfg.active
     update_layer(L, idx, vals, n, delta, lr, rng, colbuf, maskbuf, ev_j, ev_i, ev_n)
     ly = reads.l0 if layer == 0 else reads.l1
     # no update, pulse or refresh: no device changed; a mapped layer's reads follow the read
     # weight directly (its stacks are brought up to date at the next Python-side sync)
     if L.stats.sum() != before and not ly.mapped:
-        sync_rows(ly, L.Wr, idx, n)
+        sync_rows(ly, L.Wr, idx, n, a, a + 1)
 
 
 register_tile_kernels(SurrogateReads, surrogate_forward, surrogate_transpose, surrogate_update)
@@ -510,12 +512,18 @@ class SurrogateBackend(TileBackend):
             F = self._factors(G0, S, GR, dG, direction)
             st["dirs"][direction] = {"F": F}
         wh = np.einsum("ap,apij->ij", coef, g_nom)
+        if not mapped:      # the incremental sync of device layers (:func:`sync_rows`)
+            kh = coef[:, :, None, None] * GR.astype(float)
+            st["seen"] = np.array(S, dtype=np.float32, copy=True)
+            st["kh"] = np.ascontiguousarray(kh, dtype=np.float32)
         for direction, d in st["dirs"].items():
             mats = [wh] + [np.einsum("ap,apij->ij", coef, g_nom * d["F"][t])
                            for t in self.terms]
             if direction == "transposed":
                 mats = [m.T for m in mats]
             d["stack"] = np.ascontiguousarray(np.concatenate(mats, axis=0), dtype=np.float32)
+            if not mapped:
+                d["kd"] = np.ascontiguousarray(kh * d["F"]["dh"], dtype=np.float32)
         st["W_prev"] = np.array(W, dtype=np.float32, copy=True)
         st["since"] = 0
         self.refreshes += 1
@@ -543,13 +551,17 @@ class SurrogateBackend(TileBackend):
         dummy = np.zeros((1, 1), np.float32)
         none = np.zeros((1, 1, 3), np.float32)
         mapped = bool(st["mapped"])
+        planes = np.zeros((1, 1, 1, 1), np.float32)
+        seen, kh = (planes, planes) if mapped else (st["seen"], st["kh"])
         return SurLayer(G0, st["S"], st["GR"], st["coef"], mapped,
                         float(st["ws"]), st["W_prev"], f is not None,
                         f["stack"] if f else dummy, f["F"]["dh"] if f else G0,
                         t is not None, t["stack"] if t else dummy,
                         t["F"]["dh"] if t else G0, np.empty(n_out),
                         _otf(st, f) if f and mapped else none,
-                        _otf(st, t) if t and mapped else none)
+                        _otf(st, t) if t and mapped else none, seen, kh,
+                        f["kd"] if f and not mapped else planes,
+                        t["kd"] if t and not mapped else planes)
 
     # ------------------------------------------------------------------ reads
     def _inputs(self, v: np.ndarray) -> np.ndarray:
