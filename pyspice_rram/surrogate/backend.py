@@ -56,7 +56,7 @@ def _hdh(vv, v_nl):
 #: weight mapped onto one pair: ``mapped``, full scale ``ws``), read coefficients, the read
 #: weights at the last sync (``old``), forward stack ``sf`` = [W_h; W_dh] with its factors
 #: ``ff``, transposed stack ``st``/``ft`` (when ``has_t``), pre-activation buffer ``z``;
-#: mapped layers: ``of``/``ot`` (n_rows, n_cols, 3) = ``(A, K+, K-)`` of the forward /
+#: mapped layers: ``of``/``ot`` (3, n_rows, n_cols) = ``(A, K+, K-)`` of the forward /
 #: transposed first-order term ``W_dh = A + K+ max(w, 0) + K- min(w, 0)`` (:func:`_otf`);
 #: device layers: ``seen`` the device states ``S`` at the last sync, ``kh = coef GR`` and
 #: ``kf``/``kt = coef GR F`` (forward / transposed), the change of ``W_h`` / ``W_dh`` per unit
@@ -97,54 +97,54 @@ def _mapped_row(ly, W, r, changed):
                 ly.st[n_out + j, r] = gp * ly.ft[0, 0, r, j] + gm * ly.ft[0, 1, r, j]
 
 
-@njit(cache=True)
-def _device_row(ly, r, a_lo, a_hi):
-    """Row ``r`` of a device layer: every device of arrays ``a_lo <= a < a_hi`` whose state
-    moved since the last sync (``dS = S - seen``) moves ``W_h`` by ``kh dS`` and ``W_dh`` by
-    ``kf dS`` (forward stack row) / ``kt dS`` (transposed stack column). Branch-free over the
-    columns (``dS = 0`` adds nothing)."""
-    n_in, n_out = ly.old.shape
-    for a in range(a_lo, a_hi):
-        for p in range(2):
-            S = ly.S[a, p, r]
-            seen = ly.seen[a, p, r]
-            kh = ly.kh[a, p, r]
+@njit(cache=True, inline="always")
+def _device_cell(ly, W, r, j, a):
+    """Cell ``(r, j)`` of a device layer, array ``a``: a device whose state moved since the
+    last sync (``dS = S - seen``) moves ``W_h`` by ``kh dS`` and ``W_dh`` by ``kf dS``
+    (forward stack row) / ``kt dS`` (transposed stack column)."""
+    n_in, n_out = W.shape
+    ly.old[r, j] = W[r, j]
+    for p in range(2):
+        s = ly.S[a, p, r, j]
+        d = np.float64(s) - np.float64(ly.seen[a, p, r, j])        # exact
+        if d != 0.0:
+            ly.seen[a, p, r, j] = s
+            dh = ly.kh[a, p, r, j] * d
             if ly.has_f:
-                kf = ly.kf[a, p, r]
-                sh = ly.sf[r]
-                sd = ly.sf[n_in + r]
-                for j in range(n_out):
-                    d = np.float64(S[j]) - np.float64(seen[j])      # exact
-                    sh[j] += kh[j] * d
-                    sd[j] += kf[j] * d
+                ly.sf[r, j] += dh
+                ly.sf[n_in + r, j] += ly.kf[a, p, r, j] * d
             if ly.has_t:
-                kt = ly.kt[a, p, r]
-                for j in range(n_out):
-                    d = np.float64(S[j]) - np.float64(seen[j])
-                    ly.st[j, r] += kh[j] * d
-                    ly.st[n_out + j, r] += kt[j] * d
-            for j in range(n_out):
-                seen[j] = S[j]
+                ly.st[j, r] += dh
+                ly.st[n_out + j, r] += ly.kt[a, p, r, j] * d
 
 
 @njit(cache=True)
-def sync_rows(ly, W, rows, n, a_lo=0, a_hi=-1):
+def _device_row(ly, W, r, a_lo, a_hi):
+    """Row ``r`` of a device layer: :func:`_device_cell` (arrays ``a_lo <= a < a_hi``) on
+    every cell whose read weight moved since the last sync. A device that moved without
+    moving the read weight (a re-program to the same value) is taken up with its next
+    change, or at the next factor refresh."""
+    Wr = W[r]
+    old = ly.old[r]
+    for j in range(Wr.size):
+        if Wr[j] != old[j]:
+            for a in range(a_lo, a_hi):
+                _device_cell(ly, W, r, j, a)
+
+
+@njit(cache=True)
+def sync_rows(ly, W, rows, n):
     """Bring the stacks of ``ly`` up to date on the rows ``rows[:n]`` (``W_h = sum coef (G0 +
     S GR)``, ``W_dh = sum coef (G0 + S GR) F``: forward stack rows, transposed stack
-    columns). Device layers follow the change of each device state since the last sync
-    (:func:`_device_row`; arrays ``a_lo <= a < a_hi``, default all: the compiled update
-    passes the one array it programmed); a mapped layer re-maps the cells whose read
-    weight ``W`` changed onto its pair (``S = max(+-w, 0) / ws``, :func:`_mapped_row`)."""
+    columns) where the read weight ``W`` changed since the last sync. Device layers follow
+    the change of each device state (:func:`_device_row`); a mapped layer re-maps the
+    cells onto its pair (``S = max(+-w, 0) / ws``, :func:`_mapped_row`)."""
     n_in, n_out = W.shape
     changed = np.empty(n_out, np.bool_)
-    if a_hi < 0:
-        a_hi = ly.S.shape[0]
     for q in range(n):
         r = rows[q]
         if not ly.mapped:
-            _device_row(ly, r, a_lo, a_hi)
-            for j in range(n_out):
-                ly.old[r, j] = W[r, j]
+            _device_row(ly, W, r, 0, ly.S.shape[0])
             continue
         any_changed = False
         for j in range(n_out):
@@ -159,13 +159,14 @@ def sync_rows(ly, W, rows, n, a_lo=0, a_hi=-1):
 def surrogate_forward(reads, layer, L, idx, vals):
     """First-order surrogate forward read: ``z = sum_p h(v_p)/h(V_read) W[j_p] +
     v_p h'(v_p) W_dh[j_p]``, ``v_p = vals[p] V_read``, the bias row last at ``V_read``
-    (float64)."""
+    (float32, like the ideal read)."""
     ly = reads.l0 if layer == 0 else reads.l1
     z = ly.z
     W = L.Wr
     sf = ly.sf
     nr = W.shape[0]
     n_out = z.size
+    zero = np.float32(0.0)
     for i in range(n_out):
         z[i] = 0.0
     for p in range(idx.size + 1):
@@ -175,16 +176,20 @@ def surrogate_forward(reads, layer, L, idx, vals):
         else:                          # the bias row, driven at V_read
             j = nr - 1
             hx, dx = _hdh(reads.v_read, reads.v_nl)
-        hx *= reads.inv_h
+        h32 = np.float32(hx * reads.inv_h)
+        d32 = np.float32(dx)
+        Wj = W[j]
         if ly.mapped:           # the first-order term from the read weight (no sync)
-            of = ly.of
+            Aj = ly.of[0, j]
+            Pj = ly.of[1, j]
+            Mj = ly.of[2, j]
             for i in range(n_out):
-                w = W[j, i]
-                z[i] += hx * w + dx * (of[j, i, 0] + of[j, i, 1] * max(w, 0.0)
-                                       + of[j, i, 2] * min(w, 0.0))
+                w = Wj[i]
+                z[i] += h32 * w + d32 * (Aj[i] + Pj[i] * max(w, zero) + Mj[i] * min(w, zero))
         else:
+            Dj = sf[nr + j]
             for i in range(n_out):
-                z[i] += hx * W[j, i] + dx * sf[nr + j, i]
+                z[i] += h32 * Wj[i] + d32 * Dj[i]
     return z
 
 
@@ -211,8 +216,8 @@ def surrogate_transpose(reads, layer, L, d, e):
             acc = 0.0
             for k in range(n_out):
                 w = W[j, k]
-                acc += hv[k] * inv_h * w + dv[k] * (ot[j, k, 0] + ot[j, k, 1] * max(w, 0.0)
-                                                   + ot[j, k, 2] * min(w, 0.0))
+                acc += hv[k] * inv_h * w + dv[k] * (ot[0, j, k] + ot[1, j, k] * max(w, 0.0)
+                                                   + ot[2, j, k] * min(w, 0.0))
             e[j] = acc
         return scale
     for j in range(e.size):
@@ -234,20 +239,25 @@ def surrogate_update(reads, layer, L, idx, vals, n, delta, lr, rng, colbuf, mask
     # the one array the cell programs (update_layer's contract): the phase's, or the
     # counter's for multi-device cells (the counter moves after the sample)
     a = cfg.counter % cfg.n_arrays if cfg.select == 1 else cfg.active
-    update_layer(L, idx, vals, n, delta, lr, rng, colbuf, maskbuf, ev_j, ev_i, ev_n)
+    n_ev, n_rows, rows = update_layer(L, idx, vals, n, delta, lr, rng, colbuf, maskbuf, ev_j,
+                                      ev_i, ev_n)
     ly = reads.l0 if layer == 0 else reads.l1
     # no update, pulse or refresh: no device changed; a mapped layer's reads follow the read
     # weight directly (its stacks are brought up to date at the next Python-side sync)
     if L.stats.sum() != before and not ly.mapped:
-        sync_rows(ly, L.Wr, idx, n, a, a + 1)
+        W = L.Wr
+        for q in range(n_rows):              # rows updated in place: the changed cells
+            _device_row(ly, W, rows[q], a, a + 1)
+        for q in range(n_ev):                # the cells of the events
+            _device_cell(ly, W, ev_j[q], ev_i[q], a)
 
 
 register_tile_kernels(SurrogateReads, surrogate_forward, surrogate_transpose, surrogate_update)
 
 
 def _otf(st: dict, d: dict) -> np.ndarray:
-    """``(A, K+, K-)`` (n_rows, n_cols, 3; float32, interleaved per cell) of a mapped layer's first-order term for
-    one direction's factors ``F = d["F"]["dh"]``: with ``G± = G0 + max(±w, 0) / ws`` on the
+    """``(A, K+, K-)`` (3, n_rows, n_cols; float32, three planes: the read loops over
+    contiguous rows) of a mapped layer's first-order term for one direction's factors ``F = d["F"]["dh"]``: with ``G± = G0 + max(±w, 0) / ws`` on the
     pair (``GR = 1``), ``W_dh = sum_p coef_p G_p F_p = A + K+ max(w, 0) + K- min(w, 0)``,
     ``A = G0 (coef_+ F_+ + coef_- F_-)``, ``K+ = coef_+ F_+ / ws``, ``K- = -coef_- F_- / ws``.
     Computed once per factor refresh and kept with the factors."""
@@ -257,8 +267,8 @@ def _otf(st: dict, d: dict) -> np.ndarray:
         g0 = float(st["G0"][0, 0, 0, 0])
         ws = float(st["ws"])
         d["otf"] = np.ascontiguousarray(np.stack([
-            g0 * (cp * F[0, 0] + cm * F[0, 1]), cp * F[0, 0] / ws, -cm * F[0, 1] / ws],
-            axis=-1), dtype=np.float32)
+            g0 * (cp * F[0, 0] + cm * F[0, 1]), cp * F[0, 0] / ws, -cm * F[0, 1] / ws]),
+            dtype=np.float32)
     return d["otf"]
 
 
@@ -549,7 +559,7 @@ class SurrogateBackend(TileBackend):
         t = st["dirs"].get("transposed")
         G0 = st["G0"]
         dummy = np.zeros((1, 1), np.float32)
-        none = np.zeros((1, 1, 3), np.float32)
+        none = np.zeros((3, 1, 1), np.float32)
         mapped = bool(st["mapped"])
         planes = np.zeros((1, 1, 1, 1), np.float32)
         seen, kh = (planes, planes) if mapped else (st["seen"], st["kh"])
@@ -557,7 +567,7 @@ class SurrogateBackend(TileBackend):
                         float(st["ws"]), st["W_prev"], f is not None,
                         f["stack"] if f else dummy, f["F"]["dh"] if f else G0,
                         t is not None, t["stack"] if t else dummy,
-                        t["F"]["dh"] if t else G0, np.empty(n_out),
+                        t["F"]["dh"] if t else G0, np.empty(n_out, np.float32),
                         _otf(st, f) if f and mapped else none,
                         _otf(st, t) if t and mapped else none, seen, kh,
                         f["kd"] if f and not mapped else planes,
