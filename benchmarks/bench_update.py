@@ -2,7 +2,8 @@
 
 For each tile size and wire resistance (10 Ω drivers, the reference card, all cells at
 x0 = 0.5, :func:`pyspice_rram.circuit.update.default_pattern`, 10 slots per phase) one run of
-:func:`pyspice_rram.circuit.update.update_check` prints: the ngspice transient's wall and
+:func:`pyspice_rram.circuit.update.update_check` prints: the check's wall time (ngspice runs
+while the references are computed), the ngspice transient's wall and
 CPU time (the CPU time of the ngspice child process, which a loaded machine does not
 inflate), the reference's wall time, the error of ngspice's state change against the
 IR-drop reference (max / RMS, in units of the state range and of one full-select pulse),
@@ -54,7 +55,7 @@ def main() -> None:
     args = ap.parse_args()
     card = ModelCard.reference()
     rows = []
-    head = (f"{'tile':>6} {'R_w':>5} {'cell':>6} {'ngspice':>9} {'cpu':>7} {'ref':>7} "
+    head = (f"{'tile':>6} {'R_w':>5} {'cell':>6} {'wall':>7} {'ngspice':>9} {'cpu':>7} {'ref':>7} "
             f"{'err max':>9} {'err rms':>9} {'max pulses':>10} {'no-IR max':>9} "
             f"{'half row':>17} {'half col':>17} {'|dx| max':>8}")
     print(head)
@@ -62,7 +63,7 @@ def main() -> None:
         for rw in [float(s) for s in args.r_wires.split(",")]:
             r = run_one(card, n, rw, args.cell)
             rows.append(r)
-            print(f"{n:>4}^2 {rw:>5g} {r['cell']:>6} {r['ngspice_s']:>8.1f}s "
+            print(f"{n:>4}^2 {rw:>5g} {r['cell']:>6} {r['wall_s']:>6.1f}s {r['ngspice_s']:>8.1f}s "
                   f"{r['ngspice_cpu_s']:>6.1f}s {r['reference_s']:>6.1f}s "
                   f"{r['m_ngspice_vs_irdrop_max_dx']:>9.2e} {r['m_ngspice_vs_irdrop_rms_dx']:>9.2e} "
                   f"{r['m_ngspice_vs_irdrop_max_pulses']:>10.2e} "

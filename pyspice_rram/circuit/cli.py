@@ -370,6 +370,8 @@ def cmd_update(args) -> int:
     m = res.metrics
     print(f"parallel update {args.size}x{args.size}: r_wire {args.r_wire:g} ohm/segment, "
           f"r_driver {args.r_driver:g} ohm, {args.n_slots} slots, cell {res.settings['cell']}")
+    print(f"  check {res.timings['check_wall_s']:.1f} s wall (ngspice and the references run "
+          "side by side)")
     print(f"  ngspice transient {m['ngspice_s']:.1f} s; one full pulse moves x by "
           f"{m['dx_pulse']:.4g}; largest |dx| {m['max_dx']:.4g}")
     if "ngspice_vs_irdrop_max_dx" in m:

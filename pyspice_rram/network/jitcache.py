@@ -7,11 +7,12 @@ pulse model of :mod:`.pulses` and the random numbers of :mod:`.rng`). :func:`key
 keys every cached kernel of those modules on all of their sources together, so that an edit
 of any of them recompiles every kernel that may embed it instead of loading a stale one.
 
-A backend's kernels (registered with :func:`.backend.register_tile_kernels`) call
-:func:`key_caches` with their own file as ``extra``. Not covered: the SGD loop's cached
-specialisation for a backend's read state embeds that backend's kernels but is keyed on the
-network's sources only -- after editing a backend's kernels, clear the loop's cache
-(``pyspice_rram/network/__pycache__/sgd.sgd_samples-*``) or set ``NUMBA_CACHE_DIR``.
+A backend's kernels (registered with :func:`.backend.register_tile_kernels`) are embedded
+in the SGD loop's specialisation for that backend's read state, so the sources of the
+package's own backends (:data:`BACKEND_MODULES`) are part of the key too; a backend's module
+calls :func:`key_caches` with its own file as ``extra`` (a backend from outside the package:
+clear ``pyspice_rram/network/__pycache__/sgd.sgd_samples-*`` after editing its kernels, or
+set ``NUMBA_CACHE_DIR``).
 """
 
 from __future__ import annotations
@@ -22,13 +23,18 @@ from pathlib import Path
 #: the modules whose compiled kernels call each other
 KERNEL_MODULES = ("rng.py", "pulses.py", "layer.py", "update.py", "backend.py", "sgd.py",
                   "periphery.py")
+#: the package's tile backends with compiled kernels (paths below the package root): the SGD
+#: loop embeds their kernels
+BACKEND_MODULES = ("surrogate/backend.py",)
 
 
 def sources_digest(extra: tuple = ()) -> bytes:
-    """SHA-256 of the sources of :data:`KERNEL_MODULES` and of the files ``extra``."""
+    """SHA-256 of the sources of :data:`KERNEL_MODULES`, :data:`BACKEND_MODULES` and of the
+    files ``extra``."""
     here = Path(__file__).resolve().parent
     h = hashlib.sha256()
-    for path in [here / name for name in KERNEL_MODULES] + [Path(p) for p in extra]:
+    for path in ([here / name for name in KERNEL_MODULES]
+                 + [here.parent / name for name in BACKEND_MODULES] + [Path(p) for p in extra]):
         h.update(path.read_bytes())
     return h.digest()
 

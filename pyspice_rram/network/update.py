@@ -443,6 +443,11 @@ def update_layer(L, idx, vals, nnz, delta, lr, rng,
     :func:`_fused_rows` instead (same model; only saturated targets become events), and a
     narrow layer (< 64 columns) whose rows are all consecutive by :func:`_fused_block`.
     ``colbuf``/``maskbuf`` are scratch arrays of size ``n_out``.
+
+    Returns ``(n_ev, n_rows, rows)``: the cells of array ``a`` that may have changed are
+    those of the events ``(ev_j[:n_ev], ev_i[:n_ev])`` and every cell of the rows
+    ``rows[:n_rows]`` updated in place (fused rows); floating point: ``(0, 0, idx)`` (every
+    cell of the rows ``idx[:nnz]`` changed).
     """
     Wa, Wr, S, gain, stats = L.Wa, L.Wr, L.S, L.gain, L.stats
     n_out = Wa.shape[1]
@@ -456,7 +461,7 @@ def update_layer(L, idx, vals, nnz, delta, lr, rng,
                 Wa[j, i] = w
                 Wr[j, i] = w
         stats[0, STAT_UPDATES] += nnz * n_out
-        return
+        return 0, 0, idx
     n_arr = cfg.n_arrays
     if cfg.select == 1:
         a = cfg.counter % n_arr
@@ -472,6 +477,8 @@ def update_layer(L, idx, vals, nnz, delta, lr, rng,
     fused = False
     f_upd = 0
     f_pulse = 0
+    n_rows = 0             # rows updated in place (returned)
+    rows = idx
     if mode == ROUND_DET:
         xmax = 0.0
         for p in range(nnz):
@@ -646,6 +653,11 @@ def update_layer(L, idx, vals, nnz, delta, lr, rng,
                     ev_n[n_ev] = 1 if c * delta[i] > 0 else -1
                     n_ev += 1
                 q = end
+        if block:
+            n_rows = nnz
+        elif nf > 0:
+            n_rows = nf
+            rows = frow
         if nf > 0:
             n_ev, f_upd, f_pulse = _fused_rows(frow, fc, fseed, nf, delta, fmaxp, S, a, Wa, Wr,
                                                inv_n32, cz32, top32, ga32, sign_read, rs32,
@@ -696,6 +708,7 @@ def update_layer(L, idx, vals, nnz, delta, lr, rng,
         stats[a, STAT_PULSES] += f_pulse
     if n_ev > 0:
         apply_events(L, a, ev_j, ev_i, ev_n, n_ev, rng)
+    return n_ev, n_rows, rows
 
 
 key_caches(globals())   # recompile when any kernel source changes (.jitcache)

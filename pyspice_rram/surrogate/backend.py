@@ -15,8 +15,9 @@ read contains the IR drop of every tile and the sinh nonlinearity of the cells.
 
 Cost per read: the surrogate's per-cell factors (:meth:`TileSurrogate.factors`) are
 recomputed for all tiles every ``refresh_every`` training samples (and before every batched
-evaluation); between refreshes the effective matrices ``sum s gain G * f`` are kept up to
-date row by row where the weights changed, and a read is four matrix products
+evaluation); between refreshes the effective matrices ``sum s gain G * f`` follow the
+devices that moved (``W_dh += coef GR F dS``: per changed row, only the array the cell
+programmed in the compiled loop), and a read is four matrix products
 (``h(v)``, ``v h'(v)``, ``v^2 h''/2`` and the chord term). The factors depend on the
 conductances only through line integrals (the ladder admittances), so their staleness
 between refreshes is a small second-order effect (measured in the tests).
@@ -55,30 +56,17 @@ def _hdh(vv, v_nl):
 #: weight mapped onto one pair: ``mapped``, full scale ``ws``), read coefficients, the read
 #: weights at the last sync (``old``), forward stack ``sf`` = [W_h; W_dh] with its factors
 #: ``ff``, transposed stack ``st``/``ft`` (when ``has_t``), pre-activation buffer ``z``;
-#: mapped layers: ``of``/``ot`` (n_rows, n_cols, 3) = ``(A, K+, K-)`` of the forward /
-#: transposed first-order term ``W_dh = A + K+ max(w, 0) + K- min(w, 0)`` (:func:`_otf`)
+#: mapped layers: ``of``/``ot`` (3, n_rows, n_cols) = ``(A, K+, K-)`` of the forward /
+#: transposed first-order term ``W_dh = A + K+ max(w, 0) + K- min(w, 0)`` (:func:`_otf`);
+#: device layers: ``seen`` the device states ``S`` at the last sync, ``kh = coef GR`` and
+#: ``kf``/``kt = coef GR F`` (forward / transposed), the change of ``W_h`` / ``W_dh`` per unit
+#: change of ``S`` of each device (:func:`sync_rows`)
 SurLayer = namedtuple("SurLayer", ["G0", "S", "GR", "coef", "mapped", "ws", "old", "has_f",
-                                   "sf", "ff", "has_t", "st", "ft", "z", "of", "ot"])
+                                   "sf", "ff", "has_t", "st", "ft", "z", "of", "ot", "seen",
+                                   "kh", "kf", "kt"])
 #: read state of the compiled SGD loop: both layers and the read law
 SurrogateReads = namedtuple("SurrogateReads", ["l0", "l1", "v_read", "v_nl", "inv_h", "hv",
                                                "dv"])
-
-
-@njit(cache=True)
-def _row_sums(ly, r, F, hbuf, dbuf):
-    """``hbuf[j] = sum coef (G0 + S GR)``, ``dbuf[j] = sum coef (G0 + S GR) F`` over the
-    device arrays of row ``r`` (the sums in the order ``a``, then ``p``; contiguous in ``j``)."""
-    n_out = hbuf.size
-    for j in range(n_out):
-        hbuf[j] = 0.0
-        dbuf[j] = 0.0
-    for a in range(ly.S.shape[0]):
-        for p in range(2):
-            c = ly.coef[a, p]
-            for j in range(n_out):
-                g = c * (ly.G0[a, p, r, j] + ly.S[a, p, r, j] * ly.GR[a, p, r, j])
-                hbuf[j] += g
-                dbuf[j] += g * F[a, p, r, j]
 
 
 @njit(cache=True)
@@ -110,64 +98,75 @@ def _mapped_row(ly, W, r, changed):
 
 
 @njit(cache=True, inline="always")
-def _store_row(stack, r, n_first, hbuf, dbuf, changed, transposed):
-    """Row ``r`` of ``[W_h; W_dh]`` (or column ``r`` of the transposed stack) where changed."""
-    for j in range(hbuf.size):
-        if changed[j]:
-            if transposed:
-                stack[j, r] = hbuf[j]
-                stack[n_first + j, r] = dbuf[j]
-            else:
-                stack[r, j] = hbuf[j]
-                stack[n_first + r, j] = dbuf[j]
+def _device_cell(ly, W, r, j, a):
+    """Cell ``(r, j)`` of a device layer, array ``a``: a device whose state moved since the
+    last sync (``dS = S - seen``) moves ``W_h`` by ``kh dS`` and ``W_dh`` by ``kf dS``
+    (forward stack row) / ``kt dS`` (transposed stack column)."""
+    n_in, n_out = W.shape
+    ly.old[r, j] = W[r, j]
+    for p in range(2):
+        s = ly.S[a, p, r, j]
+        d = np.float64(s) - np.float64(ly.seen[a, p, r, j])        # exact
+        if d != 0.0:
+            ly.seen[a, p, r, j] = s
+            dh = ly.kh[a, p, r, j] * d
+            if ly.has_f:
+                ly.sf[r, j] += dh
+                ly.sf[n_in + r, j] += ly.kf[a, p, r, j] * d
+            if ly.has_t:
+                ly.st[j, r] += dh
+                ly.st[n_out + j, r] += ly.kt[a, p, r, j] * d
+
+
+@njit(cache=True)
+def _device_row(ly, W, r, a_lo, a_hi):
+    """Row ``r`` of a device layer: :func:`_device_cell` (arrays ``a_lo <= a < a_hi``) on
+    every cell whose read weight moved since the last sync. A device that moved without
+    moving the read weight (a re-program to the same value) is taken up with its next
+    change, or at the next factor refresh."""
+    Wr = W[r]
+    old = ly.old[r]
+    for j in range(Wr.size):
+        if Wr[j] != old[j]:
+            for a in range(a_lo, a_hi):
+                _device_cell(ly, W, r, j, a)
 
 
 @njit(cache=True)
 def sync_rows(ly, W, rows, n):
-    """Bring the stacks of ``ly`` up to date on every cell of ``rows[:n]`` whose read weight
-    ``W`` changed since the last sync: ``W_h = sum coef (G0 + S GR)``,
-    ``W_dh = sum coef (G0 + S GR) F`` (forward stack rows, transposed stack columns). A mapped
-    layer first re-maps the row's weights onto its pair (``S = max(+-w, 0) / ws``). Whole rows
-    are summed (vectorised over the columns) and stored where the weight changed; mapped
-    layers take :func:`_mapped_row`."""
+    """Bring the stacks of ``ly`` up to date on the rows ``rows[:n]`` (``W_h = sum coef (G0 +
+    S GR)``, ``W_dh = sum coef (G0 + S GR) F``: forward stack rows, transposed stack
+    columns) where the read weight ``W`` changed since the last sync. Device layers follow
+    the change of each device state (:func:`_device_row`); a mapped layer re-maps the
+    cells onto its pair (``S = max(+-w, 0) / ws``, :func:`_mapped_row`)."""
     n_in, n_out = W.shape
-    hbuf = np.empty(n_out)
-    dbuf = np.empty(n_out)
     changed = np.empty(n_out, np.bool_)
     for q in range(n):
         r = rows[q]
+        if not ly.mapped:
+            _device_row(ly, W, r, 0, ly.S.shape[0])
+            continue
         any_changed = False
         for j in range(n_out):
             c = W[r, j] != ly.old[r, j]
             changed[j] = c
             any_changed |= c
-        if not any_changed:
-            continue
-        if ly.mapped:
+        if any_changed:
             _mapped_row(ly, W, r, changed)
-            continue
-        for j in range(n_out):
-            if changed[j]:
-                ly.old[r, j] = W[r, j]
-        if ly.has_f:
-            _row_sums(ly, r, ly.ff, hbuf, dbuf)
-            _store_row(ly.sf, r, n_in, hbuf, dbuf, changed, False)
-        if ly.has_t:
-            _row_sums(ly, r, ly.ft, hbuf, dbuf)
-            _store_row(ly.st, r, n_out, hbuf, dbuf, changed, True)
 
 
 @njit(cache=True)
 def surrogate_forward(reads, layer, L, idx, vals):
     """First-order surrogate forward read: ``z = sum_p h(v_p)/h(V_read) W[j_p] +
     v_p h'(v_p) W_dh[j_p]``, ``v_p = vals[p] V_read``, the bias row last at ``V_read``
-    (float64)."""
+    (float32, like the ideal read)."""
     ly = reads.l0 if layer == 0 else reads.l1
     z = ly.z
     W = L.Wr
     sf = ly.sf
     nr = W.shape[0]
     n_out = z.size
+    zero = np.float32(0.0)
     for i in range(n_out):
         z[i] = 0.0
     for p in range(idx.size + 1):
@@ -177,16 +176,20 @@ def surrogate_forward(reads, layer, L, idx, vals):
         else:                          # the bias row, driven at V_read
             j = nr - 1
             hx, dx = _hdh(reads.v_read, reads.v_nl)
-        hx *= reads.inv_h
+        h32 = np.float32(hx * reads.inv_h)
+        d32 = np.float32(dx)
+        Wj = W[j]
         if ly.mapped:           # the first-order term from the read weight (no sync)
-            of = ly.of
+            Aj = ly.of[0, j]
+            Pj = ly.of[1, j]
+            Mj = ly.of[2, j]
             for i in range(n_out):
-                w = W[j, i]
-                z[i] += hx * w + dx * (of[j, i, 0] + of[j, i, 1] * max(w, 0.0)
-                                       + of[j, i, 2] * min(w, 0.0))
+                w = Wj[i]
+                z[i] += h32 * w + d32 * (Aj[i] + Pj[i] * max(w, zero) + Mj[i] * min(w, zero))
         else:
+            Dj = sf[nr + j]
             for i in range(n_out):
-                z[i] += hx * W[j, i] + dx * sf[nr + j, i]
+                z[i] += h32 * Wj[i] + d32 * Dj[i]
     return z
 
 
@@ -213,8 +216,8 @@ def surrogate_transpose(reads, layer, L, d, e):
             acc = 0.0
             for k in range(n_out):
                 w = W[j, k]
-                acc += hv[k] * inv_h * w + dv[k] * (ot[j, k, 0] + ot[j, k, 1] * max(w, 0.0)
-                                                   + ot[j, k, 2] * min(w, 0.0))
+                acc += hv[k] * inv_h * w + dv[k] * (ot[0, j, k] + ot[1, j, k] * max(w, 0.0)
+                                                   + ot[2, j, k] * min(w, 0.0))
             e[j] = acc
         return scale
     for j in range(e.size):
@@ -232,20 +235,29 @@ def surrogate_update(reads, layer, L, idx, vals, n, delta, lr, rng, colbuf, mask
     changed (a pair refresh that re-programs exactly the same weight is caught at the next
     factor refresh); mapped layers need no sync (their reads use :func:`_otf` terms)."""
     before = L.stats.sum()
-    update_layer(L, idx, vals, n, delta, lr, rng, colbuf, maskbuf, ev_j, ev_i, ev_n)
+    cfg = L.cfg[0]
+    # the one array the cell programs (update_layer's contract): the phase's, or the
+    # counter's for multi-device cells (the counter moves after the sample)
+    a = cfg.counter % cfg.n_arrays if cfg.select == 1 else cfg.active
+    n_ev, n_rows, rows = update_layer(L, idx, vals, n, delta, lr, rng, colbuf, maskbuf, ev_j,
+                                      ev_i, ev_n)
     ly = reads.l0 if layer == 0 else reads.l1
     # no update, pulse or refresh: no device changed; a mapped layer's reads follow the read
     # weight directly (its stacks are brought up to date at the next Python-side sync)
     if L.stats.sum() != before and not ly.mapped:
-        sync_rows(ly, L.Wr, idx, n)
+        W = L.Wr
+        for q in range(n_rows):              # rows updated in place: the changed cells
+            _device_row(ly, W, rows[q], a, a + 1)
+        for q in range(n_ev):                # the cells of the events
+            _device_cell(ly, W, ev_j[q], ev_i[q], a)
 
 
 register_tile_kernels(SurrogateReads, surrogate_forward, surrogate_transpose, surrogate_update)
 
 
 def _otf(st: dict, d: dict) -> np.ndarray:
-    """``(A, K+, K-)`` (n_rows, n_cols, 3; float32, interleaved per cell) of a mapped layer's first-order term for
-    one direction's factors ``F = d["F"]["dh"]``: with ``G± = G0 + max(±w, 0) / ws`` on the
+    """``(A, K+, K-)`` (3, n_rows, n_cols; float32, three planes: the read loops over
+    contiguous rows) of a mapped layer's first-order term for one direction's factors ``F = d["F"]["dh"]``: with ``G± = G0 + max(±w, 0) / ws`` on the
     pair (``GR = 1``), ``W_dh = sum_p coef_p G_p F_p = A + K+ max(w, 0) + K- min(w, 0)``,
     ``A = G0 (coef_+ F_+ + coef_- F_-)``, ``K+ = coef_+ F_+ / ws``, ``K- = -coef_- F_- / ws``.
     Computed once per factor refresh and kept with the factors."""
@@ -255,8 +267,8 @@ def _otf(st: dict, d: dict) -> np.ndarray:
         g0 = float(st["G0"][0, 0, 0, 0])
         ws = float(st["ws"])
         d["otf"] = np.ascontiguousarray(np.stack([
-            g0 * (cp * F[0, 0] + cm * F[0, 1]), cp * F[0, 0] / ws, -cm * F[0, 1] / ws],
-            axis=-1), dtype=np.float32)
+            g0 * (cp * F[0, 0] + cm * F[0, 1]), cp * F[0, 0] / ws, -cm * F[0, 1] / ws]),
+            dtype=np.float32)
     return d["otf"]
 
 
@@ -510,12 +522,18 @@ class SurrogateBackend(TileBackend):
             F = self._factors(G0, S, GR, dG, direction)
             st["dirs"][direction] = {"F": F}
         wh = np.einsum("ap,apij->ij", coef, g_nom)
+        if not mapped:      # the incremental sync of device layers (:func:`sync_rows`)
+            kh = coef[:, :, None, None] * GR.astype(float)
+            st["seen"] = np.array(S, dtype=np.float32, copy=True)
+            st["kh"] = np.ascontiguousarray(kh, dtype=np.float32)
         for direction, d in st["dirs"].items():
             mats = [wh] + [np.einsum("ap,apij->ij", coef, g_nom * d["F"][t])
                            for t in self.terms]
             if direction == "transposed":
                 mats = [m.T for m in mats]
             d["stack"] = np.ascontiguousarray(np.concatenate(mats, axis=0), dtype=np.float32)
+            if not mapped:
+                d["kd"] = np.ascontiguousarray(kh * d["F"]["dh"], dtype=np.float32)
         st["W_prev"] = np.array(W, dtype=np.float32, copy=True)
         st["since"] = 0
         self.refreshes += 1
@@ -541,15 +559,19 @@ class SurrogateBackend(TileBackend):
         t = st["dirs"].get("transposed")
         G0 = st["G0"]
         dummy = np.zeros((1, 1), np.float32)
-        none = np.zeros((1, 1, 3), np.float32)
+        none = np.zeros((3, 1, 1), np.float32)
         mapped = bool(st["mapped"])
+        planes = np.zeros((1, 1, 1, 1), np.float32)
+        seen, kh = (planes, planes) if mapped else (st["seen"], st["kh"])
         return SurLayer(G0, st["S"], st["GR"], st["coef"], mapped,
                         float(st["ws"]), st["W_prev"], f is not None,
                         f["stack"] if f else dummy, f["F"]["dh"] if f else G0,
                         t is not None, t["stack"] if t else dummy,
-                        t["F"]["dh"] if t else G0, np.empty(n_out),
+                        t["F"]["dh"] if t else G0, np.empty(n_out, np.float32),
                         _otf(st, f) if f and mapped else none,
-                        _otf(st, t) if t and mapped else none)
+                        _otf(st, t) if t and mapped else none, seen, kh,
+                        f["kd"] if f and not mapped else planes,
+                        t["kd"] if t and not mapped else planes)
 
     # ------------------------------------------------------------------ reads
     def _inputs(self, v: np.ndarray) -> np.ndarray:

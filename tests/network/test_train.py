@@ -184,6 +184,10 @@ def test_kernel_caches_are_keyed_on_every_kernel_source():
     # a backend's kernels: keyed on the network's sources and the backend's file
     assert sb.sync_rows._cache._cache_file._source_stamp == \
         jitcache.sources_digest((sb.__file__,))
+    # the SGD loop embeds the surrogate's kernels: its file is part of the loop's key
+    from pathlib import Path
+    root = Path(jitcache.__file__).resolve().parent.parent
+    assert Path(sb.__file__).resolve() in [root / m for m in jitcache.BACKEND_MODULES]
 
 
 def test_run_files_of_the_slot_layout_still_load(tmp_path, digits):
