@@ -305,8 +305,9 @@ class MNABackend(CircuitBackend):
     For small networks (e.g. digits): the cost per training sample is proportional to the
     device cells read (:meth:`cells_per_sample`, ~50-100 ns each at 1-5 Ω; digits
     64-32-10, single pair, 32x32 tiles: ~0.4 ms per sample, ~10x the surrogate backend;
-    MNIST 784-250-10: ~20 ms, :data:`WARN_CELLS_PER_SAMPLE`). Every cell type: pair cells read their device arrays, floating
-    point and 2T2R their read weight mapped onto one pair (as the surrogate backend).
+    MNIST 784-250-10: ~20 ms, :data:`WARN_CELLS_PER_SAMPLE`). Every cell type: pair cells
+    read their device arrays, floating point and 2T2R their read weight mapped onto one pair
+    (as the surrogate backend).
 
     Parameters
     ----------
@@ -327,6 +328,13 @@ class MNABackend(CircuitBackend):
     warn_cells : int
         Device cells read per training sample above which :meth:`bind` warns of the cost
         (default :data:`WARN_CELLS_PER_SAMPLE`).
+
+    Attributes
+    ----------
+    reads : MNAReads or None
+        The read state of the last chunk of compiled training (:meth:`compiled_reads`).
+    tiles_solved, wall_s
+        Tile solves of all reads so far; wall time (s) of the batched reads.
 
     Raises
     ------
@@ -361,11 +369,6 @@ class MNABackend(CircuitBackend):
     def _check_settings(self) -> None:
         """The circuit solver holds for every tile size and resistance: no validity range
         (the surrogate's is not this backend's)."""
-
-    def _solver_options(self) -> dict[str, Any]:
-        opts = super()._solver_options()
-        opts["rtol"] = self.rtol
-        return opts
 
     def cells_per_sample(self) -> int:
         """Device cells solved per training sample: forward reads of both layers and the
