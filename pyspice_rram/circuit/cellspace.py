@@ -315,11 +315,87 @@ def _solve_one(s, kc, R, C, rrp, rwr, rcp, rwc, read, v_nl, v_f, v_r, c_s, r_ser
     return 1, max_newton, n_cg
 
 
+def read_work(R: int, C: int) -> tuple[np.ndarray, np.ndarray]:
+    """Scratch arrays of :func:`read_vector` for tiles of up to ``R x C`` cells:
+    ``(work, lines)``, float64 ``(9, R C)`` (row 4 all ones) and ``(6, max(R, C))``."""
+    work = np.empty((9, max(R * C, 1)))
+    work[4] = 1.0
+    return work, np.empty((6, max(R, C, 1)))
+
+
+@njit(**_JIT)
+def read_vector(v, forward, kc, R, C, rrp, rwr, rcp, rwc, read, v_nl, v_f, v_r, c_s, r_series,
+                rtol, eta, max_newton, max_cg, work, lines, out):
+    """One read of one tile by the cell-space solver (Newton-CG from the ideal operating
+    point): the sensed currents for one input vector.
+
+    Parameters
+    ----------
+    v : float64 array, length R (forward) or C (transposed)
+        Voltages (V) of the driven line ends.
+    forward : bool
+        Rows driven, columns sensed (else columns driven, rows sensed).
+    kc : float64 array, (R*C,)
+        Cell coefficients (S, low-field conductance), row-major.
+    R, C, rrp, rwr, rcp, rwc
+        Tile shape and the resistances (Ω) of :class:`CellSpaceSystem` (periphery of the
+        row and column lines for this direction, wire segments).
+    read, v_nl, v_f, v_r, c_s, r_series
+        The read law (:func:`pyspice_rram.device.compiled.card_args` entries).
+    rtol, eta, max_newton, max_cg
+        Stop and limits of :class:`CellSpaceSystem`.
+    work, lines
+        Scratch from :func:`read_work` (at least this tile's size).
+    out : float64 array, length C (forward) or R (transposed)
+        Written: the current (A) from each sensed line into its virtual ground.
+
+    Returns
+    -------
+    (status, newton iterations, CG iterations)
+        status 0 converged, 1 Newton limit, 2 CG limit, 3 non-finite; ``out`` is only
+        meaningful for status 0.
+    """
+    n = R * C
+    lo = 0.0
+    hi = 0.0
+    for a in range(v.shape[0]):
+        va = v[a]
+        if va < lo:
+            lo = va
+        if va > hi:
+            hi = va
+    u = work[0, :n]
+    s = work[1, :n]
+    for i in range(R):
+        for j in range(C):
+            s[i * C + j] = v[i] if forward else -v[j]
+            u[i * C + j] = s[i * C + j]
+    fI = work[2, :n]
+    st, nn, ncg = _solve_one(s, kc, R, C, rrp, rwr, rcp, rwc, read, v_nl, v_f, v_r, c_s,
+                             r_series, rtol, eta, max_newton, max_cg, hi - lo, u, fI,
+                             work[3, :n], work[4, :n], work[5, :n], work[6, :n], work[7, :n],
+                             work[8, :n], lines[0, :C], lines[1, :C], lines[2, :C],
+                             lines[3, :R], lines[4, :R], lines[5, :R])
+    if forward:
+        for j in range(C):
+            out[j] = 0.0
+        for i in range(R):
+            for j in range(C):
+                out[j] += fI[i * C + j]
+    else:
+        for i in range(R):
+            acc = 0.0
+            for j in range(C):
+                acc += fI[i * C + j]
+            out[i] = -acc
+    return st, nn, ncg
+
+
 @njit(parallel=True, **{k: v for k, v in _JIT.items() if k != "nogil"})
 def _solve_many(v, forward, kc, R, C, rrp, rwr, rcp, rwc, read, v_nl, v_f, v_r, c_s, r_series,
                 rtol, eta, max_newton, max_cg, n_chunks):
     """Sensed currents ``(K, n_out)`` and per-vector ``(status, newton, cg)`` for inputs
-    ``v`` (K, n_in)."""
+    ``v`` (K, n_in): :func:`read_vector` for each vector, chunks of vectors in parallel."""
     K = v.shape[0]
     n = R * C
     n_out = C if forward else R
@@ -330,50 +406,16 @@ def _solve_many(v, forward, kc, R, C, rrp, rwr, rcp, rwc, read, v_nl, v_f, v_r, 
         k1 = (K * (ch + 1)) // n_chunks
         if k1 <= k0:
             continue
-        u = np.empty(n)
-        s = np.empty(n)
-        fI = np.empty(n)
-        sq = np.empty(n)
-        ones = np.ones(n)
-        z = np.empty(n)
-        r = np.empty(n)
-        p = np.empty(n)
-        q = np.empty(n)
-        tc = np.empty(C)
-        suf = np.empty(C)
-        zc = np.empty(C)
-        tr = np.empty(R)
-        pr = np.empty(R)
-        yr = np.empty(R)
+        work = np.empty((9, n))
+        work[4] = 1.0
+        lines = np.empty((6, max(R, C)))
         for kk in range(k0, k1):
-            lo = 0.0
-            hi = 0.0
-            for a in range(v.shape[1]):
-                va = v[kk, a]
-                if va < lo:
-                    lo = va
-                if va > hi:
-                    hi = va
-            for i in range(R):
-                for j in range(C):
-                    s[i * C + j] = v[kk, i] if forward else -v[kk, j]
-                    u[i * C + j] = s[i * C + j]
-            st, nn, ncg = _solve_one(s, kc, R, C, rrp, rwr, rcp, rwc, read, v_nl, v_f, v_r,
-                                     c_s, r_series, rtol, eta, max_newton, max_cg, hi - lo,
-                                     u, fI, sq, ones, z, r, p, q, tc, suf, zc, tr, pr, yr)
+            st, nn, ncg = read_vector(v[kk], forward, kc, R, C, rrp, rwr, rcp, rwc, read,
+                                      v_nl, v_f, v_r, c_s, r_series, rtol, eta, max_newton,
+                                      max_cg, work, lines, out[kk])
             stats[kk, 0] = st
             stats[kk, 1] = nn
             stats[kk, 2] = ncg
-            if forward:
-                for i in range(R):
-                    for j in range(C):
-                        out[kk, j] += fI[i * C + j]
-            else:
-                for i in range(R):
-                    acc = 0.0
-                    for j in range(C):
-                        acc += fI[i * C + j]
-                    out[kk, i] = -acc
     return out, stats
 
 

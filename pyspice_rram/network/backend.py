@@ -285,7 +285,8 @@ class ReadNoiseBackend(IdealBackend):
 
 #: Backends by name: a class, or ``"module:Class"`` imported when first asked for.
 BACKENDS: dict[str, Any] = {"ideal": IdealBackend, "read-noise": ReadNoiseBackend,
-                            "surrogate": "pyspice_rram.surrogate.backend:SurrogateBackend"}
+                            "surrogate": "pyspice_rram.surrogate.backend:SurrogateBackend",
+                            "mna": "pyspice_rram.surrogate.mna_backend:MNABackend"}
 
 
 def backend_name(backend: TileBackend) -> str | None:

@@ -68,7 +68,8 @@ _tile.__name__ = "tile N or ROWSxCOLS"
 def _circuit_options(p: argparse.ArgumentParser) -> None:
     """``--backend`` and the ``[circuit]`` overrides of ``train`` (not given: the config's)."""
     p.add_argument("--backend", help="tile backend of the reads (ideal, read-noise, "
-                   "surrogate); not given: the config's backend (ideal by default)")
+                   "surrogate, mna: every tile solved as a circuit, small networks); not "
+                   "given: the config's backend (ideal by default)")
     p.add_argument("--tile", type=_tile, help="tile size in cells, N (N x N) or ROWSxCOLS; "
                    "not given: the config's [circuit] tile_rows x tile_cols (64x64 by default)")
     p.add_argument("--r-wire", type=_float_at_least(0), help="row wire Ω per segment (and "

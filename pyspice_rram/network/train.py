@@ -95,14 +95,15 @@ class TrainConfig:
     read_scale : list of float or None
         2T2R read weight magnitude per layer (default ``1/sqrt(n_in)``).
     backend : str
-        Tile backend name (``ideal``, ``read-noise``, ``surrogate``; :mod:`.backend`).
+        Tile backend name (``ideal``, ``read-noise``, ``surrogate``, ``mna``: every tile
+        solved as a circuit, for small networks; :mod:`.backend`).
     circuit : CircuitSpec (a dict is converted)
         The crossbar the backend reads (the ``[circuit]`` table,
         :class:`.circuit_spec.CircuitSpec`): ``tile_rows``, ``tile_cols`` (cells),
         ``r_wire_row``, ``r_wire_col``, ``r_driver``, ``r_sense`` (Ω), ``v_read`` (V, None:
         the card's). Default 64x64 tiles, 1 Ω wire segments, ideal driver and sense (the
         surrogate backend's defaults; a config or run file without the table means these).
-        Used by backends that model the circuit (``surrogate``); ``ideal`` and
+        Used by backends that model the circuit (``surrogate``, ``mna``); ``ideal`` and
         ``read-noise`` ignore it (it is still recorded in the run file). The tile size
         also sets the ADCs of ``periphery`` and the tiles counted by the cost ledger.
     periphery : PeripherySpec (a dict is converted)
