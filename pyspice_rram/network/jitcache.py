@@ -25,7 +25,7 @@ KERNEL_MODULES = ("rng.py", "pulses.py", "layer.py", "update.py", "backend.py", 
                   "periphery.py")
 #: the package's tile backends with compiled kernels (paths below the package root): the SGD
 #: loop embeds their kernels
-BACKEND_MODULES = ("surrogate/backend.py",)
+BACKEND_MODULES = ("surrogate/backend.py", "surrogate/mna_backend.py")
 
 
 def sources_digest(extra: tuple = ()) -> bytes:
