@@ -10,7 +10,8 @@ so that importing the package stays fast:
 * circuit: :class:`Tile`, :func:`map_layer` / :class:`MappedLayer`, :func:`tile_netlist`,
   :func:`solve` (``solver='mna' | 'ngspice' | 'ideal'``);
 * surrogate: :class:`TileSurrogate`, :func:`generate_surrogate_data` with
-  :class:`SurrogateDataSpec`, :func:`fit_surrogate`, :class:`SurrogateBackend`;
+  :class:`SurrogateDataSpec`, :func:`fit_surrogate`, :class:`SurrogateBackend`,
+  :class:`MNABackend` (training through the circuit, small networks);
 * network: :class:`TrainConfig`, :func:`train`;
 * errors: :class:`PyspiceRramError` and :class:`DataError`, :class:`ConfigError`,
   :class:`SimulatorError`, :class:`ValidityError`.
@@ -52,6 +53,7 @@ _API: dict[str, tuple[tuple[str, str], ...]] = {
     "generate_surrogate_data": (("pyspice_rram.surrogate.dataset", "generate"),),
     "fit_surrogate": (("pyspice_rram.surrogate.fit", "fit_surrogate"),),
     "SurrogateBackend": (("pyspice_rram.surrogate.backend", "SurrogateBackend"),),
+    "MNABackend": (("pyspice_rram.surrogate.mna_backend", "MNABackend"),),
     # network
     "TrainConfig": (("pyspice_rram.network.train", "TrainConfig"),),
     "CircuitSpec": (("pyspice_rram.network.circuit_spec", "CircuitSpec"),),
