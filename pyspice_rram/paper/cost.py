@@ -124,10 +124,13 @@ def _run_totals(led: dict[str, Any]) -> dict[str, float]:
                 "update_cycles_per_sample": math.nan, "samples": 0}
     cyc = sum(r["update_cycles_per_sample"] * r["samples"] for r in rows)
     by = {k: sum(r["energy_J"][k] for r in rows) / n for k in rows[0]["energy_J"]}
+    by_t = {k: sum(r["time_s"][k] for r in rows) / n for k in rows[0]["time_s"]}
+    refresh = sum(sum(sum(L["refreshes"]) for L in r["layers"]) for r in rows)
     return {"energy_per_sample_J": sum(r["total_energy_J"] for r in rows) / n,
             "time_per_sample_s": sum(r["total_time_s"] for r in rows) / n,
-            "update_cycles_per_sample": cyc / n, "samples": n,
-            "energy_per_sample_by_event_J": by}
+            "update_cycles_per_sample": cyc / n, "refreshes_per_sample": refresh / n,
+            "samples": n, "energy_per_sample_by_event_J": by,
+            "time_per_sample_by_event_s": by_t}
 
 
 def _read_path(cfg: dict) -> str:
@@ -178,12 +181,29 @@ def cost_study(study: str | Path, outdir: str | Path, *, costs: str | Path | Non
              f"Study `{Path(study).name}`{' (--quick: 8x8 digits, 1 epoch)' if quick else ''}; "
              f"run files in `runs/`; per-event costs: {source}. Energy and time per training "
              "sample: totals over the run's epochs / samples (docs/cost.md).", "",
-             "| run | cell | read path | test % | update cycles / sample | time / sample (s) "
-             "| energy / sample (J) | run file |", "|---|---|---|---|---|---|---|---|"]
+             "| run | cell | read path | test % | update cycles / sample | refreshes / sample "
+             "| time / sample (s) | of which cycles / refresh (s) | energy / sample (J) "
+             "| of which cycles / refresh / reads (J) | run file |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+
+    def g(v: float) -> str:
+        return f"{v:.3g}" if math.isfinite(v) else "n/a"
+
     for r in rows:
+        e = r.get("energy_per_sample_by_event_J") or {}
+        t = r.get("time_per_sample_by_event_s") or {}
+        reads = e.get("read_forward", math.nan) + e.get("read_transposed", math.nan)
         lines.append(f"| {r['label']} | {r['cell']} | {r['read_path']} | {r['test']:.2f} | "
-                     f"{r['update_cycles_per_sample']:.3f} | {r['time_per_sample_s']:.4g} | "
-                     f"{r['energy_per_sample_J']:.4g} | `runs/{r['run']}.h5` |")
+                     f"{r['update_cycles_per_sample']:.3f} | "
+                     f"{r.get('refreshes_per_sample', math.nan):.3g} | "
+                     f"{g(r['time_per_sample_s'])} | "
+                     f"{g(t.get('update_cycles', math.nan))} / {g(t.get('refresh', math.nan))} | "
+                     f"{g(r['energy_per_sample_J'])} | "
+                     f"{g(e.get('update_cycles', math.nan))} / {g(e.get('refresh', math.nan))} / "
+                     f"{g(reads)} | `runs/{r['run']}.h5` |")
+    lines += ["", "FP layers are counted, not priced (n/a). A pair refresh (reset and re-program, "
+              "sequential) is priced as two full tile update cycles: an upper bound for its "
+              "energy (docs/cost.md)."]
     cells = sorted({r["cell"] for r in rows if r["adc_bits"]})
     if cells:
         bits = sorted({r["adc_bits"] for r in rows if r["adc_bits"]})
