@@ -202,3 +202,16 @@ def test_a_ctrl_c_swallowed_by_a_library_is_raised_again(capsys):
     raise_if_interrupted()                 # outside the block: nothing pending
     err = capsys.readouterr().err
     assert "Exception ignored" not in err and "Traceback" not in err
+
+
+def test_atomic_outputs_are_normal_files(tmp_path):
+    """JSON / Markdown outputs written atomically are readable by others (mode 0644), not
+    the 0600 of the temporary file they were written through."""
+    import stat
+
+    from pyspice_rram.circuit.safeio import atomic_write_text
+
+    p = atomic_write_text(tmp_path / "out.json", "{}\n")
+    assert p.read_text() == "{}\n"
+    assert stat.S_IMODE(p.stat().st_mode) == 0o644
+    assert not list(tmp_path.glob(".out.json.*"))          # no temporary file left

@@ -252,6 +252,7 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     p.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
     try:
+        os.chmod(tmp, 0o644)             # mkstemp makes 0600; an output is a normal file
         with os.fdopen(fd, "w") as fh:
             fh.write(text)
         os.replace(tmp, p)
