@@ -158,7 +158,6 @@ def cost_study(study: str | Path, outdir: str | Path, *, costs: str | Path | Non
     ``scheduler``, ``progress``, ``only_existing``, ``force``, ``seed``).
     """
     from .ablation import run_study
-    from .experiments import _plt
 
     outdir = Path(outdir).resolve()
     res = run_study(study, outdir, overrides=QUICK if quick else None, **run_options)
@@ -221,23 +220,73 @@ def cost_study(study: str | Path, outdir: str | Path, *, costs: str | Path | Non
     atomic_write_text(stem.with_suffix(".json"), json.dumps(
         {"title": res["title"], "source": source, "rows": rows, "ledgers": ledgers},
         indent=1, default=float) + "\n")
-    pts = [r for r in rows if math.isfinite(r["energy_per_sample_J"])]
-    if pts:
-        plt = _plt()
-        fig, ax = plt.subplots(figsize=(6.5, 4.5))
-        for r in pts:
-            ax.scatter(r["energy_per_sample_J"], r["test"], s=18)
-            ax.annotate(r["label"], (r["energy_per_sample_J"], r["test"]), fontsize=6,
-                        xytext=(3, 2), textcoords="offset points")
-        ax.set_xscale("log")
-        ax.set_xlabel("energy per training sample (J)")
-        ax.set_ylabel("test accuracy (%)")
-        ax.set_title(res["title"], fontsize=9)
-        fig.tight_layout()
-        fig.savefig(stem.with_suffix(".png"), dpi=130)
-        plt.close(fig)
+    if any(math.isfinite(r["energy_per_sample_J"]) for r in rows):
+        plot_cost_study(rows, stem.with_suffix(".png"), res["title"])
     return {"title": res["title"], "rows": rows, "paths": [str(stem.with_suffix(s)) for s in
                                                             (".md", ".json", ".png")]}
+
+
+def plot_cost_study(rows: list[dict[str, Any]], path: str | Path, title: str = "") -> Path:
+    """Figure of a cost study: (left) test accuracy vs energy per training sample of the runs
+    with an ideal read path, the filled marker with refreshes priced as two tile update
+    cycles (upper bound), the open one with refreshes at 0 J (update cycles and reads only,
+    lower bound), joined by a line: the true cost lies on it; (right) test accuracy vs ADC
+    bits per cell, the ideal read path dashed."""
+    from .experiments import _plt
+
+    plt = _plt()
+    adc = [r for r in rows if r.get("adc_bits")]
+    fig, axes = plt.subplots(1, 2 if adc else 1, figsize=(11 if adc else 6.5, 4.6),
+                             squeeze=False)
+    ax = axes[0, 0]
+    ideal = [r for r in rows if r.get("read_path") == "ideal"
+             and math.isfinite(r["energy_per_sample_J"])]
+    for k, r in enumerate(ideal):
+        e = r.get("energy_per_sample_by_event_J") or {}
+        lo = e.get("update_cycles", 0.0) + e.get("read_forward", 0.0) + \
+            e.get("read_transposed", 0.0) + e.get("arbitration", 0.0)
+        hi = r["energy_per_sample_J"]
+        c = f"C{k % 10}"
+        lo, hi = 1e3 * lo, 1e3 * hi                      # mJ
+        ax.plot([lo, hi], [r["test"], r["test"]], "-", color=c, lw=1.2)
+        ax.plot([hi], [r["test"]], "o", color=c, label=r["label"])
+        ax.plot([lo], [r["test"]], "o", color=c, mfc="white")
+    for r in rows:
+        if r.get("cell") == "fp" and r.get("read_path") == "ideal":
+            ax.axhline(r["test"], color="0.4", ls=":", lw=1,
+                       label=f"{r['label']} (not priced)")
+    ax.set_xscale("log")
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel("energy per training sample (mJ)\n"
+                  "filled: refresh = 2 tile cycles (upper bound); open: refresh = 0")
+    ax.set_ylabel("test accuracy (%)")
+    ax.legend(fontsize=7, loc="lower left")
+    ax.grid(alpha=0.3, which="both")
+    ax.set_title("synapse schemes, ideal read path", fontsize=9)
+    if adc:
+        ax = axes[0, 1]
+        for k, cell in enumerate(sorted({r["cell"] for r in adc})):
+            pts = sorted((r["adc_bits"], r["test"]) for r in adc if r["cell"] == cell)
+            c = f"C{k % 10}"
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", color=c, label=cell)
+            ref = [r["test"] for r in ideal if r["cell"] == cell]
+            if ref:
+                ax.axhline(ref[0], color=c, ls="--", lw=1, label=f"{cell}, ideal reads")
+        ax.set_xlabel("ADC bits (calibrated range)")
+        ax.set_ylabel("test accuracy (%)")
+        ax.set_xticks(sorted({r["adc_bits"] for r in adc}))
+        ax.legend(fontsize=7, loc="lower right")
+        ax.grid(alpha=0.3)
+        ax.set_title("accuracy vs ADC resolution", fontsize=9)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return Path(path)
 
 
 def _history_of(path: str | Path) -> Any:
