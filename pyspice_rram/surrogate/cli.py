@@ -12,8 +12,9 @@ from ..errors import UserInputError
 
 DEFAULT_DATA_CONFIG = "configs/surrogate/data.toml"
 #: ``check``: images of the cross-checks against ngspice and the sparse nodal solver (at
-#: 128x128 tiles a 784-250-10 network took 90 s per image in ngspice, 1.4 s in the sparse
-#: solver, 2 workers at load ~6; docs/circuit.md#many-input-vectors-the-cell-space-solver).
+#: 128x128 tiles a 784-250-10 network took 90 s per image in ngspice for 2 images (the 64
+#: netlists' start dominates), 11.8 s per image for 200, 1.4 s in the sparse solver, 2
+#: workers at load 3-6; docs/circuit.md#many-input-vectors-the-cell-space-solver).
 DEFAULT_NGSPICE_IMAGES = 2
 DEFAULT_SPARSE_IMAGES = 20
 
@@ -360,7 +361,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "sparse nodal solver, ngspice")
     c.add_argument("--ngspice-images", type=int, default=DEFAULT_NGSPICE_IMAGES,
                    help="cross-check the circuit path against ngspice on this many of the "
-                        "first images (0: not); ~90 s per image at 128x128 with 2 workers")
+                        "first images (0: not); at 128x128 with 2 workers ~45 s per image for a "
+                        "few images, ~12 s per image for 200")
     c.add_argument("--sparse-images", type=int, default=DEFAULT_SPARSE_IMAGES,
                    help="cross-check the circuit path against the sparse nodal solver on this "
                         "many of the first images (0: not)")
