@@ -29,8 +29,9 @@ hybrid phase switch          0 (no transfer modelled)    0
 (:class:`~pyspice_rram.circuit.energy.PeripheryCosts`: the DAC/ADC/sense cost of a read is
 recomputed at the run's ADC resolution when its ``[periphery]`` sets ``adc_bits``). A refresh
 (reset both devices, re-program one) is two sequential operations on one pair; they are
-priced as two full tile update cycles, an upper bound (the half-selected cells of the pair's
-lines draw part of a cycle's energy, the other cells nothing). Counter arbitration (the
+priced as two full tile update cycles, for the energy an upper bound (the half-selected cells
+of the pair's lines draw part of a cycle's energy, the other cells nothing), for the time an
+estimate (a re-program of more pulses than a cycle's slots takes more cycles). Counter arbitration (the
 multi-device cell's global counter, one increment per sample and layer) has the periphery
 figures ``counter_energy_J`` / ``counter_time_s``. The hybrid cell's phase switch changes
 the target array; the model moves no weight between arrays, so it costs nothing.

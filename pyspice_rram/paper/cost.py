@@ -202,7 +202,7 @@ def cost_study(study: str | Path, outdir: str | Path, *, costs: str | Path | Non
                      f"{g(reads)} | `runs/{r['run']}.h5` |")
     lines += ["", "FP layers are counted, not priced (n/a). A pair refresh (reset and re-program, "
               "sequential) is priced as two full tile update cycles: an upper bound for its "
-              "energy (docs/cost.md)."]
+              "energy, an estimate of its time (docs/cost.md)."]
     cells = sorted({r["cell"] for r in rows if r["adc_bits"]})
     if cells:
         bits = sorted({r["adc_bits"] for r in rows if r["adc_bits"]})
