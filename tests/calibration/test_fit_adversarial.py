@@ -213,10 +213,12 @@ def test_interrupted_fit_leaves_the_earlier_outputs_unchanged(tmp_path, sig):
     assert subprocess.run(cmd, capture_output=True).returncode == 0
     before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
     assert any(p.name == "report.md" for p in before)
-    # a slow fit of the same outputs (many starts), interrupted while it runs
-    slow = cmd[:-2] + ["--starts", "4096", "--force"]
+    # a slow fit of the same outputs (many starts: ~0.7 ms each on a 2-core VM, minutes in
+    # all -- 4096 starts finished inside the 6 s on a faster machine), interrupted while it runs
+    slow = cmd[:-2] + ["--starts", "200000", "--force"]
     proc = subprocess.Popen(slow, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     time.sleep(6.0)
+    assert proc.poll() is None, "the slow fit ended before the signal: the test needs more starts"
     proc.send_signal(getattr(signal, sig))
     _, err = proc.communicate(timeout=60)
     after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
