@@ -298,17 +298,28 @@ class EventCosts:
     update_cycle: EventCost
     periphery: PeripheryCosts
     settings: dict[str, Any] = field(default_factory=dict)
+    #: refresh of one pair (:func:`refresh_energy`); None in files written before it existed
+    #: (the ledger then prices a refresh as two full update cycles, an upper bound)
+    refresh: EventCost | None = None
+
+    def events(self) -> dict[str, EventCost]:
+        """The events this record holds, by name (:data:`EVENTS`, then ``refresh``)."""
+        out = {e: getattr(self, e) for e in EVENTS}
+        if self.refresh is not None:
+            out["refresh"] = self.refresh
+        return out
 
     def to_dict(self) -> dict[str, Any]:
-        return {"format": FORMAT, **{e: getattr(self, e).to_dict() for e in EVENTS},
+        return {"format": FORMAT, **{e: c.to_dict() for e, c in self.events().items()},
                 "periphery": self.periphery.to_dict(), "settings": self.settings}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "EventCosts":
         if d.get("format") != FORMAT:
             raise UserInputError(f"not a {FORMAT!r} record (format {d.get('format')!r})")
+        refresh = EventCost.from_dict(d["refresh"]) if d.get("refresh") else None
         return cls(*(EventCost.from_dict(d[e]) for e in EVENTS),
-                   PeripheryCosts.from_dict(d["periphery"]), d.get("settings", {}))
+                   PeripheryCosts.from_dict(d["periphery"]), d.get("settings", {}), refresh)
 
     def save(self, path: str | Path) -> Path:
         from .safeio import atomic_write_text
@@ -326,11 +337,10 @@ class EventCosts:
             raise UserInputError(f"{path}: cannot read event costs ({exc})") from None
 
     def table(self) -> str:
-        """A plain-text table of the three events."""
+        """A plain-text table of the events."""
         rows = ["event              array E (J)  array t (s)  periph. E (J)  periph. t (s)  "
                 "closure"]
-        for e in EVENTS:
-            c = getattr(self, e)
+        for e, c in self.events().items():
             rows.append(f"{e:18s} {c.array_energy_J:11.4e}  {c.array_time_s:11.4e}  "
                         f"{c.periphery_energy_J:13.4e}  {c.periphery_time_s:13.4e}  "
                         f"{c.closure:8.1e}")
@@ -730,6 +740,48 @@ def _pwl_values(points: list[tuple[float, float]], t: np.ndarray) -> np.ndarray:
     return np.interp(t, *pwl_corners(points))
 
 
+def refresh_energy(card: ModelCard, rows: int, cols: int | None = None, *,
+                   x0: float = 0.5, area: float | None = None, r_wire_row: float = 1.0,
+                   r_wire_col: float | None = None, r_driver: float = 10.0,
+                   n_slots: int = 10, t_on: float | None = None, t_edge: float = 10e-9,
+                   v_set: float | None = None, v_dep: float | None = None,
+                   timeout: float | None = None) -> EventCost:
+    """Energy (J) and time (s) of refreshing one pair of a ``rows x cols`` tile.
+
+    A refresh resets both devices of a pair and re-programs one (the cells' ``refresh``,
+    docs/training.md). It is modelled with the update cycle of :func:`update_energy` applied
+    to one cell (the middle one; its row fully active, its column at ``δ = -1`` resp. ``+1``;
+    every other line idle): ``E = 2 E_dep + E_pot`` -- one depression cycle per device (the
+    two devices sit in the G+ and G- device matrices, reset in parallel) and one
+    potentiation cycle of ``n_slots`` pulses -- and ``t = 2 t_cyc`` (reset, then re-program).
+    The selected cell draws a few % of it, the ``2 (N - 1)`` half-selected cells of its lines
+    the rest (``split_J``). A re-program of more than ``n_slots`` pulses takes more cycles:
+    the figure is an estimate, not a bound (the full-tile bound is ``2 E_cyc``).
+    """
+    cols = rows if cols is None else cols
+    kw = dict(x0=x0, area=area, r_wire_row=r_wire_row, r_wire_col=r_wire_col,
+              r_driver=r_driver, n_slots=n_slots, t_on=t_on, t_edge=t_edge, v_set=v_set,
+              v_dep=v_dep, timeout=timeout)
+    x = np.zeros(rows)
+    x[rows // 2] = 1.0
+    cycles = {}
+    for name, sign in (("reset", -1.0), ("program", +1.0)):
+        d = np.zeros(cols)
+        d[cols // 2] = sign
+        cycles[name] = update_energy(card, x, d, **kw)
+    dep, pot = cycles["reset"], cycles["program"]
+    split = {k: 2 * dep.split_J[k] + pot.split_J.get(k, 0.0) for k in dep.split_J}
+    info = {"rows": rows, "cols": cols, "cell": [rows // 2, cols // 2], "n_slots": n_slots,
+            "model": "2 one-cell depression cycles + 1 one-cell potentiation cycle",
+            "pulses": 2 * dep.info["pulses"] + pot.info["pulses"],
+            "reset_cycle_J": dep.array_energy_J, "program_cycle_J": pot.array_energy_J,
+            "wall_s": dep.info["wall_s"] + pot.info["wall_s"]}
+    closure = max(abs(dep.closure), abs(pot.closure))
+    return EventCost(2 * dep.array_energy_J + pot.array_energy_J,
+                     dep.array_time_s + pot.array_time_s, 0.0, 0.0, split, closure, "ngspice",
+                     info)
+
+
 # ============================================================================ all events
 def event_costs(card: ModelCard, tile_rows: int, tile_cols: int | None = None, *,
                 r_wire_row: float = 1.0, r_wire_col: float | None = None,
@@ -815,6 +867,11 @@ def event_costs(card: ModelCard, tile_rows: int, tile_cols: int | None = None, *
     up.periphery_energy_J, up.periphery_time_s = periphery.update(up.info["pulses"])
     up.info["pattern"] = update
     out["update_cycle"] = up
+    ref = refresh_energy(card, R, C, x0=float(np.mean(tile.x)), area=area,
+                         r_wire_row=r_wire_row, r_wire_col=r_wire_col, r_driver=r_driver,
+                         n_slots=n_slots, t_on=t_on, t_edge=t_edge, v_set=v_set, v_dep=v_dep,
+                         timeout=timeout)
+    ref.periphery_energy_J, ref.periphery_time_s = periphery.update(ref.info["pulses"])
     settings = {"card": card.name, "tile_rows": R, "tile_cols": C, "r_wire_row": r_wire_row,
                 "r_wire_col": r_wire_col, "r_driver": r_driver, "r_sense": r_sense,
                 "v_read": v_read, "t_read": t_read, "t_edge": t_edge,
@@ -823,4 +880,4 @@ def event_costs(card: ModelCard, tile_rows: int, tile_cols: int | None = None, *
                 "update_pattern": update, "seed": seed, "delta_levels": delta_levels,
                 "update_cells": update_cells, "solver": solver}
     return EventCosts(out["read_forward"], out["read_transposed"], out["update_cycle"],
-                      periphery, settings)
+                      periphery, settings, ref)

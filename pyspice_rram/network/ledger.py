@@ -20,7 +20,7 @@ event (per layer)            energy                      time (tiles, arrays in 
 forward read                 ``2 A n_t E_fwd``           ``t_fwd``
 transposed read              ``2 A n_t E_tr``            ``t_tr``
 update cycle of array a      ``2 n_t E_cyc``             ``t_cyc``
-refresh of a pair            ``2 E_cyc`` (upper bound)   ``2 t_cyc`` (sequential)
+refresh of a pair            ``E_ref``                   ``t_ref`` (sequential)
 counter arbitration          ``E_counter``               ``t_counter`` (sequential)
 hybrid phase switch          0 (no transfer modelled)    0
 ==========================  ==========================  ================================
@@ -28,10 +28,13 @@ hybrid phase switch          0 (no transfer modelled)    0
 ``E_fwd`` etc. are the array energies of the tile events plus their periphery figures
 (:class:`~pyspice_rram.circuit.energy.PeripheryCosts`: the DAC/ADC/sense cost of a read is
 recomputed at the run's ADC resolution when its ``[periphery]`` sets ``adc_bits``). A refresh
-(reset both devices, re-program one) is two sequential operations on one pair; they are
-priced as two full tile update cycles, for the energy an upper bound (the half-selected cells
-of the pair's lines draw part of a cycle's energy, the other cells nothing), for the time an
-estimate (a re-program of more pulses than a cycle's slots takes more cycles). Counter arbitration (the
+(reset both devices, re-program one) is two sequential operations on one pair: ``E_ref``,
+``t_ref`` are the costs' ``refresh`` event (:func:`~pyspice_rram.circuit.energy.refresh_energy`:
+two one-cell depression cycles and one one-cell potentiation cycle, ``t_ref = 2 t_cyc``; an
+estimate -- a re-program of more pulses than a cycle's slots takes more cycles); costs
+written before that event existed price it as two full tile update cycles, ``2 E_cyc``, an
+upper bound of its energy (the half-selected cells of the pair's lines draw part of a
+cycle's energy, the other cells nothing), with a warning. Counter arbitration (the
 multi-device cell's global counter, one increment per sample and layer) has the periphery
 figures ``counter_energy_J`` / ``counter_time_s``. The hybrid cell's phase switch changes
 the target array; the model moves no weight between arrays, so it costs nothing.
@@ -145,6 +148,10 @@ def event_prices(ec: Any, cfg: dict) -> dict[str, tuple[float, float]]:
         out[name] = (ev.array_energy_J + pe, ev.array_time_s + pt)
     up = ec.update_cycle
     out["update_cycle"] = (up.energy_J, up.time_s)
+    ref = getattr(ec, "refresh", None)
+    # the costs' one-pair refresh, else two full update cycles (an upper bound of its energy)
+    out["refresh"] = ((ref.energy_J, ref.time_s) if ref is not None
+                      else (2 * up.energy_J, 2 * up.time_s))
     out["counter"] = (per.counter_energy_J, per.counter_time_s)
     return out
 
@@ -156,6 +163,7 @@ def price(cfg: dict, epochs: list, prices: dict[str, tuple[float, float]]) -> li
     ef, tf = prices["read_forward"]
     et, tt = prices["read_transposed"]
     ec, tc = prices["update_cycle"]
+    er, tr = prices["refresh"]
     ek, tk = prices["counter"]
     for ep, n, layers in epochs:
         c = EpochCost(ep, n)
@@ -170,8 +178,8 @@ def price(cfg: dict, epochs: list, prices: dict[str, tuple[float, float]]) -> li
             T["read_transposed"] += L.reads_transposed * tt
             E["update_cycles"] += sum(L.update_cycles) * 2 * L.tiles * ec
             T["update_cycles"] += sum(L.update_cycles) * tc
-            E["refresh"] += sum(L.refreshes) * 2 * ec
-            T["refresh"] += sum(L.refreshes) * 2 * tc
+            E["refresh"] += sum(L.refreshes) * er
+            T["refresh"] += sum(L.refreshes) * tr
             E["arbitration"] += L.arbitration * ek
             T["arbitration"] += L.arbitration * tk
         if fp:

@@ -62,6 +62,10 @@ def load_costs(cfg: dict, costs: str | Path | None = None) -> tuple[Any, str, li
         mine = getattr(c, key)
         if key in s and float(s[key]) != float(mine):
             warn.append(f"event costs at {key} = {s[key]}, the run's circuit has {mine}")
+    if getattr(ec, "refresh", None) is None:
+        warn.append("the event costs have no refresh event (written before it existed): a "
+                    "refresh is priced as two full tile update cycles, an upper bound of its "
+                    "energy (recompute them with `pyspice-rram xbar energy`)")
     card = cfg.get("card")
     if card is None:
         warn.append(f"the run has no model card: the costs are those of card "
@@ -172,9 +176,15 @@ def cost_study(study: str | Path, outdir: str | Path, *, costs: str | Path | Non
         source = led["source"]
         ledgers[r["run"]] = led
         cfg = json.loads(json.dumps(_config_of(path)))
+        tot = _run_totals(led)
+        by = tot.get("energy_per_sample_by_event_J") or {}
+        # the refresh priced at its upper bound, two full tile update cycles
+        bound = (sum(v for k, v in by.items() if k != "refresh")
+                 + tot.get("refreshes_per_sample", 0.0) * 2 * led["prices"]["update_cycle"][0]
+                 if by else math.nan)
         rows.append({**r, "cell": cfg["cell"], "read_path": _read_path(cfg),
                      "adc_bits": (cfg.get("periphery") or {}).get("adc_bits"),
-                     **_run_totals(led)})
+                     **tot, "energy_per_sample_refresh_bound_J": bound})
     stem = outdir / (Path(study).stem + "_cost")
     lines = [f"# {res['title']}", "",
              f"Study `{Path(study).name}`{' (--quick: 8x8 digits, 1 epoch)' if quick else ''}; "
@@ -182,8 +192,8 @@ def cost_study(study: str | Path, outdir: str | Path, *, costs: str | Path | Non
              "sample: totals over the run's epochs / samples (docs/cost.md).", "",
              "| run | cell | read path | test % | update cycles / sample | refreshes / sample "
              "| time / sample (s) | of which cycles / refresh (s) | energy / sample (J) "
-             "| of which cycles / refresh / reads (J) | run file |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| of which cycles / refresh / reads (J) | energy, refresh bound (J) | run file |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
 
     def g(v: float) -> str:
         return f"{v:.3g}" if math.isfinite(v) else "n/a"
@@ -199,10 +209,20 @@ def cost_study(study: str | Path, outdir: str | Path, *, costs: str | Path | Non
                      f"{g(t.get('update_cycles', math.nan))} / {g(t.get('refresh', math.nan))} | "
                      f"{g(r['energy_per_sample_J'])} | "
                      f"{g(e.get('update_cycles', math.nan))} / {g(e.get('refresh', math.nan))} / "
-                     f"{g(reads)} | `runs/{r['run']}.h5` |")
+                     f"{g(reads)} | {g(r['energy_per_sample_refresh_bound_J'])} | "
+                     f"`runs/{r['run']}.h5` |")
+    ref = ""
+    if rows:
+        led0 = ledgers[rows[0]["run"]]
+        e_ref, t_ref = led0["prices"]["refresh"]
+        ref = (f"two full tile update cycles, {g(e_ref)} J and {g(t_ref)} s per pair (the "
+               "costs have no refresh event)"
+               if any("no refresh event" in w for w in led0["warnings"]) else
+               f"the costs' refresh event, {g(e_ref)} J and {g(t_ref)} s per pair (one-pair "
+               "transient: an estimate)")
     lines += ["", "FP layers are counted, not priced (n/a). A pair refresh (reset and re-program, "
-              "sequential) is priced as two full tile update cycles: an upper bound for its "
-              "energy, an estimate of its time (docs/cost.md)."]
+              f"sequential) is priced with {ref}; \"energy, refresh bound\" prices it as two "
+              "full tile update cycles, an upper bound of its energy (docs/cost.md)."]
     cells = sorted({r["cell"] for r in rows if r["adc_bits"]})
     if cells:
         bits = sorted({r["adc_bits"] for r in rows if r["adc_bits"]})
@@ -228,9 +248,9 @@ def cost_study(study: str | Path, outdir: str | Path, *, costs: str | Path | Non
 
 def plot_cost_study(rows: list[dict[str, Any]], path: str | Path, title: str = "") -> Path:
     """Figure of a cost study: (left) test accuracy vs energy per training sample of the runs
-    with an ideal read path, the filled marker with refreshes priced as two tile update
-    cycles (upper bound), the open one with refreshes at 0 J (update cycles and reads only,
-    lower bound), joined by a line: the true cost lies on it; (right) test accuracy vs ADC
+    with an ideal read path, the dot with refreshes priced by the costs, the line from
+    refreshes at 0 J (update cycles and reads only) to refreshes at their upper bound (two
+    full tile update cycles, the bar): the true cost lies on it; (right) test accuracy vs ADC
     bits per cell, the ideal read path dashed."""
     from .experiments import _plt
 
@@ -245,12 +265,14 @@ def plot_cost_study(rows: list[dict[str, Any]], path: str | Path, title: str = "
         e = r.get("energy_per_sample_by_event_J") or {}
         lo = e.get("update_cycles", 0.0) + e.get("read_forward", 0.0) + \
             e.get("read_transposed", 0.0) + e.get("arbitration", 0.0)
-        hi = r["energy_per_sample_J"]
+        hi = r.get("energy_per_sample_refresh_bound_J", math.nan)
+        mid = r["energy_per_sample_J"]
         c = f"C{k % 10}"
-        lo, hi = 1e3 * lo, 1e3 * hi                      # mJ
-        ax.plot([lo, hi], [r["test"], r["test"]], "-", color=c, lw=1.2)
-        ax.plot([hi], [r["test"]], "o", color=c, label=r["label"])
-        ax.plot([lo], [r["test"]], "o", color=c, mfc="white")
+        lo, mid, hi = 1e3 * lo, 1e3 * mid, 1e3 * hi      # mJ
+        if math.isfinite(hi):
+            ax.plot([lo, hi], [r["test"], r["test"]], "-", color=c, lw=1.2)
+            ax.plot([hi], [r["test"]], "|", color=c, ms=10, mew=2)
+        ax.plot([mid], [r["test"]], "o", color=c, label=r["label"])
     for r in rows:
         if r.get("cell") == "fp" and r.get("read_path") == "ideal":
             ax.axhline(r["test"], color="0.4", ls=":", lw=1,
@@ -262,7 +284,7 @@ def plot_cost_study(rows: list[dict[str, Any]], path: str | Path, title: str = "
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("energy per training sample (mJ)\n"
-                  "filled: refresh = 2 tile cycles (upper bound); open: refresh = 0")
+                  "dot: refresh priced; line: refresh 0 ... upper bound (bar)")
     ax.set_ylabel("test accuracy (%)")
     ax.legend(fontsize=7, loc="lower left")
     ax.grid(alpha=0.3, which="both")

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from pyspice_rram.circuit.energy import (EventCosts, PeripheryCosts, event_costs, read_energy,
-                                         update_energy, update_pattern)
+                                         refresh_energy, update_energy, update_pattern)
 from pyspice_rram.circuit.tile import Tile
 from pyspice_rram.circuit.update import pwl_corners, update_pulses
 from pyspice_rram.device.model import conductance_density
@@ -117,6 +117,29 @@ def test_1x1_update_cycle_against_the_pulse_waveform(card):
     assert rel(u.array_energy_J, hand) < 1e-2
     assert u.array_time_s == pytest.approx(2 * 4 * P.period)
     assert u.info["pulses"] == 2 * 2 + 4      # 2 row pulses per phase, 4 column pulses
+
+
+def test_refresh_half_selected_energy_counts_the_pair_lines(card):
+    """A pair refresh (one-cell cycles) with ideal wires and drivers: every cell sees its
+    lines' source voltages, so the selected cell's energy does not depend on the tile and
+    the half-selected energy is that of one half-selected cell times the 2 (N - 1) cells of
+    its row and column; a full-tile update cycle drives every line and costs far more."""
+    kw = dict(x0=0.5, r_wire_row=0.0, r_driver=0.0, n_slots=3)
+    r4, r8 = (refresh_energy(card, n, **kw) for n in (4, 8))
+    for key in ("cells_selected", "cells_half_selected"):
+        assert r4.split_J[key] > 0
+    assert rel(r8.split_J["cells_selected"], r4.split_J["cells_selected"]) < 1e-6
+    assert rel(r8.split_J["cells_half_selected"] / 14, r4.split_J["cells_half_selected"] / 6) \
+        < 1e-6
+    assert r8.split_J["cells_unselected"] < 1e-9 * r8.array_energy_J
+    assert rel(r8.array_energy_J, sum(r8.split_J.values())) < 1e-6
+    assert r8.array_energy_J == pytest.approx(2 * r8.info["reset_cycle_J"]
+                                              + r8.info["program_cycle_J"], rel=1e-12)
+    assert r8.array_time_s == pytest.approx(2 * 2 * 3 * update_pulses(card, [1], [1],
+                                                                      n_slots=3).period)
+    xa, de = update_pattern(8, 8, "random", seed=0)
+    full = update_energy(card, xa, de, **kw)
+    assert r8.array_energy_J < 0.5 * full.array_energy_J
 
 
 def test_mna_matches_ngspice_on_a_32x32_tile(card):

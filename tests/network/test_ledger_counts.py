@@ -67,7 +67,7 @@ def test_one_sample_counts_equal_an_independent_count(tmp_path):
     assert ep["refreshes"][1].sum() == 0        # no device saturated: no pulse lost
 
 
-def _costs(path, tile=64):
+def _costs(path, tile=64, refresh=None):
     zero = PeripheryCosts().with_values("test: no periphery", **{
         k: 0.0 for k in ("dac_energy_J", "dac_time_s", "adc_energy_per_step_J", "adc_time_s",
                          "sense_energy_J", "pulse_driver_energy_J")})
@@ -76,20 +76,27 @@ def _costs(path, tile=64):
     ev = EventCosts(EventCost(1e-9, 1e-6), EventCost(2e-9, 1.5e-6), EventCost(5e-9, 4e-6),
                     zero, {"card": "test", "tile_rows": tile, "tile_cols": tile,
                            "r_wire_row": 1.0, "r_wire_col": 1.0, "r_driver": 0.0,
-                           "r_sense": 0.0})
+                           "r_sense": 0.0}, refresh)
     return ev.save(path)
 
 
-@pytest.mark.parametrize("cell", ["hybrid", "multi"])
-def test_energy_and_time_are_count_times_cost(tmp_path, cell):
+@pytest.mark.parametrize("cell,refresh", [("hybrid", None), ("multi", None),
+                                          ("hybrid", (3e-10, 7e-6))])
+def test_energy_and_time_are_count_times_cost(tmp_path, cell, refresh):
+    """Energy and time per epoch = Σ count × cost by hand; a refresh priced by the costs'
+    refresh event, or, in costs without one, as two update cycles (the upper bound)."""
     params = {"rounding": "stochastic"} if cell == "hybrid" else \
         {"rounding": "stochastic", "n_devices": 3}
     cfg = TrainConfig(name=cell, cell=cell, n_hidden=32, n_train=200, n_test=50, epochs=2,
                       w_max=[1.0, 2.0], cell_params=params)
     out = tmp_path / "r.h5"
     train(cfg, out, progress=False)
-    costs = _costs(tmp_path / "c.json")
+    costs = _costs(tmp_path / "c.json", refresh=None if refresh is None else
+                   EventCost(*refresh))
+    e_ref, t_ref = (2 * 5e-9, 2 * 4e-6) if refresh is None else refresh
     led = run_ledger(out, costs)
+    assert led["prices"]["refresh"] == (e_ref, t_ref)
+    assert any("no refresh event" in w for w in led["warnings"]) == (refresh is None)
     with h5py.File(out, "r") as f:
         ep = {k: f["epochs"][k][()] for k in f["epochs"]}
     A = 2 if cell == "hybrid" else 3
@@ -104,8 +111,8 @@ def test_energy_and_time_are_count_times_cost(tmp_path, cell):
             T += ep["reads_transposed"][e][li] * 1.5e-6
             E += ep["update_cycles"][e][li].sum() * 2 * tiles[li] * 5e-9
             T += ep["update_cycles"][e][li].sum() * 4e-6
-            E += ep["refreshes"][e][li].sum() * 2 * 5e-9
-            T += ep["refreshes"][e][li].sum() * 2 * 4e-6
+            E += ep["refreshes"][e][li].sum() * e_ref
+            T += ep["refreshes"][e][li].sum() * t_ref
             if cell == "multi":
                 E += n * 7e-12
                 T += n * 3e-9
