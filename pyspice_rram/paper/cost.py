@@ -104,6 +104,7 @@ def run_ledger(path: str | Path, costs: str | Path | None = None) -> dict[str, A
     return {"run": str(path), "name": cfg.get("name"), "cell": cfg.get("cell"),
             "periphery": cfg.get("periphery"), "prices": prices, "source": source,
             "periphery_sources": ec.periphery.sources, "settings": ec.settings,
+            "refresh_event": ec.refresh is not None,
             "warnings": warn, "epochs": rows}
 
 
@@ -120,7 +121,8 @@ QUICK = {"dataset": "digits", "epochs": 1, "n_hidden": 32}
 
 def _run_totals(led: dict[str, Any]) -> dict[str, float]:
     """Totals over the counted epochs of a ledger: energy and time per training sample,
-    update cycles per sample, energy by event per sample."""
+    update cycles per sample, energy by event per sample, and the energy per sample with
+    refreshes at 0 J and at their upper bound (two full tile update cycles)."""
     rows = led["epochs"]
     n = sum(r["samples"] for r in rows)
     if not n:
@@ -130,11 +132,15 @@ def _run_totals(led: dict[str, Any]) -> dict[str, float]:
     by = {k: sum(r["energy_J"][k] for r in rows) / n for k in rows[0]["energy_J"]}
     by_t = {k: sum(r["time_s"][k] for r in rows) / n for k in rows[0]["time_s"]}
     refresh = sum(sum(sum(L["refreshes"]) for L in r["layers"]) for r in rows)
+    no_refresh = sum(v for k, v in by.items() if k != "refresh")
     return {"energy_per_sample_J": sum(r["total_energy_J"] for r in rows) / n,
             "time_per_sample_s": sum(r["total_time_s"] for r in rows) / n,
             "update_cycles_per_sample": cyc / n, "refreshes_per_sample": refresh / n,
             "samples": n, "energy_per_sample_by_event_J": by,
-            "time_per_sample_by_event_s": by_t}
+            "time_per_sample_by_event_s": by_t,
+            "energy_per_sample_no_refresh_J": no_refresh,
+            "energy_per_sample_refresh_bound_J":
+                no_refresh + refresh / n * 2 * led["prices"]["update_cycle"][0]}
 
 
 def _read_path(cfg: dict) -> str:
@@ -176,15 +182,9 @@ def cost_study(study: str | Path, outdir: str | Path, *, costs: str | Path | Non
         source = led["source"]
         ledgers[r["run"]] = led
         cfg = json.loads(json.dumps(_config_of(path)))
-        tot = _run_totals(led)
-        by = tot.get("energy_per_sample_by_event_J") or {}
-        # the refresh priced at its upper bound, two full tile update cycles
-        bound = (sum(v for k, v in by.items() if k != "refresh")
-                 + tot.get("refreshes_per_sample", 0.0) * 2 * led["prices"]["update_cycle"][0]
-                 if by else math.nan)
         rows.append({**r, "cell": cfg["cell"], "read_path": _read_path(cfg),
                      "adc_bits": (cfg.get("periphery") or {}).get("adc_bits"),
-                     **tot, "energy_per_sample_refresh_bound_J": bound})
+                     **_run_totals(led)})
     stem = outdir / (Path(study).stem + "_cost")
     lines = [f"# {res['title']}", "",
              f"Study `{Path(study).name}`{' (--quick: 8x8 digits, 1 epoch)' if quick else ''}; "
@@ -209,17 +209,16 @@ def cost_study(study: str | Path, outdir: str | Path, *, costs: str | Path | Non
                      f"{g(t.get('update_cycles', math.nan))} / {g(t.get('refresh', math.nan))} | "
                      f"{g(r['energy_per_sample_J'])} | "
                      f"{g(e.get('update_cycles', math.nan))} / {g(e.get('refresh', math.nan))} / "
-                     f"{g(reads)} | {g(r['energy_per_sample_refresh_bound_J'])} | "
+                     f"{g(reads)} | {g(r.get('energy_per_sample_refresh_bound_J', math.nan))} | "
                      f"`runs/{r['run']}.h5` |")
     ref = ""
     if rows:
         led0 = ledgers[rows[0]["run"]]
         e_ref, t_ref = led0["prices"]["refresh"]
-        ref = (f"two full tile update cycles, {g(e_ref)} J and {g(t_ref)} s per pair (the "
-               "costs have no refresh event)"
-               if any("no refresh event" in w for w in led0["warnings"]) else
-               f"the costs' refresh event, {g(e_ref)} J and {g(t_ref)} s per pair (one-pair "
-               "transient: an estimate)")
+        ref = (f"the costs' refresh event, {g(e_ref)} J and {g(t_ref)} s per pair (one-pair "
+               "transient: an estimate)" if led0["refresh_event"] else
+               f"two full tile update cycles, {g(e_ref)} J and {g(t_ref)} s per pair (the "
+               "costs have no refresh event)")
     lines += ["", "FP layers are counted, not priced (n/a). A pair refresh (reset and re-program, "
               f"sequential) is priced with {ref}; \"energy, refresh bound\" prices it as two "
               "full tile update cycles, an upper bound of its energy (docs/cost.md)."]
@@ -252,6 +251,8 @@ def plot_cost_study(rows: list[dict[str, Any]], path: str | Path, title: str = "
     refreshes at 0 J (update cycles and reads only) to refreshes at their upper bound (two
     full tile update cycles, the bar): the true cost lies on it; (right) test accuracy vs ADC
     bits per cell, the ideal read path dashed."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
     from .experiments import _plt
 
     plt = _plt()
@@ -262,13 +263,10 @@ def plot_cost_study(rows: list[dict[str, Any]], path: str | Path, title: str = "
     ideal = [r for r in rows if r.get("read_path") == "ideal"
              and math.isfinite(r["energy_per_sample_J"])]
     for k, r in enumerate(ideal):
-        e = r.get("energy_per_sample_by_event_J") or {}
-        lo = e.get("update_cycles", 0.0) + e.get("read_forward", 0.0) + \
-            e.get("read_transposed", 0.0) + e.get("arbitration", 0.0)
-        hi = r.get("energy_per_sample_refresh_bound_J", math.nan)
-        mid = r["energy_per_sample_J"]
+        lo, mid, hi = (1e3 * r[k] for k in (               # mJ
+            "energy_per_sample_no_refresh_J", "energy_per_sample_J",
+            "energy_per_sample_refresh_bound_J"))
         c = f"C{k % 10}"
-        lo, mid, hi = 1e3 * lo, 1e3 * mid, 1e3 * hi      # mJ
         if math.isfinite(hi):
             ax.plot([lo, hi], [r["test"], r["test"]], "-", color=c, lw=1.2)
             ax.plot([hi], [r["test"]], "|", color=c, ms=10, mew=2)
@@ -278,8 +276,6 @@ def plot_cost_study(rows: list[dict[str, Any]], path: str | Path, title: str = "
             ax.axhline(r["test"], color="0.4", ls=":", lw=1,
                        label=f"{r['label']} (not priced)")
     ax.set_xscale("log")
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
-
     ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     ax.xaxis.set_minor_formatter(NullFormatter())

@@ -97,6 +97,7 @@ def test_energy_and_time_are_count_times_cost(tmp_path, cell, refresh):
     led = run_ledger(out, costs)
     assert led["prices"]["refresh"] == (e_ref, t_ref)
     assert any("no refresh event" in w for w in led["warnings"]) == (refresh is None)
+    assert led["refresh_event"] == (refresh is not None)
     with h5py.File(out, "r") as f:
         ep = {k: f["epochs"][k][()] for k in f["epochs"]}
     A = 2 if cell == "hybrid" else 3
