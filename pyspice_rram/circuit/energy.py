@@ -282,6 +282,11 @@ class EventCost:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "EventCost":
         d = {k: v for k, v in d.items() if k not in ("energy_J", "time_s")}
+        for k in ("array_energy_J", "array_time_s", "periphery_energy_J", "periphery_time_s"):
+            v = d.get(k, 0.0)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) \
+                    or v < 0:
+                raise ValueError(f"field {k} = {v!r} is not a finite number >= 0")
         return cls(**d)
 
 
@@ -759,6 +764,10 @@ def refresh_energy(card: ModelCard, rows: int, cols: int | None = None, *,
     the figure is an estimate, not a bound (the full-tile bound is ``2 E_cyc``).
     """
     cols = rows if cols is None else cols
+    for name, n in (("rows", rows), ("cols", cols)):
+        if isinstance(n, bool) or int(n) != n or n < 1:
+            raise UserInputError(f"refresh_energy: {name} must be an integer >= 1, got {n!r}")
+    rows, cols = int(rows), int(cols)
     kw = dict(x0=x0, area=area, r_wire_row=r_wire_row, r_wire_col=r_wire_col,
               r_driver=r_driver, n_slots=n_slots, t_on=t_on, t_edge=t_edge, v_set=v_set,
               v_dep=v_dep, timeout=timeout)

@@ -206,6 +206,25 @@ def test_bad_settings_are_refused(card):
         read_energy(Tile(g=[[1e-5]]), [0.1], solver="spectre")
     with pytest.raises(ValueError, match="disturb"):
         event_costs(card, 2, v_read=1.5)
+    with pytest.raises(UserInputError, match="rows must be an integer >= 1, got 0"):
+        refresh_energy(card, 0)
+
+
+def test_a_costs_file_with_a_bad_refresh_event_names_file_and_field(tmp_path):
+    """A costs file whose refresh energy is not a number stops with the file and the field,
+    instead of pricing a ledger with it."""
+    from pathlib import Path
+
+    import pyspice_rram
+
+    src = Path(pyspice_rram.__file__).parent / "data/event_costs/motiox-reference_64x64.json"
+    d = json.loads(src.read_text())
+    assert d["refresh"]["array_energy_J"] > 0           # the shipped file has the event
+    d["refresh"]["array_energy_J"] = "1.9e-6 J"
+    bad = tmp_path / "costs.json"
+    bad.write_text(json.dumps(d))
+    with pytest.raises(UserInputError, match=r"costs\.json.*array_energy_J = '1\.9e-6 J'"):
+        EventCosts.load(bad)
 
 
 def test_cli_writes_event_costs_and_keeps_an_earlier_file(tmp_path, capsys):
